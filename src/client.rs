@@ -1,0 +1,491 @@
+//! The client: a DEALER proxy that multiplexes any number of concurrent
+//! calls, heartbeats them, and survives server restarts.
+//!
+//! One core task owns all call state; callers encode their request and
+//! decode their reply in their own task, and wait for the reply with their
+//! own timeout, so the core only routes. A call whose caller gave up
+//! (timeout, or the future was dropped) is forgotten on the next tick, which
+//! stops its heartbeats: that is how zerorpc cancels a call.
+//!
+//! Each endpoint is its own link, and every event of a call goes through the
+//! link that carried its request, so heartbeats always reach the server that
+//! runs the call even when a client is connected to several servers.
+
+use crate::error::{Error, RemoteError};
+use crate::event::{self, Event, Header, MessageId};
+use crate::heartbeat::Beat;
+use crate::transport::{self, Kind, Link, LinkEvent, LinkId};
+use bytes::Bytes;
+use rmpv::Value;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use zeromq::ZmqMessage;
+
+/// Default call timeout, as in zerorpc.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Configures a [`Client`].
+#[derive(Clone, Debug)]
+pub struct ClientBuilder {
+    connects: Vec<String>,
+    binds: Vec<String>,
+    timeout: Option<Duration>,
+    heartbeat: Option<Duration>,
+    passive: bool,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        ClientBuilder {
+            connects: Vec::new(),
+            binds: Vec::new(),
+            timeout: Some(DEFAULT_TIMEOUT),
+            heartbeat: Some(crate::server::DEFAULT_HEARTBEAT),
+            passive: false,
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// Connect to a server endpoint (repeatable; calls are spread over the
+    /// connected servers).
+    pub fn connect(mut self, endpoint: impl Into<String>) -> Self {
+        self.connects.push(endpoint.into());
+        self
+    }
+
+    /// Bind an endpoint for servers to connect to (workers layout).
+    pub fn bind(mut self, endpoint: impl Into<String>) -> Self {
+        self.binds.push(endpoint.into());
+        self
+    }
+
+    /// Default timeout of every call (30 s); `None` waits forever.
+    pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Heartbeat period (5 s); `None` disables heartbeats and lost-remote
+    /// detection (calls are then bounded by their timeout only).
+    pub fn heartbeat(mut self, period: Option<Duration>) -> Self {
+        self.heartbeat = period.filter(|p| !p.is_zero());
+        self
+    }
+
+    /// Passive heartbeat: only start heartbeating a call once the server
+    /// has (what the `zerorpc` command line does by default).
+    pub fn passive_heartbeat(mut self, passive: bool) -> Self {
+        self.passive = passive;
+        self
+    }
+
+    /// Start the client. Connecting happens in the background: this returns
+    /// at once, and calls made before a server is reachable wait for it
+    /// (bounded by their timeout). Binding errors are reported here.
+    pub async fn build(self) -> Result<Client, Error> {
+        if self.connects.is_empty() && self.binds.is_empty() {
+            return Err(Error::Transport("a client needs at least one endpoint to connect or bind".into()));
+        }
+        let (events_tx, events_rx) = mpsc::channel(transport::INBOUND_QUEUE);
+        let mut links = Vec::new();
+        for ep in &self.connects {
+            links.push(transport::connect(Kind::Dealer, links.len(), ep, events_tx.clone())?);
+        }
+        for ep in &self.binds {
+            links.push(transport::bind(Kind::Dealer, links.len(), ep, events_tx.clone()).await?);
+        }
+        let endpoints = links.iter().map(|l| l.endpoint.clone()).collect();
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let core = Core {
+            up: vec![false; links.len()],
+            links,
+            next: 0,
+            pending: VecDeque::new(),
+            calls: HashMap::new(),
+            heartbeat: self.heartbeat,
+            passive: self.passive,
+        };
+        let task = tokio::spawn(core.run(cmd_rx, events_rx));
+        Ok(Client { inner: Arc::new(Inner { cmd: cmd_tx, timeout: self.timeout, endpoints, task }) })
+    }
+}
+
+/// Per-call options.
+#[derive(Clone, Debug, Default)]
+pub struct CallOptions {
+    /// Overrides the client's timeout for this call (`Some(None)` = forever).
+    pub timeout: Option<Option<Duration>>,
+}
+
+impl CallOptions {
+    /// A call with this timeout.
+    pub fn timeout(t: Duration) -> Self {
+        CallOptions { timeout: Some(Some(t)) }
+    }
+}
+
+/// A connection to one or more zerorpc servers. Cheap to clone; all clones
+/// share one socket per endpoint. The socket closes when the last clone is
+/// dropped or [`Client::close`] is called.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cmd: mpsc::UnboundedSender<Cmd>,
+    timeout: Option<Duration>,
+    endpoints: Vec<String>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The first data event of a call: its name and raw args.
+type Answer = Result<(String, Bytes), Error>;
+
+enum Cmd {
+    Call { id: MessageId, frame: Vec<u8>, method: String, reply: oneshot::Sender<Answer> },
+    Close(oneshot::Sender<()>),
+}
+
+impl Client {
+    /// Connect to one endpoint with default settings.
+    pub async fn connect(endpoint: &str) -> Result<Client, Error> {
+        Client::builder().connect(endpoint).build().await
+    }
+
+    /// Start configuring a client.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// The endpoints (bound ones resolved).
+    pub fn endpoints(&self) -> &[String] {
+        &self.inner.endpoints
+    }
+
+    /// Call `method` with `args` (a tuple such as `(1, 2)`, `()` for none, or
+    /// a `Vec`) and decode the result into `R`.
+    pub async fn call<A: Serialize, R: DeserializeOwned>(&self, method: &str, args: A) -> Result<R, Error> {
+        self.call_with(method, args, CallOptions::default()).await
+    }
+
+    /// [`Client::call`] with per-call options.
+    pub async fn call_with<A: Serialize, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: A,
+        opts: CallOptions,
+    ) -> Result<R, Error> {
+        let raw = encode_args(&args)?;
+        let result = self.call_raw(method, &raw, opts).await?;
+        rmp_serde::from_slice(&result).map_err(|e| Error::Decode(format!("result of {method}: {e}")))
+    }
+
+    /// Call with dynamic values; the result keeps its msgpack types.
+    pub async fn call_dynamic(&self, method: &str, args: Vec<Value>) -> Result<Value, Error> {
+        self.call_dynamic_with(method, args, CallOptions::default()).await
+    }
+
+    /// [`Client::call_dynamic`] with per-call options.
+    pub async fn call_dynamic_with(&self, method: &str, args: Vec<Value>, opts: CallOptions) -> Result<Value, Error> {
+        let raw = crate::service::encode_value(&Value::Array(args));
+        let result = self.call_raw(method, &raw, opts).await?;
+        rmpv::decode::read_value_with_max_depth(&mut &result[..], event::MAX_DEPTH + 1)
+            .map_err(|e| Error::Decode(format!("result of {method}: {e}")))
+    }
+
+    /// Send a request whose args are raw msgpack; returns the raw result.
+    async fn call_raw(&self, method: &str, args: &[u8], opts: CallOptions) -> Result<Bytes, Error> {
+        let id = MessageId::new();
+        let frame = event::encode(Header { message_id: &id, response_to: None }, method, args);
+        let (reply, rx) = oneshot::channel();
+        let cmd = Cmd::Call { id, frame, method: method.to_string(), reply };
+        self.inner.cmd.send(cmd).map_err(|_| Error::Closed)?;
+        let timeout = opts.timeout.unwrap_or(self.inner.timeout);
+        let answer = match timeout {
+            Some(t) => match tokio::time::timeout(t, rx).await {
+                Ok(a) => a,
+                Err(_) => return Err(Error::Timeout { method: method.to_string(), after: t }),
+            },
+            None => rx.await,
+        };
+        let (name, args) = answer.map_err(|_| Error::Closed)??;
+        match name.as_str() {
+            event::OK => {
+                let items = event::array_items(&args).unwrap_or_default();
+                items.into_iter().next().ok_or_else(|| Error::Protocol(format!("OK reply to {method} has no value")))
+            }
+            event::ERR => Err(Error::Remote(parse_err(&args))),
+            other => Err(Error::Protocol(format!("unexpected {other} reply to {method}"))),
+        }
+    }
+
+    /// Fail every pending call with [`Error::Closed`] and close the sockets.
+    pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.inner.cmd.send(Cmd::Close(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// Encode call arguments as a msgpack array: `()` becomes `[]`, a tuple or
+/// sequence is the array itself, and any other value becomes a single
+/// argument.
+fn encode_args<A: Serialize>(args: &A) -> Result<Vec<u8>, Error> {
+    let raw = rmp_serde::to_vec_named(args).map_err(|e| Error::Decode(format!("arguments: {e}")))?;
+    Ok(match raw.first() {
+        Some(0xc0) => vec![0x90],
+        Some(0x90..=0x9f | 0xdc | 0xdd) => raw,
+        _ => {
+            let mut v = Vec::with_capacity(raw.len() + 1);
+            v.push(0x91);
+            v.extend_from_slice(&raw);
+            v
+        }
+    })
+}
+
+/// Read `ERR` args: `[name, message, traceback]` (v2+) or `[repr]` (v1).
+fn parse_err(args: &Bytes) -> RemoteError {
+    let items: Vec<String> = match rmpv::decode::read_value_with_max_depth(&mut &args[..], 8) {
+        Ok(Value::Array(a)) => a
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => s.into_str().unwrap_or_default(),
+                Value::Nil => String::new(),
+                other => other.to_string(),
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut it = items.into_iter();
+    match (it.next(), it.next(), it.next()) {
+        (Some(name), Some(message), tb) => RemoteError { name, message, traceback: tb.unwrap_or_default() },
+        (Some(repr), None, _) => RemoteError { name: "RemoteError".into(), message: repr, traceback: String::new() },
+        _ => RemoteError { name: "RemoteError".into(), message: "malformed ERR reply".into(), traceback: String::new() },
+    }
+}
+
+struct Call {
+    /// The request, until a link takes it.
+    frame: Option<Vec<u8>>,
+    link: Option<LinkId>,
+    beat: Beat,
+    method: String,
+    reply: oneshot::Sender<Answer>,
+}
+
+struct Core {
+    links: Vec<Link>,
+    up: Vec<bool>,
+    next: usize,
+    /// Calls waiting for a connected link, oldest first.
+    pending: VecDeque<MessageId>,
+    calls: HashMap<MessageId, Call>,
+    heartbeat: Option<Duration>,
+    passive: bool,
+}
+
+impl Core {
+    async fn run(mut self, mut cmds: mpsc::UnboundedReceiver<Cmd>, mut events: mpsc::Receiver<LinkEvent>) {
+        // Without heartbeats the tick only forgets abandoned calls.
+        let period = self.heartbeat.unwrap_or(Duration::from_secs(2));
+        let mut tick = tokio::time::interval(period / 2);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                cmd = cmds.recv() => match cmd {
+                    Some(Cmd::Call { id, frame, method, reply }) => {
+                        let beat = Beat::new(Instant::now(), !self.passive);
+                        self.calls.insert(id, Call { frame: Some(frame), link: None, beat, method, reply });
+                        self.pending.push_back(id);
+                        self.flush_pending();
+                    }
+                    Some(Cmd::Close(done)) => {
+                        self.fail_where(|_| true, || Error::Closed);
+                        for link in std::mem::take(&mut self.links) {
+                            link.close(Duration::from_millis(200)).await;
+                        }
+                        let _ = done.send(());
+                        return;
+                    }
+                    None => return,
+                },
+                Some(ev) = events.recv() => self.on_link_event(ev),
+                _ = tick.tick() => self.on_tick(period),
+            }
+        }
+    }
+
+    fn on_link_event(&mut self, ev: LinkEvent) {
+        match ev {
+            LinkEvent::Up(l) => {
+                self.up[l] = true;
+                self.flush_pending();
+            }
+            LinkEvent::Down(l) => {
+                self.up[l] = false;
+                let ep = self.links[l].endpoint.clone();
+                self.fail_where(|c| c.link == Some(l), || Error::LostRemote {
+                    method: String::new(),
+                    reason: format!("connection to {ep} closed"),
+                });
+            }
+            LinkEvent::Message(l, msg) => self.on_message(l, msg),
+            LinkEvent::PeerGone(..) => {}
+        }
+    }
+
+    fn on_message(&mut self, _link: LinkId, msg: ZmqMessage) {
+        let Some(payload) = transport::payload(&msg) else { return };
+        let ev = match Event::decode(payload) {
+            Ok(ev) => ev,
+            Err(e) => {
+                tracing::warn!(error = %e, "dropped an undecodable reply");
+                return;
+            }
+        };
+        let Some(id) = ev.response_to.as_deref().and_then(MessageId::from_raw) else {
+            tracing::debug!(name = ?ev.name, "unable to route event (no known response_to)");
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            tracing::debug!(name = ?ev.name, "unable to route event (call finished)");
+            return;
+        };
+        let now = Instant::now();
+        let name = match ev.name {
+            Ok(n) => n,
+            Err(_) => return,
+        };
+        match name.as_str() {
+            event::HEARTBEAT => call.beat.heard_heartbeat(now),
+            event::MORE => call.beat.heard(now),
+            _ => {
+                if let Some(call) = self.calls.remove(&id) {
+                    let _ = call.reply.send(Ok((name, ev.args)));
+                }
+            }
+        }
+    }
+
+    fn on_tick(&mut self, period: Duration) {
+        let now = Instant::now();
+        let mut lost = Vec::new();
+        let mut abandoned = Vec::new();
+        for (id, call) in self.calls.iter_mut() {
+            if call.reply.is_closed() {
+                abandoned.push(*id);
+                continue;
+            }
+            let Some(link) = call.link else { continue };
+            if self.heartbeat.is_none() {
+                continue;
+            }
+            if call.beat.lost(now, period) {
+                lost.push(*id);
+            } else if call.beat.due(now, period) {
+                let hb_id = MessageId::new();
+                let rt = raw_id(id);
+                let hb = event::encode(Header { message_id: &hb_id, response_to: Some(&rt) }, event::HEARTBEAT, event::HEARTBEAT_ARGS);
+                let _ = self.links[link].out.send(ZmqMessage::from(hb));
+            }
+        }
+        for id in abandoned {
+            self.calls.remove(&id);
+        }
+        self.pending.retain(|id| self.calls.contains_key(id));
+        for id in lost {
+            if let Some(call) = self.calls.remove(&id) {
+                let reason = format!("no heartbeat for more than {}", crate::error::fmt_secs(2 * period));
+                let _ = call.reply.send(Err(Error::LostRemote { method: call.method, reason }));
+            }
+        }
+    }
+
+    /// Hand waiting requests to connected links, round-robin.
+    fn flush_pending(&mut self) {
+        while let Some(id) = self.pending.front().copied() {
+            let Some(link) = self.pick_link() else { return };
+            self.pending.pop_front();
+            let Some(call) = self.calls.get_mut(&id) else { continue };
+            let Some(frame) = call.frame.take() else { continue };
+            call.link = Some(link);
+            // The heartbeat clock starts when the request leaves.
+            call.beat = Beat::new(Instant::now(), !self.passive);
+            let mut msg = ZmqMessage::from(Bytes::new());
+            msg.push_back(Bytes::from(frame));
+            let _ = self.links[link].out.send(msg);
+        }
+    }
+
+    fn pick_link(&mut self) -> Option<LinkId> {
+        let n = self.links.len();
+        for i in 0..n {
+            let l = (self.next + i) % n;
+            if self.up[l] {
+                self.next = l + 1;
+                return Some(l);
+            }
+        }
+        None
+    }
+
+    fn fail_where(&mut self, pred: impl Fn(&Call) -> bool, err: impl Fn() -> Error) {
+        let ids: Vec<MessageId> = self.calls.iter().filter(|(_, c)| pred(c)).map(|(id, _)| *id).collect();
+        for id in ids {
+            if let Some(call) = self.calls.remove(&id) {
+                let e = match err() {
+                    Error::LostRemote { reason, .. } => Error::LostRemote { method: call.method, reason },
+                    other => other,
+                };
+                let _ = call.reply.send(Err(e));
+            }
+        }
+        self.pending.retain(|id| self.calls.contains_key(id));
+    }
+}
+
+/// Our id as it appears raw in `response_to`.
+fn raw_id(id: &MessageId) -> [u8; 34] {
+    let mut raw = [0u8; 34];
+    raw[0] = 0xc4;
+    raw[1] = 32;
+    raw[2..].copy_from_slice(id.as_bytes());
+    raw
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_encoding_shapes() {
+        assert_eq!(encode_args(&()).unwrap(), vec![0x90]);
+        assert_eq!(encode_args(&(1, 2)).unwrap(), vec![0x92, 1, 2]);
+        assert_eq!(encode_args(&vec![1]).unwrap(), vec![0x91, 1]);
+        assert_eq!(encode_args(&"x").unwrap(), vec![0x91, 0xa1, b'x']);
+    }
+
+    #[test]
+    fn err_parsing() {
+        let raw = crate::service::encode_value(&Value::Array(vec!["NameError".into(), "x".into(), "tb".into()]));
+        let e = parse_err(&Bytes::from(raw));
+        assert_eq!((e.name.as_str(), e.message.as_str(), e.traceback.as_str()), ("NameError", "x", "tb"));
+        let raw = crate::service::encode_value(&Value::Array(vec!["ValueError('x')".into()]));
+        assert_eq!(parse_err(&Bytes::from(raw)).message, "ValueError('x')");
+    }
+}

@@ -1,0 +1,108 @@
+//! Per-channel heartbeat bookkeeping, shared by client and server.
+//!
+//! There is no task or timer per channel: each side runs one periodic tick
+//! (every half period) over its open channels and asks each [`Beat`] whether
+//! a `_zpc_hb` is due and whether the remote is lost. The rules follow
+//! zerorpc-python so mixed deployments agree:
+//! - the first heartbeat goes out one period after the channel opens, never
+//!   before (an early one would race the peer's channel registration);
+//! - a passive side sends nothing until it has heard the remote's first one;
+//! - the remote is lost after more than two periods of silence, counted from
+//!   one period after the channel opened if nothing was ever heard (so a
+//!   passive peer, whose first heartbeat arrives at two periods, is not lost).
+
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Heartbeat state of one channel.
+#[derive(Debug, Clone)]
+pub(crate) struct Beat {
+    opened: Instant,
+    last_heard: Option<Instant>,
+    last_sent: Option<Instant>,
+    active: bool,
+}
+
+impl Beat {
+    pub(crate) fn new(now: Instant, active: bool) -> Self {
+        Beat { opened: now, last_heard: None, last_sent: None, active }
+    }
+
+    /// The remote showed a sign of life on this channel.
+    pub(crate) fn heard(&mut self, now: Instant) {
+        self.last_heard = Some(now);
+    }
+
+    /// The remote sent `_zpc_hb`: a passive side becomes active.
+    pub(crate) fn heard_heartbeat(&mut self, now: Instant) {
+        self.heard(now);
+        self.active = true;
+    }
+
+    /// Should a heartbeat go out now? Records it if so.
+    pub(crate) fn due(&mut self, now: Instant, period: Duration) -> bool {
+        if !self.active {
+            return false;
+        }
+        let since = self.last_sent.unwrap_or(self.opened);
+        // Half a tick of slack so a tick landing a hair early still sends;
+        // the peer tolerates anything under two periods.
+        if now + period / 4 >= since + period {
+            self.last_sent = Some(now);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Has the remote been silent for too long?
+    pub(crate) fn lost(&self, now: Instant, period: Duration) -> bool {
+        let baseline = match self.last_heard {
+            Some(t) => t,
+            // Passive channels that never heard anything are judged by their
+            // timeout alone, like Python's passive client.
+            None if !self.active => return false,
+            None => self.opened + period,
+        };
+        now > baseline + 2 * period
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const F: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn first_beat_after_one_period_then_every_period() {
+        let t0 = Instant::now();
+        let mut b = Beat::new(t0, true);
+        assert!(!b.due(t0 + Duration::from_secs(2), F));
+        assert!(b.due(t0 + Duration::from_millis(4900), F));
+        assert!(!b.due(t0 + Duration::from_secs(7), F));
+        assert!(b.due(t0 + Duration::from_secs(10), F));
+    }
+
+    #[test]
+    fn passive_waits_for_the_remote() {
+        let t0 = Instant::now();
+        let mut b = Beat::new(t0, false);
+        assert!(!b.due(t0 + Duration::from_secs(20), F));
+        assert!(!b.lost(t0 + Duration::from_secs(60), F));
+        b.heard_heartbeat(t0 + Duration::from_secs(5));
+        assert!(b.due(t0 + Duration::from_secs(6), F));
+    }
+
+    #[test]
+    fn lost_after_two_periods_of_silence() {
+        let t0 = Instant::now();
+        let mut b = Beat::new(t0, true);
+        // Never heard: baseline is one period after opening.
+        assert!(!b.lost(t0 + Duration::from_secs(15), F));
+        assert!(b.lost(t0 + Duration::from_millis(15_001), F));
+        b.heard(t0 + Duration::from_secs(14));
+        assert!(!b.lost(t0 + Duration::from_secs(24), F));
+        assert!(b.lost(t0 + Duration::from_millis(24_001), F));
+    }
+}

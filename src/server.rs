@@ -1,0 +1,431 @@
+//! The server: ROUTER sockets in, one task per request, replies out.
+//!
+//! One core task owns all channel state. It reads events from every link,
+//! starts a tokio task per request, sends heartbeats on one shared tick and
+//! cancels the task of any client that goes silent or disconnects. Handler
+//! tasks encode their own reply (off the core) and hand it back; the core
+//! forwards it only if the channel is still open, so a reply to a client that
+//! has gone is simply dropped.
+
+use crate::error::{Error, ServiceError};
+use crate::event::{self, Event, Header, MessageId};
+use crate::heartbeat::Beat;
+use crate::service::{Args, Reply, Service};
+use crate::transport::{self, Kind, Link, LinkEvent, LinkId};
+use bytes::Bytes;
+use futures::FutureExt;
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+use zeromq::ZmqMessage;
+
+/// Default heartbeat period, as in zerorpc.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// Configures and starts a [`Server`].
+pub struct ServerBuilder {
+    service: Service,
+    binds: Vec<String>,
+    connects: Vec<String>,
+    heartbeat: Option<Duration>,
+    pool_size: Option<usize>,
+}
+
+impl ServerBuilder {
+    /// Bind a ROUTER endpoint (`tcp://127.0.0.1:4242`, `tcp://*:4242`,
+    /// `tcp://127.0.0.1:0` for any free port, `ipc:///tmp/x.sock`).
+    pub fn bind(mut self, endpoint: impl Into<String>) -> Self {
+        self.binds.push(endpoint.into());
+        self
+    }
+
+    /// Connect to a bound client (the "workers connect to the client"
+    /// layout); reconnects if that client restarts.
+    pub fn connect(mut self, endpoint: impl Into<String>) -> Self {
+        self.connects.push(endpoint.into());
+        self
+    }
+
+    /// Heartbeat period (default 5 s); `None` disables heartbeats and
+    /// lost-client detection.
+    pub fn heartbeat(mut self, period: Option<Duration>) -> Self {
+        self.heartbeat = period.filter(|p| !p.is_zero());
+        self
+    }
+
+    /// At most `n` requests run at once; the rest wait their turn.
+    pub fn pool_size(mut self, n: usize) -> Self {
+        self.pool_size = Some(n.max(1));
+        self
+    }
+
+    /// Bind and connect everything, then serve in the background.
+    pub async fn start(self) -> Result<Server, Error> {
+        if self.binds.is_empty() && self.connects.is_empty() {
+            return Err(Error::Transport("a server needs at least one --bind or --connect endpoint".into()));
+        }
+        let (events_tx, events_rx) = mpsc::channel(transport::INBOUND_QUEUE);
+        let mut links = Vec::new();
+        for ep in &self.binds {
+            links.push(transport::bind(Kind::Router, links.len(), ep, events_tx.clone()).await?);
+        }
+        for ep in &self.connects {
+            links.push(transport::connect(Kind::Router, links.len(), ep, events_tx.clone())?);
+        }
+        let endpoints = links.iter().map(|l| l.endpoint.clone()).collect();
+        let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let core = Core {
+            service: Arc::new(self.service),
+            links,
+            chans: HashMap::new(),
+            heartbeat: self.heartbeat,
+            pool: self.pool_size.map(|n| Arc::new(Semaphore::new(n))),
+            done_tx,
+            warned: RateLimit::default(),
+        };
+        let task = tokio::spawn(core.run(events_rx, done_rx, ctl_rx));
+        Ok(Server { endpoints, ctl: ctl_tx, task: Some(task) })
+    }
+}
+
+/// A running server. Dropping it stops it at once; [`Server::stop`] drains.
+pub struct Server {
+    endpoints: Vec<String>,
+    ctl: mpsc::UnboundedSender<Ctl>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+enum Ctl {
+    Stop { grace: Duration, done: oneshot::Sender<()> },
+}
+
+impl Server {
+    /// Start configuring a server for `service`.
+    pub fn builder(service: Service) -> ServerBuilder {
+        ServerBuilder { service, binds: Vec::new(), connects: Vec::new(), heartbeat: Some(DEFAULT_HEARTBEAT), pool_size: None }
+    }
+
+    /// The endpoints, bound ones resolved (a `:0` port shows the real port).
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// Stop taking requests (new ones get `ERR`), let running ones finish
+    /// for up to `grace`, cancel the rest, and close every socket.
+    pub async fn stop(mut self, grace: Duration) {
+        let (done, wait) = oneshot::channel();
+        if self.ctl.send(Ctl::Stop { grace, done }).is_ok() {
+            let _ = wait.await;
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct ChanKey {
+    link: LinkId,
+    identity: Bytes,
+    id: Bytes,
+}
+
+struct Chan {
+    /// Frames to put before the payload when replying (identity, envelope,
+    /// empty delimiter).
+    route: Vec<Bytes>,
+    task: AbortHandle,
+    beat: Beat,
+}
+
+struct Done {
+    key: ChanKey,
+    payload: Vec<u8>,
+}
+
+struct Core {
+    service: Arc<Service>,
+    links: Vec<Link>,
+    chans: HashMap<ChanKey, Chan>,
+    heartbeat: Option<Duration>,
+    pool: Option<Arc<Semaphore>>,
+    done_tx: mpsc::UnboundedSender<Done>,
+    warned: RateLimit,
+}
+
+impl Core {
+    async fn run(
+        mut self,
+        mut events: mpsc::Receiver<LinkEvent>,
+        mut done_rx: mpsc::UnboundedReceiver<Done>,
+        mut ctl: mpsc::UnboundedReceiver<Ctl>,
+    ) {
+        let period = self.heartbeat.unwrap_or(Duration::from_secs(3600));
+        let mut tick = tokio::time::interval(period / 2);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut draining: Option<(Instant, oneshot::Sender<()>)> = None;
+        loop {
+            if draining.is_some() && self.chans.is_empty() {
+                break;
+            }
+            let deadline = draining.as_ref().map(|d| d.0);
+            tokio::select! {
+                Some(ev) = events.recv() => self.on_link_event(ev, draining.is_some()),
+                Some(done) = done_rx.recv() => {
+                    if let Some(chan) = self.chans.remove(&done.key) {
+                        self.send(done.key.link, &chan.route, done.payload);
+                    }
+                }
+                _ = tick.tick(), if self.heartbeat.is_some() => self.on_tick(period),
+                Some(Ctl::Stop { grace, done }) = ctl.recv(), if draining.is_none() => {
+                    tracing::info!(in_flight = self.chans.len(), "stopping: draining in-flight requests");
+                    draining = Some((Instant::now() + grace, done));
+                }
+                _ = sleep_until_opt(deadline) => {
+                    tracing::warn!(cancelled = self.chans.len(), "stop deadline reached: cancelling requests");
+                    break;
+                }
+            }
+        }
+        for chan in self.chans.values() {
+            chan.task.abort();
+        }
+        // Let each link flush what is queued (final replies) before closing.
+        for link in std::mem::take(&mut self.links) {
+            link.close(Duration::from_millis(500)).await;
+        }
+        if let Some((_, done)) = draining {
+            let _ = done.send(());
+        }
+    }
+
+    fn on_link_event(&mut self, ev: LinkEvent, draining: bool) {
+        match ev {
+            LinkEvent::Message(link, msg) => self.on_message(link, msg, draining),
+            LinkEvent::PeerGone(link, identity) => {
+                let before = self.chans.len();
+                self.chans.retain(|k, c| {
+                    let gone = k.link == link && k.identity == identity;
+                    if gone {
+                        c.task.abort();
+                    }
+                    !gone
+                });
+                let n = before - self.chans.len();
+                if n > 0 {
+                    tracing::info!(peer = %hex(&identity), cancelled = n, "client disconnected; its requests were cancelled");
+                }
+            }
+            LinkEvent::Down(link) => {
+                self.chans.retain(|k, c| {
+                    if k.link == link {
+                        c.task.abort();
+                    }
+                    k.link != link
+                });
+            }
+            LinkEvent::Up(_) => {}
+        }
+    }
+
+    fn on_message(&mut self, link: LinkId, msg: ZmqMessage, draining: bool) {
+        let frames = msg.into_vec();
+        let (identity, payload) = match (frames.first(), frames.last()) {
+            (Some(i), Some(p)) if frames.len() >= 2 => (i.clone(), p.clone()),
+            _ => return,
+        };
+        let ev = match Event::decode(&payload) {
+            Ok(ev) => ev,
+            Err(e) => {
+                self.warned.warn(|| tracing::warn!(peer = %hex(&identity), error = %e, "dropped an undecodable message"));
+                return;
+            }
+        };
+        if let Some(rt) = ev.response_to {
+            let key = ChanKey { link, identity, id: rt };
+            match self.chans.get_mut(&key) {
+                Some(chan) => {
+                    let now = Instant::now();
+                    match ev.name.as_deref() {
+                        Ok(event::HEARTBEAT) => chan.beat.heard_heartbeat(now),
+                        _ => chan.beat.heard(now),
+                    }
+                }
+                None => tracing::debug!(name = ?ev.name, "unable to route event (channel closed)"),
+            }
+            return;
+        }
+        let Some(id) = ev.message_id else {
+            self.warned.warn(|| tracing::warn!(peer = %hex(&identity), "dropped a request without message_id"));
+            return;
+        };
+        let mut route: Vec<Bytes> = frames[..frames.len() - 1].to_vec();
+        if route.len() < 2 || !route[route.len() - 1].is_empty() {
+            route.push(Bytes::new());
+        }
+        let key = ChanKey { link, identity, id };
+        if self.chans.contains_key(&key) {
+            self.warned.warn(|| tracing::warn!(peer = %hex(&key.identity), "dropped a request reusing the message_id of a running one"));
+            return;
+        }
+        let legacy = ev.version.unwrap_or(1) < 2;
+        let name = match ev.name {
+            Ok(name) => name,
+            Err(why) => return self.reject(&key, &route, legacy, ServiceError::new("NameError", why)),
+        };
+        if draining {
+            return self.reject(&key, &route, legacy, ServiceError::new("ServerStopping", "the server is shutting down"));
+        }
+        let Some(args) = Args::from_raw(ev.args.clone()) else {
+            let got = event::type_name(&ev.args);
+            return self.reject(&key, &route, legacy, ServiceError::type_error(format!("{name}() arguments must be a msgpack array, got {got}")));
+        };
+        tracing::debug!(method = %name, "request");
+        let call = self.service.dispatch(&name, args);
+        let pool = self.pool.clone();
+        let done_tx = self.done_tx.clone();
+        let task_key = key.clone();
+        let task = tokio::spawn(async move {
+            let _permit = match pool {
+                Some(p) => p.acquire_owned().await.ok(),
+                None => None,
+            };
+            let result = match AssertUnwindSafe(call).catch_unwind().await {
+                Ok(r) => r,
+                Err(panic) => Err(ServiceError::new("Panic", panic_message(&panic))),
+            };
+            let payload = match result {
+                Ok(Reply::Value(v)) => encode_ok(&task_key.id, &v),
+                Err(e) => {
+                    tracing::debug!(method = %name, error = %e, "request failed");
+                    encode_error(&task_key.id, legacy, &e)
+                }
+            };
+            let _ = done_tx.send(Done { key: task_key, payload });
+        });
+        let beat = Beat::new(Instant::now(), !legacy);
+        self.chans.insert(key, Chan { route, task: task.abort_handle(), beat });
+    }
+
+    fn reject(&mut self, key: &ChanKey, route: &[Bytes], legacy: bool, e: ServiceError) {
+        tracing::debug!(error = %e, "request rejected");
+        self.send(key.link, route, encode_error(&key.id, legacy, &e));
+    }
+
+    fn on_tick(&mut self, period: Duration) {
+        let now = Instant::now();
+        let mut lost = Vec::new();
+        for (key, chan) in self.chans.iter_mut() {
+            if chan.beat.lost(now, period) {
+                lost.push(key.clone());
+            } else if chan.beat.due(now, period) {
+                let id = MessageId::new();
+                let hb = event::encode(Header { message_id: &id, response_to: Some(&key.id) }, event::HEARTBEAT, event::HEARTBEAT_ARGS);
+                if let Some(l) = self.links.get(key.link) {
+                    let _ = l.out.send(frames(&chan.route, hb));
+                }
+            }
+        }
+        for key in lost {
+            if let Some(chan) = self.chans.remove(&key) {
+                chan.task.abort();
+                tracing::info!(peer = %hex(&key.identity), "lost remote after {}s without heartbeat: request cancelled", 2.0 * period.as_secs_f64());
+            }
+        }
+    }
+
+    fn send(&self, link: LinkId, route: &[Bytes], payload: Vec<u8>) {
+        if let Some(l) = self.links.get(link) {
+            let _ = l.out.send(frames(route, payload));
+        }
+    }
+}
+
+fn frames(route: &[Bytes], payload: Vec<u8>) -> ZmqMessage {
+    let mut v = Vec::with_capacity(route.len() + 1);
+    v.extend_from_slice(route);
+    v.push(Bytes::from(payload));
+    // Never empty, so this cannot fail.
+    ZmqMessage::try_from(v).unwrap_or_else(|_| ZmqMessage::from(Bytes::new()))
+}
+
+fn encode_ok(response_to: &[u8], value: &[u8]) -> Vec<u8> {
+    let id = MessageId::new();
+    let mut out = Vec::with_capacity(80 + response_to.len() + value.len());
+    event::encode_with(&mut out, Header { message_id: &id, response_to: Some(response_to) }, event::OK, |o| {
+        o.push(0x91);
+        o.extend_from_slice(value);
+    });
+    out
+}
+
+fn encode_error(response_to: &[u8], legacy: bool, e: &ServiceError) -> Vec<u8> {
+    if legacy {
+        // v1 peers expect a one-element ERR carrying the exception's repr.
+        let id = MessageId::new();
+        let mut out = Vec::new();
+        event::encode_with(&mut out, Header { message_id: &id, response_to: Some(response_to) }, event::ERR, |o| {
+            o.push(0x91);
+            event::write_str(o, &format!("{}({:?})", e.name, e.message));
+        });
+        return out;
+    }
+    // Python's RemoteError prints the traceback when there is one, so always
+    // send at least the exception line.
+    let tb = if e.traceback.is_empty() { format!("{}: {}\n", e.name, e.message) } else { e.traceback.clone() };
+    event::encode_err(response_to, &e.name, &e.message, &tb)
+}
+
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "handler panicked".into())
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+pub(crate) fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Log a class of warnings at most once per second, counting the rest.
+#[derive(Default)]
+struct RateLimit {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RateLimit {
+    fn warn(&mut self, log: impl FnOnce()) {
+        let now = Instant::now();
+        if self.last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+            if self.suppressed > 0 {
+                tracing::warn!(suppressed = self.suppressed, "similar warnings suppressed in the last second");
+            }
+            self.last = Some(now);
+            self.suppressed = 0;
+            log();
+        } else {
+            self.suppressed += 1;
+        }
+    }
+}

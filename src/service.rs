@@ -1,0 +1,487 @@
+//! A service: the name → handler table a server dispatches into, plus the
+//! six zerorpc introspection methods derived from it.
+//!
+//! Handlers come in three flavours that all end up as the same boxed
+//! function over raw msgpack arguments:
+//! - typed: `async fn(A) -> Result<R, E>` where `A` is a tuple of serde
+//!   types (arity is checked and reported like Python's `TypeError`);
+//! - blocking: the same shape but a plain `fn`, run on tokio's blocking pool
+//!   so CPU-heavy work never delays other calls or heartbeats;
+//! - dynamic: `Vec<rmpv::Value>` in, `rmpv::Value` out, with msgpack types
+//!   preserved exactly (bin stays bin, u64 stays u64).
+//!
+//! A whole object can also implement [`RpcService`] and be served as is.
+
+use crate::error::ServiceError;
+use crate::event;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use rmpv::Value;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+
+/// The arguments of one call: a msgpack array, decoded on demand.
+#[derive(Clone, Debug)]
+pub struct Args {
+    raw: Bytes,
+    len: usize,
+}
+
+impl Args {
+    /// Wrap a raw msgpack array. Returns `None` if `raw` is not an array.
+    pub fn from_raw(raw: Bytes) -> Option<Args> {
+        let len = event::array_len(&raw)? as usize;
+        Some(Args { raw, len })
+    }
+
+    /// Build from values (for tests and in-process calls).
+    pub fn from_values(values: &[Value]) -> Args {
+        let mut buf = Vec::new();
+        let _ = rmpv::encode::write_value(&mut buf, &Value::Array(values.to_vec()));
+        Args { raw: buf.into(), len: values.len() }
+    }
+
+    /// Number of positional arguments.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if there are no arguments.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The raw msgpack array.
+    pub fn raw(&self) -> &Bytes {
+        &self.raw
+    }
+
+    /// Deserialize the whole argument array into `T` (a tuple, a `Vec`, …).
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, ServiceError> {
+        rmp_serde::from_slice(&self.raw).map_err(|e| ServiceError::type_error(e.to_string()))
+    }
+
+    /// The arguments as dynamic values, msgpack types preserved.
+    pub fn values(&self) -> Result<Vec<Value>, ServiceError> {
+        let mut rd = &self.raw[..];
+        match rmpv::decode::read_value_with_max_depth(&mut rd, event::MAX_DEPTH + 1) {
+            Ok(Value::Array(v)) => Ok(v),
+            Ok(_) => Err(ServiceError::type_error("arguments are not an array")),
+            Err(e) => Err(ServiceError::type_error(format!("cannot decode arguments: {e}"))),
+        }
+    }
+}
+
+/// What a handler produced, already encoded as msgpack.
+pub(crate) enum Reply {
+    /// A single value (sent as `OK [value]`).
+    Value(Vec<u8>),
+}
+
+pub(crate) type Handler = Arc<dyn Fn(Args) -> BoxFuture<'static, Result<Reply, ServiceError>> + Send + Sync>;
+
+/// Description of one argument, for introspection.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ArgInfo {
+    /// Argument name.
+    pub name: String,
+    /// Default value, if the method has one.
+    pub default: Option<Value>,
+}
+
+/// Description of one method, for introspection.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MethodInfo {
+    /// Method name.
+    pub name: String,
+    /// Documentation (first line is the summary shown by listings).
+    pub doc: Option<String>,
+    /// Arguments, if known.
+    pub args: Option<Vec<ArgInfo>>,
+}
+
+impl MethodInfo {
+    /// A method with no documentation and unknown arguments.
+    pub fn new(name: impl Into<String>) -> Self {
+        MethodInfo { name: name.into(), doc: None, args: None }
+    }
+
+    /// Set the documentation.
+    pub fn doc(mut self, doc: impl Into<String>) -> Self {
+        self.doc = Some(doc.into());
+        self
+    }
+
+    /// Set argument names (no defaults).
+    pub fn args<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args = Some(names.into_iter().map(|n| ArgInfo { name: n.into(), default: None }).collect());
+        self
+    }
+}
+
+struct Method {
+    info: MethodInfo,
+    handler: Handler,
+}
+
+/// A named table of methods. Build it with the chaining methods, then hand
+/// it to [`crate::Server::builder`].
+///
+/// `doc` and `args` describe the method registered just before them:
+///
+/// ```
+/// use zerorpc::{Service, ServiceError};
+/// let calc = Service::new("calc")
+///     .method("add", |(a, b): (i64, i64)| async move { Ok::<_, ServiceError>(a + b) })
+///     .doc("Add two integers.")
+///     .args(["a", "b"]);
+/// assert_eq!(calc.method_names(), vec!["add"]);
+/// ```
+pub struct Service {
+    name: String,
+    methods: BTreeMap<String, Method>,
+    last: Option<String>,
+}
+
+impl Service {
+    /// An empty service called `name` (what `_zerorpc_name` returns).
+    pub fn new(name: impl Into<String>) -> Self {
+        Service { name: name.into(), methods: BTreeMap::new(), last: None }
+    }
+
+    /// The service name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Registered method names, sorted.
+    pub fn method_names(&self) -> Vec<&str> {
+        self.methods.keys().map(String::as_str).collect()
+    }
+
+    /// Introspection data of every method, sorted by name.
+    pub fn methods(&self) -> Vec<&MethodInfo> {
+        self.methods.values().map(|m| &m.info).collect()
+    }
+
+    fn insert(mut self, name: &str, args: Option<Vec<ArgInfo>>, handler: Handler) -> Self {
+        let info = MethodInfo { name: name.to_string(), doc: None, args };
+        self.methods.insert(name.to_string(), Method { info, handler });
+        self.last = Some(name.to_string());
+        self
+    }
+
+    fn last_info(&mut self) -> Option<&mut MethodInfo> {
+        let last = self.last.as_ref()?;
+        self.methods.get_mut(last).map(|m| &mut m.info)
+    }
+
+    /// Document the method registered last.
+    pub fn doc(mut self, doc: impl Into<String>) -> Self {
+        if let Some(info) = self.last_info() {
+            info.doc = Some(doc.into());
+        }
+        self
+    }
+
+    /// Name the arguments of the method registered last. `"b=10"` declares a
+    /// default (parsed as JSON, else kept as a string) for introspection.
+    pub fn args<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let args = names.into_iter().map(|n| parse_arg(n.as_ref())).collect();
+        if let Some(info) = self.last_info() {
+            info.args = Some(args);
+        }
+        self
+    }
+
+    /// Register a typed async method. `A` is the argument tuple (`()` for
+    /// none, `(T,)` for one); its arity is checked before the call.
+    pub fn method<A, R, E, F, Fut>(self, name: &str, f: F) -> Self
+    where
+        A: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        E: Into<ServiceError> + Send + 'static,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, E>> + Send + 'static,
+    {
+        let arity = crate::args::arity::<A>();
+        let method = name.to_string();
+        let handler: Handler = Arc::new(move |args: Args| {
+            match crate::args::decode_typed::<A>(&method, arity, &args) {
+                Ok(a) => {
+                    let fut = f(a);
+                    Box::pin(async move { encode_result(fut.await.map_err(Into::into)?) })
+                }
+                Err(e) => Box::pin(std::future::ready(Err(e))),
+            }
+        });
+        self.insert(name, crate::args::placeholder_names(arity), handler)
+    }
+
+    /// Register a typed blocking (or CPU-heavy) method; it runs on the
+    /// blocking thread pool so it cannot stall other calls or heartbeats.
+    pub fn method_blocking<A, R, E, F>(self, name: &str, f: F) -> Self
+    where
+        A: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        E: Into<ServiceError> + Send + 'static,
+        F: Fn(A) -> Result<R, E> + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        let arity = crate::args::arity::<A>();
+        let method = name.to_string();
+        let handler: Handler = Arc::new(move |args: Args| {
+            let f = f.clone();
+            match crate::args::decode_typed::<A>(&method, arity, &args) {
+                Ok(a) => Box::pin(async move {
+                    match tokio::task::spawn_blocking(move || f(a)).await {
+                        Ok(r) => encode_result(r.map_err(Into::into)?),
+                        Err(e) => Err(ServiceError::new("Panic", e.to_string())),
+                    }
+                }),
+                Err(e) => Box::pin(std::future::ready(Err(e))),
+            }
+        });
+        self.insert(name, crate::args::placeholder_names(arity), handler)
+    }
+
+    /// Register a dynamic method: any number of msgpack values in, one out.
+    pub fn dynamic<E, F, Fut>(self, name: &str, f: F) -> Self
+    where
+        E: Into<ServiceError> + Send + 'static,
+        F: Fn(Vec<Value>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, E>> + Send + 'static,
+    {
+        let handler: Handler = Arc::new(move |args: Args| match args.values() {
+            Ok(values) => {
+                let fut = f(values);
+                Box::pin(async move { Ok(Reply::Value(encode_value(&fut.await.map_err(Into::into)?))) })
+            }
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        });
+        self.insert(name, None, handler)
+    }
+
+    /// Serve an object implementing [`RpcService`].
+    pub fn from_object<S: RpcService>(object: S) -> Self {
+        let object = Arc::new(object);
+        let mut service = Service::new(object.name());
+        for info in object.methods() {
+            let obj = object.clone();
+            let method = info.name.clone();
+            let handler: Handler = Arc::new(move |args: Args| {
+                let obj = obj.clone();
+                let method = method.clone();
+                Box::pin(async move {
+                    let values = args.values()?;
+                    Ok(Reply::Value(encode_value(&obj.call(&method, values).await?)))
+                })
+            });
+            let name = info.name.clone();
+            service = service.insert(&name, info.args.clone(), handler);
+            if let Some(m) = service.methods.get_mut(&name) {
+                m.info = info;
+            }
+        }
+        service
+    }
+
+    /// Find the handler for `name`, answering the introspection methods
+    /// itself. Unknown names give `NameError`, as in Python.
+    pub(crate) fn dispatch(&self, name: &str, args: Args) -> BoxFuture<'static, Result<Reply, ServiceError>> {
+        if let Some(m) = self.methods.get(name) {
+            return (m.handler)(args);
+        }
+        let reply = match name {
+            "_zerorpc_list" => Ok(Value::Array(self.methods.keys().map(|k| Value::from(k.as_str())).collect())),
+            "_zerorpc_name" => Ok(Value::from(self.name.as_str())),
+            "_zerorpc_ping" => Ok(Value::Array(vec!["pong".into(), self.name.as_str().into()])),
+            "_zerorpc_inspect" => Ok(self.inspect()),
+            "_zerorpc_help" => self.lookup_arg(&args).map(|m| m.doc.as_deref().map_or(Value::Nil, Value::from)),
+            "_zerorpc_args" => self.lookup_arg(&args).map(argspec),
+            _ => Err(ServiceError::new("NameError", name)),
+        };
+        Box::pin(std::future::ready(reply.map(|v| Reply::Value(encode_value(&v)))))
+    }
+
+    fn lookup_arg(&self, args: &Args) -> Result<&MethodInfo, ServiceError> {
+        let (name,): (String,) = crate::args::decode_typed("_zerorpc_help", Some(1), args)?;
+        self.methods.get(&name).map(|m| &m.info).ok_or_else(|| ServiceError::new("KeyError", name))
+    }
+
+    fn inspect(&self) -> Value {
+        let methods = self
+            .methods
+            .values()
+            .map(|m| {
+                let args = m.info.args.as_ref().map_or(Value::Nil, |args| {
+                    Value::Array(
+                        args.iter()
+                            .map(|a| {
+                                let mut entry = vec![("name".into(), a.name.as_str().into())];
+                                if let Some(d) = &a.default {
+                                    entry.push(("default".into(), d.clone()));
+                                }
+                                Value::Map(entry)
+                            })
+                            .collect(),
+                    )
+                });
+                let doc = m.info.doc.as_deref().map_or(Value::Nil, Value::from);
+                (Value::from(m.info.name.as_str()), Value::Map(vec![("args".into(), args), ("doc".into(), doc)]))
+            })
+            .collect();
+        Value::Map(vec![("name".into(), self.name.as_str().into()), ("methods".into(), Value::Map(methods))])
+    }
+}
+
+/// `_zerorpc_args`: the getargspec 4-array `[args, varargs, keywords, defaults]`.
+fn argspec(info: &MethodInfo) -> Value {
+    let args = info.args.as_deref().unwrap_or(&[]);
+    let names = Value::Array(args.iter().map(|a| a.name.as_str().into()).collect());
+    let defaults: Vec<Value> = args.iter().filter_map(|a| a.default.clone()).collect();
+    let defaults = if defaults.is_empty() { Value::Nil } else { Value::Array(defaults) };
+    Value::Array(vec![names, Value::Nil, Value::Nil, defaults])
+}
+
+fn parse_arg(spec: &str) -> ArgInfo {
+    match spec.split_once('=') {
+        Some((name, default)) => {
+            let default = serde_json::from_str::<serde_json::Value>(default)
+                .map(|j| crate::value::from_json(&j))
+                .unwrap_or_else(|_| Value::from(default));
+            ArgInfo { name: name.trim().to_string(), default: Some(default) }
+        }
+        None => ArgInfo { name: spec.trim().to_string(), default: None },
+    }
+}
+
+/// A whole service object. Implement this when one type answers many
+/// methods (for example a wrapper around existing state), then serve it
+/// with [`Service::from_object`].
+#[async_trait::async_trait]
+pub trait RpcService: Send + Sync + 'static {
+    /// The service name (`_zerorpc_name`).
+    fn name(&self) -> String;
+    /// The methods it answers, with docs and argument names.
+    fn methods(&self) -> Vec<MethodInfo>;
+    /// Run one method.
+    async fn call(&self, method: &str, args: Vec<Value>) -> Result<Value, ServiceError>;
+}
+
+/// Encode a dynamic value.
+pub(crate) fn encode_value(v: &Value) -> Vec<u8> {
+    let mut buf = Vec::new();
+    // Writing to a Vec cannot fail.
+    let _ = rmpv::encode::write_value(&mut buf, v);
+    buf
+}
+
+/// Encode a typed result; structs become msgpack maps (what Python and Node
+/// peers expect), not rmp-serde's default arrays.
+pub(crate) fn encode_result<R: Serialize>(r: R) -> Result<Reply, ServiceError> {
+    rmp_serde::to_vec_named(&r)
+        .map(Reply::Value)
+        .map_err(|e| ServiceError::type_error(format!("cannot serialize the result: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(svc: &Service, name: &str, args: &[Value]) -> Result<Value, ServiceError> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let Reply::Value(raw) = svc.dispatch(name, Args::from_values(args)).await?;
+            Ok(rmpv::decode::read_value(&mut &raw[..]).unwrap())
+        })
+    }
+
+    fn calc() -> Service {
+        Service::new("calc")
+            .method("add", |(a, b): (i64, i64)| async move { Ok::<_, ServiceError>(a + b) })
+            .doc("Add two numbers.\n\nMore.")
+            .args(["a", "b=10"])
+            .method("none", |(): ()| async { Ok::<_, ServiceError>(()) })
+            .dynamic("echo", |v| async move { Ok::<_, ServiceError>(v.into_iter().next().unwrap_or(Value::Nil)) })
+    }
+
+    #[test]
+    fn typed_call_and_type_errors() {
+        let svc = calc();
+        assert_eq!(run(&svc, "add", &[1.into(), 2.into()]).unwrap(), Value::from(3));
+        let e = run(&svc, "add", &[1.into()]).unwrap_err();
+        assert_eq!(e.name, "TypeError");
+        assert!(e.message.contains("takes 2 positional arguments but 1 was given"), "{}", e.message);
+        let e = run(&svc, "add", &[1.into(), "x".into()]).unwrap_err();
+        assert_eq!(e.name, "TypeError");
+        assert!(e.message.contains("(i64, i64)"), "{}", e.message);
+        assert_eq!(run(&svc, "none", &[]).unwrap(), Value::Nil);
+        assert!(run(&svc, "none", &[1.into()]).is_err());
+    }
+
+    #[test]
+    fn unknown_method_is_name_error() {
+        let e = run(&calc(), "nosuch", &[]).unwrap_err();
+        assert_eq!((e.name.as_str(), e.message.as_str()), ("NameError", "nosuch"));
+    }
+
+    #[test]
+    fn introspection_shapes() {
+        let svc = calc();
+        assert_eq!(
+            run(&svc, "_zerorpc_list", &[]).unwrap(),
+            Value::Array(vec!["add".into(), "echo".into(), "none".into()])
+        );
+        assert_eq!(run(&svc, "_zerorpc_name", &[]).unwrap(), Value::from("calc"));
+        assert_eq!(run(&svc, "_zerorpc_ping", &[]).unwrap(), Value::Array(vec!["pong".into(), "calc".into()]));
+        assert_eq!(run(&svc, "_zerorpc_help", &["add".into()]).unwrap(), Value::from("Add two numbers.\n\nMore."));
+        assert_eq!(run(&svc, "_zerorpc_help", &["echo".into()]).unwrap(), Value::Nil);
+        assert_eq!(run(&svc, "_zerorpc_help", &["zz".into()]).unwrap_err().name, "KeyError");
+        assert_eq!(
+            run(&svc, "_zerorpc_args", &["add".into()]).unwrap(),
+            Value::Array(vec![Value::Array(vec!["a".into(), "b".into()]), Value::Nil, Value::Nil, Value::Array(vec![10.into()])])
+        );
+        let inspect = run(&svc, "_zerorpc_inspect", &[]).unwrap();
+        let json = crate::value::to_json(&inspect);
+        assert_eq!(json["name"], "calc");
+        assert_eq!(json["methods"]["add"]["args"][1]["default"], 10);
+        assert_eq!(json["methods"]["add"]["args"][0]["name"], "a");
+        assert!(json["methods"]["echo"]["args"].is_null());
+        assert_eq!(json["methods"]["none"]["args"], serde_json::json!([]));
+    }
+
+    struct Obj;
+    #[async_trait::async_trait]
+    impl RpcService for Obj {
+        fn name(&self) -> String {
+            "obj".into()
+        }
+        fn methods(&self) -> Vec<MethodInfo> {
+            vec![MethodInfo::new("twice").doc("Double it").args(["x"])]
+        }
+        async fn call(&self, _method: &str, args: Vec<Value>) -> Result<Value, ServiceError> {
+            let x = args.first().and_then(Value::as_i64).ok_or_else(|| ServiceError::type_error("need an int"))?;
+            Ok(Value::from(2 * x))
+        }
+    }
+
+    #[test]
+    fn objects_are_served() {
+        let svc = Service::from_object(Obj);
+        assert_eq!(svc.name(), "obj");
+        assert_eq!(run(&svc, "twice", &[21.into()]).unwrap(), Value::from(42));
+        assert_eq!(run(&svc, "_zerorpc_help", &["twice".into()]).unwrap(), Value::from("Double it"));
+    }
+}

@@ -1,0 +1,338 @@
+//! The transport adapter: everything zrpc needs from `zeromq` 0.7, with its
+//! gaps closed in one place.
+//!
+//! A [`Link`] is one ZeroMQ socket (ROUTER or DEALER), bound or connected,
+//! driven by its own task. Received messages flow to the owner as
+//! [`LinkEvent`]s on a bounded channel (so a flood backs up into TCP rather
+//! than into memory); outgoing messages go into the link's queue and never
+//! make the owner wait.
+//!
+//! What `zeromq` 0.7 does not do, and this module does:
+//! - a connected socket never reconnects, and its `recv` hangs forever after
+//!   the peer closes: the link watches the socket monitor for the disconnect,
+//!   drops the socket and connects a fresh one with capped backoff;
+//! - `connect` waits until the peer is reachable: it runs inside the link
+//!   task, so connecting returns at once and messages wait in the owner;
+//! - `tcp://*:port` is not understood: it is rewritten to `0.0.0.0`.
+
+use crate::error::Error;
+use bytes::Bytes;
+use futures::StreamExt;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use zeromq::{
+    DealerSocket, PullSocket, PushSocket, RouterSocket, Socket, SocketEvent, SocketOptions,
+    SocketRecv, SocketSend, ZmqMessage,
+};
+
+/// Index of a link within its owner.
+pub(crate) type LinkId = usize;
+
+/// What a link reports to its owner.
+#[derive(Debug)]
+pub(crate) enum LinkEvent {
+    /// Connected (or reconnected) to its peer.
+    Up(LinkId),
+    /// Its peer went away; it is reconnecting.
+    Down(LinkId),
+    /// A message arrived (for a ROUTER, frame 0 is the peer identity).
+    Message(LinkId, ZmqMessage),
+    /// A peer of a bound socket disconnected (its identity).
+    PeerGone(LinkId, Bytes),
+}
+
+/// The ZeroMQ socket type of a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Router,
+    Dealer,
+    Push,
+    Pull,
+}
+
+/// How long one connection attempt may take before backing off.
+const CONNECT_ATTEMPT: Duration = Duration::from_secs(1);
+/// Reconnect backoff: first retry, and the cap ("back within about a second").
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_millis(1000);
+/// Inbound queue depth per owner: beyond this, readers wait (TCP backpressure).
+pub(crate) const INBOUND_QUEUE: usize = 1024;
+
+/// A running link. Dropping it closes the socket.
+pub(crate) struct Link {
+    /// Outgoing messages.
+    pub(crate) out: mpsc::UnboundedSender<ZmqMessage>,
+    /// The endpoint: resolved (real port) for binds, as given for connects.
+    pub(crate) endpoint: String,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Link {
+    /// Close the queue, let the task send what is already queued (for up to
+    /// `within`), then close the socket.
+    pub(crate) async fn close(mut self, within: Duration) {
+        let task = self.task.take();
+        drop(self);
+        if let Some(mut task) = task {
+            if tokio::time::timeout(within, &mut task).await.is_err() {
+                task.abort();
+            }
+        }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// Normalise a user endpoint and check it parses.
+pub(crate) fn normalize(endpoint: &str) -> Result<String, Error> {
+    let ep = match endpoint.strip_prefix("tcp://*:") {
+        Some(port) => format!("tcp://0.0.0.0:{port}"),
+        None => endpoint.to_string(),
+    };
+    ep.parse::<zeromq::Endpoint>()
+        .map_err(|e| Error::Transport(format!("invalid endpoint {endpoint:?}: {e}")))?;
+    Ok(ep)
+}
+
+/// Bind a new socket of `kind` to `endpoint` and start its task.
+pub(crate) async fn bind(
+    kind: Kind,
+    id: LinkId,
+    endpoint: &str,
+    events: mpsc::Sender<LinkEvent>,
+) -> Result<Link, Error> {
+    let ep = normalize(endpoint)?;
+    match kind {
+        Kind::Router => bind_as::<RouterSocket>(id, &ep, events).await,
+        Kind::Dealer => bind_as::<DealerSocket>(id, &ep, events).await,
+        Kind::Push => bind_as::<PushSocket>(id, &ep, events).await,
+        Kind::Pull => bind_as::<PullSocket>(id, &ep, events).await,
+    }
+}
+
+/// Start a task that connects a socket of `kind` to `endpoint`, keeps it
+/// connected, and reports `Up`/`Down`. Returns at once.
+pub(crate) fn connect(
+    kind: Kind,
+    id: LinkId,
+    endpoint: &str,
+    events: mpsc::Sender<LinkEvent>,
+) -> Result<Link, Error> {
+    let ep = normalize(endpoint)?;
+    let (out, out_rx) = mpsc::unbounded_channel();
+    let task = match kind {
+        Kind::Router => tokio::spawn(run_connected::<RouterSocket>(id, ep.clone(), out_rx, events)),
+        Kind::Dealer => tokio::spawn(run_connected::<DealerSocket>(id, ep.clone(), out_rx, events)),
+        Kind::Push => tokio::spawn(run_connected::<PushSocket>(id, ep.clone(), out_rx, events)),
+        Kind::Pull => tokio::spawn(run_connected::<PullSocket>(id, ep.clone(), out_rx, events)),
+    };
+    Ok(Link { out, endpoint: ep, task: Some(task) })
+}
+
+/// A zeromq socket split into independently owned halves, so reading never
+/// waits behind a send to a slow peer.
+trait Halves: Socket + Sized + 'static {
+    type Tx: SocketSend + Send + 'static;
+    type Rx: SocketRecv + Send + 'static;
+    fn halves(self) -> (Option<Self::Tx>, Option<Self::Rx>);
+}
+
+impl Halves for RouterSocket {
+    type Tx = zeromq::RouterSendHalf;
+    type Rx = zeromq::RouterRecvHalf;
+    fn halves(self) -> (Option<Self::Tx>, Option<Self::Rx>) {
+        let (t, r) = self.split();
+        (Some(t), Some(r))
+    }
+}
+
+impl Halves for DealerSocket {
+    type Tx = zeromq::DealerSendHalf;
+    type Rx = zeromq::DealerRecvHalf;
+    fn halves(self) -> (Option<Self::Tx>, Option<Self::Rx>) {
+        let (t, r) = self.split();
+        (Some(t), Some(r))
+    }
+}
+
+impl Halves for PushSocket {
+    type Tx = PushSocket;
+    type Rx = PullSocket;
+    fn halves(self) -> (Option<Self::Tx>, Option<Self::Rx>) {
+        (Some(self), None)
+    }
+}
+
+impl Halves for PullSocket {
+    type Tx = PushSocket;
+    type Rx = PullSocket;
+    fn halves(self) -> (Option<Self::Tx>, Option<Self::Rx>) {
+        (None, Some(self))
+    }
+}
+
+async fn bind_as<S: Halves>(
+    id: LinkId,
+    ep: &str,
+    events: mpsc::Sender<LinkEvent>,
+) -> Result<Link, Error> {
+    let mut sock = S::new();
+    let monitor = sock.monitor();
+    let resolved = sock
+        .bind(ep)
+        .await
+        .map_err(|e| Error::Transport(format!("cannot bind {ep}: {e}")))?;
+    let (out, out_rx) = mpsc::unbounded_channel();
+    let endpoint = resolved.to_string();
+    let task = tokio::spawn(async move {
+        let _ = events.send(LinkEvent::Up(id)).await;
+        serve_socket(id, sock, monitor, out_rx, &events, false).await;
+    });
+    Ok(Link { out, endpoint, task: Some(task) })
+}
+
+async fn run_connected<S: Halves>(
+    id: LinkId,
+    ep: String,
+    mut out_rx: mpsc::UnboundedReceiver<ZmqMessage>,
+    events: mpsc::Sender<LinkEvent>,
+) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let mut opts = SocketOptions::default();
+        opts.connect_timeout(CONNECT_ATTEMPT);
+        let mut sock = S::with_options(opts);
+        let monitor = sock.monitor();
+        // Anything queued while down belongs to channels the owner has
+        // already failed; sending it to a new peer would only confuse it.
+        let connecting = async {
+            let r = sock.connect(&ep).await;
+            while out_rx.try_recv().is_ok() {}
+            r
+        };
+        match connecting.await {
+            Ok(()) => {
+                tracing::debug!(endpoint = %ep, "connected");
+                backoff = BACKOFF_MIN;
+                if events.send(LinkEvent::Up(id)).await.is_err() {
+                    return;
+                }
+                if !serve_socket(id, sock, monitor, &mut out_rx, &events, true).await {
+                    return;
+                }
+                tracing::info!(endpoint = %ep, "connection lost; reconnecting");
+                if events.send(LinkEvent::Down(id)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::debug!(endpoint = %ep, error = %e, "connect attempt failed");
+                if out_rx.is_closed() {
+                    return;
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Drive one socket until its owner closes it (returns false) or, for a
+/// connected socket, its peer disconnects (returns true).
+async fn serve_socket<S: Halves>(
+    id: LinkId,
+    sock: S,
+    mut monitor: futures::channel::mpsc::Receiver<SocketEvent>,
+    mut out_rx: impl OutQueue,
+    events: &mpsc::Sender<LinkEvent>,
+    connected: bool,
+) -> bool {
+    let (mut tx, rx) = sock.halves();
+    let reader = rx.map(|mut rx| {
+        let events = events.clone();
+        tokio::spawn(async move {
+            while let Ok(msg) = rx.recv().await {
+                if events.send(LinkEvent::Message(id, msg)).await.is_err() {
+                    break;
+                }
+            }
+        })
+    });
+    let _reader_guard = AbortOnDrop(reader);
+    loop {
+        tokio::select! {
+            msg = out_rx.next_out() => match (msg, tx.as_mut()) {
+                (Some(msg), Some(tx)) => {
+                    if let Err(e) = tx.send(msg).await {
+                        tracing::debug!(error = %e, "send failed");
+                    }
+                }
+                (Some(_), None) => {}
+                (None, _) => return false,
+            },
+            ev = monitor.next() => match ev {
+                Some(SocketEvent::Disconnected(peer)) => {
+                    if connected {
+                        return true;
+                    }
+                    let _ = events.send(LinkEvent::PeerGone(id, peer.into())).await;
+                }
+                Some(_) => {}
+                // The socket is gone: treat as a disconnect.
+                None => return connected,
+            },
+        }
+    }
+}
+
+struct AbortOnDrop(Option<JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = &self.0 {
+            h.abort();
+        }
+    }
+}
+
+/// The outgoing queue, owned or borrowed.
+trait OutQueue: Send {
+    fn next_out(&mut self) -> impl std::future::Future<Output = Option<ZmqMessage>> + Send;
+}
+
+impl OutQueue for mpsc::UnboundedReceiver<ZmqMessage> {
+    async fn next_out(&mut self) -> Option<ZmqMessage> {
+        self.recv().await
+    }
+}
+
+impl OutQueue for &mut mpsc::UnboundedReceiver<ZmqMessage> {
+    async fn next_out(&mut self) -> Option<ZmqMessage> {
+        self.recv().await
+    }
+}
+
+/// The payload of a received message: its last frame (the empty delimiter
+/// and any envelope frames before it are tolerated, present or not).
+pub(crate) fn payload(msg: &ZmqMessage) -> Option<&Bytes> {
+    msg.get(msg.len().checked_sub(1)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn star_host_is_rewritten() {
+        assert_eq!(normalize("tcp://*:4242").unwrap(), "tcp://0.0.0.0:4242");
+        assert_eq!(normalize("tcp://127.0.0.1:1").unwrap(), "tcp://127.0.0.1:1");
+        assert!(normalize("nonsense").is_err());
+    }
+}
