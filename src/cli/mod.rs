@@ -1,1 +1,273 @@
-//! placeholder
+//! The `zrpc` command: a drop-in for the `zerorpc` command line.
+//!
+//! `src/bin/zrpc.rs` only calls [`main`]; everything else lives here so it
+//! can be tested as a library.
+
+pub mod builtins;
+mod output;
+
+use crate::client::{CallOptions, Client};
+use crate::error::Error;
+use crate::server::Server;
+use crate::value::{from_json, infer_cli_arg, Value};
+use clap::Parser;
+use std::time::Duration;
+
+/// Command-line flags, as in `zerorpc` 0.6.3.
+#[derive(Parser, Debug)]
+#[command(
+    name = "zrpc",
+    version,
+    about = "Call or serve zerorpc services (a drop-in for the zerorpc command).",
+    after_help = "Examples:\n  \
+        zrpc --server --bind tcp://127.0.0.1:4242 calc\n  \
+        zrpc tcp://127.0.0.1:4242 add 2 3\n  \
+        zrpc --client --connect tcp://127.0.0.1:4242 strftime %Y/%m/%d\n  \
+        zrpc -? tcp://127.0.0.1:4242\n  \
+        zrpc --server --bind tcp://127.0.0.1:4243 --exec uptime=uptime\n\n\
+        Built-in services: time, calc, echo. --exec runs commands for remote callers:\n\
+        only expose it on endpoints you trust."
+)]
+pub struct Opts {
+    /// Run as a client (the default).
+    #[arg(long, conflicts_with = "server")]
+    client: bool,
+    /// Run as a server, serving SERVICE (time, calc, echo) and any --exec methods.
+    #[arg(long)]
+    server: bool,
+    /// Connect to ADDRESS (repeatable).
+    #[arg(long, value_name = "ADDRESS")]
+    connect: Vec<String>,
+    /// Bind to ADDRESS (repeatable).
+    #[arg(long, value_name = "ADDRESS")]
+    bind: Vec<String>,
+    /// Call timeout in seconds (client).
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    timeout: f64,
+    /// Heartbeat period in seconds; 0 disables heartbeats.
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    heartbeat: f64,
+    /// Maximum number of requests handled at once (server).
+    #[arg(long, value_name = "COUNT")]
+    pool_size: Option<usize>,
+    /// Parse every parameter as JSON (otherwise numbers, true, false and null
+    /// are recognised and everything else is a string).
+    #[arg(short = 'j', long)]
+    json: bool,
+    /// Print results as JSON (also `-pj`).
+    #[arg(long)]
+    print_json: bool,
+    /// Show method signatures and documentation (also `-?`).
+    #[arg(long)]
+    inspect: bool,
+    /// Heartbeat actively from the start instead of answering the server's.
+    #[arg(long)]
+    active_hb: bool,
+    /// Debug logging, and remote tracebacks on errors.
+    #[arg(short = 'd', long)]
+    debug: bool,
+    /// Serve a shell command as method NAME (server; repeatable). Arguments
+    /// become argv, stdout is the result, a non-zero exit is an error.
+    #[arg(long, value_name = "NAME=COMMAND")]
+    exec: Vec<String>,
+    /// [ADDRESS] [METHOD|SERVICE] [PARAMS...]  (ADDRESS is omitted when --connect or --bind is given)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+    rest: Vec<String>,
+}
+
+/// Entry point of the binary: parse `std::env::args`, run, return the exit code.
+pub fn main() -> i32 {
+    // `zerorpc` spells two flags in ways clap cannot: `-pj` and `-?`.
+    let argv = std::env::args().map(|a| match a.as_str() {
+        "-pj" => "--print-json".to_string(),
+        "-?" => "--inspect".to_string(),
+        _ => a,
+    });
+    let opts = match Opts::try_parse_from(argv) {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    init_logging(opts.debug);
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("zrpc: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    let debug = opts.debug;
+    match rt.block_on(run(opts)) {
+        Ok(()) => 0,
+        Err(CliError::Usage(m)) => {
+            eprintln!("zrpc: {m}\nTry 'zrpc --help' for more information.");
+            2
+        }
+        Err(CliError::Failed(e)) => {
+            if let (true, Error::Remote(r)) = (debug, &e) {
+                if !r.traceback.is_empty() {
+                    eprintln!("{}", r.traceback.trim_end());
+                }
+            }
+            eprintln!("zrpc: {e}");
+            1
+        }
+    }
+}
+
+fn init_logging(debug: bool) {
+    let default = if debug { "zerorpc=debug" } else { "zerorpc=warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+enum CliError {
+    Usage(String),
+    Failed(Error),
+}
+
+impl From<Error> for CliError {
+    fn from(e: Error) -> Self {
+        CliError::Failed(e)
+    }
+}
+
+fn seconds(s: f64, what: &str) -> Result<Option<Duration>, CliError> {
+    if !s.is_finite() || s < 0.0 {
+        return Err(CliError::Usage(format!("--{what} must be a non-negative number of seconds")));
+    }
+    Ok((s > 0.0).then(|| Duration::from_secs_f64(s)))
+}
+
+async fn run(opts: Opts) -> Result<(), CliError> {
+    let mut rest = opts.rest.clone().into_iter();
+    let mut connects = opts.connect.clone();
+    let binds = opts.bind.clone();
+    // Like zerorpc: without --connect/--bind the first positional is the address.
+    if connects.is_empty() && binds.is_empty() {
+        match rest.next() {
+            Some(addr) => connects.push(addr),
+            None => return Err(CliError::Usage("no address given (use ADDRESS, --connect or --bind)".into())),
+        }
+    }
+    let command = rest.next();
+    let params: Vec<String> = rest.collect();
+    let heartbeat = seconds(opts.heartbeat, "heartbeat")?;
+    if opts.server {
+        serve(&opts, connects, binds, command, heartbeat).await
+    } else {
+        let timeout = seconds(opts.timeout, "timeout")?;
+        let mut builder = Client::builder().timeout(timeout).heartbeat(heartbeat).passive_heartbeat(!opts.active_hb);
+        for ep in &connects {
+            tracing::debug!("connecting to \"{ep}\"");
+            builder = builder.connect(ep);
+        }
+        for ep in &binds {
+            tracing::debug!("binding to \"{ep}\"");
+            builder = builder.bind(ep);
+        }
+        let client = builder.build().await?;
+        let result = client_main(&opts, &client, command, params).await;
+        client.close().await;
+        result
+    }
+}
+
+async fn serve(
+    opts: &Opts,
+    connects: Vec<String>,
+    binds: Vec<String>,
+    command: Option<String>,
+    heartbeat: Option<Duration>,
+) -> Result<(), CliError> {
+    let mut service = match command.as_deref() {
+        Some(name) => builtins::service(name).ok_or_else(|| {
+            CliError::Usage(format!(
+                "unknown service {name:?}: built-in services are {} (or serve commands with --exec NAME=COMMAND)",
+                builtins::NAMES.join(", ")
+            ))
+        })?,
+        None if !opts.exec.is_empty() => crate::Service::new("exec"),
+        None => {
+            return Err(CliError::Usage(format!(
+                "--server needs a service ({}) or --exec NAME=COMMAND",
+                builtins::NAMES.join(", ")
+            )))
+        }
+    };
+    for spec in &opts.exec {
+        service = builtins::add_exec(service, spec).map_err(CliError::Usage)?;
+    }
+    let name = service.name().to_string();
+    let mut builder = Server::builder(service).heartbeat(heartbeat);
+    if let Some(n) = opts.pool_size {
+        builder = builder.pool_size(n);
+    }
+    for ep in &binds {
+        eprintln!("binding to \"{ep}\"");
+        builder = builder.bind(ep);
+    }
+    for ep in &connects {
+        eprintln!("connecting to \"{ep}\"");
+        builder = builder.connect(ep);
+    }
+    let server = builder.start().await?;
+    eprintln!("serving \"{name}\" on {}", server.endpoints().join(", "));
+    wait_for_signal().await;
+    eprintln!("stopping: finishing requests in flight (up to 10s)");
+    server.stop(Duration::from_secs(10)).await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn client_main(opts: &Opts, client: &Client, command: Option<String>, params: Vec<String>) -> Result<(), CliError> {
+    let Some(method) = command else {
+        let svc = output::describe(client).await?;
+        print!("{}", output::listing(&svc, opts.inspect));
+        return Ok(());
+    };
+    if opts.inspect {
+        let svc = output::describe(client).await?;
+        print!("{}", output::method_help(&svc, &method));
+        return Ok(());
+    }
+    let args = params
+        .iter()
+        .map(|p| {
+            if opts.json {
+                serde_json::from_str(p)
+                    .map(|j| from_json(&j))
+                    .map_err(|e| CliError::Usage(format!("parameter {p:?} is not valid JSON: {e}")))
+            } else {
+                Ok(infer_cli_arg(p))
+            }
+        })
+        .collect::<Result<Vec<Value>, _>>()?;
+    let result = client.call_dynamic_with(&method, args, CallOptions::default()).await?;
+    println!("{}", output::render(&result, opts.print_json));
+    Ok(())
+}

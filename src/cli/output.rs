@@ -1,0 +1,158 @@
+//! What the command line prints: results, method listings, signatures.
+
+use crate::client::Client;
+use crate::error::Error;
+use crate::value::{to_json, Value};
+
+/// A remote service as introspection describes it.
+pub(crate) struct Described {
+    pub name: String,
+    /// (method, args (None if unknown), doc)
+    pub methods: Vec<(String, Option<Vec<(String, Option<Value>)>>, Option<String>)>,
+}
+
+/// Ask the server to describe itself: `_zerorpc_inspect`, or the legacy
+/// `_zerorpc_name`/`_list`/`_help` calls when that fails (stock Python
+/// 3.11 servers).
+pub(crate) async fn describe(client: &Client) -> Result<Described, Error> {
+    match client.call_dynamic("_zerorpc_inspect", vec![]).await {
+        Ok(v) => Ok(from_inspect(&v)),
+        Err(Error::Remote(_)) => legacy(client).await,
+        Err(e) => Err(e),
+    }
+}
+
+fn get<'a>(map: &'a Value, key: &str) -> Option<&'a Value> {
+    map.as_map()?.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
+}
+
+fn from_inspect(v: &Value) -> Described {
+    let name = get(v, "name").and_then(Value::as_str).unwrap_or("N/A").to_string();
+    let mut methods: Vec<_> = get(v, "methods")
+        .and_then(Value::as_map)
+        .map(|m| {
+            m.iter()
+                .map(|(k, info)| {
+                    let args = get(info, "args").and_then(Value::as_array).map(|args| {
+                        args.iter()
+                            .map(|a| {
+                                let n = get(a, "name").and_then(Value::as_str).unwrap_or("?").to_string();
+                                (n, get(a, "default").cloned())
+                            })
+                            .collect()
+                    });
+                    let doc = get(info, "doc").and_then(Value::as_str).map(str::to_string);
+                    (k.as_str().unwrap_or("?").to_string(), args, doc)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    methods.sort_by(|a, b| a.0.cmp(&b.0));
+    Described { name, methods }
+}
+
+async fn legacy(client: &Client) -> Result<Described, Error> {
+    let name = match client.call_dynamic("_zerorpc_name", vec![]).await {
+        Ok(Value::String(s)) => s.into_str().unwrap_or_default(),
+        _ => "N/A".to_string(),
+    };
+    let list = client.call_dynamic("_zerorpc_list", vec![]).await?;
+    let mut methods = Vec::new();
+    for m in list.as_array().map(Vec::as_slice).unwrap_or(&[]) {
+        let Some(m) = m.as_str() else { continue };
+        let doc = match client.call_dynamic("_zerorpc_help", vec![m.into()]).await {
+            Ok(Value::String(s)) => s.into_str(),
+            _ => None,
+        };
+        methods.push((m.to_string(), None, doc));
+    }
+    Ok(Described { name, methods })
+}
+
+fn signature(name: &str, args: &Option<Vec<(String, Option<Value>)>>) -> String {
+    match args {
+        None => format!("{name}(??)"),
+        Some(args) => {
+            let parts: Vec<String> = args
+                .iter()
+                .map(|(n, d)| match d {
+                    None | Some(Value::Nil) => n.clone(),
+                    Some(v) => format!("{n}={}", render(v, false)),
+                })
+                .collect();
+            format!("{name}({})", parts.join(", "))
+        }
+    }
+}
+
+/// `[service]` then one line per method: its summary, or its signature with `-?`.
+pub(crate) fn listing(svc: &Described, signatures: bool) -> String {
+    let mut out = format!("[{}]\n", svc.name);
+    let width = svc.methods.iter().map(|m| m.0.len()).max().unwrap_or(0);
+    for (name, args, doc) in &svc.methods {
+        if signatures {
+            out.push_str(&signature(name, args));
+        } else {
+            let summary = doc.as_deref().and_then(|d| d.lines().next()).filter(|l| !l.is_empty()).unwrap_or("<undocumented>");
+            out.push_str(&format!("{name:width$} {summary}"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `-? METHOD`: signature and full documentation.
+pub(crate) fn method_help(svc: &Described, method: &str) -> String {
+    match svc.methods.iter().find(|m| m.0 == method) {
+        Some((name, args, doc)) => {
+            let mut out = format!("[{}]\n{}\n", svc.name, signature(name, args));
+            if let Some(doc) = doc {
+                out.push_str(&format!("\n{doc}\n"));
+            }
+            out
+        }
+        None => format!("[{}]\nNo documentation for \"{method}\".\n", svc.name),
+    }
+}
+
+/// A result for people (strings bare, structures as indented JSON) or for
+/// scripts (`-pj`: compact JSON).
+pub fn render(v: &Value, json: bool) -> String {
+    match (v, json) {
+        (Value::String(s), false) if s.as_str().is_some() => s.as_str().unwrap_or("").to_string(),
+        (Value::Array(_) | Value::Map(_), false) => {
+            serde_json::to_string_pretty(&to_json(v)).unwrap_or_else(|_| v.to_string())
+        }
+        _ => to_json(v).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listing_and_signatures() {
+        let svc = Described {
+            name: "calc".into(),
+            methods: vec![
+                ("add".into(), Some(vec![("a".into(), None), ("b".into(), Some(Value::from(10)))]), Some("Add.\nMore".into())),
+                ("mystery".into(), None, None),
+            ],
+        };
+        assert_eq!(listing(&svc, false), "[calc]\nadd     Add.\nmystery <undocumented>\n");
+        assert_eq!(listing(&svc, true), "[calc]\nadd(a, b=10)\nmystery(??)\n");
+        assert_eq!(method_help(&svc, "add"), "[calc]\nadd(a, b=10)\n\nAdd.\nMore\n");
+        assert_eq!(method_help(&svc, "zz"), "[calc]\nNo documentation for \"zz\".\n");
+    }
+
+    #[test]
+    fn rendering() {
+        assert_eq!(render(&Value::from("2026/11/22"), false), "2026/11/22");
+        assert_eq!(render(&Value::from("x"), true), "\"x\"");
+        assert_eq!(render(&Value::from(5), false), "5");
+        assert_eq!(render(&Value::F64(2.0), false), "2.0");
+        assert_eq!(render(&Value::Array(vec![1.into(), 2.into()]), true), "[1,2]");
+        assert_eq!(render(&Value::Nil, false), "null");
+    }
+}

@@ -1,0 +1,188 @@
+//! Helpers shared by the integration tests: the test service, the Python
+//! peer, child processes that are always killed, free ports.
+#![allow(dead_code)]
+
+use serde::Serialize;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use zerorpc::{Server, Service, ServiceError, Value};
+
+#[derive(Serialize)]
+pub struct Point {
+    pub x: i64,
+    pub y: i64,
+    pub label: String,
+}
+
+/// The service the interop tests call.
+pub fn test_service() -> Service {
+    Service::new("test")
+        .method("add", |(a, b): (i64, i64)| async move { Ok::<_, ServiceError>(a + b) })
+        .doc("Add two integers.\n\nReturns their sum.")
+        .args(["a", "b"])
+        .method("hello", |(name,): (String,)| async move { Ok::<_, ServiceError>(format!("Hello, {name}!")) })
+        .method("point", |(x, y): (i64, i64)| async move {
+            Ok::<_, ServiceError>(Point { x, y, label: format!("{x},{y}") })
+        })
+        .method("nothing", |(): ()| async { Ok::<_, ServiceError>(()) })
+        .dynamic("echo", |args: Vec<Value>| async move {
+            args.into_iter().next().ok_or_else(|| ServiceError::type_error("echo() takes 1 argument"))
+        })
+        .method("fail", |(msg,): (String,)| async move { Err::<(), _>(ServiceError::new("ValueError", msg)) })
+        .method("divide", |(a, b): (i64, i64)| async move {
+            if b == 0 {
+                return Err(ServiceError::new("ZeroDivisionError", "division by zero"));
+            }
+            Ok(a / b)
+        })
+        .method("sleep", |(secs,): (f64,)| async move {
+            tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+            Ok::<_, ServiceError>(format!("slept {secs:?}"))
+        })
+        .method_blocking("spin", |(ms,): (u64,)| {
+            // Busy CPU work: must not stall other calls or heartbeats.
+            let end = std::time::Instant::now() + Duration::from_millis(ms);
+            let mut n = 0u64;
+            while std::time::Instant::now() < end {
+                n = n.wrapping_add(1);
+            }
+            Ok::<_, ServiceError>(n > 0)
+        })
+}
+
+/// Start the test service on a free loopback port.
+pub async fn start_server(heartbeat: Option<Duration>) -> (Server, String) {
+    let server = Server::builder(test_service())
+        .bind("tcp://127.0.0.1:0")
+        .heartbeat(heartbeat)
+        .start()
+        .await
+        .expect("server starts");
+    let ep = server.endpoints()[0].clone();
+    (server, ep)
+}
+
+/// The Python interpreter with zerorpc 0.6.3. Fails loudly when missing.
+pub fn python() -> PathBuf {
+    let path = std::env::var_os("ZRPC_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
+    let ok = Command::new(&path)
+        .args(["-c", "import zerorpc"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "zerorpc-python is not available at {}.\nInstall it with: scripts/test.sh (does it for you), or\n  \
+         python3 -m venv .venv && .venv/bin/pip install zerorpc==0.6.3\n(or set ZRPC_PYTHON to a python that has it)",
+        path.display()
+    );
+    path
+}
+
+pub fn script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python").join(name)
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped.
+pub struct Proc(pub Child);
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Send a signal by number (e.g. 15 for SIGTERM).
+    pub fn signal(&self, sig: i32) {
+        let _ = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status();
+    }
+
+    /// Wait for exit up to `limit`; None if still running.
+    pub fn wait_for(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let end = Instant::now() + limit;
+        while Instant::now() < end {
+            if let Ok(Some(st)) = self.0.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start a process and wait (bounded) until a line of its stdout (or
+/// stderr, with `on_stderr`) contains `ready`.
+pub fn spawn_until(cmd: &mut Command, ready: &str, on_stderr: bool) -> Proc {
+    cmd.stdin(Stdio::null());
+    if on_stderr {
+        cmd.stderr(Stdio::piped()).stdout(Stdio::null());
+    } else {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+    }
+    let mut child = cmd.spawn().expect("spawn child process");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ready = ready.to_string();
+    let pipe: Box<dyn std::io::Read + Send> = if on_stderr {
+        Box::new(child.stderr.take().expect("stderr"))
+    } else {
+        Box::new(child.stdout.take().expect("stdout"))
+    };
+    std::thread::spawn(move || {
+        let mut seen = false;
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if !seen && line.contains(&ready) {
+                seen = true;
+                let _ = tx.send(());
+            }
+        }
+    });
+    let proc = Proc(child);
+    rx.recv_timeout(Duration::from_secs(20)).expect("child process did not become ready within 20 s");
+    proc
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Start the real Python zerorpc server on a free port.
+pub fn python_server(heartbeat: f64) -> (Proc, String) {
+    let ep = format!("tcp://127.0.0.1:{}", free_port());
+    let proc = spawn_until(
+        Command::new(python()).arg(script("py_server.py")).arg(&ep).arg(heartbeat.to_string()),
+        "READY",
+        false,
+    );
+    (proc, ep)
+}
+
+/// Run a Python client scenario against `ep`; panics with its output on failure.
+pub fn python_client(ep: &str, scenario: &str) {
+    let out = Command::new(python())
+        .arg(script("py_client.py"))
+        .arg(ep)
+        .arg(scenario)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run python client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains(&format!("PASS {scenario}")),
+        "python scenario {scenario} failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+}

@@ -1,0 +1,105 @@
+"""A real zerorpc-python 0.6.3 client driving a zrpc server.
+
+usage: py_client.py ENDPOINT SCENARIO
+Each scenario asserts what it expects and prints `PASS <scenario>`; any
+failure raises, so the process exits non-zero with a traceback.
+"""
+import sys
+import time
+
+import gevent
+import zerorpc
+
+endpoint, scenario = sys.argv[1], sys.argv[2]
+
+
+def client(timeout=10, heartbeat=5):
+    c = zerorpc.Client(timeout=timeout, heartbeat=heartbeat)
+    c.connect(endpoint)
+    return c
+
+
+def expect_error(fn, name, fragment):
+    try:
+        fn()
+    except zerorpc.RemoteError as e:
+        assert e.name == name, (e.name, name, e.msg)
+        assert fragment in e.msg, (fragment, e.msg)
+        assert e.traceback and name in e.traceback, e.traceback
+        return e
+    raise AssertionError("expected %s" % name)
+
+
+def calls():
+    c = client()
+    assert c.add(2, 3) == 5
+    assert c.add(-7, 3) == -4
+    assert c.hello("py") == "Hello, py!"
+    assert c.point(3, 4) == {"x": 3, "y": 4, "label": "3,4"}, c.point(3, 4)
+    assert c.nothing() is None
+
+
+def types():
+    c = client()
+    values = [
+        None, True, False, 0, 1, -1, -32, -33, 127, 128, 255, 256, 65535, 65536,
+        2**32, 2**63 - 1, 2**64 - 1, -2**63, 1.5, -0.0, 1e300,
+        "", "héllo ✓", "x" * 300, "y" * 70000,
+        b"", b"\x00\xff" * 200, b"z" * 70000,
+        [], [1, [2, [3, [4]]]], list(range(20)), {}, {"k": {"n": [1, "x"]}},
+        {"b": b"bytes", "s": "str"},
+    ]
+    for v in values:
+        r = c.echo(v)
+        assert r == v, (v, r)
+        assert type(r) is type(v), (type(v), type(r))
+
+
+def errors():
+    c = client()
+    expect_error(lambda: c.nosuch(), "NameError", "nosuch")
+    expect_error(lambda: c.add(1), "TypeError", "takes 2 positional arguments but 1 was given")
+    expect_error(lambda: c.add(1, 2, 3), "TypeError", "but 3 were given")
+    expect_error(lambda: c.add(1, "x"), "TypeError", "expects arguments")
+    expect_error(lambda: c.fail("bad input"), "ValueError", "bad input")
+    expect_error(lambda: c.divide(1, 0), "ZeroDivisionError", "division by zero")
+    # The server keeps serving after all of that.
+    assert c.add(2, 3) == 5
+
+
+def introspection():
+    c = client()
+    assert c._zerorpc_name() == "test"
+    assert c._zerorpc_ping() == ["pong", "test"]
+    names = c._zerorpc_list()
+    assert "add" in names and "echo" in names and names == sorted(names), names
+    assert c._zerorpc_help("add") == "Add two integers.\n\nReturns their sum."
+    assert c._zerorpc_args("add") == [["a", "b"], None, None, None]
+    inspect = c._zerorpc_inspect()
+    assert inspect["name"] == "test"
+    assert inspect["methods"]["add"]["args"] == [{"name": "a"}, {"name": "b"}]
+    assert inspect["methods"]["add"]["doc"].startswith("Add two integers.")
+    expect_error(lambda: c._zerorpc_help("nosuch"), "KeyError", "nosuch")
+
+
+def long_call():
+    # Heartbeat 1 s, call lasting 3.5 s: only heartbeats keep it alive.
+    c = client(timeout=10, heartbeat=1)
+    start = time.time()
+    assert c.sleep(3.5) == "slept 3.5"
+    assert time.time() - start >= 3.4
+
+
+def concurrent():
+    c = client(timeout=30)
+    start = time.time()
+    jobs = [gevent.spawn(c.sleep, 1.0) for _ in range(50)]
+    gevent.joinall(jobs, raise_error=True)
+    elapsed = time.time() - start
+    assert all(j.value == "slept 1.0" for j in jobs)
+    # Run one after another they would take 50 s.
+    assert elapsed < 10, "50 concurrent 1 s calls took %.1f s" % elapsed
+
+
+globals()[scenario]()
+print("PASS", scenario, flush=True)

@@ -1,0 +1,32 @@
+"""A real zerorpc-python 0.6.3 server for interop tests.
+
+usage: py_server.py ENDPOINT HEARTBEAT
+Prints READY once bound, then serves until killed.
+"""
+import sys
+
+import gevent
+import zerorpc
+
+
+class Svc(object):
+    def add(self, a, b):
+        """Add two numbers."""
+        return a + b
+
+    def boom(self, msg="bad"):
+        raise ValueError(msg)
+
+    def sleep(self, seconds):
+        gevent.sleep(seconds)
+        return "slept %s" % seconds
+
+    def echo(self, value):
+        return value
+
+
+endpoint, heartbeat = sys.argv[1], float(sys.argv[2])
+server = zerorpc.Server(Svc(), heartbeat=heartbeat)
+server.bind(endpoint)
+print("READY", flush=True)
+server.run()
