@@ -192,7 +192,6 @@ async fn bind_as<S: Halves>(
     let (out, out_rx) = mpsc::unbounded_channel();
     let endpoint = resolved.to_string();
     let task = tokio::spawn(async move {
-        let _ = events.send(LinkEvent::Up(id)).await;
         serve_socket(id, sock, monitor, out_rx, &events, false).await;
     });
     Ok(Link { out, endpoint, task: Some(task) })
@@ -245,7 +244,9 @@ async fn run_connected<S: Halves>(
 }
 
 /// Drive one socket until its owner closes it (returns false) or, for a
-/// connected socket, its peer disconnects (returns true).
+/// connected socket, its peer disconnects (returns true). A bound socket is
+/// `Up` while it has at least one peer: zeromq drops what a DEALER sends
+/// with no peer, so the owner must hold messages until then.
 async fn serve_socket<S: Halves>(
     id: LinkId,
     sock: S,
@@ -266,6 +267,7 @@ async fn serve_socket<S: Halves>(
         })
     });
     let _reader_guard = AbortOnDrop(reader);
+    let mut peers = 0usize;
     loop {
         tokio::select! {
             msg = out_rx.next_out() => match (msg, tx.as_mut()) {
@@ -283,6 +285,16 @@ async fn serve_socket<S: Halves>(
                         return true;
                     }
                     let _ = events.send(LinkEvent::PeerGone(id, peer.into())).await;
+                    peers = peers.saturating_sub(1);
+                    if peers == 0 {
+                        let _ = events.send(LinkEvent::Down(id)).await;
+                    }
+                }
+                Some(SocketEvent::Accepted(..)) if !connected => {
+                    peers += 1;
+                    if peers == 1 {
+                        let _ = events.send(LinkEvent::Up(id)).await;
+                    }
                 }
                 Some(_) => {}
                 // The socket is gone: treat as a disconnect.
