@@ -18,7 +18,14 @@ pub(crate) fn arity<A: DeserializeOwned>() -> Option<usize> {
 
 /// Introspection names for a typed handler with no declared names.
 pub(crate) fn placeholder_names(arity: Option<usize>) -> Option<Vec<ArgInfo>> {
-    arity.map(|n| (0..n).map(|i| ArgInfo { name: format!("arg{i}"), default: None }).collect())
+    arity.map(|n| {
+        (0..n)
+            .map(|i| ArgInfo {
+                name: format!("arg{i}"),
+                default: None,
+            })
+            .collect()
+    })
 }
 
 /// Decode `args` into `A`, checking the count first.

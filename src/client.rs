@@ -90,12 +90,19 @@ impl ClientBuilder {
     /// (bounded by their timeout). Binding errors are reported here.
     pub async fn build(self) -> Result<Client, Error> {
         if self.connects.is_empty() && self.binds.is_empty() {
-            return Err(Error::Transport("a client needs at least one endpoint to connect or bind".into()));
+            return Err(Error::Transport(
+                "a client needs at least one endpoint to connect or bind".into(),
+            ));
         }
         let (events_tx, events_rx) = mpsc::channel(transport::INBOUND_QUEUE);
         let mut links = Vec::new();
         for ep in &self.connects {
-            links.push(transport::connect(Kind::Dealer, links.len(), ep, events_tx.clone())?);
+            links.push(transport::connect(
+                Kind::Dealer,
+                links.len(),
+                ep,
+                events_tx.clone(),
+            )?);
         }
         for ep in &self.binds {
             links.push(transport::bind(Kind::Dealer, links.len(), ep, events_tx.clone()).await?);
@@ -112,7 +119,14 @@ impl ClientBuilder {
             passive: self.passive,
         };
         let task = tokio::spawn(core.run(cmd_rx, events_rx));
-        Ok(Client { inner: Arc::new(Inner { cmd: cmd_tx, timeout: self.timeout, endpoints, task }) })
+        Ok(Client {
+            inner: Arc::new(Inner {
+                cmd: cmd_tx,
+                timeout: self.timeout,
+                endpoints,
+                task,
+            }),
+        })
     }
 }
 
@@ -126,7 +140,9 @@ pub struct CallOptions {
 impl CallOptions {
     /// A call with this timeout.
     pub fn timeout(t: Duration) -> Self {
-        CallOptions { timeout: Some(Some(t)) }
+        CallOptions {
+            timeout: Some(Some(t)),
+        }
     }
 }
 
@@ -155,7 +171,12 @@ impl Drop for Inner {
 type Answer = Result<(String, Bytes), Error>;
 
 enum Cmd {
-    Call { id: MessageId, frame: Vec<u8>, method: String, reply: oneshot::Sender<Answer> },
+    Call {
+        id: MessageId,
+        frame: Vec<u8>,
+        method: String,
+        reply: oneshot::Sender<Answer>,
+    },
     Close(oneshot::Sender<()>),
 }
 
@@ -177,7 +198,11 @@ impl Client {
 
     /// Call `method` with `args` (a tuple such as `(1, 2)`, `()` for none, or
     /// a `Vec`) and decode the result into `R`.
-    pub async fn call<A: Serialize, R: DeserializeOwned>(&self, method: &str, args: A) -> Result<R, Error> {
+    pub async fn call<A: Serialize, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: A,
+    ) -> Result<R, Error> {
         self.call_with(method, args, CallOptions::default()).await
     }
 
@@ -190,16 +215,23 @@ impl Client {
     ) -> Result<R, Error> {
         let raw = encode_args(&args)?;
         let result = self.call_raw(method, &raw, opts).await?;
-        rmp_serde::from_slice(&result).map_err(|e| Error::Decode(format!("result of {method}: {e}")))
+        rmp_serde::from_slice(&result)
+            .map_err(|e| Error::Decode(format!("result of {method}: {e}")))
     }
 
     /// Call with dynamic values; the result keeps its msgpack types.
     pub async fn call_dynamic(&self, method: &str, args: Vec<Value>) -> Result<Value, Error> {
-        self.call_dynamic_with(method, args, CallOptions::default()).await
+        self.call_dynamic_with(method, args, CallOptions::default())
+            .await
     }
 
     /// [`Client::call_dynamic`] with per-call options.
-    pub async fn call_dynamic_with(&self, method: &str, args: Vec<Value>, opts: CallOptions) -> Result<Value, Error> {
+    pub async fn call_dynamic_with(
+        &self,
+        method: &str,
+        args: Vec<Value>,
+        opts: CallOptions,
+    ) -> Result<Value, Error> {
         let raw = crate::service::encode_value(&Value::Array(args));
         let result = self.call_raw(method, &raw, opts).await?;
         rmpv::decode::read_value_with_max_depth(&mut &result[..], event::MAX_DEPTH + 1)
@@ -209,15 +241,32 @@ impl Client {
     /// Send a request whose args are raw msgpack; returns the raw result.
     async fn call_raw(&self, method: &str, args: &[u8], opts: CallOptions) -> Result<Bytes, Error> {
         let id = MessageId::new();
-        let frame = event::encode(Header { message_id: &id, response_to: None }, method, args);
+        let frame = event::encode(
+            Header {
+                message_id: &id,
+                response_to: None,
+            },
+            method,
+            args,
+        );
         let (reply, rx) = oneshot::channel();
-        let cmd = Cmd::Call { id, frame, method: method.to_string(), reply };
+        let cmd = Cmd::Call {
+            id,
+            frame,
+            method: method.to_string(),
+            reply,
+        };
         self.inner.cmd.send(cmd).map_err(|_| Error::Closed)?;
         let timeout = opts.timeout.unwrap_or(self.inner.timeout);
         let answer = match timeout {
             Some(t) => match tokio::time::timeout(t, rx).await {
                 Ok(a) => a,
-                Err(_) => return Err(Error::Timeout { method: method.to_string(), after: t }),
+                Err(_) => {
+                    return Err(Error::Timeout {
+                        method: method.to_string(),
+                        after: t,
+                    })
+                }
             },
             None => rx.await,
         };
@@ -225,10 +274,15 @@ impl Client {
         match name.as_str() {
             event::OK => {
                 let items = event::array_items(&args).unwrap_or_default();
-                items.into_iter().next().ok_or_else(|| Error::Protocol(format!("OK reply to {method} has no value")))
+                items
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| Error::Protocol(format!("OK reply to {method} has no value")))
             }
             event::ERR => Err(Error::Remote(parse_err(&args))),
-            other => Err(Error::Protocol(format!("unexpected {other} reply to {method}"))),
+            other => Err(Error::Protocol(format!(
+                "unexpected {other} reply to {method}"
+            ))),
         }
     }
 
@@ -245,7 +299,8 @@ impl Client {
 /// sequence is the array itself, and any other value becomes a single
 /// argument.
 fn encode_args<A: Serialize>(args: &A) -> Result<Vec<u8>, Error> {
-    let raw = rmp_serde::to_vec_named(args).map_err(|e| Error::Decode(format!("arguments: {e}")))?;
+    let raw =
+        rmp_serde::to_vec_named(args).map_err(|e| Error::Decode(format!("arguments: {e}")))?;
     Ok(match raw.first() {
         Some(0xc0) => vec![0x90],
         Some(0x90..=0x9f | 0xdc | 0xdd) => raw,
@@ -273,9 +328,21 @@ fn parse_err(args: &Bytes) -> RemoteError {
     };
     let mut it = items.into_iter();
     match (it.next(), it.next(), it.next()) {
-        (Some(name), Some(message), tb) => RemoteError { name, message, traceback: tb.unwrap_or_default() },
-        (Some(repr), None, _) => RemoteError { name: "RemoteError".into(), message: repr, traceback: String::new() },
-        _ => RemoteError { name: "RemoteError".into(), message: "malformed ERR reply".into(), traceback: String::new() },
+        (Some(name), Some(message), tb) => RemoteError {
+            name,
+            message,
+            traceback: tb.unwrap_or_default(),
+        },
+        (Some(repr), None, _) => RemoteError {
+            name: "RemoteError".into(),
+            message: repr,
+            traceback: String::new(),
+        },
+        _ => RemoteError {
+            name: "RemoteError".into(),
+            message: "malformed ERR reply".into(),
+            traceback: String::new(),
+        },
     }
 }
 
@@ -300,7 +367,11 @@ struct Core {
 }
 
 impl Core {
-    async fn run(mut self, mut cmds: mpsc::UnboundedReceiver<Cmd>, mut events: mpsc::Receiver<LinkEvent>) {
+    async fn run(
+        mut self,
+        mut cmds: mpsc::UnboundedReceiver<Cmd>,
+        mut events: mpsc::Receiver<LinkEvent>,
+    ) {
         // Without heartbeats the tick only forgets abandoned calls.
         let period = self.heartbeat.unwrap_or(Duration::from_secs(2));
         let mut tick = tokio::time::interval(period / 2);
@@ -339,10 +410,13 @@ impl Core {
             LinkEvent::Down(l) => {
                 self.up[l] = false;
                 let ep = self.links[l].endpoint.clone();
-                self.fail_where(|c| c.link == Some(l), || Error::LostRemote {
-                    method: String::new(),
-                    reason: format!("connection to {ep} closed"),
-                });
+                self.fail_where(
+                    |c| c.link == Some(l),
+                    || Error::LostRemote {
+                        method: String::new(),
+                        reason: format!("connection to {ep} closed"),
+                    },
+                );
             }
             LinkEvent::Message(l, msg) => self.on_message(l, msg),
             LinkEvent::PeerGone(..) => {}
@@ -350,7 +424,9 @@ impl Core {
     }
 
     fn on_message(&mut self, _link: LinkId, msg: ZmqMessage) {
-        let Some(payload) = transport::payload(&msg) else { return };
+        let Some(payload) = transport::payload(&msg) else {
+            return;
+        };
         let ev = match Event::decode(payload) {
             Ok(ev) => ev,
             Err(e) => {
@@ -400,7 +476,14 @@ impl Core {
             } else if call.beat.due(now, period) {
                 let hb_id = MessageId::new();
                 let rt = raw_id(id);
-                let hb = event::encode(Header { message_id: &hb_id, response_to: Some(&rt) }, event::HEARTBEAT, event::HEARTBEAT_ARGS);
+                let hb = event::encode(
+                    Header {
+                        message_id: &hb_id,
+                        response_to: Some(&rt),
+                    },
+                    event::HEARTBEAT,
+                    event::HEARTBEAT_ARGS,
+                );
                 let _ = self.links[link].out.send(ZmqMessage::from(hb));
             }
         }
@@ -410,8 +493,14 @@ impl Core {
         self.pending.retain(|id| self.calls.contains_key(id));
         for id in lost {
             if let Some(call) = self.calls.remove(&id) {
-                let reason = format!("no heartbeat for more than {}", crate::error::fmt_secs(2 * period));
-                let _ = call.reply.send(Err(Error::LostRemote { method: call.method, reason }));
+                let reason = format!(
+                    "no heartbeat for more than {}",
+                    crate::error::fmt_secs(2 * period)
+                );
+                let _ = call.reply.send(Err(Error::LostRemote {
+                    method: call.method,
+                    reason,
+                }));
             }
         }
     }
@@ -421,8 +510,12 @@ impl Core {
         while let Some(id) = self.pending.front().copied() {
             let Some(link) = self.pick_link() else { return };
             self.pending.pop_front();
-            let Some(call) = self.calls.get_mut(&id) else { continue };
-            let Some(frame) = call.frame.take() else { continue };
+            let Some(call) = self.calls.get_mut(&id) else {
+                continue;
+            };
+            let Some(frame) = call.frame.take() else {
+                continue;
+            };
             call.link = Some(link);
             // The heartbeat clock starts when the request leaves.
             call.beat = Beat::new(Instant::now(), !self.passive);
@@ -445,11 +538,19 @@ impl Core {
     }
 
     fn fail_where(&mut self, pred: impl Fn(&Call) -> bool, err: impl Fn() -> Error) {
-        let ids: Vec<MessageId> = self.calls.iter().filter(|(_, c)| pred(c)).map(|(id, _)| *id).collect();
+        let ids: Vec<MessageId> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| pred(c))
+            .map(|(id, _)| *id)
+            .collect();
         for id in ids {
             if let Some(call) = self.calls.remove(&id) {
                 let e = match err() {
-                    Error::LostRemote { reason, .. } => Error::LostRemote { method: call.method, reason },
+                    Error::LostRemote { reason, .. } => Error::LostRemote {
+                        method: call.method,
+                        reason,
+                    },
                     other => other,
                 };
                 let _ = call.reply.send(Err(e));
@@ -482,9 +583,16 @@ mod tests {
 
     #[test]
     fn err_parsing() {
-        let raw = crate::service::encode_value(&Value::Array(vec!["NameError".into(), "x".into(), "tb".into()]));
+        let raw = crate::service::encode_value(&Value::Array(vec![
+            "NameError".into(),
+            "x".into(),
+            "tb".into(),
+        ]));
         let e = parse_err(&Bytes::from(raw));
-        assert_eq!((e.name.as_str(), e.message.as_str(), e.traceback.as_str()), ("NameError", "x", "tb"));
+        assert_eq!(
+            (e.name.as_str(), e.message.as_str(), e.traceback.as_str()),
+            ("NameError", "x", "tb")
+        );
         let raw = crate::service::encode_value(&Value::Array(vec!["ValueError('x')".into()]));
         assert_eq!(parse_err(&Bytes::from(raw)).message, "ValueError('x')");
     }

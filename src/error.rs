@@ -72,7 +72,11 @@ impl fmt::Display for Error {
         match self {
             Error::Remote(r) => write!(f, "remote error {r}"),
             Error::Timeout { method, after } => {
-                write!(f, "timeout after {}, when calling remote method {method}", fmt_secs(*after))
+                write!(
+                    f,
+                    "timeout after {}, when calling remote method {method}",
+                    fmt_secs(*after)
+                )
             }
             Error::LostRemote { method, reason } => {
                 write!(f, "lost remote while calling {method}: {reason}")
@@ -120,7 +124,11 @@ pub struct ServiceError {
 impl ServiceError {
     /// An error with an explicit exception name, e.g. `("ValueError", "bad")`.
     pub fn new(name: impl Into<String>, message: impl Into<String>) -> Self {
-        ServiceError { name: name.into(), message: message.into(), traceback: String::new() }
+        ServiceError {
+            name: name.into(),
+            message: message.into(),
+            traceback: String::new(),
+        }
     }
 
     /// A generic `Error` with a message.
@@ -158,6 +166,10 @@ impl<E: std::error::Error> From<E> for ServiceError {
 
 impl From<RemoteError> for ServiceError {
     fn from(r: RemoteError) -> Self {
-        ServiceError { name: r.name, message: r.message, traceback: r.traceback }
+        ServiceError {
+            name: r.name,
+            message: r.message,
+            traceback: r.traceback,
+        }
     }
 }

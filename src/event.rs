@@ -207,9 +207,18 @@ pub struct Header<'a> {
 
 /// Encode `[header, name, args]` into `out`; `args` writes the raw msgpack of
 /// the args value.
-pub fn encode_with(out: &mut Vec<u8>, header: Header<'_>, name: &str, args: impl FnOnce(&mut Vec<u8>)) {
+pub fn encode_with(
+    out: &mut Vec<u8>,
+    header: Header<'_>,
+    name: &str,
+    args: impl FnOnce(&mut Vec<u8>),
+) {
     out.push(0x93);
-    out.push(if header.response_to.is_some() { 0x83 } else { 0x82 });
+    out.push(if header.response_to.is_some() {
+        0x83
+    } else {
+        0x82
+    });
     out.extend_from_slice(b"\xaamessage_id\xc4\x20");
     out.extend_from_slice(header.message_id.as_bytes());
     out.extend_from_slice(b"\xa1v");
@@ -233,7 +242,10 @@ pub fn encode(header: Header<'_>, name: &str, args: &[u8]) -> Vec<u8> {
 pub fn encode_err(response_to: &[u8], name: &str, message: &str, traceback: &str) -> Vec<u8> {
     let id = MessageId::new();
     let mut out = Vec::with_capacity(128 + message.len() + traceback.len());
-    let header = Header { message_id: &id, response_to: Some(response_to) };
+    let header = Header {
+        message_id: &id,
+        response_to: Some(response_to),
+    };
     encode_with(&mut out, header, ERR, |o| {
         o.push(0x93);
         write_str(o, name);
@@ -314,14 +326,23 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn byte(&mut self) -> Result<u8, DecodeError> {
-        let b = *self.buf.get(self.pos).ok_or(DecodeError::Malformed("truncated"))?;
+        let b = *self
+            .buf
+            .get(self.pos)
+            .ok_or(DecodeError::Malformed("truncated"))?;
         self.pos += 1;
         Ok(b)
     }
 
     fn be(&mut self, n: usize) -> Result<u64, DecodeError> {
-        let end = self.pos.checked_add(n).ok_or(DecodeError::Malformed("truncated"))?;
-        let s = self.buf.get(self.pos..end).ok_or(DecodeError::Malformed("truncated"))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .ok_or(DecodeError::Malformed("truncated"))?;
+        let s = self
+            .buf
+            .get(self.pos..end)
+            .ok_or(DecodeError::Malformed("truncated"))?;
         self.pos = end;
         Ok(s.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
     }
@@ -329,7 +350,9 @@ impl<'a> Reader<'a> {
     fn advance(&mut self, n: u64) -> Result<(), DecodeError> {
         let left = (self.buf.len() - self.pos) as u64;
         if n > left {
-            return Err(DecodeError::Malformed("length prefix runs past the end of the message"));
+            return Err(DecodeError::Malformed(
+                "length prefix runs past the end of the message",
+            ));
         }
         self.pos += n as usize;
         Ok(())
@@ -359,7 +382,9 @@ impl<'a> Reader<'a> {
             Container::Other => (0, 0),
         };
         if n * per > (self.buf.len() - self.pos) as u64 {
-            return Err(DecodeError::Malformed("length prefix runs past the end of the message"));
+            return Err(DecodeError::Malformed(
+                "length prefix runs past the end of the message",
+            ));
         }
         Ok(c)
     }
@@ -464,7 +489,12 @@ mod tests {
 
     fn hex(s: &str) -> Bytes {
         let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        Bytes::from((0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect::<Vec<_>>())
+        Bytes::from(
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                .collect::<Vec<_>>(),
+        )
     }
 
     const REQ_ADD: &str = "9382aa6d6573736167655f6964c4203031323334353637383961626364656630313233343536373839616263646566a17603a3616464920102";
@@ -488,20 +518,37 @@ mod tests {
         assert_eq!(&mid[..2], &[0xc4, 0x20]);
         assert_eq!(&mid[2..], b"0123456789abcdef0123456789abcdef");
         assert_eq!(&ev.args[..], &[0x92, 0x01, 0x02]);
-        let again = encode(Header { message_id: &id_of(&mid), response_to: None }, "add", &ev.args);
+        let again = encode(
+            Header {
+                message_id: &id_of(&mid),
+                response_to: None,
+            },
+            "add",
+            &ev.args,
+        );
         assert_eq!(Bytes::from(again), frame);
     }
 
     #[test]
     fn reply_vectors_roundtrip() {
-        for (vector, name, args) in [(OK_3, OK, &[0x91, 0x03][..]), (HB, HEARTBEAT, HEARTBEAT_ARGS)] {
+        for (vector, name, args) in [
+            (OK_3, OK, &[0x91, 0x03][..]),
+            (HB, HEARTBEAT, HEARTBEAT_ARGS),
+        ] {
             let frame = hex(vector);
             let ev = Event::decode(&frame).unwrap();
             assert_eq!(ev.name.as_deref(), Ok(name));
             assert_eq!(&ev.args[..], args);
             let id = id_of(ev.message_id.as_ref().unwrap());
             let rt = ev.response_to.clone().unwrap();
-            let again = encode(Header { message_id: &id, response_to: Some(&rt) }, name, &ev.args);
+            let again = encode(
+                Header {
+                    message_id: &id,
+                    response_to: Some(&rt),
+                },
+                name,
+                &ev.args,
+            );
             assert_eq!(Bytes::from(again), frame, "re-encoding {name}");
         }
     }
@@ -510,7 +557,10 @@ mod tests {
     fn stream_tail_vectors() {
         let id = MessageId::new();
         let rt = hex("c4200123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
-        let h = || Header { message_id: &id, response_to: Some(&rt) };
+        let h = || Header {
+            message_id: &id,
+            response_to: Some(&rt),
+        };
         assert!(encode(h(), STREAM, &[0x00]).ends_with(&hex("a653545245414d00")));
         assert!(encode(h(), MORE, &[0x91, 0x64]).ends_with(&hex("a95f7a70635f6d6f72659164")));
         assert!(encode(h(), STREAM_DONE, &[0xc0]).ends_with(&hex("ab53545245414d5f444f4e45c0")));
@@ -558,20 +608,35 @@ mod tests {
             (vec![], "empty"),
             (vec![0x92, 0x80, 0xa1], "array of 2"),
             (vec![0xc1], "reserved marker"),
-            (vec![0xdd, 0xff, 0xff, 0xff, 0xff], "array claiming 4G items"),
-            (vec![0x93, 0xdf, 0xff, 0xff, 0xff, 0xff], "map claiming 4G entries"),
-            (vec![0x93, 0x80, 0xdb, 0xff, 0xff, 0xff, 0xff], "str claiming 4 GiB"),
+            (
+                vec![0xdd, 0xff, 0xff, 0xff, 0xff],
+                "array claiming 4G items",
+            ),
+            (
+                vec![0x93, 0xdf, 0xff, 0xff, 0xff, 0xff],
+                "map claiming 4G entries",
+            ),
+            (
+                vec![0x93, 0x80, 0xdb, 0xff, 0xff, 0xff, 0xff],
+                "str claiming 4 GiB",
+            ),
             (vec![0x93, 0x80, 0xa3, b'a'], "truncated name"),
             (vec![0x01], "not an array"),
         ];
         for (bytes, what) in cases {
-            assert!(Event::decode(&Bytes::from(bytes)).is_err(), "{what} must be rejected");
+            assert!(
+                Event::decode(&Bytes::from(bytes)).is_err(),
+                "{what} must be rejected"
+            );
         }
         // A million levels of nesting in args.
         let mut deep = vec![0x93, 0x80, 0xa1, b'x'];
         deep.extend(std::iter::repeat_n(0x91, 1_000_000));
         deep.push(0x00);
-        assert_eq!(Event::decode(&Bytes::from(deep)).unwrap_err(), DecodeError::TooDeep);
+        assert_eq!(
+            Event::decode(&Bytes::from(deep)).unwrap_err(),
+            DecodeError::TooDeep
+        );
     }
 
     #[test]

@@ -25,7 +25,12 @@ pub(crate) struct Beat {
 
 impl Beat {
     pub(crate) fn new(now: Instant, active: bool) -> Self {
-        Beat { opened: now, last_heard: None, last_sent: None, active }
+        Beat {
+            opened: now,
+            last_heard: None,
+            last_sent: None,
+            active,
+        }
     }
 
     /// The remote showed a sign of life on this channel.

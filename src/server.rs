@@ -66,7 +66,9 @@ impl ServerBuilder {
     /// Bind and connect everything, then serve in the background.
     pub async fn start(self) -> Result<Server, Error> {
         if self.binds.is_empty() && self.connects.is_empty() {
-            return Err(Error::Transport("a server needs at least one --bind or --connect endpoint".into()));
+            return Err(Error::Transport(
+                "a server needs at least one --bind or --connect endpoint".into(),
+            ));
         }
         let (events_tx, events_rx) = mpsc::channel(transport::INBOUND_QUEUE);
         let mut links = Vec::new();
@@ -74,7 +76,12 @@ impl ServerBuilder {
             links.push(transport::bind(Kind::Router, links.len(), ep, events_tx.clone()).await?);
         }
         for ep in &self.connects {
-            links.push(transport::connect(Kind::Router, links.len(), ep, events_tx.clone())?);
+            links.push(transport::connect(
+                Kind::Router,
+                links.len(),
+                ep,
+                events_tx.clone(),
+            )?);
         }
         let endpoints = links.iter().map(|l| l.endpoint.clone()).collect();
         let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
@@ -89,7 +96,11 @@ impl ServerBuilder {
             warned: RateLimit::default(),
         };
         let task = tokio::spawn(core.run(events_rx, done_rx, ctl_rx));
-        Ok(Server { endpoints, ctl: ctl_tx, task: Some(task) })
+        Ok(Server {
+            endpoints,
+            ctl: ctl_tx,
+            task: Some(task),
+        })
     }
 }
 
@@ -101,13 +112,22 @@ pub struct Server {
 }
 
 enum Ctl {
-    Stop { grace: Duration, done: oneshot::Sender<()> },
+    Stop {
+        grace: Duration,
+        done: oneshot::Sender<()>,
+    },
 }
 
 impl Server {
     /// Start configuring a server for `service`.
     pub fn builder(service: Service) -> ServerBuilder {
-        ServerBuilder { service, binds: Vec::new(), connects: Vec::new(), heartbeat: Some(DEFAULT_HEARTBEAT), pool_size: None }
+        ServerBuilder {
+            service,
+            binds: Vec::new(),
+            connects: Vec::new(),
+            heartbeat: Some(DEFAULT_HEARTBEAT),
+            pool_size: None,
+        }
     }
 
     /// The endpoints, bound ones resolved (a `:0` port shows the real port).
@@ -255,7 +275,11 @@ impl Core {
             }
         };
         if let Some(rt) = ev.response_to {
-            let key = ChanKey { link, identity, id: rt };
+            let key = ChanKey {
+                link,
+                identity,
+                id: rt,
+            };
             match self.chans.get_mut(&key) {
                 Some(chan) => {
                     let now = Instant::now();
@@ -269,7 +293,9 @@ impl Core {
             return;
         }
         let Some(id) = ev.message_id else {
-            self.warned.warn(|| tracing::warn!(peer = %hex(&identity), "dropped a request without message_id"));
+            self.warned.warn(
+                || tracing::warn!(peer = %hex(&identity), "dropped a request without message_id"),
+            );
             return;
         };
         let mut route: Vec<Bytes> = frames[..frames.len() - 1].to_vec();
@@ -284,14 +310,28 @@ impl Core {
         let legacy = ev.version.unwrap_or(1) < 2;
         let name = match ev.name {
             Ok(name) => name,
-            Err(why) => return self.reject(&key, &route, legacy, ServiceError::new("NameError", why)),
+            Err(why) => {
+                return self.reject(&key, &route, legacy, ServiceError::new("NameError", why))
+            }
         };
         if draining {
-            return self.reject(&key, &route, legacy, ServiceError::new("ServerStopping", "the server is shutting down"));
+            return self.reject(
+                &key,
+                &route,
+                legacy,
+                ServiceError::new("ServerStopping", "the server is shutting down"),
+            );
         }
         let Some(args) = Args::from_raw(ev.args.clone()) else {
             let got = event::type_name(&ev.args);
-            return self.reject(&key, &route, legacy, ServiceError::type_error(format!("{name}() arguments must be a msgpack array, got {got}")));
+            return self.reject(
+                &key,
+                &route,
+                legacy,
+                ServiceError::type_error(format!(
+                    "{name}() arguments must be a msgpack array, got {got}"
+                )),
+            );
         };
         tracing::debug!(method = %name, "request");
         let call = self.service.dispatch(&name, args);
@@ -314,10 +354,20 @@ impl Core {
                     encode_error(&task_key.id, legacy, &e)
                 }
             };
-            let _ = done_tx.send(Done { key: task_key, payload });
+            let _ = done_tx.send(Done {
+                key: task_key,
+                payload,
+            });
         });
         let beat = Beat::new(Instant::now(), !legacy);
-        self.chans.insert(key, Chan { route, task: task.abort_handle(), beat });
+        self.chans.insert(
+            key,
+            Chan {
+                route,
+                task: task.abort_handle(),
+                beat,
+            },
+        );
     }
 
     fn reject(&mut self, key: &ChanKey, route: &[Bytes], legacy: bool, e: ServiceError) {
@@ -333,7 +383,14 @@ impl Core {
                 lost.push(key.clone());
             } else if chan.beat.due(now, period) {
                 let id = MessageId::new();
-                let hb = event::encode(Header { message_id: &id, response_to: Some(&key.id) }, event::HEARTBEAT, event::HEARTBEAT_ARGS);
+                let hb = event::encode(
+                    Header {
+                        message_id: &id,
+                        response_to: Some(&key.id),
+                    },
+                    event::HEARTBEAT,
+                    event::HEARTBEAT_ARGS,
+                );
                 if let Some(l) = self.links.get(key.link) {
                     let _ = l.out.send(frames(&chan.route, hb));
                 }
@@ -365,10 +422,18 @@ fn frames(route: &[Bytes], payload: Vec<u8>) -> ZmqMessage {
 fn encode_ok(response_to: &[u8], value: &[u8]) -> Vec<u8> {
     let id = MessageId::new();
     let mut out = Vec::with_capacity(80 + response_to.len() + value.len());
-    event::encode_with(&mut out, Header { message_id: &id, response_to: Some(response_to) }, event::OK, |o| {
-        o.push(0x91);
-        o.extend_from_slice(value);
-    });
+    event::encode_with(
+        &mut out,
+        Header {
+            message_id: &id,
+            response_to: Some(response_to),
+        },
+        event::OK,
+        |o| {
+            o.push(0x91);
+            o.extend_from_slice(value);
+        },
+    );
     out
 }
 
@@ -377,15 +442,27 @@ fn encode_error(response_to: &[u8], legacy: bool, e: &ServiceError) -> Vec<u8> {
         // v1 peers expect a one-element ERR carrying the exception's repr.
         let id = MessageId::new();
         let mut out = Vec::new();
-        event::encode_with(&mut out, Header { message_id: &id, response_to: Some(response_to) }, event::ERR, |o| {
-            o.push(0x91);
-            event::write_str(o, &format!("{}({:?})", e.name, e.message));
-        });
+        event::encode_with(
+            &mut out,
+            Header {
+                message_id: &id,
+                response_to: Some(response_to),
+            },
+            event::ERR,
+            |o| {
+                o.push(0x91);
+                event::write_str(o, &format!("{}({:?})", e.name, e.message));
+            },
+        );
         return out;
     }
     // Python's RemoteError prints the traceback when there is one, so always
     // send at least the exception line.
-    let tb = if e.traceback.is_empty() { format!("{}: {}\n", e.name, e.message) } else { e.traceback.clone() };
+    let tb = if e.traceback.is_empty() {
+        format!("{}: {}\n", e.name, e.message)
+    } else {
+        e.traceback.clone()
+    };
     event::encode_err(response_to, &e.name, &e.message, &tb)
 }
 
@@ -417,9 +494,15 @@ struct RateLimit {
 impl RateLimit {
     fn warn(&mut self, log: impl FnOnce()) {
         let now = Instant::now();
-        if self.last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+        if self
+            .last
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
             if self.suppressed > 0 {
-                tracing::warn!(suppressed = self.suppressed, "similar warnings suppressed in the last second");
+                tracing::warn!(
+                    suppressed = self.suppressed,
+                    "similar warnings suppressed in the last second"
+                );
             }
             self.last = Some(now);
             self.suppressed = 0;

@@ -41,7 +41,10 @@ impl Args {
     pub fn from_values(values: &[Value]) -> Args {
         let mut buf = Vec::new();
         let _ = rmpv::encode::write_value(&mut buf, &Value::Array(values.to_vec()));
-        Args { raw: buf.into(), len: values.len() }
+        Args {
+            raw: buf.into(),
+            len: values.len(),
+        }
     }
 
     /// Number of positional arguments.
@@ -70,7 +73,9 @@ impl Args {
         match rmpv::decode::read_value_with_max_depth(&mut rd, event::MAX_DEPTH + 1) {
             Ok(Value::Array(v)) => Ok(v),
             Ok(_) => Err(ServiceError::type_error("arguments are not an array")),
-            Err(e) => Err(ServiceError::type_error(format!("cannot decode arguments: {e}"))),
+            Err(e) => Err(ServiceError::type_error(format!(
+                "cannot decode arguments: {e}"
+            ))),
         }
     }
 }
@@ -81,7 +86,8 @@ pub(crate) enum Reply {
     Value(Vec<u8>),
 }
 
-pub(crate) type Handler = Arc<dyn Fn(Args) -> BoxFuture<'static, Result<Reply, ServiceError>> + Send + Sync>;
+pub(crate) type Handler =
+    Arc<dyn Fn(Args) -> BoxFuture<'static, Result<Reply, ServiceError>> + Send + Sync>;
 
 /// Description of one argument, for introspection.
 #[derive(Clone, Debug, PartialEq)]
@@ -106,7 +112,11 @@ pub struct MethodInfo {
 impl MethodInfo {
     /// A method with no documentation and unknown arguments.
     pub fn new(name: impl Into<String>) -> Self {
-        MethodInfo { name: name.into(), doc: None, args: None }
+        MethodInfo {
+            name: name.into(),
+            doc: None,
+            args: None,
+        }
     }
 
     /// Set the documentation.
@@ -121,7 +131,15 @@ impl MethodInfo {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.args = Some(names.into_iter().map(|n| ArgInfo { name: n.into(), default: None }).collect());
+        self.args = Some(
+            names
+                .into_iter()
+                .map(|n| ArgInfo {
+                    name: n.into(),
+                    default: None,
+                })
+                .collect(),
+        );
         self
     }
 }
@@ -153,7 +171,11 @@ pub struct Service {
 impl Service {
     /// An empty service called `name` (what `_zerorpc_name` returns).
     pub fn new(name: impl Into<String>) -> Self {
-        Service { name: name.into(), methods: BTreeMap::new(), last: None }
+        Service {
+            name: name.into(),
+            methods: BTreeMap::new(),
+            last: None,
+        }
     }
 
     /// The service name.
@@ -172,8 +194,13 @@ impl Service {
     }
 
     fn insert(mut self, name: &str, args: Option<Vec<ArgInfo>>, handler: Handler) -> Self {
-        let info = MethodInfo { name: name.to_string(), doc: None, args };
-        self.methods.insert(name.to_string(), Method { info, handler });
+        let info = MethodInfo {
+            name: name.to_string(),
+            doc: None,
+            args,
+        };
+        self.methods
+            .insert(name.to_string(), Method { info, handler });
         self.last = Some(name.to_string());
         self
     }
@@ -266,7 +293,9 @@ impl Service {
         let handler: Handler = Arc::new(move |args: Args| match args.values() {
             Ok(values) => {
                 let fut = f(values);
-                Box::pin(async move { Ok(Reply::Value(encode_value(&fut.await.map_err(Into::into)?))) })
+                Box::pin(
+                    async move { Ok(Reply::Value(encode_value(&fut.await.map_err(Into::into)?))) },
+                )
             }
             Err(e) => Box::pin(std::future::ready(Err(e))),
         });
@@ -285,7 +314,9 @@ impl Service {
                 let method = method.clone();
                 Box::pin(async move {
                     let values = args.values()?;
-                    Ok(Reply::Value(encode_value(&obj.call(&method, values).await?)))
+                    Ok(Reply::Value(encode_value(
+                        &obj.call(&method, values).await?,
+                    )))
                 })
             });
             let name = info.name.clone();
@@ -299,25 +330,41 @@ impl Service {
 
     /// Find the handler for `name`, answering the introspection methods
     /// itself. Unknown names give `NameError`, as in Python.
-    pub(crate) fn dispatch(&self, name: &str, args: Args) -> BoxFuture<'static, Result<Reply, ServiceError>> {
+    pub(crate) fn dispatch(
+        &self,
+        name: &str,
+        args: Args,
+    ) -> BoxFuture<'static, Result<Reply, ServiceError>> {
         if let Some(m) = self.methods.get(name) {
             return (m.handler)(args);
         }
         let reply = match name {
-            "_zerorpc_list" => Ok(Value::Array(self.methods.keys().map(|k| Value::from(k.as_str())).collect())),
+            "_zerorpc_list" => Ok(Value::Array(
+                self.methods
+                    .keys()
+                    .map(|k| Value::from(k.as_str()))
+                    .collect(),
+            )),
             "_zerorpc_name" => Ok(Value::from(self.name.as_str())),
             "_zerorpc_ping" => Ok(Value::Array(vec!["pong".into(), self.name.as_str().into()])),
             "_zerorpc_inspect" => Ok(self.inspect()),
-            "_zerorpc_help" => self.lookup_arg(&args).map(|m| m.doc.as_deref().map_or(Value::Nil, Value::from)),
+            "_zerorpc_help" => self
+                .lookup_arg(&args)
+                .map(|m| m.doc.as_deref().map_or(Value::Nil, Value::from)),
             "_zerorpc_args" => self.lookup_arg(&args).map(argspec),
             _ => Err(ServiceError::new("NameError", name)),
         };
-        Box::pin(std::future::ready(reply.map(|v| Reply::Value(encode_value(&v)))))
+        Box::pin(std::future::ready(
+            reply.map(|v| Reply::Value(encode_value(&v))),
+        ))
     }
 
     fn lookup_arg(&self, args: &Args) -> Result<&MethodInfo, ServiceError> {
         let (name,): (String,) = crate::args::decode_typed("_zerorpc_help", Some(1), args)?;
-        self.methods.get(&name).map(|m| &m.info).ok_or_else(|| ServiceError::new("KeyError", name))
+        self.methods
+            .get(&name)
+            .map(|m| &m.info)
+            .ok_or_else(|| ServiceError::new("KeyError", name))
     }
 
     fn inspect(&self) -> Value {
@@ -339,10 +386,16 @@ impl Service {
                     )
                 });
                 let doc = m.info.doc.as_deref().map_or(Value::Nil, Value::from);
-                (Value::from(m.info.name.as_str()), Value::Map(vec![("args".into(), args), ("doc".into(), doc)]))
+                (
+                    Value::from(m.info.name.as_str()),
+                    Value::Map(vec![("args".into(), args), ("doc".into(), doc)]),
+                )
             })
             .collect();
-        Value::Map(vec![("name".into(), self.name.as_str().into()), ("methods".into(), Value::Map(methods))])
+        Value::Map(vec![
+            ("name".into(), self.name.as_str().into()),
+            ("methods".into(), Value::Map(methods)),
+        ])
     }
 }
 
@@ -351,7 +404,11 @@ fn argspec(info: &MethodInfo) -> Value {
     let args = info.args.as_deref().unwrap_or(&[]);
     let names = Value::Array(args.iter().map(|a| a.name.as_str().into()).collect());
     let defaults: Vec<Value> = args.iter().filter_map(|a| a.default.clone()).collect();
-    let defaults = if defaults.is_empty() { Value::Nil } else { Value::Array(defaults) };
+    let defaults = if defaults.is_empty() {
+        Value::Nil
+    } else {
+        Value::Array(defaults)
+    };
     Value::Array(vec![names, Value::Nil, Value::Nil, defaults])
 }
 
@@ -361,9 +418,15 @@ fn parse_arg(spec: &str) -> ArgInfo {
             let default = serde_json::from_str::<serde_json::Value>(default)
                 .map(|j| crate::value::from_json(&j))
                 .unwrap_or_else(|_| Value::from(default));
-            ArgInfo { name: name.trim().to_string(), default: Some(default) }
+            ArgInfo {
+                name: name.trim().to_string(),
+                default: Some(default),
+            }
         }
-        None => ArgInfo { name: spec.trim().to_string(), default: None },
+        None => ArgInfo {
+            name: spec.trim().to_string(),
+            default: None,
+        },
     }
 }
 
@@ -401,7 +464,10 @@ mod tests {
     use super::*;
 
     fn run(svc: &Service, name: &str, args: &[Value]) -> Result<Value, ServiceError> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let Reply::Value(raw) = svc.dispatch(name, Args::from_values(args)).await?;
             Ok(rmpv::decode::read_value(&mut &raw[..]).unwrap())
@@ -410,20 +476,32 @@ mod tests {
 
     fn calc() -> Service {
         Service::new("calc")
-            .method("add", |(a, b): (i64, i64)| async move { Ok::<_, ServiceError>(a + b) })
+            .method("add", |(a, b): (i64, i64)| async move {
+                Ok::<_, ServiceError>(a + b)
+            })
             .doc("Add two numbers.\n\nMore.")
             .args(["a", "b=10"])
             .method("none", |(): ()| async { Ok::<_, ServiceError>(()) })
-            .dynamic("echo", |v| async move { Ok::<_, ServiceError>(v.into_iter().next().unwrap_or(Value::Nil)) })
+            .dynamic("echo", |v| async move {
+                Ok::<_, ServiceError>(v.into_iter().next().unwrap_or(Value::Nil))
+            })
     }
 
     #[test]
     fn typed_call_and_type_errors() {
         let svc = calc();
-        assert_eq!(run(&svc, "add", &[1.into(), 2.into()]).unwrap(), Value::from(3));
+        assert_eq!(
+            run(&svc, "add", &[1.into(), 2.into()]).unwrap(),
+            Value::from(3)
+        );
         let e = run(&svc, "add", &[1.into()]).unwrap_err();
         assert_eq!(e.name, "TypeError");
-        assert!(e.message.contains("takes 2 positional arguments but 1 was given"), "{}", e.message);
+        assert!(
+            e.message
+                .contains("takes 2 positional arguments but 1 was given"),
+            "{}",
+            e.message
+        );
         let e = run(&svc, "add", &[1.into(), "x".into()]).unwrap_err();
         assert_eq!(e.name, "TypeError");
         assert!(e.message.contains("(i64, i64)"), "{}", e.message);
@@ -434,7 +512,10 @@ mod tests {
     #[test]
     fn unknown_method_is_name_error() {
         let e = run(&calc(), "nosuch", &[]).unwrap_err();
-        assert_eq!((e.name.as_str(), e.message.as_str()), ("NameError", "nosuch"));
+        assert_eq!(
+            (e.name.as_str(), e.message.as_str()),
+            ("NameError", "nosuch")
+        );
     }
 
     #[test]
@@ -444,14 +525,34 @@ mod tests {
             run(&svc, "_zerorpc_list", &[]).unwrap(),
             Value::Array(vec!["add".into(), "echo".into(), "none".into()])
         );
-        assert_eq!(run(&svc, "_zerorpc_name", &[]).unwrap(), Value::from("calc"));
-        assert_eq!(run(&svc, "_zerorpc_ping", &[]).unwrap(), Value::Array(vec!["pong".into(), "calc".into()]));
-        assert_eq!(run(&svc, "_zerorpc_help", &["add".into()]).unwrap(), Value::from("Add two numbers.\n\nMore."));
-        assert_eq!(run(&svc, "_zerorpc_help", &["echo".into()]).unwrap(), Value::Nil);
-        assert_eq!(run(&svc, "_zerorpc_help", &["zz".into()]).unwrap_err().name, "KeyError");
+        assert_eq!(
+            run(&svc, "_zerorpc_name", &[]).unwrap(),
+            Value::from("calc")
+        );
+        assert_eq!(
+            run(&svc, "_zerorpc_ping", &[]).unwrap(),
+            Value::Array(vec!["pong".into(), "calc".into()])
+        );
+        assert_eq!(
+            run(&svc, "_zerorpc_help", &["add".into()]).unwrap(),
+            Value::from("Add two numbers.\n\nMore.")
+        );
+        assert_eq!(
+            run(&svc, "_zerorpc_help", &["echo".into()]).unwrap(),
+            Value::Nil
+        );
+        assert_eq!(
+            run(&svc, "_zerorpc_help", &["zz".into()]).unwrap_err().name,
+            "KeyError"
+        );
         assert_eq!(
             run(&svc, "_zerorpc_args", &["add".into()]).unwrap(),
-            Value::Array(vec![Value::Array(vec!["a".into(), "b".into()]), Value::Nil, Value::Nil, Value::Array(vec![10.into()])])
+            Value::Array(vec![
+                Value::Array(vec!["a".into(), "b".into()]),
+                Value::Nil,
+                Value::Nil,
+                Value::Array(vec![10.into()])
+            ])
         );
         let inspect = run(&svc, "_zerorpc_inspect", &[]).unwrap();
         let json = crate::value::to_json(&inspect);
@@ -472,7 +573,10 @@ mod tests {
             vec![MethodInfo::new("twice").doc("Double it").args(["x"])]
         }
         async fn call(&self, _method: &str, args: Vec<Value>) -> Result<Value, ServiceError> {
-            let x = args.first().and_then(Value::as_i64).ok_or_else(|| ServiceError::type_error("need an int"))?;
+            let x = args
+                .first()
+                .and_then(Value::as_i64)
+                .ok_or_else(|| ServiceError::type_error("need an int"))?;
             Ok(Value::from(2 * x))
         }
     }
@@ -482,6 +586,9 @@ mod tests {
         let svc = Service::from_object(Obj);
         assert_eq!(svc.name(), "obj");
         assert_eq!(run(&svc, "twice", &[21.into()]).unwrap(), Value::from(42));
-        assert_eq!(run(&svc, "_zerorpc_help", &["twice".into()]).unwrap(), Value::from("Double it"));
+        assert_eq!(
+            run(&svc, "_zerorpc_help", &["twice".into()]).unwrap(),
+            Value::from("Double it")
+        );
     }
 }

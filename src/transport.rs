@@ -22,8 +22,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use zeromq::{
-    DealerSocket, PullSocket, PushSocket, RouterSocket, Socket, SocketEvent, SocketOptions,
-    SocketRecv, SocketSend, ZmqMessage,
+    DealerSocket, RouterSocket, Socket, SocketEvent, SocketOptions, SocketRecv, SocketSend,
+    ZmqMessage,
 };
 
 /// Index of a link within its owner.
@@ -47,8 +47,6 @@ pub(crate) enum LinkEvent {
 pub(crate) enum Kind {
     Router,
     Dealer,
-    Push,
-    Pull,
 }
 
 /// How long one connection attempt may take before backing off.
@@ -112,8 +110,6 @@ pub(crate) async fn bind(
     match kind {
         Kind::Router => bind_as::<RouterSocket>(id, &ep, events).await,
         Kind::Dealer => bind_as::<DealerSocket>(id, &ep, events).await,
-        Kind::Push => bind_as::<PushSocket>(id, &ep, events).await,
-        Kind::Pull => bind_as::<PullSocket>(id, &ep, events).await,
     }
 }
 
@@ -128,12 +124,24 @@ pub(crate) fn connect(
     let ep = normalize(endpoint)?;
     let (out, out_rx) = mpsc::unbounded_channel();
     let task = match kind {
-        Kind::Router => tokio::spawn(run_connected::<RouterSocket>(id, ep.clone(), out_rx, events)),
-        Kind::Dealer => tokio::spawn(run_connected::<DealerSocket>(id, ep.clone(), out_rx, events)),
-        Kind::Push => tokio::spawn(run_connected::<PushSocket>(id, ep.clone(), out_rx, events)),
-        Kind::Pull => tokio::spawn(run_connected::<PullSocket>(id, ep.clone(), out_rx, events)),
+        Kind::Router => tokio::spawn(run_connected::<RouterSocket>(
+            id,
+            ep.clone(),
+            out_rx,
+            events,
+        )),
+        Kind::Dealer => tokio::spawn(run_connected::<DealerSocket>(
+            id,
+            ep.clone(),
+            out_rx,
+            events,
+        )),
     };
-    Ok(Link { out, endpoint: ep, task: Some(task) })
+    Ok(Link {
+        out,
+        endpoint: ep,
+        task: Some(task),
+    })
 }
 
 /// A zeromq socket split into independently owned halves, so reading never
@@ -141,6 +149,7 @@ pub(crate) fn connect(
 trait Halves: Socket + Sized + 'static {
     type Tx: SocketSend + Send + 'static;
     type Rx: SocketRecv + Send + 'static;
+    /// Send and receive halves (a one-way socket type lacks one).
     fn halves(self) -> (Option<Self::Tx>, Option<Self::Rx>);
 }
 
@@ -162,22 +171,6 @@ impl Halves for DealerSocket {
     }
 }
 
-impl Halves for PushSocket {
-    type Tx = PushSocket;
-    type Rx = PullSocket;
-    fn halves(self) -> (Option<Self::Tx>, Option<Self::Rx>) {
-        (Some(self), None)
-    }
-}
-
-impl Halves for PullSocket {
-    type Tx = PushSocket;
-    type Rx = PullSocket;
-    fn halves(self) -> (Option<Self::Tx>, Option<Self::Rx>) {
-        (None, Some(self))
-    }
-}
-
 async fn bind_as<S: Halves>(
     id: LinkId,
     ep: &str,
@@ -194,7 +187,11 @@ async fn bind_as<S: Halves>(
     let task = tokio::spawn(async move {
         serve_socket(id, sock, monitor, out_rx, &events, false).await;
     });
-    Ok(Link { out, endpoint, task: Some(task) })
+    Ok(Link {
+        out,
+        endpoint,
+        task: Some(task),
+    })
 }
 
 async fn run_connected<S: Halves>(

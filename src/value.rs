@@ -21,7 +21,11 @@ pub fn from_json(j: &Json) -> Value {
         }
         Json::String(s) => Value::from(s.as_str()),
         Json::Array(a) => Value::Array(a.iter().map(from_json).collect()),
-        Json::Object(o) => Value::Map(o.iter().map(|(k, v)| (Value::from(k.as_str()), from_json(v))).collect()),
+        Json::Object(o) => Value::Map(
+            o.iter()
+                .map(|(k, v)| (Value::from(k.as_str()), from_json(v)))
+                .collect(),
+        ),
     }
 }
 
@@ -37,7 +41,9 @@ pub fn to_json(v: &Value) -> Json {
                 Json::from(i.as_u64().unwrap_or(0))
             }
         }
-        Value::F32(f) => serde_json::Number::from_f64(f64::from(*f)).map_or(Json::Null, Json::Number),
+        Value::F32(f) => {
+            serde_json::Number::from_f64(f64::from(*f)).map_or(Json::Null, Json::Number)
+        }
         Value::F64(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
         Value::String(s) => match s.as_str() {
             Some(s) => Json::from(s),
@@ -52,7 +58,9 @@ pub fn to_json(v: &Value) -> Json {
             m.iter()
                 .map(|(k, v)| {
                     let key = match k {
-                        Value::String(s) if s.as_str().is_some() => s.as_str().unwrap_or("").to_string(),
+                        Value::String(s) if s.as_str().is_some() => {
+                            s.as_str().unwrap_or("").to_string()
+                        }
                         other => to_json(other).to_string(),
                     };
                     (key, to_json(v))
@@ -103,6 +111,9 @@ mod tests {
         assert_eq!(to_json(&from_json(&j)), j);
         assert_eq!(to_json(&Value::Binary(b"hi".to_vec())), Json::from("hi"));
         assert_eq!(to_json(&Value::Binary(vec![0xff, 0])), Json::from("0xff00"));
-        assert_eq!(to_json(&Value::Map(vec![(Value::from(1), Value::Nil)])), serde_json::json!({"1": null}));
+        assert_eq!(
+            to_json(&Value::Map(vec![(Value::from(1), Value::Nil)])),
+            serde_json::json!({"1": null})
+        );
     }
 }

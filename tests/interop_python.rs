@@ -10,7 +10,9 @@ use zerorpc::{CallOptions, Client, Error, Value};
 
 async fn py_scenario(ep: &str, scenario: &'static str) {
     let ep = ep.to_string();
-    tokio::task::spawn_blocking(move || python_client(&ep, scenario)).await.expect("scenario thread");
+    tokio::task::spawn_blocking(move || python_client(&ep, scenario))
+        .await
+        .expect("scenario thread");
 }
 
 // ---- Python client -> zrpc server ----
@@ -68,9 +70,15 @@ async fn rust_client_calls_python_server() {
         Value::from(-5),
         Value::F64(0.25),
         Value::from("héllo"),
-        Value::Map(vec![(Value::from("k"), Value::Array(vec![Value::Nil, Value::Boolean(true)]))]),
+        Value::Map(vec![(
+            Value::from("k"),
+            Value::Array(vec![Value::Nil, Value::Boolean(true)]),
+        )]),
     ] {
-        assert_eq!(client.call_dynamic("echo", vec![v.clone()]).await.unwrap(), v);
+        assert_eq!(
+            client.call_dynamic("echo", vec![v.clone()]).await.unwrap(),
+            v
+        );
     }
 }
 
@@ -78,11 +86,20 @@ async fn rust_client_calls_python_server() {
 async fn rust_client_gets_python_errors_with_traceback() {
     let (_py, ep) = python_server(5.0);
     let client = Client::connect(&ep).await.unwrap();
-    let err = client.call::<_, Value>("boom", ("kaput",)).await.unwrap_err();
+    let err = client
+        .call::<_, Value>("boom", ("kaput",))
+        .await
+        .unwrap_err();
     let remote = err.remote().expect("a remote error");
     assert_eq!(remote.name, "ValueError");
     assert_eq!(remote.message, "kaput");
-    assert!(remote.traceback.contains("Traceback (most recent call last)"), "{}", remote.traceback);
+    assert!(
+        remote
+            .traceback
+            .contains("Traceback (most recent call last)"),
+        "{}",
+        remote.traceback
+    );
     let err = client.call::<_, Value>("nosuch", ()).await.unwrap_err();
     assert_eq!(err.remote().map(|r| r.name.as_str()), Some("NameError"));
 }
@@ -92,7 +109,14 @@ async fn rust_client_times_out_on_python_server() {
     let (_py, ep) = python_server(5.0);
     let client = Client::connect(&ep).await.unwrap();
     let start = Instant::now();
-    let err = client.call_with::<_, Value>("sleep", (3,), CallOptions::timeout(Duration::from_millis(800))).await.unwrap_err();
+    let err = client
+        .call_with::<_, Value>(
+            "sleep",
+            (3,),
+            CallOptions::timeout(Duration::from_millis(800)),
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
     assert!(start.elapsed() < Duration::from_millis(2500));
     // The client is still usable.
@@ -102,7 +126,12 @@ async fn rust_client_times_out_on_python_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_client_long_call_kept_alive_by_heartbeats() {
     let (_py, ep) = python_server(1.0);
-    let client = Client::builder().connect(&ep).heartbeat(Some(Duration::from_secs(1))).build().await.unwrap();
+    let client = Client::builder()
+        .connect(&ep)
+        .heartbeat(Some(Duration::from_secs(1)))
+        .build()
+        .await
+        .unwrap();
     let r: String = client.call("sleep", (3.5,)).await.unwrap();
     assert_eq!(r, "slept 3.5");
 }
@@ -110,7 +139,12 @@ async fn rust_client_long_call_kept_alive_by_heartbeats() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_client_lost_remote_when_python_server_is_killed() {
     let (mut py, ep) = python_server(1.0);
-    let client = Client::builder().connect(&ep).heartbeat(Some(Duration::from_secs(1))).build().await.unwrap();
+    let client = Client::builder()
+        .connect(&ep)
+        .heartbeat(Some(Duration::from_secs(1)))
+        .build()
+        .await
+        .unwrap();
     assert_eq!(client.call::<_, i64>("add", (1, 1)).await.unwrap(), 2);
     let pending = {
         let client = client.clone();
@@ -122,13 +156,20 @@ async fn rust_client_lost_remote_when_python_server_is_killed() {
     let _ = py.0.wait();
     let err = pending.await.unwrap().unwrap_err();
     assert!(matches!(err, Error::LostRemote { .. }), "{err:?}");
-    assert!(killed.elapsed() < Duration::from_secs(3), "lost remote took {:?}", killed.elapsed());
+    assert!(
+        killed.elapsed() < Duration::from_secs(3),
+        "lost remote took {:?}",
+        killed.elapsed()
+    );
 }
 
 // ---- zrpc command line -> Python server ----
 
 fn zrpc(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_zrpc")).args(args).output().expect("run zrpc")
+    Command::new(env!("CARGO_BIN_EXE_zrpc"))
+        .args(args)
+        .output()
+        .expect("run zrpc")
 }
 
 #[test]
@@ -146,7 +187,10 @@ fn cli_calls_python_server() {
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("[Svc]\n"), "{text}");
-    assert!(text.contains("add") && text.contains("Add two numbers."), "{text}");
+    assert!(
+        text.contains("add") && text.contains("Add two numbers."),
+        "{text}"
+    );
 }
 
 #[test]

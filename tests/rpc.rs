@@ -7,8 +7,8 @@ use common::*;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use zerorpc::{CallOptions, Client, Error, Server, Service, ServiceError, Value};
 use zeromq::{DealerSocket, RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
+use zerorpc::{CallOptions, Client, Error, Server, Service, ServiceError, Value};
 
 const HB_FAST: Option<Duration> = Some(Duration::from_millis(200));
 
@@ -17,15 +17,27 @@ async fn typed_dynamic_and_error_calls() {
     let (_server, ep) = start_server(HB_FAST).await;
     let client = Client::connect(&ep).await.unwrap();
     assert_eq!(client.call::<_, i64>("add", (40, 2)).await.unwrap(), 42);
-    assert_eq!(client.call::<_, String>("hello", ("rust",)).await.unwrap(), "Hello, rust!");
+    assert_eq!(
+        client.call::<_, String>("hello", ("rust",)).await.unwrap(),
+        "Hello, rust!"
+    );
     assert_eq!(client.call::<_, ()>("nothing", ()).await.unwrap(), ());
     let p: serde_json::Value = client.call("point", (1, 2)).await.unwrap();
     assert_eq!(p, serde_json::json!({"x": 1, "y": 2, "label": "1,2"}));
     let bin = Value::Binary(vec![1, 2, 3]);
-    assert_eq!(client.call_dynamic("echo", vec![bin.clone()]).await.unwrap(), bin);
+    assert_eq!(
+        client
+            .call_dynamic("echo", vec![bin.clone()])
+            .await
+            .unwrap(),
+        bin
+    );
     let e = client.call::<_, i64>("divide", (1, 0)).await.unwrap_err();
     let r = e.remote().unwrap();
-    assert_eq!((r.name.as_str(), r.message.as_str()), ("ZeroDivisionError", "division by zero"));
+    assert_eq!(
+        (r.name.as_str(), r.message.as_str()),
+        ("ZeroDivisionError", "division by zero")
+    );
     let e = client.call::<_, i64>("add", (1,)).await.unwrap_err();
     assert_eq!(e.remote().unwrap().name, "TypeError");
     // A result that does not fit the requested type is a decode error.
@@ -51,13 +63,22 @@ async fn many_concurrent_calls_share_one_client() {
         assert_eq!(r, "slept 0.3");
         assert_eq!(s, i + 1);
     }
-    assert!(start.elapsed() < Duration::from_secs(5), "calls did not run concurrently: {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "calls did not run concurrently: {:?}",
+        start.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocking_work_does_not_stall_other_calls() {
     let (_server, ep) = start_server(HB_FAST).await;
-    let client = Client::builder().connect(&ep).heartbeat(HB_FAST).build().await.unwrap();
+    let client = Client::builder()
+        .connect(&ep)
+        .heartbeat(HB_FAST)
+        .build()
+        .await
+        .unwrap();
     let spinning: Vec<_> = (0..4)
         .map(|_| {
             let c = client.clone();
@@ -67,7 +88,11 @@ async fn blocking_work_does_not_stall_other_calls() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let start = Instant::now();
     assert_eq!(client.call::<_, i64>("add", (1, 2)).await.unwrap(), 3);
-    assert!(start.elapsed() < Duration::from_millis(1500), "fast call waited {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_millis(1500),
+        "fast call waited {:?}",
+        start.elapsed()
+    );
     // The spinning calls outlive several heartbeat periods and still succeed.
     for s in spinning {
         assert!(s.await.unwrap().unwrap());
@@ -77,12 +102,34 @@ async fn blocking_work_does_not_stall_other_calls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_call_survives_on_heartbeats_and_timeouts_apply() {
     let (_server, ep) = start_server(HB_FAST).await;
-    let client = Client::builder().connect(&ep).heartbeat(HB_FAST).timeout(Some(Duration::from_secs(5))).build().await.unwrap();
+    let client = Client::builder()
+        .connect(&ep)
+        .heartbeat(HB_FAST)
+        .timeout(Some(Duration::from_secs(5)))
+        .build()
+        .await
+        .unwrap();
     // 1.5 s is more than 7 heartbeat periods.
-    assert_eq!(client.call::<_, String>("sleep", (1.5,)).await.unwrap(), "slept 1.5");
-    let e = client.call_with::<_, String>("sleep", (2,), CallOptions::timeout(Duration::from_millis(300))).await.unwrap_err();
-    assert!(matches!(&e, Error::Timeout { method, .. } if method == "sleep"), "{e:?}");
-    assert_eq!(e.to_string(), "timeout after 0.3s, when calling remote method sleep");
+    assert_eq!(
+        client.call::<_, String>("sleep", (1.5,)).await.unwrap(),
+        "slept 1.5"
+    );
+    let e = client
+        .call_with::<_, String>(
+            "sleep",
+            (2,),
+            CallOptions::timeout(Duration::from_millis(300)),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Timeout { method, .. } if method == "sleep"),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "timeout after 0.3s, when calling remote method sleep"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,7 +152,12 @@ async fn server_cancels_handlers_of_silent_clients() {
             Ok::<_, ServiceError>(())
         }
     });
-    let server = Server::builder(svc).bind("tcp://127.0.0.1:0").heartbeat(HB_FAST).start().await.unwrap();
+    let server = Server::builder(svc)
+        .bind("tcp://127.0.0.1:0")
+        .heartbeat(HB_FAST)
+        .start()
+        .await
+        .unwrap();
     // A raw client that sends the request and never heartbeats.
     let mut raw = DealerSocket::new();
     raw.connect(&server.endpoints()[0]).await.unwrap();
@@ -115,9 +167,16 @@ async fn server_cancels_handlers_of_silent_clients() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(started.load(Ordering::SeqCst), 1);
-    assert!(cancelled.load(Ordering::SeqCst), "handler still running after 3 s of client silence");
+    assert!(
+        cancelled.load(Ordering::SeqCst),
+        "handler still running after 3 s of client silence"
+    );
     // 3 periods max without any heartbeat, plus a tick.
-    assert!(start.elapsed() >= Duration::from_millis(500), "cancelled too early: {:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_millis(500),
+        "cancelled too early: {:?}",
+        start.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,33 +189,61 @@ async fn client_reports_lost_remote_when_server_goes_silent() {
             drop(m);
         }
     });
-    let client = Client::builder().connect(&ep).heartbeat(HB_FAST).build().await.unwrap();
+    let client = Client::builder()
+        .connect(&ep)
+        .heartbeat(HB_FAST)
+        .build()
+        .await
+        .unwrap();
     let start = Instant::now();
     let e = client.call::<_, i64>("add", (1, 2)).await.unwrap_err();
     assert!(matches!(e, Error::LostRemote { .. }), "{e:?}");
     let took = start.elapsed();
-    assert!(took >= Duration::from_millis(400) && took < Duration::from_secs(2), "lost after {took:?}");
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(2),
+        "lost after {took:?}"
+    );
     sink.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_made_before_the_server_is_up_wait_for_it() {
     let ep = format!("tcp://127.0.0.1:{}", free_port());
-    let client = Client::builder().connect(&ep).timeout(Some(Duration::from_secs(10))).build().await.unwrap();
+    let client = Client::builder()
+        .connect(&ep)
+        .timeout(Some(Duration::from_secs(10)))
+        .build()
+        .await
+        .unwrap();
     let call = {
         let c = client.clone();
         tokio::spawn(async move { c.call::<_, i64>("add", (2, 3)).await })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let _server = Server::builder(test_service()).bind(&ep).start().await.unwrap();
+    let _server = Server::builder(test_service())
+        .bind(&ep)
+        .start()
+        .await
+        .unwrap();
     assert_eq!(call.await.unwrap().unwrap(), 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_reconnects_after_server_restart() {
     let ep = format!("tcp://127.0.0.1:{}", free_port());
-    let server = Server::builder(test_service()).bind(&ep).heartbeat(HB_FAST).start().await.unwrap();
-    let client = Client::builder().connect(&ep).heartbeat(HB_FAST).timeout(Some(Duration::from_secs(5))).build().await.unwrap();
+    let server = Server::builder(test_service())
+        .bind(&ep)
+        .heartbeat(HB_FAST)
+        .start()
+        .await
+        .unwrap();
+    let client = Client::builder()
+        .connect(&ep)
+        .heartbeat(HB_FAST)
+        .timeout(Some(Duration::from_secs(5)))
+        .build()
+        .await
+        .unwrap();
     assert_eq!(client.call::<_, i64>("add", (1, 1)).await.unwrap(), 2);
     let pending = {
         let c = client.clone();
@@ -166,17 +253,34 @@ async fn client_reconnects_after_server_restart() {
     drop(server); // abrupt stop, mid-call
     let e = pending.await.unwrap().unwrap_err();
     assert!(matches!(e, Error::LostRemote { .. }), "{e:?}");
-    let _server = Server::builder(test_service()).bind(&ep).heartbeat(HB_FAST).start().await.unwrap();
+    let _server = Server::builder(test_service())
+        .bind(&ep)
+        .heartbeat(HB_FAST)
+        .start()
+        .await
+        .unwrap();
     let start = Instant::now();
     assert_eq!(client.call::<_, i64>("add", (2, 2)).await.unwrap(), 4);
-    assert!(start.elapsed() < Duration::from_secs(3), "reconnect took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "reconnect took {:?}",
+        start.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_connect_to_a_bound_client() {
-    let client = Client::builder().bind("tcp://127.0.0.1:0").build().await.unwrap();
+    let client = Client::builder()
+        .bind("tcp://127.0.0.1:0")
+        .build()
+        .await
+        .unwrap();
     let ep = client.endpoints()[0].clone();
-    let _worker = Server::builder(test_service()).connect(&ep).start().await.unwrap();
+    let _worker = Server::builder(test_service())
+        .connect(&ep)
+        .start()
+        .await
+        .unwrap();
     assert_eq!(client.call::<_, i64>("add", (3, 4)).await.unwrap(), 7);
 }
 
@@ -184,26 +288,47 @@ async fn workers_connect_to_a_bound_client() {
 async fn ipc_endpoints_work() {
     let dir = tempfile::tempdir().unwrap();
     let ep = format!("ipc://{}", dir.path().join("zrpc.sock").display());
-    let _server = Server::builder(test_service()).bind(&ep).start().await.unwrap();
+    let _server = Server::builder(test_service())
+        .bind(&ep)
+        .start()
+        .await
+        .unwrap();
     let client = Client::connect(&ep).await.unwrap();
     assert_eq!(client.call::<_, i64>("add", (3, 4)).await.unwrap(), 7);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_size_limits_concurrency() {
-    let server = Server::builder(test_service()).bind("tcp://127.0.0.1:0").pool_size(1).start().await.unwrap();
+    let server = Server::builder(test_service())
+        .bind("tcp://127.0.0.1:0")
+        .pool_size(1)
+        .start()
+        .await
+        .unwrap();
     let client = Client::connect(&server.endpoints()[0]).await.unwrap();
     let start = Instant::now();
-    let (a, b) = tokio::join!(client.call::<_, String>("sleep", (0.4,)), client.call::<_, String>("sleep", (0.4,)));
+    let (a, b) = tokio::join!(
+        client.call::<_, String>("sleep", (0.4,)),
+        client.call::<_, String>("sleep", (0.4,))
+    );
     a.unwrap();
     b.unwrap();
-    assert!(start.elapsed() >= Duration::from_millis(780), "pool of 1 ran both at once: {:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_millis(780),
+        "pool of 1 ran both at once: {:?}",
+        start.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_drains_in_flight_calls_and_refuses_new_ones() {
     let (server, ep) = start_server(HB_FAST).await;
-    let client = Client::builder().connect(&ep).timeout(Some(Duration::from_secs(3))).build().await.unwrap();
+    let client = Client::builder()
+        .connect(&ep)
+        .timeout(Some(Duration::from_secs(3)))
+        .build()
+        .await
+        .unwrap();
     let in_flight = {
         let c = client.clone();
         tokio::spawn(async move { c.call::<_, String>("sleep", (0.5,)).await })
@@ -212,9 +337,16 @@ async fn stop_drains_in_flight_calls_and_refuses_new_ones() {
     let stopping = tokio::spawn(server.stop(Duration::from_secs(5)));
     tokio::time::sleep(Duration::from_millis(100)).await;
     let refused = client.call::<_, i64>("add", (1, 1)).await.unwrap_err();
-    assert_eq!(refused.remote().map(|r| r.name.as_str()), Some("ServerStopping"), "{refused:?}");
+    assert_eq!(
+        refused.remote().map(|r| r.name.as_str()),
+        Some("ServerStopping"),
+        "{refused:?}"
+    );
     assert_eq!(in_flight.await.unwrap().unwrap(), "slept 0.5");
-    tokio::time::timeout(Duration::from_secs(3), stopping).await.expect("stop returns").unwrap();
+    tokio::time::timeout(Duration::from_secs(3), stopping)
+        .await
+        .expect("stop returns")
+        .unwrap();
 }
 
 // ---- malformed input (notes §6.2) ----
@@ -242,14 +374,20 @@ fn frames(payload: Vec<u8>) -> ZmqMessage {
 }
 
 async fn recv_reply(sock: &mut DealerSocket) -> Value {
-    let msg = tokio::time::timeout(Duration::from_secs(3), sock.recv()).await.expect("a reply within 3 s").unwrap();
+    let msg = tokio::time::timeout(Duration::from_secs(3), sock.recv())
+        .await
+        .expect("a reply within 3 s")
+        .unwrap();
     let payload = msg.get(msg.len() - 1).unwrap().clone();
     rmpv::decode::read_value(&mut &payload[..]).unwrap()
 }
 
 fn err_of(reply: &Value) -> (String, Vec<Value>) {
     let arr = reply.as_array().unwrap();
-    (arr[1].as_str().unwrap().to_string(), arr[2].as_array().unwrap().clone())
+    (
+        arr[1].as_str().unwrap().to_string(),
+        arr[2].as_array().unwrap().clone(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,31 +399,49 @@ async fn malformed_requests_get_errors_or_are_dropped_and_the_server_keeps_servi
     // Dropped silently (nothing sensible to reply to), per the notes' table.
     let dropped: Vec<Vec<u8>> = vec![
         b"not msgpack at all \xc1".to_vec(),
-        vec![0x92, 0x80, 0xa1, b'x'],                                 // event array of 2
-        vec![0x93, 0xc0, 0xa3, b'a', b'd', b'd', 0x92, 1, 2],         // header nil
-        vec![0x93, 0x81, 0xc4, 0x01, b'v', 0x03, 0xa1, b'x', 0x90],   // header keys as bin
-        vec![0x93, 0x81, 0xa1, b'v', 0x03, 0xa1, b'x', 0x90],         // no message_id
-        vec![0x93, 0x90, 0xa3, b'a', b'd', b'd', 0x90],               // header as an array
-        vec![0xdd, 0xff, 0xff, 0xff, 0xff],                           // 4G-element array
-        vec![],                                                       // empty payload
+        vec![0x92, 0x80, 0xa1, b'x'], // event array of 2
+        vec![0x93, 0xc0, 0xa3, b'a', b'd', b'd', 0x92, 1, 2], // header nil
+        vec![0x93, 0x81, 0xc4, 0x01, b'v', 0x03, 0xa1, b'x', 0x90], // header keys as bin
+        vec![0x93, 0x81, 0xa1, b'v', 0x03, 0xa1, b'x', 0x90], // no message_id
+        vec![0x93, 0x90, 0xa3, b'a', b'd', b'd', 0x90], // header as an array
+        vec![0xdd, 0xff, 0xff, 0xff, 0xff], // 4G-element array
+        vec![],                       // empty payload
     ];
     for p in dropped {
         raw.send(frames(p)).await.unwrap();
     }
     // A request without the empty delimiter frame is still served.
     let p = request(b"add", &[0x92, 1, 2]);
-    raw.send(ZmqMessage::from(p.get(1).unwrap().clone())).await.unwrap();
+    raw.send(ZmqMessage::from(p.get(1).unwrap().clone()))
+        .await
+        .unwrap();
     let reply = recv_reply(&mut raw).await;
     assert_eq!(err_of(&reply).0, "OK", "{reply}");
     assert_eq!(err_of(&reply).1, vec![Value::from(3)]);
 
     let cases: Vec<(ZmqMessage, &str, &str)> = vec![
-        (request(b"add", &[0x05]), "TypeError", "must be a msgpack array, got int"),
+        (
+            request(b"add", &[0x05]),
+            "TypeError",
+            "must be a msgpack array, got int",
+        ),
         (request(b"add", &[0xc0]), "TypeError", "got nil"),
-        (request(b"add", &[0x81, 0xa1, b'x', 0x01]), "TypeError", "got map"),
+        (
+            request(b"add", &[0x81, 0xa1, b'x', 0x01]),
+            "TypeError",
+            "got map",
+        ),
         (request(b"nosuch", &[0x90]), "NameError", "nosuch"),
-        (request(b"add", &[0x93, 1, 2, 3]), "TypeError", "but 3 were given"),
-        (request(b"add", &[0x92, 0xa1, b'x', 2]), "TypeError", "expects arguments"),
+        (
+            request(b"add", &[0x93, 1, 2, 3]),
+            "TypeError",
+            "but 3 were given",
+        ),
+        (
+            request(b"add", &[0x92, 0xa1, b'x', 2]),
+            "TypeError",
+            "expects arguments",
+        ),
     ];
     for (msg, name, fragment) in cases {
         raw.send(msg).await.unwrap();
@@ -306,11 +462,22 @@ async fn malformed_requests_get_errors_or_are_dropped_and_the_server_keeps_servi
     let reply = recv_reply(&mut raw).await;
     assert_eq!(err_of(&reply).1[0].as_str(), Some("NameError"), "{reply}");
     let header = reply.as_array().unwrap()[0].as_map().unwrap().clone();
-    let rt = header.iter().find(|(k, _)| k.as_str() == Some("response_to")).unwrap().1.clone();
-    assert_eq!(rt, Value::Binary(b"ffffffffffffffffffffffffffffffff".to_vec()));
+    let rt = header
+        .iter()
+        .find(|(k, _)| k.as_str() == Some("response_to"))
+        .unwrap()
+        .1
+        .clone();
+    assert_eq!(
+        rt,
+        Value::Binary(b"ffffffffffffffffffffffffffffffff".to_vec())
+    );
 
     // A str id and an int id are echoed with their own types.
-    for (id_raw, expect) in [(&b"\xa4abcd"[..], Value::from("abcd")), (&b"\xcd\x30\x39"[..], Value::from(12345))] {
+    for (id_raw, expect) in [
+        (&b"\xa4abcd"[..], Value::from("abcd")),
+        (&b"\xcd\x30\x39"[..], Value::from(12345)),
+    ] {
         let mut p = vec![0x93, 0x82, 0xaa];
         p.extend_from_slice(b"message_id");
         p.extend_from_slice(id_raw);
@@ -318,7 +485,12 @@ async fn malformed_requests_get_errors_or_are_dropped_and_the_server_keeps_servi
         raw.send(frames(p)).await.unwrap();
         let reply = recv_reply(&mut raw).await;
         let header = reply.as_array().unwrap()[0].as_map().unwrap().clone();
-        let rt = header.iter().find(|(k, _)| k.as_str() == Some("response_to")).unwrap().1.clone();
+        let rt = header
+            .iter()
+            .find(|(k, _)| k.as_str() == Some("response_to"))
+            .unwrap()
+            .1
+            .clone();
         assert_eq!(rt, expect);
     }
 
@@ -327,7 +499,11 @@ async fn malformed_requests_get_errors_or_are_dropped_and_the_server_keeps_servi
     p.extend_from_slice(b"message_id\xa2id\xa6nosuch\x90");
     raw.send(frames(p)).await.unwrap();
     let reply = recv_reply(&mut raw).await;
-    assert_eq!(err_of(&reply).1, vec![Value::from("NameError(\"nosuch\")")], "{reply}");
+    assert_eq!(
+        err_of(&reply).1,
+        vec![Value::from("NameError(\"nosuch\")")],
+        "{reply}"
+    );
 
     // Heartbeats and credit for unknown channels are ignored.
     let mut p = vec![0x93, 0x83, 0xaa];

@@ -1,8 +1,8 @@
 //! Services `zrpc --server` offers without any code: `time`, `calc`, `echo`,
 //! and shell commands exposed as methods with `--exec NAME=COMMAND`.
 
-use crate::{ServiceError, Value};
 use crate::service::Service;
+use crate::{ServiceError, Value};
 use chrono::format::{Item, StrftimeItems};
 use std::time::Duration;
 
@@ -22,17 +22,24 @@ pub fn service(name: &str) -> Option<Service> {
 fn time() -> Service {
     Service::new("time")
         .method("time", |(): ()| async {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
             Ok::<_, ServiceError>(now.as_secs_f64())
         })
         .doc("Return the current time in seconds since the Epoch, as a float.")
         .args(Vec::<String>::new())
-        .method("strftime", |(format,): (String,)| async move { strftime(&format) })
+        .method("strftime", |(format,): (String,)| async move {
+            strftime(&format)
+        })
         .doc("Format the current local time, e.g. strftime('%Y/%m/%d').")
         .args(["format"])
         .method("sleep", |(seconds,): (f64,)| async move {
             if !(0.0..=1e9).contains(&seconds) {
-                return Err(ServiceError::new("ValueError", "sleep length must be a non-negative number of seconds"));
+                return Err(ServiceError::new(
+                    "ValueError",
+                    "sleep length must be a non-negative number of seconds",
+                ));
             }
             tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
             Ok(())
@@ -44,9 +51,14 @@ fn time() -> Service {
 fn strftime(format: &str) -> Result<String, ServiceError> {
     let items: Vec<Item> = StrftimeItems::new(format).collect();
     if items.iter().any(|i| matches!(i, Item::Error)) {
-        return Err(ServiceError::new("ValueError", format!("invalid format string {format:?}")));
+        return Err(ServiceError::new(
+            "ValueError",
+            format!("invalid format string {format:?}"),
+        ));
     }
-    Ok(chrono::Local::now().format_with_items(items.into_iter()).to_string())
+    Ok(chrono::Local::now()
+        .format_with_items(items.into_iter())
+        .to_string())
 }
 
 /// A number as a caller means it: msgpack ints and floats, or numeric
@@ -60,16 +72,22 @@ enum Num {
 impl Num {
     fn from_value(v: &Value) -> Result<Num, ServiceError> {
         match v {
-            Value::Integer(i) => i.as_i64().map(Num::Int).ok_or_else(|| ServiceError::new("OverflowError", "integer too large")),
+            Value::Integer(i) => i
+                .as_i64()
+                .map(Num::Int)
+                .ok_or_else(|| ServiceError::new("OverflowError", "integer too large")),
             Value::F32(f) => Ok(Num::Float(f64::from(*f))),
             Value::F64(f) => Ok(Num::Float(*f)),
             Value::String(s) => {
                 let s = s.as_str().unwrap_or("").trim();
-                s.parse::<i64>().map(Num::Int).or_else(|_| s.parse::<f64>().map(Num::Float)).map_err(|_| {
-                    ServiceError::type_error(format!("expected a number, got {s:?}"))
-                })
+                s.parse::<i64>()
+                    .map(Num::Int)
+                    .or_else(|_| s.parse::<f64>().map(Num::Float))
+                    .map_err(|_| ServiceError::type_error(format!("expected a number, got {s:?}")))
             }
-            other => Err(ServiceError::type_error(format!("expected a number, got {other}"))),
+            other => Err(ServiceError::type_error(format!(
+                "expected a number, got {other}"
+            ))),
         }
     }
 
@@ -94,11 +112,16 @@ fn arith(
     float: fn(f64, f64) -> f64,
 ) -> Result<Value, ServiceError> {
     let [a, b] = args else {
-        return Err(ServiceError::type_error(format!("takes 2 positional arguments but {} were given", args.len())));
+        return Err(ServiceError::type_error(format!(
+            "takes 2 positional arguments but {} were given",
+            args.len()
+        )));
     };
     let (a, b) = (Num::from_value(a)?, Num::from_value(b)?);
     match (a, b) {
-        (Num::Int(x), Num::Int(y)) => int(x, y).map(Value::from).ok_or_else(|| ServiceError::new("OverflowError", "integer overflow")),
+        (Num::Int(x), Num::Int(y)) => int(x, y)
+            .map(Value::from)
+            .ok_or_else(|| ServiceError::new("OverflowError", "integer overflow")),
         _ => Ok(Num::Float(float(a.f(), b.f())).value()),
     }
 }
@@ -114,18 +137,27 @@ fn calc() -> Service {
         })
         .doc("Greet someone by name.")
         .args(["name"])
-        .dynamic("add", |a| async move { arith(&a, i64::checked_add, |x, y| x + y) })
+        .dynamic("add", |a| async move {
+            arith(&a, i64::checked_add, |x, y| x + y)
+        })
         .doc("Add two numbers.")
         .args(["a", "b"])
-        .dynamic("subtract", |a| async move { arith(&a, i64::checked_sub, |x, y| x - y) })
+        .dynamic("subtract", |a| async move {
+            arith(&a, i64::checked_sub, |x, y| x - y)
+        })
         .doc("Subtract b from a.")
         .args(["a", "b"])
-        .dynamic("multiply", |a| async move { arith(&a, i64::checked_mul, |x, y| x * y) })
+        .dynamic("multiply", |a| async move {
+            arith(&a, i64::checked_mul, |x, y| x * y)
+        })
         .doc("Multiply two numbers.")
         .args(["a", "b"])
         .dynamic("divide", |args| async move {
             let [a, b] = &args[..] else {
-                return Err(ServiceError::type_error(format!("divide() takes 2 positional arguments but {} were given", args.len())));
+                return Err(ServiceError::type_error(format!(
+                    "divide() takes 2 positional arguments but {} were given",
+                    args.len()
+                )));
             };
             let (a, b) = (Num::from_value(a)?.f(), Num::from_value(b)?.f());
             if b == 0.0 {
@@ -142,7 +174,10 @@ fn echo() -> Service {
         .dynamic("echo", |args| async move {
             match <[Value; 1]>::try_from(args) {
                 Ok([v]) => Ok(v),
-                Err(args) => Err(ServiceError::type_error(format!("echo() takes 1 positional argument but {} were given", args.len()))),
+                Err(args) => Err(ServiceError::type_error(format!(
+                    "echo() takes 1 positional argument but {} were given",
+                    args.len()
+                ))),
             }
         })
         .doc("Return the value unchanged, msgpack type included.")
@@ -198,10 +233,19 @@ async fn run_exec(name: &str, command: &str, args: Vec<Value>) -> Result<Value, 
         }
         Ok(Value::from(out))
     } else {
-        let stderr = String::from_utf8_lossy(&output.stderr).trim_end().to_string();
-        let status = output.status.code().map_or("a signal".to_string(), |c| format!("status {c}"));
+        let stderr = String::from_utf8_lossy(&output.stderr)
+            .trim_end()
+            .to_string();
+        let status = output
+            .status
+            .code()
+            .map_or("a signal".to_string(), |c| format!("status {c}"));
         let first = stderr.lines().last().unwrap_or("").to_string();
-        let message = if first.is_empty() { format!("{name} exited with {status}") } else { format!("{name} exited with {status}: {first}") };
+        let message = if first.is_empty() {
+            format!("{name} exited with {status}")
+        } else {
+            format!("{name} exited with {status}: {first}")
+        };
         Err(ServiceError::new("ExecError", message).with_traceback(stderr))
     }
 }

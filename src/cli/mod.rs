@@ -71,7 +71,11 @@ pub struct Opts {
     #[arg(long, value_name = "NAME=COMMAND")]
     exec: Vec<String>,
     /// [ADDRESS] [METHOD|SERVICE] [PARAMS...]  (ADDRESS is omitted when --connect or --bind is given)
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
     rest: Vec<String>,
 }
 
@@ -91,7 +95,11 @@ pub fn main() -> i32 {
         }
     };
     init_logging(opts.debug);
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("zrpc: cannot start the runtime: {e}");
@@ -118,10 +126,18 @@ pub fn main() -> i32 {
 }
 
 fn init_logging(debug: bool) {
-    let default = if debug { "zerorpc=debug" } else { "zerorpc=warn" };
+    let default = if debug {
+        "zerorpc=debug"
+    } else {
+        "zerorpc=warn"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }
 
 enum CliError {
@@ -137,7 +153,9 @@ impl From<Error> for CliError {
 
 fn seconds(s: f64, what: &str) -> Result<Option<Duration>, CliError> {
     if !s.is_finite() || s < 0.0 {
-        return Err(CliError::Usage(format!("--{what} must be a non-negative number of seconds")));
+        return Err(CliError::Usage(format!(
+            "--{what} must be a non-negative number of seconds"
+        )));
     }
     Ok((s > 0.0).then(|| Duration::from_secs_f64(s)))
 }
@@ -150,7 +168,11 @@ async fn run(opts: Opts) -> Result<(), CliError> {
     if connects.is_empty() && binds.is_empty() {
         match rest.next() {
             Some(addr) => connects.push(addr),
-            None => return Err(CliError::Usage("no address given (use ADDRESS, --connect or --bind)".into())),
+            None => {
+                return Err(CliError::Usage(
+                    "no address given (use ADDRESS, --connect or --bind)".into(),
+                ))
+            }
         }
     }
     let command = rest.next();
@@ -160,7 +182,10 @@ async fn run(opts: Opts) -> Result<(), CliError> {
         serve(&opts, connects, binds, command, heartbeat).await
     } else {
         let timeout = seconds(opts.timeout, "timeout")?;
-        let mut builder = Client::builder().timeout(timeout).heartbeat(heartbeat).passive_heartbeat(!opts.active_hb);
+        let mut builder = Client::builder()
+            .timeout(timeout)
+            .heartbeat(heartbeat)
+            .passive_heartbeat(!opts.active_hb);
         for ep in &connects {
             tracing::debug!("connecting to \"{ep}\"");
             builder = builder.connect(ep);
@@ -244,7 +269,12 @@ async fn wait_for_signal() {
     }
 }
 
-async fn client_main(opts: &Opts, client: &Client, command: Option<String>, params: Vec<String>) -> Result<(), CliError> {
+async fn client_main(
+    opts: &Opts,
+    client: &Client,
+    command: Option<String>,
+    params: Vec<String>,
+) -> Result<(), CliError> {
     let Some(method) = command else {
         let svc = output::describe(client).await?;
         print!("{}", output::listing(&svc, opts.inspect));
@@ -267,7 +297,9 @@ async fn client_main(opts: &Opts, client: &Client, command: Option<String>, para
             }
         })
         .collect::<Result<Vec<Value>, _>>()?;
-    let result = client.call_dynamic_with(&method, args, CallOptions::default()).await?;
+    let result = client
+        .call_dynamic_with(&method, args, CallOptions::default())
+        .await?;
     println!("{}", output::render(&result, opts.print_json));
     Ok(())
 }

@@ -2,13 +2,13 @@
 
 use crate::client::Client;
 use crate::error::Error;
+use crate::service::{ArgInfo, MethodInfo};
 use crate::value::{to_json, Value};
 
 /// A remote service as introspection describes it.
 pub(crate) struct Described {
     pub name: String,
-    /// (method, args (None if unknown), doc)
-    pub methods: Vec<(String, Option<Vec<(String, Option<Value>)>>, Option<String>)>,
+    pub methods: Vec<MethodInfo>,
 }
 
 /// Ask the server to describe itself: `_zerorpc_inspect`, or the legacy
@@ -23,11 +23,17 @@ pub(crate) async fn describe(client: &Client) -> Result<Described, Error> {
 }
 
 fn get<'a>(map: &'a Value, key: &str) -> Option<&'a Value> {
-    map.as_map()?.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
+    map.as_map()?
+        .iter()
+        .find(|(k, _)| k.as_str() == Some(key))
+        .map(|(_, v)| v)
 }
 
 fn from_inspect(v: &Value) -> Described {
-    let name = get(v, "name").and_then(Value::as_str).unwrap_or("N/A").to_string();
+    let name = get(v, "name")
+        .and_then(Value::as_str)
+        .unwrap_or("N/A")
+        .to_string();
     let mut methods: Vec<_> = get(v, "methods")
         .and_then(Value::as_map)
         .map(|m| {
@@ -35,19 +41,26 @@ fn from_inspect(v: &Value) -> Described {
                 .map(|(k, info)| {
                     let args = get(info, "args").and_then(Value::as_array).map(|args| {
                         args.iter()
-                            .map(|a| {
-                                let n = get(a, "name").and_then(Value::as_str).unwrap_or("?").to_string();
-                                (n, get(a, "default").cloned())
+                            .map(|a| ArgInfo {
+                                name: get(a, "name")
+                                    .and_then(Value::as_str)
+                                    .unwrap_or("?")
+                                    .to_string(),
+                                default: get(a, "default").cloned(),
                             })
                             .collect()
                     });
                     let doc = get(info, "doc").and_then(Value::as_str).map(str::to_string);
-                    (k.as_str().unwrap_or("?").to_string(), args, doc)
+                    MethodInfo {
+                        name: k.as_str().unwrap_or("?").to_string(),
+                        doc,
+                        args,
+                    }
                 })
                 .collect()
         })
         .unwrap_or_default();
-    methods.sort_by(|a, b| a.0.cmp(&b.0));
+    methods.sort_by(|a, b| a.name.cmp(&b.name));
     Described { name, methods }
 }
 
@@ -64,23 +77,27 @@ async fn legacy(client: &Client) -> Result<Described, Error> {
             Ok(Value::String(s)) => s.into_str(),
             _ => None,
         };
-        methods.push((m.to_string(), None, doc));
+        methods.push(MethodInfo {
+            name: m.to_string(),
+            doc,
+            args: None,
+        });
     }
     Ok(Described { name, methods })
 }
 
-fn signature(name: &str, args: &Option<Vec<(String, Option<Value>)>>) -> String {
-    match args {
-        None => format!("{name}(??)"),
+fn signature(m: &MethodInfo) -> String {
+    match &m.args {
+        None => format!("{}(??)", m.name),
         Some(args) => {
             let parts: Vec<String> = args
                 .iter()
-                .map(|(n, d)| match d {
-                    None | Some(Value::Nil) => n.clone(),
-                    Some(v) => format!("{n}={}", render(v, false)),
+                .map(|a| match &a.default {
+                    None | Some(Value::Nil) => a.name.clone(),
+                    Some(v) => format!("{}={}", a.name, render(v, false)),
                 })
                 .collect();
-            format!("{name}({})", parts.join(", "))
+            format!("{}({})", m.name, parts.join(", "))
         }
     }
 }
@@ -88,12 +105,18 @@ fn signature(name: &str, args: &Option<Vec<(String, Option<Value>)>>) -> String 
 /// `[service]` then one line per method: its summary, or its signature with `-?`.
 pub(crate) fn listing(svc: &Described, signatures: bool) -> String {
     let mut out = format!("[{}]\n", svc.name);
-    let width = svc.methods.iter().map(|m| m.0.len()).max().unwrap_or(0);
-    for (name, args, doc) in &svc.methods {
+    let width = svc.methods.iter().map(|m| m.name.len()).max().unwrap_or(0);
+    for m in &svc.methods {
         if signatures {
-            out.push_str(&signature(name, args));
+            out.push_str(&signature(m));
         } else {
-            let summary = doc.as_deref().and_then(|d| d.lines().next()).filter(|l| !l.is_empty()).unwrap_or("<undocumented>");
+            let name = &m.name;
+            let summary = m
+                .doc
+                .as_deref()
+                .and_then(|d| d.lines().next())
+                .filter(|l| !l.is_empty())
+                .unwrap_or("<undocumented>");
             out.push_str(&format!("{name:width$} {summary}"));
         }
         out.push('\n');
@@ -103,10 +126,10 @@ pub(crate) fn listing(svc: &Described, signatures: bool) -> String {
 
 /// `-? METHOD`: signature and full documentation.
 pub(crate) fn method_help(svc: &Described, method: &str) -> String {
-    match svc.methods.iter().find(|m| m.0 == method) {
-        Some((name, args, doc)) => {
-            let mut out = format!("[{}]\n{}\n", svc.name, signature(name, args));
-            if let Some(doc) = doc {
+    match svc.methods.iter().find(|m| m.name == method) {
+        Some(m) => {
+            let mut out = format!("[{}]\n{}\n", svc.name, signature(m));
+            if let Some(doc) = &m.doc {
                 out.push_str(&format!("\n{doc}\n"));
             }
             out
@@ -133,17 +156,27 @@ mod tests {
 
     #[test]
     fn listing_and_signatures() {
-        let svc = Described {
+        let mut svc = Described {
             name: "calc".into(),
             methods: vec![
-                ("add".into(), Some(vec![("a".into(), None), ("b".into(), Some(Value::from(10)))]), Some("Add.\nMore".into())),
-                ("mystery".into(), None, None),
+                MethodInfo::new("add").doc("Add.\nMore").args(["a", "b"]),
+                MethodInfo::new("mystery"),
             ],
         };
-        assert_eq!(listing(&svc, false), "[calc]\nadd     Add.\nmystery <undocumented>\n");
+        svc.methods[0].args.as_mut().unwrap()[1].default = Some(Value::from(10));
+        assert_eq!(
+            listing(&svc, false),
+            "[calc]\nadd     Add.\nmystery <undocumented>\n"
+        );
         assert_eq!(listing(&svc, true), "[calc]\nadd(a, b=10)\nmystery(??)\n");
-        assert_eq!(method_help(&svc, "add"), "[calc]\nadd(a, b=10)\n\nAdd.\nMore\n");
-        assert_eq!(method_help(&svc, "zz"), "[calc]\nNo documentation for \"zz\".\n");
+        assert_eq!(
+            method_help(&svc, "add"),
+            "[calc]\nadd(a, b=10)\n\nAdd.\nMore\n"
+        );
+        assert_eq!(
+            method_help(&svc, "zz"),
+            "[calc]\nNo documentation for \"zz\".\n"
+        );
     }
 
     #[test]
@@ -152,7 +185,10 @@ mod tests {
         assert_eq!(render(&Value::from("x"), true), "\"x\"");
         assert_eq!(render(&Value::from(5), false), "5");
         assert_eq!(render(&Value::F64(2.0), false), "2.0");
-        assert_eq!(render(&Value::Array(vec![1.into(), 2.into()]), true), "[1,2]");
+        assert_eq!(
+            render(&Value::Array(vec![1.into(), 2.into()]), true),
+            "[1,2]"
+        );
         assert_eq!(render(&Value::Nil, false), "null");
     }
 }

@@ -19,18 +19,30 @@ pub struct Point {
 /// The service the interop tests call.
 pub fn test_service() -> Service {
     Service::new("test")
-        .method("add", |(a, b): (i64, i64)| async move { Ok::<_, ServiceError>(a + b) })
+        .method("add", |(a, b): (i64, i64)| async move {
+            Ok::<_, ServiceError>(a + b)
+        })
         .doc("Add two integers.\n\nReturns their sum.")
         .args(["a", "b"])
-        .method("hello", |(name,): (String,)| async move { Ok::<_, ServiceError>(format!("Hello, {name}!")) })
+        .method("hello", |(name,): (String,)| async move {
+            Ok::<_, ServiceError>(format!("Hello, {name}!"))
+        })
         .method("point", |(x, y): (i64, i64)| async move {
-            Ok::<_, ServiceError>(Point { x, y, label: format!("{x},{y}") })
+            Ok::<_, ServiceError>(Point {
+                x,
+                y,
+                label: format!("{x},{y}"),
+            })
         })
         .method("nothing", |(): ()| async { Ok::<_, ServiceError>(()) })
         .dynamic("echo", |args: Vec<Value>| async move {
-            args.into_iter().next().ok_or_else(|| ServiceError::type_error("echo() takes 1 argument"))
+            args.into_iter()
+                .next()
+                .ok_or_else(|| ServiceError::type_error("echo() takes 1 argument"))
         })
-        .method("fail", |(msg,): (String,)| async move { Err::<(), _>(ServiceError::new("ValueError", msg)) })
+        .method("fail", |(msg,): (String,)| async move {
+            Err::<(), _>(ServiceError::new("ValueError", msg))
+        })
         .method("divide", |(a, b): (i64, i64)| async move {
             if b == 0 {
                 return Err(ServiceError::new("ZeroDivisionError", "division by zero"));
@@ -86,7 +98,9 @@ pub fn python() -> PathBuf {
 }
 
 pub fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(name)
 }
 
 /// A child process killed (SIGKILL) and reaped when dropped.
@@ -99,7 +113,10 @@ impl Proc {
 
     /// Send a signal by number (e.g. 15 for SIGTERM).
     pub fn signal(&self, sig: i32) {
-        let _ = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status();
     }
 
     /// Wait for exit up to `limit`; None if still running.
@@ -149,20 +166,28 @@ pub fn spawn_until(cmd: &mut Command, ready: &str, on_stderr: bool) -> Proc {
         }
     });
     let proc = Proc(child);
-    rx.recv_timeout(Duration::from_secs(20)).expect("child process did not become ready within 20 s");
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("child process did not become ready within 20 s");
     proc
 }
 
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Start the real Python zerorpc server on a free port.
 pub fn python_server(heartbeat: f64) -> (Proc, String) {
     let ep = format!("tcp://127.0.0.1:{}", free_port());
     let proc = spawn_until(
-        Command::new(python()).arg(script("py_server.py")).arg(&ep).arg(heartbeat.to_string()),
+        Command::new(python())
+            .arg(script("py_server.py"))
+            .arg(&ep)
+            .arg(heartbeat.to_string()),
         "READY",
         false,
     );

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs the real zerorpc-python
+# peer (0.6.3, from PyPI) into .venv when missing, then runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! .venv/bin/python -c "import zerorpc" >/dev/null 2>&1; then
+  echo "installing zerorpc-python 0.6.3 into .venv (interop tests need it)" >&2
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet zerorpc==0.6.3
+fi
+export ZRPC_PYTHON="$PWD/.venv/bin/python"
+cargo test --locked "$@"
