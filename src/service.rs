@@ -443,12 +443,36 @@ pub trait RpcService: Send + Sync + 'static {
     async fn call(&self, method: &str, args: Vec<Value>) -> Result<Value, ServiceError>;
 }
 
-/// Encode a dynamic value.
+/// Encode a dynamic value exactly as it was received: unlike
+/// `rmpv::encode::write_value`, a str holding invalid UTF-8 stays a str.
 pub(crate) fn encode_value(v: &Value) -> Vec<u8> {
     let mut buf = Vec::new();
-    // Writing to a Vec cannot fail.
-    let _ = rmpv::encode::write_value(&mut buf, v);
+    write_value(&mut buf, v);
     buf
+}
+
+fn write_value(buf: &mut Vec<u8>, v: &Value) {
+    // Writing to a Vec cannot fail.
+    match v {
+        Value::String(s) if s.as_str().is_none() => {
+            let _ = rmp::encode::write_str_len(buf, s.as_bytes().len() as u32);
+            buf.extend_from_slice(s.as_bytes());
+        }
+        Value::Array(items) => {
+            let _ = rmp::encode::write_array_len(buf, items.len() as u32);
+            items.iter().for_each(|i| write_value(buf, i));
+        }
+        Value::Map(entries) => {
+            let _ = rmp::encode::write_map_len(buf, entries.len() as u32);
+            for (k, v) in entries {
+                write_value(buf, k);
+                write_value(buf, v);
+            }
+        }
+        other => {
+            let _ = rmpv::encode::write_value(buf, other);
+        }
+    }
 }
 
 /// Encode a typed result; structs become msgpack maps (what Python and Node
@@ -507,6 +531,28 @@ mod tests {
         assert!(e.message.contains("(i64, i64)"), "{}", e.message);
         assert_eq!(run(&svc, "none", &[]).unwrap(), Value::Nil);
         assert!(run(&svc, "none", &[1.into()]).is_err());
+    }
+
+    struct Unencodable;
+    impl Serialize for Unencodable {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom(
+                "can not serialize 'Unencodable' object",
+            ))
+        }
+    }
+
+    #[test]
+    fn unencodable_result_is_type_error() {
+        let svc =
+            Service::new("s").method("bad", |(): ()| async { Ok::<_, ServiceError>(Unencodable) });
+        let e = run(&svc, "bad", &[]).unwrap_err();
+        assert_eq!(e.name, "TypeError");
+        assert!(
+            e.message.contains("cannot serialize the result"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -505,6 +505,22 @@ async fn malformed_requests_get_errors_or_are_dropped_and_the_server_keeps_servi
         "{reply}"
     );
 
+    // Python drops maps with non-str keys and invalid UTF-8 in strings; zrpc
+    // is lenient and echoes them back byte for byte.
+    for arg in [&[0x81, 0x01, 0x02][..], &[0xa2, 0xff, 0xfe][..]] {
+        let mut args = vec![0x91];
+        args.extend_from_slice(arg);
+        raw.send(request(b"echo", &args)).await.unwrap();
+        let msg = tokio::time::timeout(Duration::from_secs(3), raw.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let payload = msg.get(msg.len() - 1).unwrap().clone();
+        let mut ok = vec![0xa2, b'O', b'K', 0x91];
+        ok.extend_from_slice(arg);
+        assert!(payload.ends_with(&ok), "{payload:?}");
+    }
+
     // Heartbeats and credit for unknown channels are ignored.
     let mut p = vec![0x93, 0x83, 0xaa];
     p.extend_from_slice(b"message_id\xa1x\xa1v\x03\xabresponse_to\xa7unknown\xa7_zpc_hb\x91\x00");
