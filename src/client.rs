@@ -386,7 +386,7 @@ impl Core {
                         self.flush_pending();
                     }
                     Some(Cmd::Close(done)) => {
-                        self.fail_where(|_| true, || Error::Closed);
+                        self.fail_where(|_| true, |_| Error::Closed);
                         for link in std::mem::take(&mut self.links) {
                             link.close(Duration::from_millis(200)).await;
                         }
@@ -412,8 +412,8 @@ impl Core {
                 let ep = self.links[l].endpoint.clone();
                 self.fail_where(
                     |c| c.link == Some(l),
-                    || Error::LostRemote {
-                        method: String::new(),
+                    |method| Error::LostRemote {
+                        method,
                         reason: format!("connection to {ep} closed"),
                     },
                 );
@@ -537,7 +537,8 @@ impl Core {
         None
     }
 
-    fn fail_where(&mut self, pred: impl Fn(&Call) -> bool, err: impl Fn() -> Error) {
+    /// Fail every call matching `pred` with the error `err(method)`.
+    fn fail_where(&mut self, pred: impl Fn(&Call) -> bool, err: impl Fn(String) -> Error) {
         let ids: Vec<MessageId> = self
             .calls
             .iter()
@@ -546,14 +547,7 @@ impl Core {
             .collect();
         for id in ids {
             if let Some(call) = self.calls.remove(&id) {
-                let e = match err() {
-                    Error::LostRemote { reason, .. } => Error::LostRemote {
-                        method: call.method,
-                        reason,
-                    },
-                    other => other,
-                };
-                let _ = call.reply.send(Err(e));
+                let _ = call.reply.send(Err(err(call.method)));
             }
         }
         self.pending.retain(|id| self.calls.contains_key(id));

@@ -161,9 +161,9 @@ impl Event {
                     r.skip(1)?;
                     let raw = frame.slice(start..r.pos);
                     match key {
-                        Some("message_id") => message_id = Some(raw),
-                        Some("response_to") => response_to = Some(raw),
-                        Some("v") => version = read_int(&raw),
+                        Text::Str("message_id") => message_id = Some(raw),
+                        Text::Str("response_to") => response_to = Some(raw),
+                        Text::Str("v") => version = read_int(&raw),
                         _ => {}
                     }
                 }
@@ -174,16 +174,10 @@ impl Event {
                 r.skip(0)?;
             }
         }
-        let name_start = r.pos;
-        let name = match r.str_or_skip() {
-            Ok(Some(s)) => Ok(s.to_owned()),
-            Ok(None) => Err("event name is not a msgpack str"),
-            Err(DecodeError::Malformed("invalid UTF-8 in str")) => {
-                r.pos = name_start;
-                r.skip(0)?;
-                Err("event name is not valid UTF-8")
-            }
-            Err(e) => return Err(e),
+        let name = match r.str_or_skip()? {
+            Text::Str(s) => Ok(s.to_owned()),
+            Text::NotStr => Err("event name is not a msgpack str"),
+            Text::BadUtf8 => Err("event name is not valid UTF-8"),
         };
         let args_start = r.pos;
         r.skip(0)?;
@@ -312,6 +306,13 @@ pub fn type_name(raw: &[u8]) -> &'static str {
     }
 }
 
+/// What [`Reader::str_or_skip`] found (it consumed the value either way).
+enum Text<'a> {
+    Str(&'a str),
+    BadUtf8,
+    NotStr,
+}
+
 enum Container {
     Array(u32),
     Map(u32),
@@ -390,7 +391,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Read a str (returning it) or skip any other value (returning None).
-    fn str_or_skip(&mut self) -> Result<Option<&'a str>, DecodeError> {
+    fn str_or_skip(&mut self) -> Result<Text<'a>, DecodeError> {
         let start = self.pos;
         let m = self.byte()?;
         let len = match m {
@@ -401,14 +402,12 @@ impl<'a> Reader<'a> {
             _ => {
                 self.pos = start;
                 self.skip(1)?;
-                return Ok(None);
+                return Ok(Text::NotStr);
             }
         };
         let s = self.pos;
         self.advance(len)?;
-        std::str::from_utf8(&self.buf[s..self.pos])
-            .map(Some)
-            .map_err(|_| DecodeError::Malformed("invalid UTF-8 in str"))
+        Ok(std::str::from_utf8(&self.buf[s..self.pos]).map_or(Text::BadUtf8, Text::Str))
     }
 
     /// Skip one complete value, validating structure; `depth` is the nesting

@@ -61,6 +61,11 @@ fn calc_service_does_what_users_mean() {
         stderr(&out).trim(),
         "zrpc: remote error ZeroDivisionError: division by zero"
     );
+    let out = zrpc(&[&ep, "add", "1"]);
+    assert_eq!(
+        stderr(&out).trim(),
+        "zrpc: remote error TypeError: add() takes 2 positional arguments but 1 was given"
+    );
     let out = zrpc(&[&ep, "add", "x", "1"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("TypeError"), "{}", stderr(&out));

@@ -106,26 +106,25 @@ impl Num {
     }
 }
 
+/// `a op b` for two numbers: integer arithmetic when both are integers
+/// (overflow is an error, as Python has no fixed width to wrap at),
+/// floating point otherwise.
 fn arith(
-    args: &[Value],
+    a: &Value,
+    b: &Value,
     int: fn(i64, i64) -> Option<i64>,
     float: fn(f64, f64) -> f64,
 ) -> Result<Value, ServiceError> {
-    let [a, b] = args else {
-        return Err(ServiceError::type_error(format!(
-            "takes 2 positional arguments but {} were given",
-            args.len()
-        )));
-    };
-    let (a, b) = (Num::from_value(a)?, Num::from_value(b)?);
-    match (a, b) {
+    match (Num::from_value(a)?, Num::from_value(b)?) {
         (Num::Int(x), Num::Int(y)) => int(x, y)
             .map(Value::from)
             .ok_or_else(|| ServiceError::new("OverflowError", "integer overflow")),
-        _ => Ok(Num::Float(float(a.f(), b.f())).value()),
+        (x, y) => Ok(Num::Float(float(x.f(), y.f())).value()),
     }
 }
 
+// Two typed `Value` arguments: the arity check and its message come from
+// the shared typed-handler path; numeric strings are accepted by `Num`.
 fn calc() -> Service {
     Service::new("calc")
         .method("hello", |(name,): (Value,)| async move {
@@ -137,29 +136,23 @@ fn calc() -> Service {
         })
         .doc("Greet someone by name.")
         .args(["name"])
-        .dynamic("add", |a| async move {
-            arith(&a, i64::checked_add, |x, y| x + y)
+        .method("add", |(a, b): (Value, Value)| async move {
+            arith(&a, &b, i64::checked_add, |x, y| x + y)
         })
         .doc("Add two numbers.")
         .args(["a", "b"])
-        .dynamic("subtract", |a| async move {
-            arith(&a, i64::checked_sub, |x, y| x - y)
+        .method("subtract", |(a, b): (Value, Value)| async move {
+            arith(&a, &b, i64::checked_sub, |x, y| x - y)
         })
         .doc("Subtract b from a.")
         .args(["a", "b"])
-        .dynamic("multiply", |a| async move {
-            arith(&a, i64::checked_mul, |x, y| x * y)
+        .method("multiply", |(a, b): (Value, Value)| async move {
+            arith(&a, &b, i64::checked_mul, |x, y| x * y)
         })
         .doc("Multiply two numbers.")
         .args(["a", "b"])
-        .dynamic("divide", |args| async move {
-            let [a, b] = &args[..] else {
-                return Err(ServiceError::type_error(format!(
-                    "divide() takes 2 positional arguments but {} were given",
-                    args.len()
-                )));
-            };
-            let (a, b) = (Num::from_value(a)?.f(), Num::from_value(b)?.f());
+        .method("divide", |(a, b): (Value, Value)| async move {
+            let (a, b) = (Num::from_value(&a)?.f(), Num::from_value(&b)?.f());
             if b == 0.0 {
                 return Err(ServiceError::new("ZeroDivisionError", "division by zero"));
             }
