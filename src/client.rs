@@ -10,6 +10,12 @@
 //! Each endpoint is its own link, and every event of a call goes through the
 //! link that carried its request, so heartbeats always reach the server that
 //! runs the call even when a client is connected to several servers.
+//!
+//! A streamed reply (the first event is `STREAM`) becomes a [`ReplyStream`].
+//! It grants the server credit as the application reads, exactly as
+//! zerorpc-python does (nothing until the first item has arrived, then
+//! `_zpc_more [100 - reserved]` whenever fewer than 50 are reserved), so at
+//! most about 100 items are ever in flight or queued.
 
 use crate::error::{Error, RemoteError};
 use crate::event::{self, Event, Header, MessageId};
@@ -20,7 +26,9 @@ use rmpv::Value;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -167,8 +175,29 @@ impl Drop for Inner {
     }
 }
 
-/// The first data event of a call: its name and raw args.
-type Answer = Result<(String, Bytes), Error>;
+/// The first data event of a call: its name, raw args, and for a stream
+/// the queue where the rest of it arrives.
+struct First {
+    name: String,
+    args: Bytes,
+    rest: Option<mpsc::UnboundedReceiver<StreamEvent>>,
+}
+
+impl First {
+    fn is_stream(&self) -> bool {
+        self.rest.is_some() || self.name == event::STREAM_DONE
+    }
+}
+
+type Answer = Result<First, Error>;
+
+/// A later event of a stream (`STREAM`, `STREAM_DONE` or `ERR`), or why the
+/// stream broke.
+type StreamEvent = Result<(String, Bytes), Error>;
+
+/// How many items a stream reader may have in flight (zerorpc's default
+/// `inqueue_size`); credit is topped up when fewer than half remain.
+const STREAM_WINDOW: usize = 100;
 
 enum Cmd {
     Call {
@@ -177,7 +206,21 @@ enum Cmd {
         method: String,
         reply: oneshot::Sender<Answer>,
     },
+    /// Grant the server `n` more data events on stream `id`.
+    More {
+        id: MessageId,
+        n: usize,
+    },
     Close(oneshot::Sender<()>),
+}
+
+/// What a call produced when the caller does not know in advance whether
+/// the method streams (the command line, proxies).
+pub enum Response {
+    /// The method returned one value (`OK`).
+    Value(Value),
+    /// The method streams (`STREAM` ...).
+    Stream(ReplyStream<Value>),
 }
 
 impl Client {
@@ -238,8 +281,112 @@ impl Client {
             .map_err(|e| Error::Decode(format!("result of {method}: {e}")))
     }
 
+    /// Call a streaming method and read its items as they arrive. The call's
+    /// timeout covers the first item; later ones are bounded by heartbeats
+    /// only (a stream may legitimately be slow). A method that returns a
+    /// single value yields it as a one-item stream. Dropping the stream
+    /// abandons the call: heartbeats stop and the server stops producing.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: zerorpc::Client) -> Result<(), zerorpc::Error> {
+    /// use futures::StreamExt;
+    /// let mut items = client.stream::<_, u64>("count", (3,)).await?;
+    /// while let Some(item) = items.next().await {
+    ///     println!("{}", item?);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn stream<A: Serialize, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: A,
+    ) -> Result<ReplyStream<R>, Error> {
+        self.stream_with(method, args, CallOptions::default()).await
+    }
+
+    /// [`Client::stream`] with per-call options.
+    pub async fn stream_with<A: Serialize, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: A,
+        opts: CallOptions,
+    ) -> Result<ReplyStream<R>, Error> {
+        let raw = encode_args(&args)?;
+        let (id, first) = self.first_event(method, &raw, opts).await?;
+        self.into_stream(method, id, first, decode_serde::<R>)
+    }
+
+    /// Call with dynamic values and take whatever comes back: one value, or
+    /// a stream of values.
+    pub async fn request_dynamic(
+        &self,
+        method: &str,
+        args: Vec<Value>,
+        opts: CallOptions,
+    ) -> Result<Response, Error> {
+        let raw = crate::service::encode_value(&Value::Array(args));
+        let (id, first) = self.first_event(method, &raw, opts).await?;
+        if first.is_stream() {
+            return self
+                .into_stream(method, id, first, decode_value)
+                .map(Response::Stream);
+        }
+        let value = single_value(method, first)?;
+        decode_value(&value)
+            .map(Response::Value)
+            .map_err(|e| Error::Decode(format!("result of {method}: {e}")))
+    }
+
+    fn into_stream<R>(
+        &self,
+        method: &str,
+        id: MessageId,
+        first: First,
+        decode: fn(&[u8]) -> Result<R, String>,
+    ) -> Result<ReplyStream<R>, Error> {
+        let rest = first.rest;
+        let first = match first.name.as_str() {
+            event::STREAM => Some(first.args),
+            // An empty stream.
+            event::STREAM_DONE => None,
+            _ => Some(single_value(
+                method,
+                First {
+                    rest: None,
+                    ..first
+                },
+            )?),
+        };
+        Ok(ReplyStream {
+            method: method.to_string(),
+            id,
+            first,
+            reserved: 1,
+            asked: false,
+            rx: rest,
+            client: self.inner.clone(),
+            decode,
+        })
+    }
+
     /// Send a request whose args are raw msgpack; returns the raw result.
     async fn call_raw(&self, method: &str, args: &[u8], opts: CallOptions) -> Result<Bytes, Error> {
+        let (_, first) = self.first_event(method, args, opts).await?;
+        if first.is_stream() {
+            return Err(Error::Protocol(format!(
+                "{method} streams its reply: read it with Client::stream"
+            )));
+        }
+        single_value(method, first)
+    }
+
+    /// Send a request and wait (bounded by the timeout) for its first event.
+    async fn first_event(
+        &self,
+        method: &str,
+        args: &[u8],
+        opts: CallOptions,
+    ) -> Result<(MessageId, First), Error> {
         let id = MessageId::new();
         let frame = event::encode(
             Header {
@@ -270,20 +417,7 @@ impl Client {
             },
             None => rx.await,
         };
-        let (name, args) = answer.map_err(|_| Error::Closed)??;
-        match name.as_str() {
-            event::OK => {
-                let items = event::array_items(&args).unwrap_or_default();
-                items
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| Error::Protocol(format!("OK reply to {method} has no value")))
-            }
-            event::ERR => Err(Error::Remote(parse_err(&args))),
-            other => Err(Error::Protocol(format!(
-                "unexpected {other} reply to {method}"
-            ))),
-        }
+        Ok((id, answer.map_err(|_| Error::Closed)??))
     }
 
     /// Fail every pending call with [`Error::Closed`] and close the sockets.
@@ -298,7 +432,7 @@ impl Client {
 /// Encode call arguments as a msgpack array: `()` becomes `[]`, a tuple or
 /// sequence is the array itself, and any other value becomes a single
 /// argument.
-fn encode_args<A: Serialize>(args: &A) -> Result<Vec<u8>, Error> {
+pub(crate) fn encode_args<A: Serialize>(args: &A) -> Result<Vec<u8>, Error> {
     let raw =
         rmp_serde::to_vec_named(args).map_err(|e| Error::Decode(format!("arguments: {e}")))?;
     Ok(match raw.first() {
@@ -311,6 +445,106 @@ fn encode_args<A: Serialize>(args: &A) -> Result<Vec<u8>, Error> {
             v
         }
     })
+}
+
+/// The value of a one-event reply: `OK [value]`, or the error of `ERR`.
+fn single_value(method: &str, first: First) -> Result<Bytes, Error> {
+    match first.name.as_str() {
+        event::OK => event::array_items(&first.args)
+            .unwrap_or_default()
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Protocol(format!("OK reply to {method} has no value"))),
+        event::ERR => Err(Error::Remote(parse_err(&first.args))),
+        other => Err(Error::Protocol(format!(
+            "unexpected {other} reply to {method}"
+        ))),
+    }
+}
+
+fn decode_serde<R: DeserializeOwned>(raw: &[u8]) -> Result<R, String> {
+    rmp_serde::from_slice(raw).map_err(|e| e.to_string())
+}
+
+fn decode_value(raw: &[u8]) -> Result<Value, String> {
+    rmpv::decode::read_value_with_max_depth(&mut &raw[..], event::MAX_DEPTH + 1)
+        .map_err(|e| e.to_string())
+}
+
+/// The items of a streamed reply, as a [`futures::Stream`] of results.
+///
+/// Ends after the server's `STREAM_DONE`; an `ERR` from the server, a lost
+/// server or a closed client is yielded as the last item.
+pub struct ReplyStream<T> {
+    method: String,
+    id: MessageId,
+    /// The item that came with the reply, not yet yielded.
+    first: Option<Bytes>,
+    /// Data events the server may send before it needs more credit.
+    reserved: usize,
+    /// Credit was already checked for the item being waited for.
+    asked: bool,
+    rx: Option<mpsc::UnboundedReceiver<StreamEvent>>,
+    /// Keeps the client's core alive while the stream is read.
+    client: Arc<Inner>,
+    decode: fn(&[u8]) -> Result<T, String>,
+}
+
+impl<T> ReplyStream<T> {
+    /// The method this stream answers.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    fn item(&self, raw: &[u8]) -> Result<T, Error> {
+        (self.decode)(raw).map_err(|e| Error::Decode(format!("item of {}: {e}", self.method)))
+    }
+}
+
+impl<T> Unpin for ReplyStream<T> {}
+
+impl<T> futures::Stream for ReplyStream<T> {
+    type Item = Result<T, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if let Some(first) = this.first.take() {
+            this.reserved = this.reserved.saturating_sub(1);
+            return Poll::Ready(Some(this.item(&first)));
+        }
+        let Some(rx) = this.rx.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if !this.asked {
+            this.asked = true;
+            if this.reserved < STREAM_WINDOW / 2 {
+                let n = STREAM_WINDOW - this.reserved;
+                this.reserved += n;
+                let _ = this.client.cmd.send(Cmd::More { id: this.id, n });
+            }
+        }
+        let ev = match rx.poll_recv(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(ev) => ev,
+        };
+        this.asked = false;
+        this.reserved = this.reserved.saturating_sub(1);
+        let out = match ev {
+            Some(Ok((name, args))) => match name.as_str() {
+                event::STREAM => return Poll::Ready(Some(this.item(&args))),
+                event::STREAM_DONE => None,
+                event::ERR => Some(Err(Error::Remote(parse_err(&args)))),
+                other => Some(Err(Error::Protocol(format!(
+                    "unexpected {other} in the stream of {}",
+                    this.method
+                )))),
+            },
+            Some(Err(e)) => Some(Err(e)),
+            None => None,
+        };
+        this.rx = None;
+        Poll::Ready(out)
+    }
 }
 
 /// Read `ERR` args: `[name, message, traceback]` (v2+) or `[repr]` (v1).
@@ -352,7 +586,38 @@ struct Call {
     link: Option<LinkId>,
     beat: Beat,
     method: String,
-    reply: oneshot::Sender<Answer>,
+    waiter: Waiter,
+    /// Data events the server may still send (one for the first reply).
+    credit: usize,
+}
+
+/// Who receives a call's events.
+enum Waiter {
+    /// The caller, waiting for the first event.
+    First(oneshot::Sender<Answer>),
+    /// A [`ReplyStream`], for the events after the first.
+    Stream(mpsc::UnboundedSender<StreamEvent>),
+}
+
+impl Waiter {
+    fn fail(self, e: Error) {
+        match self {
+            Waiter::First(tx) => {
+                let _ = tx.send(Err(e));
+            }
+            Waiter::Stream(tx) => {
+                let _ = tx.send(Err(e));
+            }
+        }
+    }
+
+    /// The caller gave up (timed out, or dropped the future or stream).
+    fn abandoned(&self) -> bool {
+        match self {
+            Waiter::First(tx) => tx.is_closed(),
+            Waiter::Stream(tx) => tx.is_closed(),
+        }
+    }
 }
 
 struct Core {
@@ -381,10 +646,11 @@ impl Core {
                 cmd = cmds.recv() => match cmd {
                     Some(Cmd::Call { id, frame, method, reply }) => {
                         let beat = Beat::new(Instant::now(), !self.passive);
-                        self.calls.insert(id, Call { frame: Some(frame), link: None, beat, method, reply });
+                        self.calls.insert(id, Call { frame: Some(frame), link: None, beat, method, waiter: Waiter::First(reply), credit: 1 });
                         self.pending.push_back(id);
                         self.flush_pending();
                     }
+                    Some(Cmd::More { id, n }) => self.grant(id, n),
                     Some(Cmd::Close(done)) => {
                         self.fail_where(|_| true, |_| Error::Closed);
                         for link in std::mem::take(&mut self.links) {
@@ -451,11 +717,90 @@ impl Core {
             event::HEARTBEAT => call.beat.heard_heartbeat(now),
             event::MORE => call.beat.heard(now),
             _ => {
-                if let Some(call) = self.calls.remove(&id) {
-                    let _ = call.reply.send(Ok((name, ev.args)));
+                call.beat.heard(now);
+                self.on_data(id, name, ev.args);
+            }
+        }
+    }
+
+    /// A reply event: hand it to the caller or to its stream.
+    fn on_data(&mut self, id: MessageId, name: String, args: Bytes) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call.credit == 0 {
+            // zerorpc-python kills such a channel too (queue overflow).
+            tracing::warn!(method = %call.method, "server sent more than the credit it was granted; stream closed");
+            if let Some(call) = self.calls.remove(&id) {
+                let e = Error::Protocol(format!(
+                    "the server of {} ignored flow control",
+                    call.method
+                ));
+                call.waiter.fail(e);
+            }
+            return;
+        }
+        call.credit -= 1;
+        let streaming = name == event::STREAM;
+        match &call.waiter {
+            Waiter::Stream(tx) => {
+                let _ = tx.send(Ok((name, args)));
+                if !streaming {
+                    self.calls.remove(&id);
+                }
+            }
+            Waiter::First(_) if streaming => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                if let Waiter::First(reply) =
+                    std::mem::replace(&mut call.waiter, Waiter::Stream(tx))
+                {
+                    let first = First {
+                        name,
+                        args,
+                        rest: Some(rx),
+                    };
+                    if reply.send(Ok(first)).is_err() {
+                        self.calls.remove(&id);
+                    }
+                }
+            }
+            Waiter::First(_) => {
+                if let Some(Call {
+                    waiter: Waiter::First(reply),
+                    ..
+                }) = self.calls.remove(&id)
+                {
+                    let _ = reply.send(Ok(First {
+                        name,
+                        args,
+                        rest: None,
+                    }));
                 }
             }
         }
+    }
+
+    /// The reader of stream `id` has room for `n` more events.
+    fn grant(&mut self, id: MessageId, n: usize) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(link) = call.link else { return };
+        call.credit += n;
+        let more_id = MessageId::new();
+        let rt = raw_id(&id);
+        let mut args = Vec::with_capacity(10);
+        args.push(0x91);
+        let _ = rmp::encode::write_uint(&mut args, n as u64);
+        let more = event::encode(
+            Header {
+                message_id: &more_id,
+                response_to: Some(&rt),
+            },
+            event::MORE,
+            &args,
+        );
+        let _ = self.links[link].out.send(ZmqMessage::from(more));
     }
 
     fn on_tick(&mut self, period: Duration) {
@@ -463,7 +808,7 @@ impl Core {
         let mut lost = Vec::new();
         let mut abandoned = Vec::new();
         for (id, call) in self.calls.iter_mut() {
-            if call.reply.is_closed() {
+            if call.waiter.abandoned() {
                 abandoned.push(*id);
                 continue;
             }
@@ -497,10 +842,10 @@ impl Core {
                     "no heartbeat for more than {}",
                     crate::error::fmt_secs(2 * period)
                 );
-                let _ = call.reply.send(Err(Error::LostRemote {
+                call.waiter.fail(Error::LostRemote {
                     method: call.method,
                     reason,
-                }));
+                });
             }
         }
     }
@@ -547,7 +892,7 @@ impl Core {
             .collect();
         for id in ids {
             if let Some(call) = self.calls.remove(&id) {
-                let _ = call.reply.send(Err(err(call.method)));
+                call.waiter.fail(err(call.method));
             }
         }
         self.pending.retain(|id| self.calls.contains_key(id));

@@ -30,8 +30,10 @@
 //! | `args` | typed argument decoding and arity checks |
 //! | `heartbeat` | per-channel heartbeat rules, driven by one tick per side |
 //! | `transport` | the adapter over `zeromq` 0.7: links, reconnects, endpoint normalisation |
-//! | [`server`] | ROUTER server: dispatch, heartbeats, lost clients, drain on stop |
-//! | [`client`] | DEALER client: multiplexed calls, timeouts, heartbeats, reconnects |
+//! | [`server`] | ROUTER server: dispatch, streamed replies with credit, heartbeats, lost clients, drain on stop |
+//! | [`client`] | DEALER client: multiplexed calls, reply streams, timeouts, heartbeats, reconnects |
+//! | [`oneway`] | fire-and-forget events: Pusher → Puller (cast), Publisher → Subscriber (fanout) |
+//! | `logging` | how faults are logged (rate limits, peer ids) |
 //! | [`error`] | [`Error`] (what callers see) and [`ServiceError`] (what handlers raise) |
 //! | [`value`] | msgpack ↔ JSON for the command line |
 //! | `cli` | the `zrpc` command (behind `src/bin/zrpc.rs`) and its built-in services |
@@ -47,13 +49,16 @@ pub mod client;
 pub mod error;
 pub mod event;
 mod heartbeat;
+mod logging;
+pub mod oneway;
 pub mod server;
 pub mod service;
 mod transport;
 pub mod value;
 
-pub use client::{CallOptions, Client, ClientBuilder};
+pub use client::{CallOptions, Client, ClientBuilder, ReplyStream, Response};
 pub use error::{Error, RemoteError, ServiceError};
+pub use oneway::{Publisher, Puller, Pusher, Receiver, Subscriber};
 pub use server::{Server, ServerBuilder};
 pub use service::{ArgInfo, Args, MethodInfo, RpcService, Service};
 pub use value::Value;

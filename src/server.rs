@@ -6,14 +6,21 @@
 //! tasks encode their own reply (off the core) and hand it back; the core
 //! forwards it only if the channel is still open, so a reply to a client that
 //! has gone is simply dropped.
+//!
+//! Streamed replies follow zerorpc's flow control: each channel has a credit
+//! semaphore that starts with one permit (the first reply) and grows by `n`
+//! for every `_zpc_more [n]` the caller sends. The request task takes a
+//! permit *before* pulling the next item from the handler's stream, so a
+//! slow reader pauses the producer instead of filling a queue.
 
 use crate::error::{Error, ServiceError};
 use crate::event::{self, Event, Header, MessageId};
 use crate::heartbeat::Beat;
-use crate::service::{Args, Reply, Service};
+use crate::logging::{hex, RateLimit};
+use crate::service::{Args, ItemStream, Reply, Service};
 use crate::transport::{self, Kind, Link, LinkEvent, LinkId};
 use bytes::Bytes;
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -85,17 +92,17 @@ impl ServerBuilder {
         }
         let endpoints = links.iter().map(|l| l.endpoint.clone()).collect();
         let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
-        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
         let core = Core {
             service: Arc::new(self.service),
             links,
             chans: HashMap::new(),
             heartbeat: self.heartbeat,
             pool: self.pool_size.map(|n| Arc::new(Semaphore::new(n))),
-            done_tx,
+            out_tx,
             warned: RateLimit::default(),
         };
-        let task = tokio::spawn(core.run(events_rx, done_rx, ctl_rx));
+        let task = tokio::spawn(core.run(events_rx, out_rx, ctl_rx));
         Ok(Server {
             endpoints,
             ctl: ctl_tx,
@@ -169,12 +176,21 @@ struct Chan {
     route: Vec<Bytes>,
     task: AbortHandle,
     beat: Beat,
+    /// How many more data events the caller has room for.
+    credit: Arc<Semaphore>,
 }
 
-struct Done {
+/// An event a request task wants sent on its channel.
+struct Out {
     key: ChanKey,
     payload: Vec<u8>,
+    /// OK, ERR or STREAM_DONE: the channel closes after it.
+    last: bool,
 }
+
+/// Never hold more credit than this per channel, whatever a peer grants
+/// (tokio's semaphore has a hard maximum, and no reader needs more).
+const MAX_CREDIT: usize = 1 << 20;
 
 struct Core {
     service: Arc<Service>,
@@ -182,7 +198,7 @@ struct Core {
     chans: HashMap<ChanKey, Chan>,
     heartbeat: Option<Duration>,
     pool: Option<Arc<Semaphore>>,
-    done_tx: mpsc::UnboundedSender<Done>,
+    out_tx: mpsc::UnboundedSender<Out>,
     warned: RateLimit,
 }
 
@@ -190,7 +206,7 @@ impl Core {
     async fn run(
         mut self,
         mut events: mpsc::Receiver<LinkEvent>,
-        mut done_rx: mpsc::UnboundedReceiver<Done>,
+        mut out_rx: mpsc::UnboundedReceiver<Out>,
         mut ctl: mpsc::UnboundedReceiver<Ctl>,
     ) {
         let period = self.heartbeat.unwrap_or(Duration::from_secs(3600));
@@ -204,11 +220,7 @@ impl Core {
             let deadline = draining.as_ref().map(|d| d.0);
             tokio::select! {
                 Some(ev) = events.recv() => self.on_link_event(ev, draining.is_some()),
-                Some(done) = done_rx.recv() => {
-                    if let Some(chan) = self.chans.remove(&done.key) {
-                        self.send(done.key.link, &chan.route, done.payload);
-                    }
-                }
+                Some(out) = out_rx.recv() => self.on_out(out),
                 _ = tick.tick(), if self.heartbeat.is_some() => self.on_tick(period),
                 Some(Ctl::Stop { grace, done }) = ctl.recv(), if draining.is_none() => {
                     tracing::info!(in_flight = self.chans.len(), "stopping: draining in-flight requests");
@@ -285,6 +297,16 @@ impl Core {
                     let now = Instant::now();
                     match ev.name.as_deref() {
                         Ok(event::HEARTBEAT) => chan.beat.heard_heartbeat(now),
+                        Ok(event::MORE) => {
+                            chan.beat.heard(now);
+                            match more_credit(&ev.args) {
+                                Some(n) => {
+                                    let room = MAX_CREDIT.saturating_sub(chan.credit.available_permits());
+                                    chan.credit.add_permits(n.min(room));
+                                }
+                                None => self.warned.warn(|| tracing::warn!(peer = %hex(&key.identity), args = event::type_name(&ev.args), "ignored _zpc_more without a positive count")),
+                            }
+                        }
                         _ => chan.beat.heard(now),
                     }
                 }
@@ -335,30 +357,15 @@ impl Core {
         };
         tracing::debug!(method = %name, "request");
         let call = self.service.dispatch(&name, args);
-        let pool = self.pool.clone();
-        let done_tx = self.done_tx.clone();
-        let task_key = key.clone();
-        let task = tokio::spawn(async move {
-            let _permit = match pool {
-                Some(p) => p.acquire_owned().await.ok(),
-                None => None,
-            };
-            let result = match AssertUnwindSafe(call).catch_unwind().await {
-                Ok(r) => r,
-                Err(panic) => Err(ServiceError::new("Panic", panic_message(&panic))),
-            };
-            let payload = match result {
-                Ok(Reply::Value(v)) => encode_ok(&task_key.id, &v),
-                Err(e) => {
-                    tracing::debug!(method = %name, error = %e, "request failed");
-                    encode_error(&task_key.id, legacy, &e)
-                }
-            };
-            let _ = done_tx.send(Done {
-                key: task_key,
-                payload,
-            });
-        });
+        let credit = Arc::new(Semaphore::new(1));
+        let task = tokio::spawn(run_request(
+            call,
+            self.pool.clone(),
+            self.out_tx.clone(),
+            credit.clone(),
+            key.clone(),
+            legacy,
+        ));
         let beat = Beat::new(Instant::now(), !legacy);
         self.chans.insert(
             key,
@@ -366,8 +373,23 @@ impl Core {
                 route,
                 task: task.abort_handle(),
                 beat,
+                credit,
             },
         );
+    }
+
+    /// Forward what a request task produced, if its channel is still open.
+    fn on_out(&mut self, out: Out) {
+        let chan = if out.last {
+            self.chans.remove(&out.key)
+        } else {
+            None
+        };
+        let route = match (&chan, self.chans.get(&out.key)) {
+            (Some(c), _) | (None, Some(c)) => &c.route,
+            (None, None) => return,
+        };
+        self.send(out.key.link, route, out.payload);
     }
 
     fn reject(&mut self, key: &ChanKey, route: &[Bytes], legacy: bool, e: ServiceError) {
@@ -409,6 +431,92 @@ impl Core {
             let _ = l.out.send(frames(route, payload));
         }
     }
+}
+
+/// Run one request: wait for a pool slot, run the handler, and send its
+/// reply (or its stream, one credit per event) through the core.
+async fn run_request(
+    call: futures::future::BoxFuture<'static, Result<Reply, ServiceError>>,
+    pool: Option<Arc<Semaphore>>,
+    out: mpsc::UnboundedSender<Out>,
+    credit: Arc<Semaphore>,
+    key: ChanKey,
+    legacy: bool,
+) {
+    let _permit = match pool {
+        Some(p) => p.acquire_owned().await.ok(),
+        None => None,
+    };
+    let result = match AssertUnwindSafe(call).catch_unwind().await {
+        Ok(r) => r,
+        Err(panic) => Err(ServiceError::new("Panic", panic_message(&panic))),
+    };
+    let send = |payload, last| {
+        out.send(Out {
+            key: key.clone(),
+            payload,
+            last,
+        })
+        .is_ok()
+    };
+    match result {
+        // The first reply always has the caller's initial credit.
+        Ok(Reply::Value(v)) => {
+            send(encode_ok(&key.id, &v), true);
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "request failed");
+            send(encode_error(&key.id, legacy, &e), true);
+        }
+        Ok(Reply::Stream(items)) => stream_items(items, &credit, &key.id, legacy, send).await,
+    }
+}
+
+/// Send a handler's stream, taking one credit per event (STREAM_DONE and
+/// ERR included: a zerorpc reader's queue holds exactly what it granted).
+async fn stream_items(
+    mut items: ItemStream,
+    credit: &Semaphore,
+    id: &[u8],
+    legacy: bool,
+    send: impl Fn(Vec<u8>, bool) -> bool,
+) {
+    loop {
+        match credit.acquire().await {
+            Ok(permit) => permit.forget(),
+            Err(_) => return,
+        }
+        let (payload, last) = match AssertUnwindSafe(items.next()).catch_unwind().await {
+            Ok(Some(Ok(item))) => (encode_reply(id, event::STREAM, &item), false),
+            Ok(Some(Err(e))) => (encode_error(id, legacy, &e), true),
+            Ok(None) => (encode_reply(id, event::STREAM_DONE, &[0xc0]), true),
+            Err(panic) => {
+                let e = ServiceError::new("Panic", panic_message(&panic));
+                (encode_error(id, legacy, &e), true)
+            }
+        };
+        if !send(payload, last) || last {
+            return;
+        }
+    }
+}
+
+/// The count of a `_zpc_more [n]` event, if it is a positive integer.
+fn more_credit(args: &Bytes) -> Option<usize> {
+    let n = event::read_int(event::array_items(args)?.first()?)?;
+    usize::try_from(n).ok().filter(|&n| n > 0)
+}
+
+fn encode_reply(response_to: &[u8], name: &str, args: &[u8]) -> Vec<u8> {
+    let id = MessageId::new();
+    event::encode(
+        Header {
+            message_id: &id,
+            response_to: Some(response_to),
+        },
+        name,
+        args,
+    )
 }
 
 fn frames(route: &[Bytes], payload: Vec<u8>) -> ZmqMessage {
@@ -466,7 +574,7 @@ fn encode_error(response_to: &[u8], legacy: bool, e: &ServiceError) -> Vec<u8> {
     event::encode_err(response_to, &e.name, &e.message, &tb)
 }
 
-fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| p.downcast_ref::<String>().cloned())
@@ -477,38 +585,5 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
-    }
-}
-
-pub(crate) fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// Log a class of warnings at most once per second, counting the rest.
-#[derive(Default)]
-struct RateLimit {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl RateLimit {
-    fn warn(&mut self, log: impl FnOnce()) {
-        let now = Instant::now();
-        if self
-            .last
-            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
-        {
-            if self.suppressed > 0 {
-                tracing::warn!(
-                    suppressed = self.suppressed,
-                    "similar warnings suppressed in the last second"
-                );
-            }
-            self.last = Some(now);
-            self.suppressed = 0;
-            log();
-        } else {
-            self.suppressed += 1;
-        }
     }
 }

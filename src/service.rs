@@ -16,6 +16,7 @@ use crate::error::ServiceError;
 use crate::event;
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use futures::stream::{BoxStream, Stream, StreamExt};
 use rmpv::Value;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -84,7 +85,17 @@ impl Args {
 pub(crate) enum Reply {
     /// A single value (sent as `OK [value]`).
     Value(Vec<u8>),
+    /// Items sent one by one as `STREAM item`, then `STREAM_DONE`; an error
+    /// ends the stream with `ERR`.
+    Stream(ItemStream),
 }
+
+/// Encoded stream items.
+pub(crate) type ItemStream = BoxStream<'static, Result<Vec<u8>, ServiceError>>;
+
+type CatchAll = Arc<
+    dyn Fn(String, Vec<Value>) -> BoxFuture<'static, Result<Value, ServiceError>> + Send + Sync,
+>;
 
 pub(crate) type Handler =
     Arc<dyn Fn(Args) -> BoxFuture<'static, Result<Reply, ServiceError>> + Send + Sync>;
@@ -166,6 +177,7 @@ pub struct Service {
     name: String,
     methods: BTreeMap<String, Method>,
     last: Option<String>,
+    catch_all: Option<CatchAll>,
 }
 
 impl Service {
@@ -175,6 +187,7 @@ impl Service {
             name: name.into(),
             methods: BTreeMap::new(),
             last: None,
+            catch_all: None,
         }
     }
 
@@ -302,6 +315,76 @@ impl Service {
         self.insert(name, None, handler)
     }
 
+    /// Register a typed streaming method (zerorpc's `@zerorpc.stream`): the
+    /// function returns a [`Stream`] of results, sent to the caller one by
+    /// one as the caller asks for them (items are produced only when the
+    /// caller has granted credit, so a slow reader never makes the server
+    /// buffer). An `Err` item ends the stream with `ERR` after the items
+    /// already sent.
+    ///
+    /// ```
+    /// use futures::stream::{self, StreamExt};
+    /// use zerorpc::{Service, ServiceError};
+    /// let svc = Service::new("counter").stream("count", |(n,): (u64,)| {
+    ///     stream::iter(0..n).map(Ok::<_, ServiceError>)
+    /// });
+    /// assert_eq!(svc.method_names(), vec!["count"]);
+    /// ```
+    pub fn stream<A, R, E, F, S>(self, name: &str, f: F) -> Self
+    where
+        A: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        E: Into<ServiceError> + Send + 'static,
+        F: Fn(A) -> S + Send + Sync + 'static,
+        S: Stream<Item = Result<R, E>> + Send + 'static,
+    {
+        let arity = crate::args::arity::<A>();
+        let method = name.to_string();
+        let handler: Handler = Arc::new(move |args: Args| {
+            let reply = crate::args::decode_typed::<A>(&method, arity, &args).map(|a| {
+                let items = f(a).map(|item| encode_typed(&item.map_err(Into::into)?));
+                Reply::Stream(items.boxed())
+            });
+            Box::pin(std::future::ready(reply))
+        });
+        self.insert(name, crate::args::placeholder_names(arity), handler)
+    }
+
+    /// Register a dynamic streaming method: msgpack values in, a stream of
+    /// values out (types preserved exactly).
+    pub fn stream_dynamic<E, F, S>(self, name: &str, f: F) -> Self
+    where
+        E: Into<ServiceError> + Send + 'static,
+        F: Fn(Vec<Value>) -> S + Send + Sync + 'static,
+        S: Stream<Item = Result<Value, E>> + Send + 'static,
+    {
+        let handler: Handler = Arc::new(move |args: Args| {
+            let reply = args.values().map(|values| {
+                let items = f(values).map(|item| Ok(encode_value(&item.map_err(Into::into)?)));
+                Reply::Stream(items.boxed())
+            });
+            Box::pin(std::future::ready(reply))
+        });
+        self.insert(name, None, handler)
+    }
+
+    /// Answer every method name that is not registered (introspection still
+    /// lists only registered ones): the function gets the name and the
+    /// arguments. Useful for proxies, and for receivers that log whatever
+    /// arrives.
+    pub fn catch_all<E, F, Fut>(mut self, f: F) -> Self
+    where
+        E: Into<ServiceError> + Send + 'static,
+        F: Fn(String, Vec<Value>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, E>> + Send + 'static,
+    {
+        self.catch_all = Some(Arc::new(move |name, args| {
+            let fut = f(name, args);
+            Box::pin(async move { fut.await.map_err(Into::into) })
+        }));
+        self
+    }
+
     /// Serve an object implementing [`RpcService`].
     pub fn from_object<S: RpcService>(object: S) -> Self {
         let object = Arc::new(object);
@@ -352,7 +435,14 @@ impl Service {
                 .lookup_arg(&args)
                 .map(|m| m.doc.as_deref().map_or(Value::Nil, Value::from)),
             "_zerorpc_args" => self.lookup_arg(&args).map(argspec),
-            _ => Err(ServiceError::new("NameError", name)),
+            _ => match (&self.catch_all, args.values()) {
+                (Some(f), Ok(values)) => {
+                    let fut = f(name.to_string(), values);
+                    return Box::pin(async move { Ok(Reply::Value(encode_value(&fut.await?))) });
+                }
+                (Some(_), Err(e)) => Err(e),
+                (None, _) => Err(ServiceError::new("NameError", name)),
+            },
         };
         Box::pin(std::future::ready(
             reply.map(|v| Reply::Value(encode_value(&v))),
@@ -478,8 +568,11 @@ fn write_value(buf: &mut Vec<u8>, v: &Value) {
 /// Encode a typed result; structs become msgpack maps (what Python and Node
 /// peers expect), not rmp-serde's default arrays.
 pub(crate) fn encode_result<R: Serialize>(r: R) -> Result<Reply, ServiceError> {
-    rmp_serde::to_vec_named(&r)
-        .map(Reply::Value)
+    encode_typed(&r).map(Reply::Value)
+}
+
+fn encode_typed<R: Serialize>(r: &R) -> Result<Vec<u8>, ServiceError> {
+    rmp_serde::to_vec_named(r)
         .map_err(|e| ServiceError::type_error(format!("cannot serialize the result: {e}")))
 }
 
@@ -493,8 +586,17 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            let Reply::Value(raw) = svc.dispatch(name, Args::from_values(args)).await?;
-            Ok(rmpv::decode::read_value(&mut &raw[..]).unwrap())
+            match svc.dispatch(name, Args::from_values(args)).await? {
+                Reply::Value(raw) => Ok(rmpv::decode::read_value(&mut &raw[..]).unwrap()),
+                Reply::Stream(items) => {
+                    let items: Vec<Result<Vec<u8>, ServiceError>> = items.collect().await;
+                    let mut values = Vec::new();
+                    for item in items {
+                        values.push(rmpv::decode::read_value(&mut &item?[..]).unwrap());
+                    }
+                    Ok(Value::Array(values))
+                }
+            }
         })
     }
 

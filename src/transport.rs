@@ -1,7 +1,8 @@
 //! The transport adapter: everything zrpc needs from `zeromq` 0.7, with its
 //! gaps closed in one place.
 //!
-//! A [`Link`] is one ZeroMQ socket (ROUTER or DEALER), bound or connected,
+//! A [`Link`] is one ZeroMQ socket (ROUTER, DEALER, PUSH, PULL, PUB or
+//! SUB), bound or connected,
 //! driven by its own task. Received messages flow to the owner as
 //! [`LinkEvent`]s on a bounded channel (so a flood backs up into TCP rather
 //! than into memory); outgoing messages go into the link's queue and never
@@ -22,8 +23,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use zeromq::{
-    DealerSocket, RouterSocket, Socket, SocketEvent, SocketOptions, SocketRecv, SocketSend,
-    ZmqMessage,
+    DealerSocket, PubSocket, PullSocket, PushSocket, RouterSocket, Socket, SocketEvent,
+    SocketOptions, SocketRecv, SocketSend, SubSocket, ZmqMessage,
 };
 
 /// Index of a link within its owner.
@@ -47,6 +48,11 @@ pub(crate) enum LinkEvent {
 pub(crate) enum Kind {
     Router,
     Dealer,
+    Push,
+    Pull,
+    Pub,
+    /// Subscribed to everything (zerorpc has no topics).
+    Sub,
 }
 
 /// How long one connection attempt may take before backing off.
@@ -110,6 +116,10 @@ pub(crate) async fn bind(
     match kind {
         Kind::Router => bind_as::<RouterSocket>(id, &ep, events).await,
         Kind::Dealer => bind_as::<DealerSocket>(id, &ep, events).await,
+        Kind::Push => bind_as::<PushSocket>(id, &ep, events).await,
+        Kind::Pull => bind_as::<PullSocket>(id, &ep, events).await,
+        Kind::Pub => bind_as::<PubSocket>(id, &ep, events).await,
+        Kind::Sub => bind_as::<SubSocket>(id, &ep, events).await,
     }
 }
 
@@ -123,19 +133,14 @@ pub(crate) fn connect(
 ) -> Result<Link, Error> {
     let ep = normalize(endpoint)?;
     let (out, out_rx) = mpsc::unbounded_channel();
+    let e = ep.clone();
     let task = match kind {
-        Kind::Router => tokio::spawn(run_connected::<RouterSocket>(
-            id,
-            ep.clone(),
-            out_rx,
-            events,
-        )),
-        Kind::Dealer => tokio::spawn(run_connected::<DealerSocket>(
-            id,
-            ep.clone(),
-            out_rx,
-            events,
-        )),
+        Kind::Router => tokio::spawn(run_connected::<RouterSocket>(id, e, out_rx, events)),
+        Kind::Dealer => tokio::spawn(run_connected::<DealerSocket>(id, e, out_rx, events)),
+        Kind::Push => tokio::spawn(run_connected::<PushSocket>(id, e, out_rx, events)),
+        Kind::Pull => tokio::spawn(run_connected::<PullSocket>(id, e, out_rx, events)),
+        Kind::Pub => tokio::spawn(run_connected::<PubSocket>(id, e, out_rx, events)),
+        Kind::Sub => tokio::spawn(run_connected::<SubSocket>(id, e, out_rx, events)),
     };
     Ok(Link {
         out,
@@ -151,6 +156,10 @@ trait Halves: Socket + Sized + 'static {
     type Rx: SocketRecv + Send + 'static;
     /// Send and receive halves (a one-way socket type lacks one).
     fn halves(self) -> (Option<Self::Tx>, Option<Self::Rx>);
+    /// Set the socket up before it binds or connects.
+    fn prepare(&mut self) -> impl std::future::Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 impl Halves for RouterSocket {
@@ -171,12 +180,51 @@ impl Halves for DealerSocket {
     }
 }
 
+impl Halves for PushSocket {
+    type Tx = PushSocket;
+    type Rx = PullSocket;
+    fn halves(self) -> (Option<Self::Tx>, Option<Self::Rx>) {
+        (Some(self), None)
+    }
+}
+
+impl Halves for PullSocket {
+    type Tx = PushSocket;
+    type Rx = PullSocket;
+    fn halves(self) -> (Option<Self::Tx>, Option<Self::Rx>) {
+        (None, Some(self))
+    }
+}
+
+impl Halves for PubSocket {
+    type Tx = PubSocket;
+    type Rx = PullSocket;
+    fn halves(self) -> (Option<Self::Tx>, Option<Self::Rx>) {
+        (Some(self), None)
+    }
+}
+
+impl Halves for SubSocket {
+    type Tx = PushSocket;
+    type Rx = SubSocket;
+    fn halves(self) -> (Option<Self::Tx>, Option<Self::Rx>) {
+        (None, Some(self))
+    }
+    async fn prepare(&mut self) {
+        // Remembered by the socket and sent to every peer as it connects.
+        if let Err(e) = self.subscribe("").await {
+            tracing::warn!(error = %e, "cannot subscribe");
+        }
+    }
+}
+
 async fn bind_as<S: Halves>(
     id: LinkId,
     ep: &str,
     events: mpsc::Sender<LinkEvent>,
 ) -> Result<Link, Error> {
     let mut sock = S::new();
+    sock.prepare().await;
     let monitor = sock.monitor();
     let resolved = sock
         .bind(ep)
@@ -205,6 +253,7 @@ async fn run_connected<S: Halves>(
         let mut opts = SocketOptions::default();
         opts.connect_timeout(CONNECT_ATTEMPT);
         let mut sock = S::with_options(opts);
+        sock.prepare().await;
         let monitor = sock.monitor();
         // Anything queued while down belongs to channels the owner has
         // already failed; sending it to a new peer would only confuse it.

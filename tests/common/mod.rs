@@ -2,6 +2,7 @@
 //! peer, child processes that are always killed, free ports.
 #![allow(dead_code)]
 
+use futures::StreamExt;
 use serde::Serialize;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -52,6 +53,19 @@ pub fn test_service() -> Service {
         .method("sleep", |(secs,): (f64,)| async move {
             tokio::time::sleep(Duration::from_secs_f64(secs)).await;
             Ok::<_, ServiceError>(format!("slept {secs:?}"))
+        })
+        .stream("count", |(n,): (u64,)| {
+            futures::stream::iter(0..n).map(Ok::<_, ServiceError>)
+        })
+        .doc("Stream the integers 0..n.")
+        .stream("count_then_fail", |(n,): (u64,)| {
+            futures::stream::iter(0..=n).map(move |i| {
+                if i < n {
+                    Ok(i)
+                } else {
+                    Err(ServiceError::new("ValueError", format!("failed after {n}")))
+                }
+            })
         })
         .method_blocking("spin", |(ms,): (u64,)| {
             // Busy CPU work: must not stall other calls or heartbeats.
@@ -210,4 +224,77 @@ pub fn python_client(ep: &str, scenario: &str) {
         "python scenario {scenario} failed ({}):\n{stdout}\n{stderr}",
         out.status
     );
+}
+
+/// A child process whose stdout lines can be waited for.
+pub struct Lines {
+    pub proc: Proc,
+    rx: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Lines {
+    /// Start `cmd` with its stdout captured line by line (stderr inherited).
+    pub fn spawn(cmd: &mut Command) -> Lines {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("spawn child process");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines {
+            proc: Proc(child),
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Wait until a line contains `pat`; panics after `limit` with what was
+    /// printed.
+    pub fn expect(&mut self, pat: &str, limit: Duration) {
+        let end = Instant::now() + limit;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    let hit = line.contains(pat);
+                    self.seen.push(line);
+                    if hit {
+                        return;
+                    }
+                }
+                Err(_) => panic!(
+                    "no line containing {pat:?} within {limit:?}; output so far: {:?}",
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    /// Non-blocking: has a line containing `pat` arrived?
+    pub fn saw(&mut self, pat: &str) -> bool {
+        while let Ok(line) = self.rx.try_recv() {
+            self.seen.push(line);
+        }
+        self.seen.iter().any(|l| l.contains(pat))
+    }
+}
+
+/// A Python one-way peer (tests/python/py_oneway.py), started and ready.
+pub fn python_oneway(role: &str, ep: &str, n: usize, extra: &[&str]) -> Lines {
+    let mut lines = Lines::spawn(
+        Command::new(python())
+            .arg(script("py_oneway.py"))
+            .args([role, ep, &n.to_string()])
+            .args(extra),
+    );
+    lines.expect("READY", Duration::from_secs(20));
+    lines
 }

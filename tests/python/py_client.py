@@ -101,5 +101,26 @@ def concurrent():
     assert elapsed < 10, "50 concurrent 1 s calls took %.1f s" % elapsed
 
 
+def streams():
+    c = client()
+    assert list(c.count(10000)) == list(range(10000))
+    assert list(c.count(0)) == []
+    got = []
+    try:
+        for item in c.count_then_fail(3):
+            got.append(item)
+    except zerorpc.RemoteError as e:
+        assert e.name == "ValueError" and e.msg == "failed after 3", (e.name, e.msg)
+    else:
+        raise AssertionError("expected ValueError after the items")
+    assert got == [0, 1, 2], got
+    # A slow Python reader: zrpc must wait for its credit.
+    items = c.count(300)
+    for i in range(300):
+        assert next(items) == i
+        if i % 100 == 0:
+            gevent.sleep(0.2)
+
+
 globals()[scenario]()
 print("PASS", scenario, flush=True)

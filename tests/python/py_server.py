@@ -24,6 +24,29 @@ class Svc(object):
     def echo(self, value):
         return value
 
+    produced = 0
+
+    @zerorpc.stream
+    def count(self, n):
+        return iter(range(n))
+
+    @zerorpc.stream
+    def failing_stream(self, n):
+        for i in range(n):
+            yield i
+        raise ValueError("failed after %d" % n)
+
+    @zerorpc.stream
+    def forever(self):
+        i = 0
+        while True:
+            Svc.produced += 1
+            yield i
+            i += 1
+
+    def produced_count(self):
+        return Svc.produced
+
 
 endpoint, heartbeat = sys.argv[1], float(sys.argv[2])
 server = zerorpc.Server(Svc(), heartbeat=heartbeat)

@@ -1,0 +1,186 @@
+//! One-way events between zrpc peers: work sharing, holding events until a
+//! puller connects, fanout, and receivers that survive bad events.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use zerorpc::oneway::{Publisher, Puller, Pusher, Subscriber};
+use zerorpc::{Service, ServiceError};
+
+type Seen = Arc<Mutex<Vec<(usize, i64)>>>;
+
+/// A receiver service that records `record(i)` as `(tag, i)`.
+fn sink(tag: usize, seen: Seen) -> Service {
+    Service::new("sink")
+        .method("record", move |(i,): (i64,)| {
+            seen.lock().unwrap().push((tag, i));
+            async { Ok::<_, ServiceError>(()) }
+        })
+        .method("fail", |(): ()| async {
+            Err::<(), _>(ServiceError::new("ValueError", "always fails"))
+        })
+        .method("panics", |(): ()| async {
+            if true {
+                panic!("handler bug");
+            }
+            Ok::<(), ServiceError>(())
+        })
+}
+
+async fn wait_for(seen: &Seen, n: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen.lock().unwrap().len() < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {n} events arrived",
+            seen.lock().unwrap().len()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Anything more would be a duplicate.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pullers_share_the_work_each_event_once() {
+    let seen: Seen = Default::default();
+    let mut pullers = Vec::new();
+    for tag in 0..3 {
+        let p = Puller::builder(sink(tag, seen.clone()))
+            .bind("tcp://127.0.0.1:0")
+            .start()
+            .await
+            .unwrap();
+        pullers.push(p);
+    }
+    let mut b = Pusher::builder();
+    for p in &pullers {
+        b = b.connect(p.endpoints()[0].clone());
+    }
+    let pusher = b.build().await.unwrap();
+    assert!(pusher.wait_for_puller(Duration::from_secs(5)).await);
+    // Let every connection come up so all three get a share.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let n = 3000;
+    for i in 0..n {
+        pusher.push("record", (i,)).unwrap();
+    }
+    pusher.close(Duration::from_secs(5)).await.unwrap();
+    wait_for(&seen, n as usize).await;
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), n as usize, "duplicates");
+    let mut ids: Vec<i64> = seen.iter().map(|&(_, i)| i).collect();
+    ids.sort();
+    assert_eq!(ids, (0..n).collect::<Vec<_>>());
+    for tag in 0..3 {
+        let share = seen.iter().filter(|&&(t, _)| t == tag).count();
+        assert!(share > 0, "puller {tag} got nothing");
+    }
+}
+
+#[tokio::test]
+async fn pusher_holds_events_until_a_puller_connects() {
+    let port = common::free_port();
+    let ep = format!("tcp://127.0.0.1:{port}");
+    let pusher = Pusher::connect(&ep).await.unwrap();
+    for i in 0..100 {
+        pusher.push("record", (i,)).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let seen: Seen = Default::default();
+    let puller = Puller::builder(sink(0, seen.clone()))
+        .bind(&ep)
+        .start()
+        .await
+        .unwrap();
+    pusher.close(Duration::from_secs(5)).await.unwrap();
+    wait_for(&seen, 100).await;
+    assert_eq!(seen.lock().unwrap().len(), 100);
+    puller.stop(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn closing_a_pusher_with_nobody_listening_reports_the_loss() {
+    let ep = format!("tcp://127.0.0.1:{}", common::free_port());
+    let pusher = Pusher::connect(&ep).await.unwrap();
+    pusher.push("record", (1,)).unwrap();
+    pusher.push("record", (2,)).unwrap();
+    let e = pusher
+        .close(Duration::from_millis(300))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("2 event(s) not delivered"), "{e}");
+}
+
+#[tokio::test]
+async fn a_puller_survives_failing_unknown_and_malformed_events() {
+    let seen: Seen = Default::default();
+    let puller = Puller::builder(sink(0, seen.clone()))
+        .bind("tcp://127.0.0.1:0")
+        .start()
+        .await
+        .unwrap();
+    let pusher = Pusher::connect(&puller.endpoints()[0]).await.unwrap();
+    pusher.push("fail", ()).unwrap();
+    pusher.push("panics", ()).unwrap();
+    pusher.push("nosuch", (1, 2)).unwrap();
+    pusher.push("record", ("not an int",)).unwrap();
+    pusher.push("record", (7,)).unwrap();
+    pusher.close(Duration::from_secs(5)).await.unwrap();
+    wait_for(&seen, 1).await;
+    assert_eq!(*seen.lock().unwrap(), vec![(0, 7)]);
+    puller.stop(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_subscriber_gets_every_event() {
+    let publisher = Publisher::bind("tcp://127.0.0.1:0").await.unwrap();
+    let ep = publisher.endpoints()[0].clone();
+    let seen: Seen = Default::default();
+    let mut subs = Vec::new();
+    for tag in 0..2 {
+        subs.push(
+            Subscriber::builder(sink(tag, seen.clone()))
+                .connect(&ep)
+                .start()
+                .await
+                .unwrap(),
+        );
+    }
+    // Slow joiners: publish a marker until both subscribers have one.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        publisher.publish("record", (-1,)).unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let s = seen.lock().unwrap();
+        if (0..2).all(|t| s.contains(&(t, -1))) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "subscribers never joined"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    seen.lock().unwrap().clear();
+    let n = 500;
+    for i in 0..n {
+        publisher.publish("record", (i,)).unwrap();
+    }
+    wait_for(&seen, 2 * n as usize).await;
+    let seen = seen.lock().unwrap();
+    for tag in 0..2 {
+        let got: Vec<i64> = seen
+            .iter()
+            .filter(|&&(t, i)| t == tag && i >= 0)
+            .map(|&(_, i)| i)
+            .collect();
+        assert_eq!(got, (0..n).collect::<Vec<_>>(), "subscriber {tag}");
+    }
+    publisher.close().await;
+    for s in subs {
+        s.stop(Duration::from_secs(1)).await;
+    }
+}
