@@ -313,7 +313,7 @@ impl Client {
     ) -> Result<ReplyStream<R>, Error> {
         let raw = encode_args(&args)?;
         let (id, first) = self.first_event(method, &raw, opts).await?;
-        self.into_stream(method, id, first, decode_serde::<R>)
+        self.make_stream(method, id, first, decode_serde::<R>)
     }
 
     /// Call with dynamic values and take whatever comes back: one value, or
@@ -328,7 +328,7 @@ impl Client {
         let (id, first) = self.first_event(method, &raw, opts).await?;
         if first.is_stream() {
             return self
-                .into_stream(method, id, first, decode_value)
+                .make_stream(method, id, first, decode_value)
                 .map(Response::Stream);
         }
         let value = single_value(method, first)?;
@@ -337,7 +337,7 @@ impl Client {
             .map_err(|e| Error::Decode(format!("result of {method}: {e}")))
     }
 
-    fn into_stream<R>(
+    fn make_stream<R>(
         &self,
         method: &str,
         id: MessageId,

@@ -173,3 +173,115 @@ fn failures_are_one_line_and_non_zero() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("cannot bind"), "{}", stderr(&out));
 }
+
+#[test]
+fn streams_print_one_item_per_line_or_one_json_array() {
+    let (_srv, ep) = server(&["echo"]);
+    let out = zrpc(&[&ep, "count", "3"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out), "0\n1\n2\n");
+    assert_eq!(stdout(&zrpc(&["-pj", &ep, "count", "3"])), "[0,1,2]\n");
+    assert_eq!(stdout(&zrpc(&["-pj", &ep, "count", "0"])), "[]\n");
+    let out = zrpc(&[&ep, "count", "2000"]);
+    assert_eq!(stdout(&out).lines().count(), 2000);
+    assert_eq!(stdout(&out).lines().last(), Some("1999"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_mid_stream_prints_the_items_then_fails() {
+    let (server, ep) = start_server(None).await;
+    let out = tokio::task::spawn_blocking(move || {
+        (
+            zrpc(&[&ep, "count_then_fail", "2"]),
+            zrpc(&["-pj", &ep, "count_then_fail", "2"]),
+        )
+    })
+    .await
+    .unwrap();
+    let (plain, json) = out;
+    assert_eq!(plain.status.code(), Some(1));
+    assert_eq!(stdout(&plain), "0\n1\n");
+    let err = stderr(&plain);
+    assert!(
+        err.lines().count() == 1 && err.contains("ValueError") && err.contains("failed after 2"),
+        "{err}"
+    );
+    assert_eq!(json.status.code(), Some(1));
+    assert_eq!(stdout(&json), "[0,1]\n");
+    server.stop(Duration::from_secs(1)).await;
+}
+
+#[test]
+fn push_to_a_pulling_zrpc_and_see_json_lines() {
+    let ep = format!("tcp://127.0.0.1:{}", free_port());
+    let mut pull =
+        Lines::spawn(Command::new(env!("CARGO_BIN_EXE_zrpc")).args(["--pull", "--bind", &ep]));
+    let out = zrpc(&[
+        "--push",
+        "--connect",
+        &ep,
+        "resize",
+        "photo.jpg",
+        "640",
+        "true",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let out = zrpc(&[
+        "--push",
+        "-j",
+        "--connect",
+        &ep,
+        "tag",
+        r#"{"k": [1, null]}"#,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    pull.expect(
+        r#"{"method":"resize","args":["photo.jpg",640,true]}"#,
+        Duration::from_secs(10),
+    );
+    pull.expect(
+        r#"{"method":"tag","args":[{"k":[1,null]}]}"#,
+        Duration::from_secs(10),
+    );
+    // Interrupted, it stops cleanly.
+    pull.proc.signal(2);
+    let st = pull
+        .proc
+        .wait_for(Duration::from_secs(10))
+        .expect("pull exits");
+    assert!(st.success(), "{st:?}");
+}
+
+#[test]
+fn push_with_nobody_pulling_fails_after_the_timeout() {
+    let ep = format!("tcp://127.0.0.1:{}", free_port());
+    let out = zrpc(&["--push", "--timeout", "0.5", "--connect", &ep, "x"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("not delivered") && err.lines().count() == 1,
+        "{err}"
+    );
+    let out = zrpc(&["--pub", "--timeout", "0.3", "--bind", &ep, "x"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no subscriber"), "{}", stderr(&out));
+}
+
+#[test]
+fn publish_reaches_a_subscribed_zrpc() {
+    let port = free_port();
+    let ep = format!("tcp://127.0.0.1:{port}");
+    // The publisher binds and waits for a subscriber before sending.
+    let publisher = std::thread::spawn({
+        let ep = ep.clone();
+        move || zrpc(&["--pub", "--timeout", "20", "--bind", &ep, "news", "hello"])
+    });
+    let mut sub =
+        Lines::spawn(Command::new(env!("CARGO_BIN_EXE_zrpc")).args(["--sub", "--connect", &ep]));
+    sub.expect(
+        r#"{"method":"news","args":["hello"]}"#,
+        Duration::from_secs(20),
+    );
+    let out = publisher.join().unwrap();
+    assert!(out.status.success(), "{out:?}");
+}

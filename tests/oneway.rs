@@ -170,7 +170,7 @@ async fn every_subscriber_gets_every_event() {
         publisher.publish("record", (i,)).unwrap();
     }
     wait_for(&seen, 2 * n as usize).await;
-    let seen = seen.lock().unwrap();
+    let seen = seen.lock().unwrap().clone();
     for tag in 0..2 {
         let got: Vec<i64> = seen
             .iter()

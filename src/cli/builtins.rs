@@ -4,6 +4,7 @@
 use crate::service::Service;
 use crate::{ServiceError, Value};
 use chrono::format::{Item, StrftimeItems};
+use futures::StreamExt;
 use std::time::Duration;
 
 /// Names of the built-in services.
@@ -175,6 +176,11 @@ fn echo() -> Service {
         })
         .doc("Return the value unchanged, msgpack type included.")
         .args(["value"])
+        .stream("count", |(n,): (u64,)| {
+            futures::stream::iter(0..n).map(Ok::<_, ServiceError>)
+        })
+        .doc("Stream the integers 0 to n-1, one item each.")
+        .args(["n"])
 }
 
 /// Add `NAME=COMMAND` as a method of `service`: the call's arguments become

@@ -4,9 +4,10 @@
 //! can be tested as a library.
 
 pub mod builtins;
+mod oneway;
 mod output;
 
-use crate::client::{CallOptions, Client};
+use crate::client::{CallOptions, Client, Response};
 use crate::error::Error;
 use crate::server::Server;
 use crate::value::{from_json, infer_cli_arg, Value};
@@ -24,17 +25,36 @@ use std::time::Duration;
         zrpc tcp://127.0.0.1:4242 add 2 3\n  \
         zrpc --client --connect tcp://127.0.0.1:4242 strftime %Y/%m/%d\n  \
         zrpc -? tcp://127.0.0.1:4242\n  \
-        zrpc --server --bind tcp://127.0.0.1:4243 --exec uptime=uptime\n\n\
+        zrpc --server --bind tcp://127.0.0.1:4243 --exec uptime=uptime\n  \
+        zrpc tcp://127.0.0.1:4242 count 5              (echo service: a stream)\n  \
+        zrpc --pull --bind tcp://127.0.0.1:4244        (print every pushed event)\n  \
+        zrpc --push --connect tcp://127.0.0.1:4244 resize photo.jpg 640\n  \
+        zrpc --sub --connect tcp://127.0.0.1:4245      (print every published event)\n  \
+        zrpc --pub --bind tcp://127.0.0.1:4245 news hello\n\n\
         Built-in services: time, calc, echo. --exec runs commands for remote callers:\n\
         only expose it on endpoints you trust."
 )]
+#[command(group(clap::ArgGroup::new("role").args(["client", "server", "push", "pull", "publish", "subscribe"])))]
 pub struct Opts {
     /// Run as a client (the default).
-    #[arg(long, conflicts_with = "server")]
+    #[arg(long)]
     client: bool,
     /// Run as a server, serving SERVICE (time, calc, echo) and any --exec methods.
     #[arg(long)]
     server: bool,
+    /// Send one event METHOD PARAMS... to one puller (PUSH), then exit.
+    #[arg(long)]
+    push: bool,
+    /// Print every pushed event as a JSON line until interrupted (PULL).
+    #[arg(long)]
+    pull: bool,
+    /// Send one event METHOD PARAMS... to every subscriber (PUB), then exit.
+    /// Waits (up to --timeout) for a subscriber first.
+    #[arg(long = "pub")]
+    publish: bool,
+    /// Print every published event as a JSON line until interrupted (SUB).
+    #[arg(long = "sub")]
+    subscribe: bool,
     /// Connect to ADDRESS (repeatable).
     #[arg(long, value_name = "ADDRESS")]
     connect: Vec<String>,
@@ -180,6 +200,19 @@ async fn run(opts: Opts) -> Result<(), CliError> {
     let heartbeat = seconds(opts.heartbeat, "heartbeat")?;
     if opts.server {
         serve(&opts, connects, binds, command, heartbeat).await
+    } else if opts.push || opts.publish {
+        let timeout = seconds(opts.timeout, "timeout")?.unwrap_or(Duration::MAX);
+        let method =
+            command.ok_or_else(|| CliError::Usage("--push and --pub need a METHOD".into()))?;
+        let args = parse_params(&params, opts.json)?;
+        oneway::send(opts.push, &connects, &binds, &method, args, timeout).await
+    } else if opts.pull || opts.subscribe {
+        if let Some(extra) = command {
+            return Err(CliError::Usage(format!(
+                "--pull and --sub take no method or service (got {extra:?}): they print every event"
+            )));
+        }
+        oneway::listen(opts.pull, &connects, &binds).await
     } else {
         let timeout = seconds(opts.timeout, "timeout")?;
         let mut builder = Client::builder()
@@ -247,7 +280,7 @@ async fn serve(
     Ok(())
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -285,10 +318,23 @@ async fn client_main(
         print!("{}", output::method_help(&svc, &method));
         return Ok(());
     }
-    let args = params
+    let args = parse_params(&params, opts.json)?;
+    match client
+        .request_dynamic(&method, args, CallOptions::default())
+        .await?
+    {
+        Response::Value(v) => println!("{}", output::render(&v, opts.print_json)),
+        Response::Stream(items) => output::print_stream(items, opts.print_json).await?,
+    }
+    Ok(())
+}
+
+/// Method parameters: strict JSON with `-j`, otherwise inferred.
+fn parse_params(params: &[String], json: bool) -> Result<Vec<Value>, CliError> {
+    params
         .iter()
         .map(|p| {
-            if opts.json {
+            if json {
                 serde_json::from_str(p)
                     .map(|j| from_json(&j))
                     .map_err(|e| CliError::Usage(format!("parameter {p:?} is not valid JSON: {e}")))
@@ -296,10 +342,5 @@ async fn client_main(
                 Ok(infer_cli_arg(p))
             }
         })
-        .collect::<Result<Vec<Value>, _>>()?;
-    let result = client
-        .call_dynamic_with(&method, args, CallOptions::default())
-        .await?;
-    println!("{}", output::render(&result, opts.print_json));
-    Ok(())
+        .collect()
 }

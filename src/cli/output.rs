@@ -150,6 +150,46 @@ pub fn render(v: &Value, json: bool) -> String {
     }
 }
 
+/// Print a stream as it arrives: one item per line (strings bare, the rest
+/// compact JSON), or with `-pj` one JSON array. Items before an error are
+/// printed (and the array closed) before the error is returned.
+pub async fn print_stream(
+    mut items: crate::ReplyStream<Value>,
+    json: bool,
+) -> Result<(), crate::Error> {
+    use futures::StreamExt;
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let mut first = true;
+    if json {
+        let _ = write!(out, "[");
+    }
+    let mut failed = None;
+    while let Some(item) = items.next().await {
+        let v = match item {
+            Ok(v) => v,
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        };
+        let _ = match (json, &v) {
+            (true, _) => write!(out, "{}{}", if first { "" } else { "," }, to_json(&v)),
+            (false, Value::String(s)) if s.as_str().is_some() => {
+                writeln!(out, "{}", s.as_str().unwrap_or(""))
+            }
+            (false, _) => writeln!(out, "{}", to_json(&v)),
+        };
+        let _ = out.flush();
+        first = false;
+    }
+    if json {
+        let _ = writeln!(out, "]");
+    }
+    let _ = out.flush();
+    failed.map_or(Ok(()), Err)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,116 @@
+//! `zrpc --push/--pub` (send one event) and `zrpc --pull/--sub` (print every
+//! event as a JSON line until interrupted).
+
+use super::CliError;
+use crate::error::{Error, ServiceError};
+use crate::oneway::{Publisher, Puller, Pusher, SenderBuilder, Subscriber};
+use crate::value::{to_json, Value};
+use crate::Service;
+use std::io::Write;
+use std::time::Duration;
+
+/// Give a new subscriber's subscription time to reach us after its
+/// handshake (ZeroMQ gives no signal for it).
+const SUBSCRIPTION_SETTLE: Duration = Duration::from_millis(200);
+
+/// Send one event and wait until it left (push: a puller took it within
+/// `timeout`; pub: a subscriber was connected within `timeout`).
+pub(super) async fn send(
+    push: bool,
+    connects: &[String],
+    binds: &[String],
+    method: &str,
+    args: Vec<Value>,
+    timeout: Duration,
+) -> Result<(), CliError> {
+    if push {
+        let pusher = endpoints(Pusher::builder(), connects, binds)
+            .build()
+            .await?;
+        pusher.push_dynamic(method, args)?;
+        pusher.close(timeout).await?;
+    } else {
+        let publisher = endpoints(Publisher::builder(), connects, binds)
+            .build()
+            .await?;
+        if !publisher.wait_for_subscriber(timeout).await {
+            return Err(CliError::Failed(Error::Transport(format!(
+                "no subscriber connected within {}; nothing was published",
+                crate::error::fmt_secs(timeout)
+            ))));
+        }
+        tokio::time::sleep(SUBSCRIPTION_SETTLE).await;
+        publisher.publish_dynamic(method, args)?;
+        publisher.close().await;
+    }
+    Ok(())
+}
+
+fn endpoints<T: crate::oneway::OneWaySender>(
+    mut b: SenderBuilder<T>,
+    connects: &[String],
+    binds: &[String],
+) -> SenderBuilder<T> {
+    for ep in connects {
+        b = b.connect(ep);
+    }
+    for ep in binds {
+        b = b.bind(ep);
+    }
+    b
+}
+
+/// Print every event received, one JSON line each, until SIGINT/SIGTERM.
+pub(super) async fn listen(
+    pull: bool,
+    connects: &[String],
+    binds: &[String],
+) -> Result<(), CliError> {
+    let printer = Service::new("zrpc").catch_all(|method: String, args: Vec<Value>| async move {
+        let line = event_line(&method, &args);
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+        Ok::<_, ServiceError>(Value::Nil)
+    });
+    let mut builder = if pull {
+        Puller::builder(printer)
+    } else {
+        Subscriber::builder(printer)
+    };
+    // One at a time, so lines come out in arrival order.
+    builder = builder.pool_size(1);
+    for ep in binds {
+        builder = builder.bind(ep);
+    }
+    for ep in connects {
+        builder = builder.connect(ep);
+    }
+    let receiver = builder.start().await?;
+    let role = if pull { "pulling" } else { "subscribed" };
+    eprintln!("{role} on {}", receiver.endpoints().join(", "));
+    super::wait_for_signal().await;
+    receiver.stop(Duration::from_secs(2)).await;
+    Ok(())
+}
+
+/// `{"method":...,"args":[...]}`, keys in that order.
+fn event_line(method: &str, args: &[Value]) -> String {
+    let args = serde_json::Value::Array(args.iter().map(to_json).collect());
+    format!(
+        "{{\"method\":{},\"args\":{}}}",
+        serde_json::Value::from(method),
+        args
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn event_lines_are_json_with_method_first() {
+        let line = super::event_line("news", &[1.into(), "a\"b".into()]);
+        assert_eq!(line, r#"{"method":"news","args":[1,"a\"b"]}"#);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["args"][1], "a\"b");
+    }
+}
