@@ -658,6 +658,31 @@ mod tests {
     }
 
     #[test]
+    fn streams_and_catch_all() {
+        let svc = Service::new("s")
+            .stream("count", |(n,): (u64,)| {
+                futures::stream::iter(0..n).map(Ok::<_, ServiceError>)
+            })
+            .catch_all(|name, args| async move {
+                Ok::<_, ServiceError>(Value::from(format!("{name}/{}", args.len())))
+            });
+        assert_eq!(
+            run(&svc, "count", &[3.into()]).unwrap(),
+            Value::Array(vec![0.into(), 1.into(), 2.into()])
+        );
+        assert_eq!(run(&svc, "count", &[]).unwrap_err().name, "TypeError");
+        assert_eq!(
+            run(&svc, "other", &[1.into()]).unwrap(),
+            Value::from("other/1")
+        );
+        // Introspection still answers, and lists registered methods only.
+        assert_eq!(
+            run(&svc, "_zerorpc_list", &[]).unwrap(),
+            Value::Array(vec!["count".into()])
+        );
+    }
+
+    #[test]
     fn unknown_method_is_name_error() {
         let e = run(&calc(), "nosuch", &[]).unwrap_err();
         assert_eq!(
