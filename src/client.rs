@@ -20,7 +20,7 @@
 use crate::error::{Error, RemoteError};
 use crate::event::{self, Event, Header, MessageId};
 use crate::heartbeat::Beat;
-use crate::transport::{self, Kind, Link, LinkEvent, LinkId};
+use crate::transport::{self, Kind, Limits, Link, LinkEvent, LinkId};
 use bytes::Bytes;
 use rmpv::Value;
 use serde::de::DeserializeOwned;
@@ -45,6 +45,7 @@ pub struct ClientBuilder {
     timeout: Option<Duration>,
     heartbeat: Option<Duration>,
     passive: bool,
+    max_message_size: usize,
 }
 
 impl Default for ClientBuilder {
@@ -55,6 +56,7 @@ impl Default for ClientBuilder {
             timeout: Some(DEFAULT_TIMEOUT),
             heartbeat: Some(crate::server::DEFAULT_HEARTBEAT),
             passive: false,
+            max_message_size: transport::DEFAULT_MAX_MESSAGE_SIZE,
         }
     }
 }
@@ -86,6 +88,13 @@ impl ClientBuilder {
         self
     }
 
+    /// Largest reply accepted, in bytes (default 100 MiB). A server that
+    /// sends more is disconnected (its calls fail with `LostRemote`).
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
     /// Passive heartbeat: only start heartbeating a call once the server
     /// has (what the `zerorpc` command line does by default).
     pub fn passive_heartbeat(mut self, passive: bool) -> Self {
@@ -103,6 +112,9 @@ impl ClientBuilder {
             ));
         }
         let (events_tx, events_rx) = mpsc::channel(transport::INBOUND_QUEUE);
+        let limits = Limits {
+            max_message_size: self.max_message_size,
+        };
         let mut links = Vec::new();
         for ep in &self.connects {
             links.push(transport::connect(
@@ -110,10 +122,13 @@ impl ClientBuilder {
                 links.len(),
                 ep,
                 events_tx.clone(),
+                limits,
             )?);
         }
         for ep in &self.binds {
-            links.push(transport::bind(Kind::Dealer, links.len(), ep, events_tx.clone()).await?);
+            links.push(
+                transport::bind(Kind::Dealer, links.len(), ep, events_tx.clone(), limits).await?,
+            );
         }
         let endpoints = links.iter().map(|l| l.endpoint.clone()).collect();
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();

@@ -25,7 +25,7 @@ use crate::error::ServiceError;
 use crate::event::{self, Event, Header, MessageId};
 use crate::logging::{hex, RateLimit};
 use crate::service::{Args, Reply, Service};
-use crate::transport::{self, Kind, Link, LinkEvent};
+use crate::transport::{self, Kind, Limits, Link, LinkEvent};
 use crate::Value;
 use futures::{FutureExt, StreamExt};
 use serde::Serialize;
@@ -115,10 +115,14 @@ impl<T: OneWaySender> SenderBuilder<T> {
                 links.len(),
                 ep,
                 events_tx.clone(),
+                Limits::default(),
             )?);
         }
         for ep in &self.binds {
-            links.push(transport::bind(kind, links.len(), ep, events_tx.clone()).await?);
+            links.push(
+                transport::bind(kind, links.len(), ep, events_tx.clone(), Limits::default())
+                    .await?,
+            );
         }
         let endpoints = links.iter().map(|l| l.endpoint.clone()).collect();
         let (cmd, cmd_rx) = mpsc::unbounded_channel();
@@ -471,6 +475,7 @@ pub struct ReceiverBuilder {
     binds: Vec<String>,
     connects: Vec<String>,
     pool_size: usize,
+    limits: Limits,
 }
 
 impl ReceiverBuilder {
@@ -481,6 +486,7 @@ impl ReceiverBuilder {
             binds: Vec::new(),
             connects: Vec::new(),
             pool_size: DEFAULT_RECEIVER_POOL,
+            limits: Limits::default(),
         }
     }
 
@@ -504,6 +510,13 @@ impl ReceiverBuilder {
         self
     }
 
+    /// Largest event accepted, in bytes (default 100 MiB). A sender that
+    /// sends more is disconnected before anything is allocated for it.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.limits.max_message_size = bytes;
+        self
+    }
+
     /// Open the sockets and start dispatching in the background.
     pub async fn start(self) -> Result<Receiver, Error> {
         if self.binds.is_empty() && self.connects.is_empty() {
@@ -514,7 +527,9 @@ impl ReceiverBuilder {
         let (events_tx, events_rx) = mpsc::channel(transport::INBOUND_QUEUE);
         let mut links = Vec::new();
         for ep in &self.binds {
-            links.push(transport::bind(self.kind, links.len(), ep, events_tx.clone()).await?);
+            links.push(
+                transport::bind(self.kind, links.len(), ep, events_tx.clone(), self.limits).await?,
+            );
         }
         for ep in &self.connects {
             links.push(transport::connect(
@@ -522,6 +537,7 @@ impl ReceiverBuilder {
                 links.len(),
                 ep,
                 events_tx.clone(),
+                self.limits,
             )?);
         }
         drop(events_tx);

@@ -18,7 +18,7 @@ use crate::event::{self, Event, Header, MessageId};
 use crate::heartbeat::Beat;
 use crate::logging::{hex, RateLimit};
 use crate::service::{Args, ItemStream, Reply, Service};
-use crate::transport::{self, Kind, Link, LinkEvent, LinkId};
+use crate::transport::{self, Kind, Limits, Link, LinkEvent, LinkId};
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use std::collections::HashMap;
@@ -40,9 +40,18 @@ pub struct ServerBuilder {
     connects: Vec<String>,
     heartbeat: Option<Duration>,
     pool_size: Option<usize>,
+    max_message_size: usize,
 }
 
 impl ServerBuilder {
+    /// Largest request accepted, in bytes (default 100 MiB, as zerorpc). A
+    /// client that sends more is disconnected before anything is allocated
+    /// for it; other clients are unaffected.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
     /// Bind a ROUTER endpoint (`tcp://127.0.0.1:4242`, `tcp://*:4242`,
     /// `tcp://127.0.0.1:0` for any free port, `ipc:///tmp/x.sock`).
     pub fn bind(mut self, endpoint: impl Into<String>) -> Self {
@@ -78,9 +87,14 @@ impl ServerBuilder {
             ));
         }
         let (events_tx, events_rx) = mpsc::channel(transport::INBOUND_QUEUE);
+        let limits = Limits {
+            max_message_size: self.max_message_size,
+        };
         let mut links = Vec::new();
         for ep in &self.binds {
-            links.push(transport::bind(Kind::Router, links.len(), ep, events_tx.clone()).await?);
+            links.push(
+                transport::bind(Kind::Router, links.len(), ep, events_tx.clone(), limits).await?,
+            );
         }
         for ep in &self.connects {
             links.push(transport::connect(
@@ -88,6 +102,7 @@ impl ServerBuilder {
                 links.len(),
                 ep,
                 events_tx.clone(),
+                limits,
             )?);
         }
         let endpoints = links.iter().map(|l| l.endpoint.clone()).collect();
@@ -134,6 +149,7 @@ impl Server {
             connects: Vec::new(),
             heartbeat: Some(DEFAULT_HEARTBEAT),
             pool_size: None,
+            max_message_size: transport::DEFAULT_MAX_MESSAGE_SIZE,
         }
     }
 

@@ -55,6 +55,34 @@ pub(crate) enum Kind {
     Sub,
 }
 
+/// Default largest message a peer may send: zerorpc's 100 MiB. A peer that
+/// announces more is disconnected before anything is allocated for it (the
+/// vendored `zeromq` patch; upstream 0.7 would allocate whatever a frame
+/// header claims, and abort on a huge claim).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 100 << 20;
+
+/// Per-socket limits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) max_message_size: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+        }
+    }
+}
+
+impl Limits {
+    fn socket_options(&self) -> SocketOptions {
+        let mut opts = SocketOptions::default();
+        opts.max_message_size(Some(self.max_message_size));
+        opts
+    }
+}
+
 /// How long one connection attempt may take before backing off.
 const CONNECT_ATTEMPT: Duration = Duration::from_secs(1);
 /// Reconnect backoff: first retry, and the cap ("back within about a second").
@@ -111,15 +139,17 @@ pub(crate) async fn bind(
     id: LinkId,
     endpoint: &str,
     events: mpsc::Sender<LinkEvent>,
+    limits: Limits,
 ) -> Result<Link, Error> {
     let ep = normalize(endpoint)?;
+    let l = limits;
     match kind {
-        Kind::Router => bind_as::<RouterSocket>(id, &ep, events).await,
-        Kind::Dealer => bind_as::<DealerSocket>(id, &ep, events).await,
-        Kind::Push => bind_as::<PushSocket>(id, &ep, events).await,
-        Kind::Pull => bind_as::<PullSocket>(id, &ep, events).await,
-        Kind::Pub => bind_as::<PubSocket>(id, &ep, events).await,
-        Kind::Sub => bind_as::<SubSocket>(id, &ep, events).await,
+        Kind::Router => bind_as::<RouterSocket>(id, &ep, events, l).await,
+        Kind::Dealer => bind_as::<DealerSocket>(id, &ep, events, l).await,
+        Kind::Push => bind_as::<PushSocket>(id, &ep, events, l).await,
+        Kind::Pull => bind_as::<PullSocket>(id, &ep, events, l).await,
+        Kind::Pub => bind_as::<PubSocket>(id, &ep, events, l).await,
+        Kind::Sub => bind_as::<SubSocket>(id, &ep, events, l).await,
     }
 }
 
@@ -130,17 +160,19 @@ pub(crate) fn connect(
     id: LinkId,
     endpoint: &str,
     events: mpsc::Sender<LinkEvent>,
+    limits: Limits,
 ) -> Result<Link, Error> {
     let ep = normalize(endpoint)?;
     let (out, out_rx) = mpsc::unbounded_channel();
     let e = ep.clone();
+    let l = limits;
     let task = match kind {
-        Kind::Router => tokio::spawn(run_connected::<RouterSocket>(id, e, out_rx, events)),
-        Kind::Dealer => tokio::spawn(run_connected::<DealerSocket>(id, e, out_rx, events)),
-        Kind::Push => tokio::spawn(run_connected::<PushSocket>(id, e, out_rx, events)),
-        Kind::Pull => tokio::spawn(run_connected::<PullSocket>(id, e, out_rx, events)),
-        Kind::Pub => tokio::spawn(run_connected::<PubSocket>(id, e, out_rx, events)),
-        Kind::Sub => tokio::spawn(run_connected::<SubSocket>(id, e, out_rx, events)),
+        Kind::Router => tokio::spawn(run_connected::<RouterSocket>(id, e, out_rx, events, l)),
+        Kind::Dealer => tokio::spawn(run_connected::<DealerSocket>(id, e, out_rx, events, l)),
+        Kind::Push => tokio::spawn(run_connected::<PushSocket>(id, e, out_rx, events, l)),
+        Kind::Pull => tokio::spawn(run_connected::<PullSocket>(id, e, out_rx, events, l)),
+        Kind::Pub => tokio::spawn(run_connected::<PubSocket>(id, e, out_rx, events, l)),
+        Kind::Sub => tokio::spawn(run_connected::<SubSocket>(id, e, out_rx, events, l)),
     };
     Ok(Link {
         out,
@@ -222,8 +254,9 @@ async fn bind_as<S: Halves>(
     id: LinkId,
     ep: &str,
     events: mpsc::Sender<LinkEvent>,
+    limits: Limits,
 ) -> Result<Link, Error> {
-    let mut sock = S::new();
+    let mut sock = S::with_options(limits.socket_options());
     sock.prepare().await;
     let monitor = sock.monitor();
     let resolved = sock
@@ -247,10 +280,11 @@ async fn run_connected<S: Halves>(
     ep: String,
     mut out_rx: mpsc::UnboundedReceiver<ZmqMessage>,
     events: mpsc::Sender<LinkEvent>,
+    limits: Limits,
 ) {
     let mut backoff = BACKOFF_MIN;
     loop {
-        let mut opts = SocketOptions::default();
+        let mut opts = limits.socket_options();
         opts.connect_timeout(CONNECT_ATTEMPT);
         let mut sock = S::with_options(opts);
         sock.prepare().await;
@@ -305,9 +339,18 @@ async fn serve_socket<S: Halves>(
     let reader = rx.map(|mut rx| {
         let events = events.clone();
         tokio::spawn(async move {
-            while let Ok(msg) = rx.recv().await {
-                if events.send(LinkEvent::Message(id, msg)).await.is_err() {
-                    break;
+            loop {
+                match rx.recv().await {
+                    Ok(msg) => {
+                        if events.send(LinkEvent::Message(id, msg)).await.is_err() {
+                            break;
+                        }
+                    }
+                    // The socket is closed.
+                    Err(zeromq::ZmqError::NoMessage) => break,
+                    // One peer broke the protocol (or went over the size
+                    // limit); zeromq has dropped it. The others carry on.
+                    Err(e) => tracing::warn!(error = %e, "dropped a peer that sent bad data"),
                 }
             }
         })

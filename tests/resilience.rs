@@ -1,0 +1,139 @@
+//! Hostile and unusual peers at the transport level: frame headers that
+//! claim huge lengths, messages over the size limit, and libzmq peers that
+//! send ZMTP heartbeats (PING).
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+use zerorpc::{Client, Error, Server};
+
+/// A ZMTP 3.0 NULL greeting plus a READY command for a DEALER.
+fn zmtp_hello() -> Vec<u8> {
+    let mut g = vec![0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0x7f, 3, 0];
+    g.extend_from_slice(b"NULL");
+    g.resize(64, 0);
+    let mut body = vec![5];
+    body.extend_from_slice(b"READY");
+    body.push(11);
+    body.extend_from_slice(b"Socket-Type");
+    body.extend_from_slice(&6u32.to_be_bytes());
+    body.extend_from_slice(b"DEALER");
+    g.extend_from_slice(&[0x04, body.len() as u8]);
+    g.extend_from_slice(&body);
+    g
+}
+
+/// Connect over raw TCP, handshake, send `tail`; true if the server then
+/// closed the connection (within a few seconds).
+fn send_raw(port: u16, tail: &[u8]) -> bool {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(&zmtp_hello()).unwrap();
+    let _ = s.write_all(tail);
+    // Read the server's greeting and READY, then expect end of stream.
+    let mut buf = [0u8; 4096];
+    let mut total = 0;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(n) => total += n,
+            Err(_) => return false,
+        }
+        assert!(total < 1 << 20, "unexpected data from the server");
+    }
+}
+
+fn long_frame_header(len: u64) -> Vec<u8> {
+    let mut h = vec![0x02];
+    h.extend_from_slice(&len.to_be_bytes());
+    h
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_frame_headers_do_not_stop_zrpc_server_calc() {
+    let port = free_port();
+    let ep = format!("tcp://127.0.0.1:{port}");
+    let mut srv = spawn_until(
+        Command::new(env!("CARGO_BIN_EXE_zrpc")).args(["--server", "--bind", &ep, "calc"]),
+        "serving",
+        true,
+    );
+    let closed = tokio::task::spawn_blocking(move || {
+        [
+            // 1 TiB: upstream zeromq 0.7 aborted the process allocating it.
+            send_raw(port, &long_frame_header(1 << 40)),
+            // Over the 100 MiB default limit.
+            send_raw(port, &long_frame_header(200 << 20)),
+            // u64::MAX.
+            send_raw(port, &long_frame_header(u64::MAX)),
+        ]
+    })
+    .await
+    .unwrap();
+    assert_eq!(closed, [true; 3], "the server should drop each such peer");
+    // A claim under the limit whose bytes never come only holds a connection.
+    let mut pending = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    pending.write_all(&zmtp_hello()).unwrap();
+    pending.write_all(&long_frame_header(90 << 20)).unwrap();
+    pending.write_all(&[0u8; 1000]).unwrap();
+
+    assert!(srv.0.try_wait().unwrap().is_none(), "the server died");
+    let client = Client::connect(&ep).await.unwrap();
+    let sum: i64 = client.call("add", (2, 3)).await.unwrap();
+    assert_eq!(sum, 5);
+    drop(pending);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversize_request_drops_only_its_sender() {
+    let server = Server::builder(test_service())
+        .bind("tcp://127.0.0.1:0")
+        .max_message_size(64 * 1024)
+        .start()
+        .await
+        .unwrap();
+    let ep = server.endpoints()[0].clone();
+    let greedy = Client::connect(&ep).await.unwrap();
+    let polite = Client::connect(&ep).await.unwrap();
+    let big = "x".repeat(100 * 1024);
+    let e = greedy
+        .call::<_, String>("hello", (big,))
+        .await
+        .expect_err("an oversize request cannot succeed");
+    assert!(matches!(e, Error::LostRemote { .. }), "{e:?}");
+    let ok: String = polite
+        .call("hello", ("y".repeat(60 * 1024),))
+        .await
+        .unwrap();
+    assert_eq!(ok.len(), 60 * 1024 + 8);
+    // The offender reconnects and small calls work again.
+    let sum: i64 = greedy.call("add", (1, 2)).await.unwrap();
+    assert_eq!(sum, 3);
+    server.stop(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libzmq_heartbeat_pings_are_answered() {
+    let (server, ep) = start_server(None).await;
+    // PING every 50 ms with a 200 ms timeout, during a 1.5 s call: without a
+    // PONG, libzmq drops the connection and the reply is lost.
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python())
+            .arg(script("py_libzmq_ping.py"))
+            .args([ep.as_str(), "1.5", "200"])
+            .output()
+            .expect("run python")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("PASS") && stdout.contains("slept 1.5"),
+        "{out:?}"
+    );
+    server.stop(Duration::from_secs(1)).await;
+}
