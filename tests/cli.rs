@@ -285,3 +285,30 @@ fn publish_reaches_a_subscribed_zrpc() {
     let out = publisher.join().unwrap();
     assert!(out.status.success(), "{out:?}");
 }
+
+#[test]
+fn a_closed_stdout_ends_a_long_stream_quietly() {
+    // `zrpc ADDR count 10000000 | head -3`: stop at once, no panic.
+    let (_srv, ep) = server(&["echo"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zrpc"))
+        .args([&ep, "count", "10000000"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    for want in ["0\n", "1\n", "2\n"] {
+        line.clear();
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        assert_eq!(line, want);
+    }
+    drop(out);
+    let mut proc = Proc(child);
+    let st = proc
+        .wait_for(Duration::from_secs(5))
+        .expect("zrpc kept reading the stream after its stdout closed");
+    let mut err = String::new();
+    let _ = std::io::Read::read_to_string(proc.0.stderr.as_mut().unwrap(), &mut err);
+    assert!(st.success() && err.is_empty(), "{st:?} {err}");
+}

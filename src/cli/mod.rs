@@ -310,12 +310,12 @@ async fn client_main(
 ) -> Result<(), CliError> {
     let Some(method) = command else {
         let svc = output::describe(client).await?;
-        print!("{}", output::listing(&svc, opts.inspect));
+        output::emit(&output::listing(&svc, opts.inspect));
         return Ok(());
     };
     if opts.inspect {
         let svc = output::describe(client).await?;
-        print!("{}", output::method_help(&svc, &method));
+        output::emit(&output::method_help(&svc, &method));
         return Ok(());
     }
     let args = parse_params(&params, opts.json)?;
@@ -323,7 +323,7 @@ async fn client_main(
         .request_dynamic(&method, args, CallOptions::default())
         .await?
     {
-        Response::Value(v) => println!("{}", output::render(&v, opts.print_json)),
+        Response::Value(v) => output::emit(&format!("{}\n", output::render(&v, opts.print_json))),
         Response::Stream(items) => output::print_stream(items, opts.print_json).await?,
     }
     Ok(())

@@ -150,9 +150,19 @@ pub fn render(v: &Value, json: bool) -> String {
     }
 }
 
+/// Write to stdout. A closed stdout (`zrpc ... | head -1`) is not an error
+/// worth a panic, which is what `print!` would do.
+pub fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
 /// Print a stream as it arrives: one item per line (strings bare, the rest
 /// compact JSON), or with `-pj` one JSON array. Items before an error are
-/// printed (and the array closed) before the error is returned.
+/// printed (and the array closed) before the error is returned. When stdout
+/// closes (`| head -3`), reading stops: dropping the stream tells the server
+/// to stop producing.
 pub async fn print_stream(
     mut items: crate::ReplyStream<Value>,
     json: bool,
@@ -173,14 +183,16 @@ pub async fn print_stream(
                 break;
             }
         };
-        let _ = match (json, &v) {
+        let written = match (json, &v) {
             (true, _) => write!(out, "{}{}", if first { "" } else { "," }, to_json(&v)),
             (false, Value::String(s)) if s.as_str().is_some() => {
                 writeln!(out, "{}", s.as_str().unwrap_or(""))
             }
             (false, _) => writeln!(out, "{}", to_json(&v)),
         };
-        let _ = out.flush();
+        if written.and_then(|()| out.flush()).is_err() {
+            return Ok(());
+        }
         first = false;
     }
     if json {
