@@ -18,7 +18,7 @@
 //! most about 100 items are ever in flight or queued.
 
 use crate::error::{Error, RemoteError};
-use crate::event::{self, Event, Header, MessageId};
+use crate::event::{self, Event, MessageId};
 use crate::heartbeat::Beat;
 use crate::transport::{self, Kind, Limits, Link, LinkEvent, LinkId};
 use bytes::Bytes;
@@ -111,26 +111,11 @@ impl ClientBuilder {
                 "a client needs at least one endpoint to connect or bind".into(),
             ));
         }
-        let (events_tx, events_rx) = mpsc::channel(transport::INBOUND_QUEUE);
         let limits = Limits {
             max_message_size: self.max_message_size,
         };
-        let mut links = Vec::new();
-        for ep in &self.connects {
-            links.push(transport::connect(
-                Kind::Dealer,
-                links.len(),
-                ep,
-                events_tx.clone(),
-                limits,
-            )?);
-        }
-        for ep in &self.binds {
-            links.push(
-                transport::bind(Kind::Dealer, links.len(), ep, events_tx.clone(), limits).await?,
-            );
-        }
-        let endpoints = links.iter().map(|l| l.endpoint.clone()).collect();
+        let (links, endpoints, events_rx) =
+            transport::open(Kind::Dealer, &self.binds, &self.connects, limits).await?;
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let core = Core {
             up: vec![false; links.len()],
@@ -402,15 +387,7 @@ impl Client {
         args: &[u8],
         opts: CallOptions,
     ) -> Result<(MessageId, First), Error> {
-        let id = MessageId::new();
-        let frame = event::encode(
-            Header {
-                message_id: &id,
-                response_to: None,
-            },
-            method,
-            args,
-        );
+        let (id, frame) = event::encode_request(method, args);
         let (reply, rx) = oneshot::channel();
         let cmd = Cmd::Call {
             id,
@@ -802,19 +779,10 @@ impl Core {
         };
         let Some(link) = call.link else { return };
         call.credit += n;
-        let more_id = MessageId::new();
-        let rt = raw_id(&id);
         let mut args = Vec::with_capacity(10);
         args.push(0x91);
         let _ = rmp::encode::write_uint(&mut args, n as u64);
-        let more = event::encode(
-            Header {
-                message_id: &more_id,
-                response_to: Some(&rt),
-            },
-            event::MORE,
-            &args,
-        );
+        let more = event::encode_reply(&raw_id(&id), event::MORE, &args);
         let _ = self.links[link].out.send(ZmqMessage::from(more));
     }
 
@@ -834,16 +802,7 @@ impl Core {
             if call.beat.lost(now, period) {
                 lost.push(*id);
             } else if call.beat.due(now, period) {
-                let hb_id = MessageId::new();
-                let rt = raw_id(id);
-                let hb = event::encode(
-                    Header {
-                        message_id: &hb_id,
-                        response_to: Some(&rt),
-                    },
-                    event::HEARTBEAT,
-                    event::HEARTBEAT_ARGS,
-                );
+                let hb = event::encode_reply(&raw_id(id), event::HEARTBEAT, event::HEARTBEAT_ARGS);
                 let _ = self.links[link].out.send(ZmqMessage::from(hb));
             }
         }

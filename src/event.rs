@@ -233,6 +233,28 @@ pub fn encode(header: Header<'_>, name: &str, args: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Encode a new event that opens a channel (a request) or stands alone (a
+/// one-way event): a fresh id and no `response_to`.
+pub fn encode_request(name: &str, args: &[u8]) -> (MessageId, Vec<u8>) {
+    let id = MessageId::new();
+    let header = Header {
+        message_id: &id,
+        response_to: None,
+    };
+    (id, encode(header, name, args))
+}
+
+/// Encode an event on the channel `response_to` (raw msgpack id, echoed
+/// verbatim) with a fresh id of its own.
+pub fn encode_reply(response_to: &[u8], name: &str, args: &[u8]) -> Vec<u8> {
+    let id = MessageId::new();
+    let header = Header {
+        message_id: &id,
+        response_to: Some(response_to),
+    };
+    encode(header, name, args)
+}
+
 /// Encode an `ERR [name, message, traceback]` reply.
 pub fn encode_err(response_to: &[u8], name: &str, message: &str, traceback: &str) -> Vec<u8> {
     let id = MessageId::new();

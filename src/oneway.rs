@@ -21,17 +21,15 @@
 
 use crate::client::encode_args;
 use crate::error::Error;
-use crate::error::ServiceError;
-use crate::event::{self, Event, Header, MessageId};
+use crate::event::{self, Event};
 use crate::logging::{hex, RateLimit};
 use crate::service::{Args, Reply, Service};
 use crate::transport::{self, Kind, Limits, Link, LinkEvent};
 use crate::Value;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::marker::PhantomData;
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -107,24 +105,8 @@ impl<T: OneWaySender> SenderBuilder<T> {
             SenderKind::Push => Kind::Push,
             SenderKind::Pub => Kind::Pub,
         };
-        let (events_tx, events_rx) = mpsc::channel(transport::INBOUND_QUEUE);
-        let mut links = Vec::new();
-        for ep in &self.connects {
-            links.push(transport::connect(
-                kind,
-                links.len(),
-                ep,
-                events_tx.clone(),
-                Limits::default(),
-            )?);
-        }
-        for ep in &self.binds {
-            links.push(
-                transport::bind(kind, links.len(), ep, events_tx.clone(), Limits::default())
-                    .await?,
-            );
-        }
-        let endpoints = links.iter().map(|l| l.endpoint.clone()).collect();
+        let (links, endpoints, events_rx) =
+            transport::open(kind, &self.binds, &self.connects, Limits::default()).await?;
         let (cmd, cmd_rx) = mpsc::unbounded_channel();
         let waiting = Arc::new(AtomicUsize::new(0));
         let core = SenderCore {
@@ -176,15 +158,7 @@ impl Sender {
                 "{MAX_WAITING} events are already waiting for a receiver to connect"
             )));
         }
-        let id = MessageId::new();
-        let frame = event::encode(
-            Header {
-                message_id: &id,
-                response_to: None,
-            },
-            method,
-            args,
-        );
+        let (_, frame) = event::encode_request(method, args);
         self.waiting.fetch_add(1, Ordering::Relaxed);
         self.cmd
             .send(SenderCmd::Send(frame))
@@ -268,7 +242,7 @@ impl SenderCore {
                     }
                     self.deliver();
                 }
-                _ = sleep_until_opt(deadline) => break,
+                _ = crate::server::sleep_until_opt(deadline) => break,
             }
         }
         if self.dropped > 0 {
@@ -314,13 +288,6 @@ impl SenderCore {
             self.waiting.fetch_sub(1, Ordering::Relaxed);
             let _ = self.links[l].out.send(ZmqMessage::from(frame));
         }
-    }
-}
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -524,24 +491,8 @@ impl ReceiverBuilder {
                 "a receiver needs at least one --bind or --connect endpoint".into(),
             ));
         }
-        let (events_tx, events_rx) = mpsc::channel(transport::INBOUND_QUEUE);
-        let mut links = Vec::new();
-        for ep in &self.binds {
-            links.push(
-                transport::bind(self.kind, links.len(), ep, events_tx.clone(), self.limits).await?,
-            );
-        }
-        for ep in &self.connects {
-            links.push(transport::connect(
-                self.kind,
-                links.len(),
-                ep,
-                events_tx.clone(),
-                self.limits,
-            )?);
-        }
-        drop(events_tx);
-        let endpoints = links.iter().map(|l| l.endpoint.clone()).collect();
+        let (links, endpoints, events_rx) =
+            transport::open(self.kind, &self.binds, &self.connects, self.limits).await?;
         let (stop_tx, stop_rx) = oneshot::channel();
         let core = ReceiverCore {
             service: Arc::new(self.service),
@@ -659,8 +610,7 @@ impl ReceiverCore {
         let warned = self.warned.clone();
         self.tasks.spawn(async move {
             let _permit = permit;
-            let ran = AssertUnwindSafe(call).catch_unwind().await;
-            let result = match ran.unwrap_or_else(|p| Err(ServiceError::new("Panic", crate::server::panic_message(&p)))) {
+            let result = match crate::service::guarded(call).await {
                 Ok(Reply::Value(_)) => Ok(()),
                 // Nobody reads a one-way stream: run it to the end.
                 Ok(Reply::Stream(mut items)) => loop {

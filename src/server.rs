@@ -22,7 +22,6 @@ use crate::transport::{self, Kind, Limits, Link, LinkEvent, LinkId};
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -86,26 +85,11 @@ impl ServerBuilder {
                 "a server needs at least one --bind or --connect endpoint".into(),
             ));
         }
-        let (events_tx, events_rx) = mpsc::channel(transport::INBOUND_QUEUE);
         let limits = Limits {
             max_message_size: self.max_message_size,
         };
-        let mut links = Vec::new();
-        for ep in &self.binds {
-            links.push(
-                transport::bind(Kind::Router, links.len(), ep, events_tx.clone(), limits).await?,
-            );
-        }
-        for ep in &self.connects {
-            links.push(transport::connect(
-                Kind::Router,
-                links.len(),
-                ep,
-                events_tx.clone(),
-                limits,
-            )?);
-        }
-        let endpoints = links.iter().map(|l| l.endpoint.clone()).collect();
+        let (links, endpoints, events_rx) =
+            transport::open(Kind::Router, &self.binds, &self.connects, limits).await?;
         let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let core = Core {
@@ -420,15 +404,7 @@ impl Core {
             if chan.beat.lost(now, period) {
                 lost.push(key.clone());
             } else if chan.beat.due(now, period) {
-                let id = MessageId::new();
-                let hb = event::encode(
-                    Header {
-                        message_id: &id,
-                        response_to: Some(&key.id),
-                    },
-                    event::HEARTBEAT,
-                    event::HEARTBEAT_ARGS,
-                );
+                let hb = event::encode_reply(&key.id, event::HEARTBEAT, event::HEARTBEAT_ARGS);
                 if let Some(l) = self.links.get(key.link) {
                     let _ = l.out.send(frames(&chan.route, hb));
                 }
@@ -463,10 +439,7 @@ async fn run_request(
         Some(p) => p.acquire_owned().await.ok(),
         None => None,
     };
-    let result = match AssertUnwindSafe(call).catch_unwind().await {
-        Ok(r) => r,
-        Err(panic) => Err(ServiceError::new("Panic", panic_message(&panic))),
-    };
+    let result = crate::service::guarded(call).await;
     let send = |payload, last| {
         out.send(Out {
             key: key.clone(),
@@ -502,14 +475,10 @@ async fn stream_items(
             Ok(permit) => permit.forget(),
             Err(_) => return,
         }
-        let (payload, last) = match AssertUnwindSafe(items.next()).catch_unwind().await {
-            Ok(Some(Ok(item))) => (encode_reply(id, event::STREAM, &item), false),
-            Ok(Some(Err(e))) => (encode_error(id, legacy, &e), true),
-            Ok(None) => (encode_reply(id, event::STREAM_DONE, &[0xc0]), true),
-            Err(panic) => {
-                let e = ServiceError::new("Panic", panic_message(&panic));
-                (encode_error(id, legacy, &e), true)
-            }
+        let (payload, last) = match crate::service::guarded(items.next().map(Ok)).await {
+            Ok(Some(Ok(item))) => (event::encode_reply(id, event::STREAM, &item), false),
+            Ok(None) => (event::encode_reply(id, event::STREAM_DONE, &[0xc0]), true),
+            Ok(Some(Err(e))) | Err(e) => (encode_error(id, legacy, &e), true),
         };
         if !send(payload, last) || last {
             return;
@@ -523,24 +492,20 @@ fn more_credit(args: &Bytes) -> Option<usize> {
     usize::try_from(n).ok().filter(|&n| n > 0)
 }
 
-fn encode_reply(response_to: &[u8], name: &str, args: &[u8]) -> Vec<u8> {
-    let id = MessageId::new();
-    event::encode(
-        Header {
-            message_id: &id,
-            response_to: Some(response_to),
-        },
-        name,
-        args,
-    )
-}
-
 fn frames(route: &[Bytes], payload: Vec<u8>) -> ZmqMessage {
     let mut v = Vec::with_capacity(route.len() + 1);
     v.extend_from_slice(route);
     v.push(Bytes::from(payload));
     // Never empty, so this cannot fail.
     ZmqMessage::try_from(v).unwrap_or_else(|_| ZmqMessage::from(Bytes::new()))
+}
+
+/// Sleep until `deadline`, or forever without one (for optional select arms).
+pub(crate) async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn encode_ok(response_to: &[u8], value: &[u8]) -> Vec<u8> {
@@ -588,18 +553,4 @@ fn encode_error(response_to: &[u8], legacy: bool, e: &ServiceError) -> Vec<u8> {
         e.traceback.clone()
     };
     event::encode_err(response_to, &e.name, &e.message, &tb)
-}
-
-pub(crate) fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "handler panicked".into())
-}
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
 }

@@ -100,6 +100,25 @@ type CatchAll = Arc<
 pub(crate) type Handler =
     Arc<dyn Fn(Args) -> BoxFuture<'static, Result<Reply, ServiceError>> + Send + Sync>;
 
+/// Await a handler's future, turning a panic inside it into a `Panic`
+/// error, so one bad handler never takes its task's peers down with it.
+pub(crate) async fn guarded<T>(
+    fut: impl Future<Output = Result<T, ServiceError>>,
+) -> Result<T, ServiceError> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(r) => r,
+        Err(panic) => Err(ServiceError::new("Panic", panic_message(&*panic))),
+    }
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "handler panicked".into())
+}
+
 /// Description of one argument, for introspection.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ArgInfo {

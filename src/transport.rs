@@ -133,8 +133,30 @@ pub(crate) fn normalize(endpoint: &str) -> Result<String, Error> {
     Ok(ep)
 }
 
+/// The links of one owner (a server, client, sender or receiver): every
+/// bind (errors reported here), then every connect (in the background),
+/// all reporting on one bounded channel. Also returns the endpoints, bound
+/// ones resolved.
+pub(crate) async fn open(
+    kind: Kind,
+    binds: &[String],
+    connects: &[String],
+    limits: Limits,
+) -> Result<(Vec<Link>, Vec<String>, mpsc::Receiver<LinkEvent>), Error> {
+    let (events_tx, events_rx) = mpsc::channel(INBOUND_QUEUE);
+    let mut links = Vec::with_capacity(binds.len() + connects.len());
+    for ep in binds {
+        links.push(bind(kind, links.len(), ep, events_tx.clone(), limits).await?);
+    }
+    for ep in connects {
+        links.push(connect(kind, links.len(), ep, events_tx.clone(), limits)?);
+    }
+    let endpoints = links.iter().map(|l| l.endpoint.clone()).collect();
+    Ok((links, endpoints, events_rx))
+}
+
 /// Bind a new socket of `kind` to `endpoint` and start its task.
-pub(crate) async fn bind(
+async fn bind(
     kind: Kind,
     id: LinkId,
     endpoint: &str,
@@ -155,7 +177,7 @@ pub(crate) async fn bind(
 
 /// Start a task that connects a socket of `kind` to `endpoint`, keeps it
 /// connected, and reports `Up`/`Down`. Returns at once.
-pub(crate) fn connect(
+fn connect(
     kind: Kind,
     id: LinkId,
     endpoint: &str,
