@@ -45,7 +45,7 @@ pub struct ClientBuilder {
     timeout: Option<Duration>,
     heartbeat: Option<Duration>,
     passive: bool,
-    max_message_size: usize,
+    limits: Limits,
 }
 
 impl Default for ClientBuilder {
@@ -56,7 +56,7 @@ impl Default for ClientBuilder {
             timeout: Some(DEFAULT_TIMEOUT),
             heartbeat: Some(crate::server::DEFAULT_HEARTBEAT),
             passive: false,
-            max_message_size: transport::DEFAULT_MAX_MESSAGE_SIZE,
+            limits: Limits::default(),
         }
     }
 }
@@ -91,7 +91,7 @@ impl ClientBuilder {
     /// Largest reply accepted, in bytes (default 100 MiB). A server that
     /// sends more is disconnected (its calls fail with `LostRemote`).
     pub fn max_message_size(mut self, bytes: usize) -> Self {
-        self.max_message_size = bytes;
+        self.limits.max_message_size = bytes;
         self
     }
 
@@ -111,11 +111,8 @@ impl ClientBuilder {
                 "a client needs at least one endpoint to connect or bind".into(),
             ));
         }
-        let limits = Limits {
-            max_message_size: self.max_message_size,
-        };
         let (links, endpoints, events_rx) =
-            transport::open(Kind::Dealer, &self.binds, &self.connects, limits).await?;
+            transport::open(Kind::Dealer, &self.binds, &self.connects, self.limits).await?;
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let core = Core {
             up: vec![false; links.len()],

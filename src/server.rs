@@ -39,7 +39,7 @@ pub struct ServerBuilder {
     connects: Vec<String>,
     heartbeat: Option<Duration>,
     pool_size: Option<usize>,
-    max_message_size: usize,
+    limits: Limits,
 }
 
 impl ServerBuilder {
@@ -47,7 +47,16 @@ impl ServerBuilder {
     /// client that sends more is disconnected before anything is allocated
     /// for it; other clients are unaffected.
     pub fn max_message_size(mut self, bytes: usize) -> Self {
-        self.max_message_size = bytes;
+        self.limits.max_message_size = bytes;
+        self
+    }
+
+    /// How many replies may wait to be written to one client (default
+    /// 10 000). Beyond that the client is not reading: further replies to it
+    /// are dropped (its calls time out) with one warning naming it, and
+    /// replies to every other client go on unaffected.
+    pub fn send_queue(mut self, messages: usize) -> Self {
+        self.limits.send_queue = messages.max(1);
         self
     }
 
@@ -85,11 +94,8 @@ impl ServerBuilder {
                 "a server needs at least one --bind or --connect endpoint".into(),
             ));
         }
-        let limits = Limits {
-            max_message_size: self.max_message_size,
-        };
         let (links, endpoints, events_rx) =
-            transport::open(Kind::Router, &self.binds, &self.connects, limits).await?;
+            transport::open(Kind::Router, &self.binds, &self.connects, self.limits).await?;
         let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let core = Core {
@@ -133,7 +139,7 @@ impl Server {
             connects: Vec::new(),
             heartbeat: Some(DEFAULT_HEARTBEAT),
             pool_size: None,
-            max_message_size: transport::DEFAULT_MAX_MESSAGE_SIZE,
+            limits: Limits::default(),
         }
     }
 

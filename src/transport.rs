@@ -17,6 +17,7 @@
 //! - `tcp://*:port` is not understood: it is rewritten to `0.0.0.0`.
 
 use crate::error::Error;
+use crate::logging::hex;
 use bytes::Bytes;
 use futures::StreamExt;
 use std::time::Duration;
@@ -61,24 +62,37 @@ pub(crate) enum Kind {
 /// header claims, and abort on a huge claim).
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 100 << 20;
 
+/// Default number of messages that may wait to be written to one peer (a
+/// send high-water mark). A ROUTER drops what goes beyond it, so a client
+/// that stops reading its replies costs at most this much memory and never
+/// delays replies to others. Large enough that a burst of 10 000 replies to a
+/// client that is reading never hits it.
+pub const DEFAULT_SEND_QUEUE: usize = 10_000;
+
 /// Per-socket limits.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
     pub(crate) max_message_size: usize,
+    pub(crate) send_queue: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            send_queue: DEFAULT_SEND_QUEUE,
         }
     }
 }
 
 impl Limits {
-    fn socket_options(&self) -> SocketOptions {
+    fn socket_options(&self, kind: Kind) -> SocketOptions {
         let mut opts = SocketOptions::default();
         opts.max_message_size(Some(self.max_message_size));
+        opts.send_queue_capacity(self.send_queue);
+        // Only a ROUTER addresses one peer among many: the others wait, which
+        // is the backpressure a PUSH or a DEALER's owner wants.
+        opts.router_drop_when_full(kind == Kind::Router);
         opts
     }
 }
@@ -206,6 +220,7 @@ fn connect(
 /// A zeromq socket split into independently owned halves, so reading never
 /// waits behind a send to a slow peer.
 trait Halves: Socket + Sized + 'static {
+    const KIND: Kind;
     type Tx: SocketSend + Send + 'static;
     type Rx: SocketRecv + Send + 'static;
     /// Send and receive halves (a one-way socket type lacks one).
@@ -217,6 +232,7 @@ trait Halves: Socket + Sized + 'static {
 }
 
 impl Halves for RouterSocket {
+    const KIND: Kind = Kind::Router;
     type Tx = zeromq::RouterSendHalf;
     type Rx = zeromq::RouterRecvHalf;
     fn halves(self) -> (Option<Self::Tx>, Option<Self::Rx>) {
@@ -226,6 +242,7 @@ impl Halves for RouterSocket {
 }
 
 impl Halves for DealerSocket {
+    const KIND: Kind = Kind::Dealer;
     type Tx = zeromq::DealerSendHalf;
     type Rx = zeromq::DealerRecvHalf;
     fn halves(self) -> (Option<Self::Tx>, Option<Self::Rx>) {
@@ -235,6 +252,7 @@ impl Halves for DealerSocket {
 }
 
 impl Halves for PushSocket {
+    const KIND: Kind = Kind::Push;
     type Tx = PushSocket;
     type Rx = PullSocket;
     fn halves(self) -> (Option<Self::Tx>, Option<Self::Rx>) {
@@ -243,6 +261,7 @@ impl Halves for PushSocket {
 }
 
 impl Halves for PullSocket {
+    const KIND: Kind = Kind::Pull;
     type Tx = PushSocket;
     type Rx = PullSocket;
     fn halves(self) -> (Option<Self::Tx>, Option<Self::Rx>) {
@@ -251,6 +270,7 @@ impl Halves for PullSocket {
 }
 
 impl Halves for PubSocket {
+    const KIND: Kind = Kind::Pub;
     type Tx = PubSocket;
     type Rx = PullSocket;
     fn halves(self) -> (Option<Self::Tx>, Option<Self::Rx>) {
@@ -259,6 +279,7 @@ impl Halves for PubSocket {
 }
 
 impl Halves for SubSocket {
+    const KIND: Kind = Kind::Sub;
     type Tx = PushSocket;
     type Rx = SubSocket;
     fn halves(self) -> (Option<Self::Tx>, Option<Self::Rx>) {
@@ -278,7 +299,7 @@ async fn bind_as<S: Halves>(
     events: mpsc::Sender<LinkEvent>,
     limits: Limits,
 ) -> Result<Link, Error> {
-    let mut sock = S::with_options(limits.socket_options());
+    let mut sock = S::with_options(limits.socket_options(S::KIND));
     sock.prepare().await;
     let monitor = sock.monitor();
     let resolved = sock
@@ -306,7 +327,7 @@ async fn run_connected<S: Halves>(
 ) {
     let mut backoff = BACKOFF_MIN;
     loop {
-        let mut opts = limits.socket_options();
+        let mut opts = limits.socket_options(S::KIND);
         opts.connect_timeout(CONNECT_ATTEMPT);
         let mut sock = S::with_options(opts);
         sock.prepare().await;
@@ -379,12 +400,17 @@ async fn serve_socket<S: Halves>(
     });
     let _reader_guard = AbortOnDrop(reader);
     let mut peers = 0usize;
+    let mut full = FullPeers::default();
     loop {
         tokio::select! {
             msg = out_rx.next_out() => match (msg, tx.as_mut()) {
                 (Some(msg), Some(tx)) => {
-                    if let Err(e) = tx.send(msg).await {
-                        tracing::debug!(error = %e, "send failed");
+                    // A ROUTER message starts with the peer identity.
+                    let peer = (S::KIND == Kind::Router).then(|| msg.get(0).cloned()).flatten();
+                    match tx.send(msg).await {
+                        Ok(()) => full.sent(peer),
+                        Err(zeromq::ZmqError::BufferFull(_)) => full.dropped(peer),
+                        Err(e) => tracing::debug!(error = %e, "send failed"),
                     }
                 }
                 (Some(_), None) => {}
@@ -395,7 +421,9 @@ async fn serve_socket<S: Halves>(
                     if connected {
                         return true;
                     }
-                    let _ = events.send(LinkEvent::PeerGone(id, peer.into())).await;
+                    let peer: Bytes = peer.into();
+                    full.gone(&peer);
+                    let _ = events.send(LinkEvent::PeerGone(id, peer)).await;
                     peers = peers.saturating_sub(1);
                     if peers == 0 {
                         let _ = events.send(LinkEvent::Down(id)).await;
@@ -411,6 +439,41 @@ async fn serve_socket<S: Halves>(
                 // The socket is gone: treat as a disconnect.
                 None => return connected,
             },
+        }
+    }
+}
+
+/// Peers of a ROUTER whose send queue is full: what is sent to them is
+/// dropped. Logged once when it starts, and once when it ends with the
+/// count, so a peer that never reads cannot flood the log.
+#[derive(Default)]
+struct FullPeers(std::collections::HashMap<Bytes, u64>);
+
+impl FullPeers {
+    fn dropped(&mut self, peer: Option<Bytes>) {
+        let Some(peer) = peer else { return };
+        let n = self.0.entry(peer.clone()).or_insert(0);
+        if *n == 0 {
+            tracing::warn!(
+                peer = %hex(&peer),
+                "peer is not reading: its send queue is full; dropping messages to it until it catches up"
+            );
+        }
+        *n += 1;
+    }
+
+    fn sent(&mut self, peer: Option<Bytes>) {
+        let Some(peer) = peer.filter(|_| !self.0.is_empty()) else {
+            return;
+        };
+        if let Some(n) = self.0.remove(&peer) {
+            tracing::warn!(peer = %hex(&peer), dropped = n, "peer caught up; messages to it were dropped meanwhile");
+        }
+    }
+
+    fn gone(&mut self, peer: &Bytes) {
+        if let Some(n) = self.0.remove(peer) {
+            tracing::warn!(peer = %hex(peer), dropped = n, "peer that was not reading disconnected; messages to it were dropped");
         }
     }
 }

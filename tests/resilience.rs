@@ -137,3 +137,97 @@ async fn libzmq_heartbeat_pings_are_answered() {
     );
     server.stop(Duration::from_secs(1)).await;
 }
+
+/// Everything logged in this test binary, for tests that check a fault is
+/// reported (once).
+fn captured_logs() -> &'static std::sync::Mutex<Vec<u8>> {
+    use std::sync::{Mutex, OnceLock};
+    static LOGS: OnceLock<&'static Mutex<Vec<u8>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs: &'static Mutex<Vec<u8>> = Box::leak(Box::new(Mutex::new(Vec::new())));
+        struct W(&'static Mutex<Vec<u8>>);
+        impl Write for W {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("zerorpc=info")
+            .with_ansi(false)
+            .with_writer(move || W(logs))
+            .try_init();
+        logs
+    })
+}
+
+fn logged(what: &str) -> usize {
+    let logs = captured_logs().lock().unwrap();
+    String::from_utf8_lossy(&logs).matches(what).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_does_not_stall_the_others() {
+    use zeromq::{DealerSocket, Socket, SocketSend, ZmqMessage};
+    captured_logs();
+    let service = zerorpc::Service::new("greedy")
+        .method("blob", |(n,): (usize,)| async move {
+            Ok::<_, zerorpc::ServiceError>("x".repeat(n))
+        })
+        .method("add", |(a, b): (i64, i64)| async move {
+            Ok::<_, zerorpc::ServiceError>(a + b)
+        });
+    let server = Server::builder(service)
+        .bind("tcp://127.0.0.1:0")
+        .send_queue(100)
+        .start()
+        .await
+        .unwrap();
+    let ep = server.endpoints()[0].clone();
+
+    // A raw DEALER asks for 1500 replies of 64 KiB (about 100 MB: far more
+    // than the kernel's socket buffers and the 100-reply queue) and never
+    // reads one.
+    let mut greedy = DealerSocket::new();
+    greedy.connect(&ep).await.unwrap();
+    for i in 0..1500u32 {
+        let mut id = [0u8; 16];
+        id[..4].copy_from_slice(&i.to_be_bytes());
+        let ev = rmpv::Value::Array(vec![
+            rmpv::Value::Map(vec![
+                ("message_id".into(), rmpv::Value::Binary(id.to_vec())),
+                ("v".into(), 3.into()),
+            ]),
+            "blob".into(),
+            rmpv::Value::Array(vec![65536.into()]),
+        ]);
+        let mut payload = Vec::new();
+        rmpv::encode::write_value(&mut payload, &ev).unwrap();
+        greedy.send(ZmqMessage::from(payload)).await.unwrap();
+    }
+
+    // Everyone else is still answered promptly, throughout.
+    let polite = Client::builder()
+        .connect(&ep)
+        .timeout(Some(Duration::from_secs(3)))
+        .build()
+        .await
+        .unwrap();
+    for i in 0..50i64 {
+        let sum: i64 = polite.call("add", (i, 1)).await.expect("polite client answered");
+        assert_eq!(sum, i + 1);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The offender is named once, not once per dropped reply.
+    assert_eq!(logged("peer is not reading"), 1, "expected one warning");
+    drop(greedy);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while logged("peer that was not reading disconnected") == 0 {
+        assert!(std::time::Instant::now() < deadline, "no warning when the offender left");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.stop(Duration::from_secs(1)).await;
+}

@@ -70,6 +70,14 @@ pub struct Opts {
     /// Maximum number of requests handled at once (server).
     #[arg(long, value_name = "COUNT")]
     pool_size: Option<usize>,
+    /// Largest message accepted from a peer, in bytes (default 100 MiB); a
+    /// peer that sends more is disconnected.
+    #[arg(long, value_name = "BYTES")]
+    max_message_size: Option<usize>,
+    /// Replies that may wait for one client before further replies to it
+    /// are dropped (server; default 10000).
+    #[arg(long, value_name = "COUNT")]
+    send_queue: Option<usize>,
     /// Parse every parameter as JSON (otherwise numbers, true, false and null
     /// are recognised and everything else is a string).
     #[arg(short = 'j', long)]
@@ -212,13 +220,16 @@ async fn run(opts: Opts) -> Result<(), CliError> {
                 "--pull and --sub take no method or service (got {extra:?}): they print every event"
             )));
         }
-        oneway::listen(opts.pull, &connects, &binds).await
+        oneway::listen(opts.pull, &connects, &binds, opts.max_message_size).await
     } else {
         let timeout = seconds(opts.timeout, "timeout")?;
         let mut builder = Client::builder()
             .timeout(timeout)
             .heartbeat(heartbeat)
             .passive_heartbeat(!opts.active_hb);
+        if let Some(n) = opts.max_message_size {
+            builder = builder.max_message_size(n);
+        }
         for ep in &connects {
             tracing::debug!("connecting to \"{ep}\"");
             builder = builder.connect(ep);
@@ -263,6 +274,12 @@ async fn serve(
     let mut builder = Server::builder(service).heartbeat(heartbeat);
     if let Some(n) = opts.pool_size {
         builder = builder.pool_size(n);
+    }
+    if let Some(n) = opts.max_message_size {
+        builder = builder.max_message_size(n);
+    }
+    if let Some(n) = opts.send_queue {
+        builder = builder.send_queue(n);
     }
     for ep in &binds {
         eprintln!("binding to \"{ep}\"");

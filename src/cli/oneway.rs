@@ -65,6 +65,7 @@ pub(super) async fn listen(
     pull: bool,
     connects: &[String],
     binds: &[String],
+    max_message_size: Option<usize>,
 ) -> Result<(), CliError> {
     let printer = Service::new("zrpc").catch_all(|method: String, args: Vec<Value>| async move {
         let line = event_line(&method, &args);
@@ -80,6 +81,9 @@ pub(super) async fn listen(
     };
     // One at a time, so lines come out in arrival order.
     builder = builder.pool_size(1);
+    if let Some(n) = max_message_size {
+        builder = builder.max_message_size(n);
+    }
     for ep in binds {
         builder = builder.bind(ep);
     }

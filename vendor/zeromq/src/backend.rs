@@ -19,7 +19,6 @@ use std::sync::Arc;
 
 /// Sender for notifying reconnection tasks when a peer disconnects.
 pub(crate) type DisconnectNotifier = mpsc::Sender<PeerIdentity>;
-const PEER_SEND_QUEUE_CAPACITY: usize = 100_000;
 
 pub(crate) struct Peer {
     pub(crate) send_queue: mpsc::Sender<Message>,
@@ -154,15 +153,27 @@ impl GenericSocketBackend {
         peer_id: &PeerIdentity,
         message: Message,
     ) -> ZmqResult<()> {
-        let message = match self
-            .finish_cached_send(self.try_send_cached_single_peer(message, Some(peer_id)))
-            .await?
-        {
+        // zrpc patch: optionally never wait on one peer's full queue.
+        let drop_when_full = self.socket_options.router_drop_when_full;
+        let cached = self.try_send_cached_single_peer(message, Some(peer_id));
+        if drop_when_full {
+            if let CachedSend::Full { .. } = cached {
+                return Err(ZmqError::BufferFull("peer's send queue is full"));
+            }
+        }
+        let message = match self.finish_cached_send(cached).await? {
             SendResolution::Sent => return Ok(()),
             SendResolution::Miss(message) => message,
         };
 
         let send_result = match self.peers.get_async(peer_id).await {
+            Some(mut peer) if drop_when_full => match peer.send_queue.try_send(message) {
+                Ok(()) => Ok(()),
+                Err(error) if error.is_full() => {
+                    return Err(ZmqError::BufferFull("peer's send queue is full"))
+                }
+                Err(error) => Err(error.into_send_error()),
+            },
             Some(mut peer) => send_to_peer_queue(&mut peer.send_queue, message).await,
             None => return Err(ZmqError::Other("Destination client not found by identity")),
         };
@@ -287,7 +298,10 @@ impl SocketBackend for GenericSocketBackend {
 impl MultiPeerBackend for GenericSocketBackend {
     async fn peer_connected(self: Arc<Self>, peer_id: &PeerIdentity, io: FramedIo) {
         let (mut recv_queue, send_queue) = io.into_parts();
-        let (queue_sender, queue_receiver) = mpsc::channel(PEER_SEND_QUEUE_CAPACITY);
+        // zrpc patch: the capacity is a socket option (upstream's constant
+        // is its default).
+        let (queue_sender, queue_receiver) =
+            mpsc::channel(self.socket_options.send_queue_capacity);
         // zrpc patch: answer ZMTP heartbeats (libzmq's ZMQ_HEARTBEAT_IVL).
         recv_queue.answer_pings(queue_sender.clone());
         self.peers

@@ -355,6 +355,10 @@ pub struct SocketOptions {
     pub(crate) read_buffer_short_reads: usize,
     // zrpc patch: largest message (sum of its frames) a peer may send.
     pub(crate) max_message_size: Option<usize>,
+    // zrpc patch: per-peer send queue depth (messages).
+    pub(crate) send_queue_capacity: usize,
+    // zrpc patch: a ROUTER drops (errors) instead of waiting on a full peer.
+    pub(crate) router_drop_when_full: bool,
 }
 
 impl Default for SocketOptions {
@@ -366,6 +370,8 @@ impl Default for SocketOptions {
             read_buffer_max_size: 64 * 1024,
             read_buffer_short_reads: 2,
             max_message_size: None,
+            send_queue_capacity: 100_000,
+            router_drop_when_full: false,
         }
     }
 }
@@ -432,6 +438,24 @@ impl SocketOptions {
     /// `None` (the default) keeps the upstream behaviour.
     pub fn max_message_size(&mut self, limit: Option<usize>) -> &mut Self {
         self.max_message_size = limit;
+        self
+    }
+
+    /// zrpc patch: how many messages may wait in each peer's send queue
+    /// (a send high-water mark; upstream's fixed value, 100 000, is the
+    /// default).
+    pub fn send_queue_capacity(&mut self, messages: usize) -> &mut Self {
+        self.send_queue_capacity = messages.max(1);
+        self
+    }
+
+    /// zrpc patch: make a ROUTER send to a peer whose send queue is full
+    /// fail at once with `ZmqError::BufferFull` (the message is dropped, as
+    /// libzmq's ROUTER does at its high-water mark) instead of waiting, so
+    /// one peer that stops reading cannot stall sends to the others.
+    /// `false` (the default) keeps the upstream behaviour.
+    pub fn router_drop_when_full(&mut self, drop: bool) -> &mut Self {
+        self.router_drop_when_full = drop;
         self
     }
 
