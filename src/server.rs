@@ -267,7 +267,11 @@ impl Core {
                     tracing::info!(peer = %hex(&identity), cancelled = n, "client disconnected; its requests were cancelled");
                 }
             }
-            LinkEvent::Down(link) => {
+            // A connected link lost its one peer (the bound client): its
+            // requests are orphaned. (A bound link is `Down` whenever it has
+            // no peer for a moment; each peer's own `PeerGone` covers that,
+            // and must: that `Down` can arrive after a new peer's request.)
+            LinkEvent::Down(link) if self.links.get(link).is_some_and(|l| l.connected) => {
                 self.chans.retain(|k, c| {
                     if k.link == link {
                         c.task.abort();
@@ -275,7 +279,7 @@ impl Core {
                     k.link != link
                 });
             }
-            LinkEvent::Up(_) => {}
+            LinkEvent::Up(_) | LinkEvent::Down(_) => {}
         }
     }
 

@@ -111,6 +111,9 @@ pub(crate) struct Link {
     pub(crate) out: mpsc::UnboundedSender<ZmqMessage>,
     /// The endpoint: resolved (real port) for binds, as given for connects.
     pub(crate) endpoint: String,
+    /// Connected (one peer, `Down` means it is gone) rather than bound
+    /// (`Down` only means no peer is connected at the moment).
+    pub(crate) connected: bool,
     task: Option<JoinHandle<()>>,
 }
 
@@ -213,6 +216,7 @@ fn connect(
     Ok(Link {
         out,
         endpoint: ep,
+        connected: true,
         task: Some(task),
     })
 }
@@ -314,6 +318,7 @@ async fn bind_as<S: Halves>(
     Ok(Link {
         out,
         endpoint,
+        connected: false,
         task: Some(task),
     })
 }

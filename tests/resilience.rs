@@ -217,7 +217,10 @@ async fn a_client_that_never_reads_does_not_stall_the_others() {
         .await
         .unwrap();
     for i in 0..50i64 {
-        let sum: i64 = polite.call("add", (i, 1)).await.expect("polite client answered");
+        let sum: i64 = polite
+            .call("add", (i, 1))
+            .await
+            .expect("polite client answered");
         assert_eq!(sum, i + 1);
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -226,7 +229,10 @@ async fn a_client_that_never_reads_does_not_stall_the_others() {
     drop(greedy);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while logged("peer that was not reading disconnected") == 0 {
-        assert!(std::time::Instant::now() < deadline, "no warning when the offender left");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no warning when the offender left"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     server.stop(Duration::from_secs(1)).await;

@@ -325,7 +325,11 @@ impl MultiPeerBackend for GenericSocketBackend {
                 writer_backend.peer_disconnected(&writer_peer_id);
             }
         });
-        self.round_robin.push(peer_id.clone());
+        // zrpc patch: a ROUTER never sends round-robin, so nothing ever pops
+        // this queue: every peer that connected stayed in it for good.
+        if self.socket_type != SocketType::ROUTER {
+            self.round_robin.push(peer_id.clone());
+        }
         match &self.fair_queue_inner {
             None => {}
             Some(inner) => {

@@ -1,0 +1,181 @@
+//! Soak and scale, against a `zrpc --server` process whose memory (RSS) is
+//! read from /proc: many calls from many clients, 10 000 calls in flight on
+//! one client, and connect/disconnect churn. Each checks that the server's
+//! memory stops growing — per-call and per-client state is freed — and
+//! prints its figures (`cargo test --test soak -- --nocapture`).
+
+mod common;
+
+use common::*;
+use futures::{stream, StreamExt};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use zerorpc::Client;
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+fn zrpc_server(service: &str) -> (Proc, String) {
+    let ep = format!("tcp://127.0.0.1:{}", free_port());
+    let proc = spawn_until(
+        Command::new(env!("CARGO_BIN_EXE_zrpc"))
+            .args(["--server", "--bind", &ep, service])
+            // One malloc arena: RSS then reflects what is live, not which
+            // thread happened to allocate.
+            .env("MALLOC_ARENA_MAX", "1"),
+        "serving",
+        true,
+    );
+    (proc, ep)
+}
+
+async fn client(ep: &str) -> Client {
+    Client::builder()
+        .connect(ep)
+        .timeout(Some(Duration::from_secs(30)))
+        .build()
+        .await
+        .unwrap()
+}
+
+/// `calls` calls of `add` spread over `clients` clients, each keeping 8 in
+/// flight; checks every sum.
+async fn add_load(clients: &[Client], calls: usize) {
+    let per = calls / clients.len();
+    let runs = clients.iter().enumerate().map(|(c, client)| async move {
+        stream::iter(0..per)
+            .map(|i| async move {
+                let x = (c * per + i) as i64;
+                let sum: i64 = client.call("add", (x, 1)).await.expect("call");
+                assert_eq!(sum, x + 1);
+            })
+            .buffer_unordered(8)
+            .count()
+            .await
+    });
+    let done: usize = futures::future::join_all(runs).await.into_iter().sum();
+    assert_eq!(done, per * clients.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_200k_calls_from_20_clients_leaves_server_memory_flat() {
+    let (server, ep) = zrpc_server("calc");
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        clients.push(client(&ep).await);
+    }
+    // Warm up: allocator arenas, buffers and tables reach their working size.
+    add_load(&clients, 20_000).await;
+    let warm = rss_kib(server.pid());
+    let started = Instant::now();
+    add_load(&clients, 200_000).await;
+    let secs = started.elapsed().as_secs_f64();
+    let after = rss_kib(server.pid());
+    println!(
+        "soak: 200000 calls from 20 clients in {secs:.1} s ({:.0} calls/s); server RSS {warm} KiB after warm-up, {after} KiB after",
+        200_000.0 / secs
+    );
+    // A leak of even 50 bytes per call would add 10 MB.
+    assert!(
+        after <= warm + 4 * 1024,
+        "server memory grew from {warm} KiB to {after} KiB over 200 000 calls"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_calls_in_flight_on_one_client() {
+    let (server, ep) = zrpc_server("time");
+    let c = client(&ep).await;
+    let base = rss_kib(server.pid());
+    let mut peaks = Vec::new();
+    let mut afters = Vec::new();
+    for round in 0..3 {
+        let started = Instant::now();
+        let calls = (0..10_000).map(|_| {
+            let c = c.clone();
+            async move { c.call::<_, ()>("sleep", (0.5,)).await }
+        });
+        let all = tokio::spawn(futures::future::join_all(calls));
+        // Sample while every call is sleeping in the server.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        peaks.push(rss_kib(server.pid()));
+        let results = all.await.unwrap();
+        let ok = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(
+            ok,
+            10_000,
+            "round {round}: {:?}",
+            results.iter().find(|r| r.is_err())
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        afters.push(rss_kib(server.pid()));
+        println!(
+            "in flight, round {round}: 10000 calls of sleep(0.5) done in {:.2} s; server RSS {base} KiB before, {} KiB with all in flight, {} KiB after",
+            started.elapsed().as_secs_f64(),
+            peaks[round],
+            afters[round],
+        );
+    }
+    // Memory proportional to the calls: well under 10 KiB each.
+    assert!(
+        peaks[0] - base < 100 * 1024,
+        "10 000 calls in flight took {} KiB",
+        peaks[0] - base
+    );
+    // Released after: later bursts reuse the first one's memory (glibc
+    // keeps freed memory mapped, so RSS does not drop, but it stops growing).
+    assert!(
+        afters[2] <= afters[0] + 1024,
+        "memory was not released after each burst: {afters:?} KiB"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_disconnect_churn_does_not_leak_per_client_state() {
+    let (server, ep) = zrpc_server("calc");
+    // Short-lived clients, 10 at a time: connect, call, close.
+    let churn = |n: usize| {
+        let ep = ep.clone();
+        async move {
+            stream::iter(0..n)
+                .map(|i| {
+                    let ep = ep.clone();
+                    async move {
+                        let c = client(&ep).await;
+                        let sum: i64 = c.call("add", (i as i64, 1)).await.expect("call");
+                        assert_eq!(sum, i as i64 + 1);
+                        c.close().await;
+                    }
+                })
+                .buffer_unordered(10)
+                .count()
+                .await
+        }
+    };
+    assert_eq!(churn(300).await, 300);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let warm = rss_kib(server.pid());
+    let started = Instant::now();
+    assert_eq!(churn(5000).await, 5000);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = rss_kib(server.pid());
+    println!(
+        "churn: 5000 short-lived clients in {:.1} s; server RSS {warm} KiB after 300, {after} KiB after 5300",
+        started.elapsed().as_secs_f64()
+    );
+    // 64 bytes kept per client (one identity) would add 320 KiB.
+    assert!(
+        after <= warm + 320,
+        "server memory grew from {warm} KiB to {after} KiB over 5000 clients"
+    );
+    // And it still answers.
+    let c = client(&ep).await;
+    assert_eq!(c.call::<_, i64>("add", (2, 3)).await.unwrap(), 5);
+}
