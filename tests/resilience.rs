@@ -237,3 +237,56 @@ async fn a_client_that_never_reads_does_not_stall_the_others() {
     }
     server.stop(Duration::from_secs(1)).await;
 }
+
+/// A libzmq PUB or SUB pinging every 50 ms (200 ms timeout) stays connected
+/// to a zrpc Subscriber or Publisher through 1.5 s of silence, then events
+/// still flow. Without a PONG, libzmq drops the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libzmq_heartbeat_pings_are_answered_by_pub_and_sub() {
+    use zerorpc::{Publisher, Subscriber};
+    let py = |role: &str, ep: &str| {
+        Lines::spawn(
+            Command::new(python())
+                .arg(script("py_libzmq_pubsub_ping.py"))
+                .args([role, ep, "1.5"]),
+        )
+    };
+
+    // libzmq SUB ← zrpc Publisher.
+    let publisher = Publisher::builder()
+        .bind("tcp://127.0.0.1:0")
+        .build()
+        .await
+        .unwrap();
+    let mut sub = py("sub", &publisher.endpoints()[0].clone());
+    sub.expect("ALIVE", Duration::from_secs(10));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !sub.saw("PASS hello") {
+        assert!(std::time::Instant::now() < deadline, "the libzmq SUB got no event");
+        publisher.publish("hello", ()).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    publisher.close().await;
+
+    // libzmq PUB → zrpc Subscriber.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let service = zerorpc::Service::new("s").method("ping", move |(): ()| {
+        let tx = tx.clone();
+        async move {
+            let _ = tx.send(());
+            Ok::<_, zerorpc::ServiceError>(())
+        }
+    });
+    let receiver = Subscriber::builder(service)
+        .bind("tcp://127.0.0.1:0")
+        .start()
+        .await
+        .unwrap();
+    let mut publ = py("pub", &receiver.endpoints()[0].clone());
+    publ.expect("ALIVE", Duration::from_secs(10));
+    tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("the zrpc subscriber got no event from the libzmq PUB")
+        .unwrap();
+    receiver.stop(Duration::from_secs(1)).await;
+}

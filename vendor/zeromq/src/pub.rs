@@ -208,6 +208,8 @@ impl MultiPeerBackend for PubSocketBackend {
         let (mut recv_queue, send_queue) = io.into_parts();
         // TODO provide handling for recv_queue
         let (queue_sender, queue_receiver) = mpsc::channel(PUB_SEND_QUEUE_CAPACITY);
+        // zrpc patch: answer ZMTP heartbeats (libzmq's ZMQ_HEARTBEAT_IVL).
+        recv_queue.answer_pings(queue_sender.clone());
         let (sender, stop_receiver) = oneshot::channel();
         let old_subscriber = self
             .subscribers

@@ -280,7 +280,7 @@ impl SocketBackend for SubSocketBackend {
 #[async_trait]
 impl MultiPeerBackend for SubSocketBackend {
     async fn peer_connected(self: Arc<Self>, peer_id: &PeerIdentity, io: FramedIo) {
-        let (recv_queue, mut send_queue) = io.into_parts();
+        let (mut recv_queue, mut send_queue) = io.into_parts();
 
         for message in self.subscription_messages() {
             if let Err(e) = send_queue.send(Message::Message(message)).await {
@@ -289,13 +289,23 @@ impl MultiPeerBackend for SubSocketBackend {
             }
         }
 
+        let send_queue = Arc::new(AsyncMutex::new(Box::pin(send_queue)));
+        // zrpc patch: answer ZMTP heartbeats (libzmq's ZMQ_HEARTBEAT_IVL). The
+        // writer is shared with subscription messages, so PONGs go through a
+        // small queue drained by a task that ends with the peer's reader.
+        let (pong_sender, mut pong_receiver) = futures::channel::mpsc::channel(8);
+        recv_queue.answer_pings(pong_sender);
+        let pong_writer = send_queue.clone();
+        crate::async_rt::task::spawn(async move {
+            use futures::StreamExt;
+            while let Some(pong) = pong_receiver.next().await {
+                if pong_writer.lock().await.send(pong).await.is_err() {
+                    break;
+                }
+            }
+        });
         self.peers
-            .upsert_async(
-                peer_id.clone(),
-                SubPeer {
-                    send_queue: Arc::new(AsyncMutex::new(Box::pin(send_queue))),
-                },
-            )
+            .upsert_async(peer_id.clone(), SubPeer { send_queue })
             .await;
 
         if let Some(inner) = &self.fair_queue_inner {
