@@ -149,31 +149,11 @@ impl Event {
         if n != 3 {
             return Err(DecodeError::NotAnEvent("event array must have 3 elements"));
         }
-        let mut message_id = None;
-        let mut response_to = None;
-        let mut version = None;
-        let header_start = r.pos;
-        match r.container()? {
-            Container::Map(entries) => {
-                for _ in 0..entries {
-                    let key = r.str_or_skip()?;
-                    let start = r.pos;
-                    r.skip(1)?;
-                    let raw = frame.slice(start..r.pos);
-                    match key {
-                        Text::Str("message_id") => message_id = Some(raw),
-                        Text::Str("response_to") => response_to = Some(raw),
-                        Text::Str("v") => version = read_int(&raw),
-                        _ => {}
-                    }
-                }
-            }
-            // A v1 peer may send a non-map header; Python treats it as `{}`.
-            _ => {
-                r.pos = header_start;
-                r.skip(0)?;
-            }
-        }
+        let Ids {
+            message_id,
+            response_to,
+            version,
+        } = r.header(frame)?;
         let name = match r.str_or_skip()? {
             Text::Str(s) => Ok(s.to_owned()),
             Text::NotStr => Err("event name is not a msgpack str"),
@@ -188,6 +168,34 @@ impl Event {
             name,
             args: frame.slice(args_start..r.pos),
         })
+    }
+}
+
+/// The ids in an event's header.
+struct Ids {
+    message_id: Option<Bytes>,
+    response_to: Option<Bytes>,
+    version: Option<i64>,
+}
+
+/// The message id and version of a request whose header is readable even
+/// though the rest of the event is not (bad args, bad name), so the server
+/// can still answer it with an `ERR`. `None` for anything else.
+pub fn request_id(frame: &Bytes) -> Option<(Bytes, Option<i64>)> {
+    let mut r = Reader {
+        buf: &frame[..],
+        pos: 0,
+    };
+    if !matches!(r.container(), Ok(Container::Array(3))) {
+        return None;
+    }
+    match r.header(frame).ok()? {
+        Ids {
+            message_id: Some(id),
+            response_to: None,
+            version,
+        } => Some((id, version)),
+        _ => None,
     }
 }
 
@@ -349,6 +357,39 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// The header (second element of an event): its ids, each as the raw
+    /// msgpack slice of `frame`, so they are echoed with their own type.
+    fn header(&mut self, frame: &Bytes) -> Result<Ids, DecodeError> {
+        let mut ids = Ids {
+            message_id: None,
+            response_to: None,
+            version: None,
+        };
+        let header_start = self.pos;
+        match self.container()? {
+            Container::Map(entries) => {
+                for _ in 0..entries {
+                    let key = self.str_or_skip()?;
+                    let start = self.pos;
+                    self.skip(1)?;
+                    let raw = frame.slice(start..self.pos);
+                    match key {
+                        Text::Str("message_id") => ids.message_id = Some(raw),
+                        Text::Str("response_to") => ids.response_to = Some(raw),
+                        Text::Str("v") => ids.version = read_int(&raw),
+                        _ => {}
+                    }
+                }
+            }
+            // A v1 peer may send a non-map header; Python treats it as `{}`.
+            _ => {
+                self.pos = header_start;
+                self.skip(0)?;
+            }
+        }
+        Ok(ids)
+    }
+
     fn byte(&mut self) -> Result<u8, DecodeError> {
         let b = *self
             .buf

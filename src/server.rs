@@ -292,7 +292,18 @@ impl Core {
         let ev = match Event::decode(&payload) {
             Ok(ev) => ev,
             Err(e) => {
-                self.warned.warn(|| tracing::warn!(peer = %hex(&identity), error = %e, "dropped an undecodable message"));
+                self.warned.warn(|| tracing::warn!(peer = %hex(&identity), error = %e, "rejected an undecodable message"));
+                // Answer it if its request id is readable: the caller learns
+                // what was wrong instead of waiting for a timeout.
+                if let Some((id, version)) = event::request_id(&payload) {
+                    let key = ChanKey { link, identity, id };
+                    if !self.chans.contains_key(&key) {
+                        let route = route_of(&frames);
+                        let err =
+                            ServiceError::new("ProtocolError", format!("malformed request: {e}"));
+                        self.reject(&key, &route, version.unwrap_or(1) < 2, err);
+                    }
+                }
                 return;
             }
         };
@@ -330,10 +341,7 @@ impl Core {
             );
             return;
         };
-        let mut route: Vec<Bytes> = frames[..frames.len() - 1].to_vec();
-        if route.len() < 2 || !route[route.len() - 1].is_empty() {
-            route.push(Bytes::new());
-        }
+        let route = route_of(&frames);
         let key = ChanKey { link, identity, id };
         if self.chans.contains_key(&key) {
             self.warned.warn(|| tracing::warn!(peer = %hex(&key.identity), "dropped a request reusing the message_id of a running one"));
@@ -403,7 +411,7 @@ impl Core {
     }
 
     fn reject(&mut self, key: &ChanKey, route: &[Bytes], legacy: bool, e: ServiceError) {
-        tracing::debug!(error = %e, "request rejected");
+        tracing::debug!(peer = %hex(&key.identity), error = %e, "request rejected");
         self.send(key.link, route, encode_error(&key.id, legacy, &e));
     }
 
@@ -500,6 +508,16 @@ async fn stream_items(
 fn more_credit(args: &Bytes) -> Option<usize> {
     let n = event::read_int(event::array_items(args)?.first()?)?;
     usize::try_from(n).ok().filter(|&n| n > 0)
+}
+
+/// The frames to put before a reply's payload: the identity and any
+/// envelope, then the empty delimiter (added if the request had none).
+fn route_of(frames: &[Bytes]) -> Vec<Bytes> {
+    let mut route = frames[..frames.len() - 1].to_vec();
+    if route.len() < 2 || !route[route.len() - 1].is_empty() {
+        route.push(Bytes::new());
+    }
+    route
 }
 
 fn frames(route: &[Bytes], payload: Vec<u8>) -> ZmqMessage {

@@ -262,7 +262,10 @@ async fn libzmq_heartbeat_pings_are_answered_by_pub_and_sub() {
     sub.expect("ALIVE", Duration::from_secs(10));
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while !sub.saw("PASS hello") {
-        assert!(std::time::Instant::now() < deadline, "the libzmq SUB got no event");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the libzmq SUB got no event"
+        );
         publisher.publish("hello", ()).unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -289,4 +292,67 @@ async fn libzmq_heartbeat_pings_are_answered_by_pub_and_sub() {
         .expect("the zrpc subscriber got no event from the libzmq PUB")
         .unwrap();
     receiver.stop(Duration::from_secs(1)).await;
+}
+
+/// `kill -9` of the server mid-call: the pending call fails with
+/// `LostRemote` within 3 heartbeats, and once a server is back on the
+/// endpoint the same client's calls succeed within about a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_fails_calls_fast_and_a_restarted_one_is_found() {
+    let port = free_port();
+    let ep = format!("tcp://127.0.0.1:{port}");
+    let start = || {
+        spawn_until(
+            Command::new(env!("CARGO_BIN_EXE_zrpc")).args([
+                "--server",
+                "--heartbeat",
+                "0.5",
+                "--bind",
+                &ep,
+                "time",
+            ]),
+            "serving",
+            true,
+        )
+    };
+    let server = start();
+    let client = Client::builder()
+        .connect(&ep)
+        .heartbeat(Some(Duration::from_millis(500)))
+        .timeout(Some(Duration::from_secs(30)))
+        .build()
+        .await
+        .unwrap();
+    let c = client.clone();
+    let call = tokio::spawn(async move { c.call::<_, ()>("sleep", (10.0,)).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.signal(9);
+    let killed = std::time::Instant::now();
+    let e = tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .expect("the pending call must fail, not hang")
+        .unwrap()
+        .expect_err("the server was killed");
+    let lost = killed.elapsed();
+    assert!(matches!(e, Error::LostRemote { .. }), "{e:?}");
+    assert!(
+        lost <= Duration::from_millis(1500),
+        "LostRemote after {lost:?}"
+    );
+    drop(server);
+
+    // Down for a while (the client backs off), then back on the same port.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _server = start();
+    let back = std::time::Instant::now();
+    client
+        .call::<_, ()>("sleep", (0.0,))
+        .await
+        .expect("a call after the restart succeeds");
+    let took = back.elapsed();
+    assert!(
+        took <= Duration::from_millis(1500),
+        "found the restarted server after {took:?}"
+    );
+    println!("kill -9: LostRemote after {lost:?}; restarted server answered after {took:?}");
 }

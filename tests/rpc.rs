@@ -442,6 +442,28 @@ async fn malformed_requests_get_errors_or_are_dropped_and_the_server_keeps_servi
             "TypeError",
             "expects arguments",
         ),
+        // The rest of these are not valid msgpack, but their request id is
+        // readable, so the caller is told what was wrong.
+        (
+            request(b"add", &[0x91; 1_000_000]),
+            "ProtocolError",
+            "nested deeper than",
+        ),
+        (
+            request(b"add", &[0x91, 0xdb, 0xff, 0xff, 0xff, 0xff, b'x']),
+            "ProtocolError",
+            "malformed request",
+        ),
+        (
+            request(b"add", &[0x92, 0x01]),
+            "ProtocolError",
+            "malformed request",
+        ),
+        (
+            request(b"add", &[0x91, 0xc1]),
+            "ProtocolError",
+            "malformed request",
+        ),
     ];
     for (msg, name, fragment) in cases {
         raw.send(msg).await.unwrap();
