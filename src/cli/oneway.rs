@@ -33,13 +33,26 @@ pub(super) async fn send(
         let publisher = endpoints(Publisher::builder(), connects, binds)
             .build()
             .await?;
-        if !publisher.wait_for_subscriber(timeout).await {
-            return Err(CliError::Failed(Error::Transport(format!(
-                "no subscriber connected within {}; nothing was published",
-                crate::error::fmt_secs(timeout)
-            ))));
+        // A subscriber still connected after the settle time has had its
+        // subscription arrive; one that came and went (a connect attempt
+        // cut short) does not count.
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if !publisher.wait_for_subscriber(left).await {
+                return Err(CliError::Failed(Error::Transport(format!(
+                    "no subscriber connected within {}; nothing was published",
+                    crate::error::fmt_secs(timeout)
+                ))));
+            }
+            tokio::time::sleep(SUBSCRIPTION_SETTLE).await;
+            if publisher
+                .wait_for_subscriber(Duration::from_millis(10))
+                .await
+            {
+                break;
+            }
         }
-        tokio::time::sleep(SUBSCRIPTION_SETTLE).await;
         publisher.publish_dynamic(method, args)?;
         publisher.close().await;
     }
