@@ -3,6 +3,7 @@
 //! `src/bin/zrpc.rs` only calls [`main`]; everything else lives here so it
 //! can be tested as a library.
 
+pub mod bench;
 pub mod builtins;
 mod oneway;
 mod output;
