@@ -632,27 +632,65 @@ impl Core {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                cmd = cmds.recv() => match cmd {
-                    Some(Cmd::Call { id, frame, method, reply }) => {
-                        let beat = Beat::new(Instant::now(), !self.passive);
-                        self.calls.insert(id, Call { frame: Some(frame), link: None, beat, method, waiter: Waiter::First(reply), credit: 1 });
-                        self.pending.push_back(id);
-                        self.flush_pending();
-                    }
-                    Some(Cmd::More { id, n }) => self.grant(id, n),
-                    Some(Cmd::Close(done)) => {
-                        self.fail_where(|_| true, |_| Error::Closed);
-                        for link in std::mem::take(&mut self.links) {
-                            link.close(Duration::from_millis(200)).await;
+                cmd = cmds.recv() => {
+                    // Every handle is gone.
+                    let Some(cmd) = cmd else { return };
+                    // Take everything already queued in one wake-up.
+                    let mut next = Some(cmd);
+                    while let Some(cmd) = next.take() {
+                        if let Some(close) = self.on_cmd(cmd) {
+                            self.fail_where(|_| true, |_| Error::Closed);
+                            for link in std::mem::take(&mut self.links) {
+                                link.close(Duration::from_millis(200)).await;
+                            }
+                            if let Some(done) = close {
+                                let _ = done.send(());
+                            }
+                            return;
                         }
-                        let _ = done.send(());
-                        return;
+                        next = cmds.try_recv().ok();
                     }
-                    None => return,
-                },
-                Some(ev) = events.recv() => self.on_link_event(ev),
+                }
+                Some(ev) = events.recv() => {
+                    self.on_link_event(ev);
+                    while let Ok(ev) = events.try_recv() {
+                        self.on_link_event(ev);
+                    }
+                }
                 _ = tick.tick() => self.on_tick(period),
             }
+        }
+    }
+
+    /// Handle a command; `Some` when the client is closing (with whom to
+    /// tell once closed).
+    fn on_cmd(&mut self, cmd: Cmd) -> Option<Option<oneshot::Sender<()>>> {
+        match cmd {
+            Cmd::Call {
+                id,
+                frame,
+                method,
+                reply,
+            } => {
+                let beat = Beat::new(Instant::now(), !self.passive);
+                let call = Call {
+                    frame: Some(frame),
+                    link: None,
+                    beat,
+                    method,
+                    waiter: Waiter::First(reply),
+                    credit: 1,
+                };
+                self.calls.insert(id, call);
+                self.pending.push_back(id);
+                self.flush_pending();
+                None
+            }
+            Cmd::More { id, n } => {
+                self.grant(id, n);
+                None
+            }
+            Cmd::Close(done) => Some(Some(done)),
         }
     }
 
@@ -780,7 +818,7 @@ impl Core {
         args.push(0x91);
         let _ = rmp::encode::write_uint(&mut args, n as u64);
         let more = event::encode_reply(&raw_id(&id), event::MORE, &args);
-        let _ = self.links[link].out.send(ZmqMessage::from(more));
+        self.links[link].send(ZmqMessage::from(more));
     }
 
     fn on_tick(&mut self, period: Duration) {
@@ -800,7 +838,7 @@ impl Core {
                 lost.push(*id);
             } else if call.beat.due(now, period) {
                 let hb = event::encode_reply(&raw_id(id), event::HEARTBEAT, event::HEARTBEAT_ARGS);
-                let _ = self.links[link].out.send(ZmqMessage::from(hb));
+                self.links[link].send(ZmqMessage::from(hb));
             }
         }
         for id in abandoned {
@@ -837,7 +875,7 @@ impl Core {
             call.beat = Beat::new(Instant::now(), !self.passive);
             let mut msg = ZmqMessage::from(Bytes::new());
             msg.push_back(Bytes::from(frame));
-            let _ = self.links[link].out.send(msg);
+            self.links[link].send(msg);
         }
     }
 

@@ -270,7 +270,7 @@ impl SenderCore {
                 let mut sent = false;
                 for (l, link) in self.links.iter().enumerate() {
                     if self.up[l] {
-                        let _ = link.out.send(ZmqMessage::from(frame.clone()));
+                        link.send(ZmqMessage::from(frame.clone()));
                         sent = true;
                     }
                 }
@@ -286,7 +286,7 @@ impl SenderCore {
             };
             self.next = l + 1;
             self.waiting.fetch_sub(1, Ordering::Relaxed);
-            let _ = self.links[l].out.send(ZmqMessage::from(frame));
+            self.links[l].send(ZmqMessage::from(frame));
         }
     }
 }

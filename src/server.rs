@@ -225,8 +225,19 @@ impl Core {
             }
             let deadline = draining.as_ref().map(|d| d.0);
             tokio::select! {
-                Some(ev) = events.recv() => self.on_link_event(ev, draining.is_some()),
-                Some(out) = out_rx.recv() => self.on_out(out),
+                // Take everything already queued in one wake-up.
+                Some(ev) = events.recv() => {
+                    self.on_link_event(ev, draining.is_some());
+                    while let Ok(ev) = events.try_recv() {
+                        self.on_link_event(ev, draining.is_some());
+                    }
+                }
+                Some(out) = out_rx.recv() => {
+                    self.on_out(out);
+                    while let Ok(out) = out_rx.try_recv() {
+                        self.on_out(out);
+                    }
+                }
                 _ = tick.tick(), if self.heartbeat.is_some() => self.on_tick(period),
                 Some(Ctl::Stop { grace, done }) = ctl.recv(), if draining.is_none() => {
                     tracing::info!(in_flight = self.chans.len(), "stopping: draining in-flight requests");
@@ -374,7 +385,28 @@ impl Core {
             );
         };
         tracing::debug!(method = %name, "request");
-        let call = self.service.dispatch(&name, args);
+        let mut call = crate::service::guarded(self.service.dispatch(&name, args)).boxed();
+        // Most handlers finish without waiting: poll once here and reply at
+        // once, saving a task and two hops through this core. A handler
+        // that is not ready moves to its own task, which polls it again
+        // (with a real waker) before anything else. Under a pool limit every
+        // request waits for its slot in a task instead.
+        if self.pool.is_none() {
+            let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+            match call.as_mut().poll(&mut cx) {
+                std::task::Poll::Ready(Ok(Reply::Value(v))) => {
+                    return self.send(key.link, &route, encode_ok(&key.id, &v));
+                }
+                std::task::Poll::Ready(Err(e)) => {
+                    tracing::debug!(peer = %hex(&key.identity), error = %e, "request failed");
+                    return self.send(key.link, &route, encode_error(&key.id, legacy, &e));
+                }
+                std::task::Poll::Ready(Ok(Reply::Stream(items))) => {
+                    call = futures::future::ready(Ok(Reply::Stream(items))).boxed();
+                }
+                std::task::Poll::Pending => {}
+            }
+        }
         let credit = Arc::new(Semaphore::new(1));
         let task = tokio::spawn(run_request(
             call,
@@ -424,7 +456,7 @@ impl Core {
             } else if chan.beat.due(now, period) {
                 let hb = event::encode_reply(&key.id, event::HEARTBEAT, event::HEARTBEAT_ARGS);
                 if let Some(l) = self.links.get(key.link) {
-                    let _ = l.out.send(frames(&chan.route, hb));
+                    l.send(frames(&chan.route, hb));
                 }
             }
         }
@@ -438,13 +470,13 @@ impl Core {
 
     fn send(&self, link: LinkId, route: &[Bytes], payload: Vec<u8>) {
         if let Some(l) = self.links.get(link) {
-            let _ = l.out.send(frames(route, payload));
+            l.send(frames(route, payload));
         }
     }
 }
 
-/// Run one request: wait for a pool slot, run the handler, and send its
-/// reply (or its stream, one credit per event) through the core.
+/// Run one request: wait for a pool slot, run the (panic-guarded) handler,
+/// and send its reply (or its stream, one credit per event) through the core.
 async fn run_request(
     call: futures::future::BoxFuture<'static, Result<Reply, ServiceError>>,
     pool: Option<Arc<Semaphore>>,
@@ -457,7 +489,7 @@ async fn run_request(
         Some(p) => p.acquire_owned().await.ok(),
         None => None,
     };
-    let result = crate::service::guarded(call).await;
+    let result = call.await;
     let send = |payload, last| {
         out.send(Out {
             key: key.clone(),

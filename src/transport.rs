@@ -107,8 +107,8 @@ pub(crate) const INBOUND_QUEUE: usize = 1024;
 
 /// A running link. Dropping it closes the socket.
 pub(crate) struct Link {
-    /// Outgoing messages.
-    pub(crate) out: mpsc::UnboundedSender<ZmqMessage>,
+    /// Outgoing messages, written by the link's task.
+    out: mpsc::UnboundedSender<ZmqMessage>,
     /// The endpoint: resolved (real port) for binds, as given for connects.
     pub(crate) endpoint: String,
     /// Connected (one peer, `Down` means it is gone) rather than bound
@@ -118,6 +118,11 @@ pub(crate) struct Link {
 }
 
 impl Link {
+    /// Queue a message for the link's task; never waits.
+    pub(crate) fn send(&self, msg: ZmqMessage) {
+        let _ = self.out.send(msg);
+    }
+
     /// Close the queue, let the task send what is already queued (for up to
     /// `within`), then close the socket.
     pub(crate) async fn close(mut self, within: Duration) {
@@ -203,8 +208,7 @@ fn connect(
 ) -> Result<Link, Error> {
     let ep = normalize(endpoint)?;
     let (out, out_rx) = mpsc::unbounded_channel();
-    let e = ep.clone();
-    let l = limits;
+    let (e, l) = (ep.clone(), limits);
     let task = match kind {
         Kind::Router => tokio::spawn(run_connected::<RouterSocket>(id, e, out_rx, events, l)),
         Kind::Dealer => tokio::spawn(run_connected::<DealerSocket>(id, e, out_rx, events, l)),
@@ -313,7 +317,7 @@ async fn bind_as<S: Halves>(
     let (out, out_rx) = mpsc::unbounded_channel();
     let endpoint = resolved.to_string();
     let task = tokio::spawn(async move {
-        serve_socket(id, sock, monitor, out_rx, &events, false).await;
+        serve_socket::<S>(id, sock.halves(), monitor, out_rx, &events, false).await;
     });
     Ok(Link {
         out,
@@ -351,7 +355,8 @@ async fn run_connected<S: Halves>(
                 if events.send(LinkEvent::Up(id)).await.is_err() {
                     return;
                 }
-                if !serve_socket(id, sock, monitor, &mut out_rx, &events, true).await {
+                if !serve_socket::<S>(id, sock.halves(), monitor, &mut out_rx, &events, true).await
+                {
                     return;
                 }
                 tracing::info!(endpoint = %ep, "connection lost; reconnecting");
@@ -377,13 +382,12 @@ async fn run_connected<S: Halves>(
 /// with no peer, so the owner must hold messages until then.
 async fn serve_socket<S: Halves>(
     id: LinkId,
-    sock: S,
+    (mut tx, rx): (Option<S::Tx>, Option<S::Rx>),
     mut monitor: futures::channel::mpsc::Receiver<SocketEvent>,
     mut out_rx: impl OutQueue,
     events: &mpsc::Sender<LinkEvent>,
     connected: bool,
 ) -> bool {
-    let (mut tx, rx) = sock.halves();
     let reader = rx.map(|mut rx| {
         let events = events.clone();
         tokio::spawn(async move {
@@ -449,36 +453,53 @@ async fn serve_socket<S: Halves>(
 }
 
 /// Peers of a ROUTER whose send queue is full: what is sent to them is
-/// dropped. Logged once when it starts, and once when it ends with the
-/// count, so a peer that never reads cannot flood the log.
+/// dropped. Logged once when it starts, and once when it ends (a send gets
+/// through a second or more after the last drop) with the count, so a peer
+/// that never reads, or reads in fits, cannot flood the log.
 #[derive(Default)]
-struct FullPeers(std::collections::HashMap<Bytes, u64>);
+struct FullPeers(std::collections::HashMap<Bytes, Dropping>);
+
+struct Dropping {
+    count: u64,
+    last: std::time::Instant,
+}
+
+/// How long sends to a peer must go through before it counts as caught up.
+const CAUGHT_UP: Duration = Duration::from_secs(1);
 
 impl FullPeers {
     fn dropped(&mut self, peer: Option<Bytes>) {
         let Some(peer) = peer else { return };
-        let n = self.0.entry(peer.clone()).or_insert(0);
-        if *n == 0 {
+        let now = std::time::Instant::now();
+        let d = self.0.entry(peer.clone()).or_insert_with(|| {
             tracing::warn!(
                 peer = %hex(&peer),
                 "peer is not reading: its send queue is full; dropping messages to it until it catches up"
             );
-        }
-        *n += 1;
+            Dropping { count: 0, last: now }
+        });
+        d.count += 1;
+        d.last = now;
     }
 
     fn sent(&mut self, peer: Option<Bytes>) {
         let Some(peer) = peer.filter(|_| !self.0.is_empty()) else {
             return;
         };
-        if let Some(n) = self.0.remove(&peer) {
-            tracing::warn!(peer = %hex(&peer), dropped = n, "peer caught up; messages to it were dropped meanwhile");
+        if self
+            .0
+            .get(&peer)
+            .is_some_and(|d| d.last.elapsed() >= CAUGHT_UP)
+        {
+            if let Some(d) = self.0.remove(&peer) {
+                tracing::warn!(peer = %hex(&peer), dropped = d.count, "peer caught up; messages to it were dropped meanwhile");
+            }
         }
     }
 
     fn gone(&mut self, peer: &Bytes) {
-        if let Some(n) = self.0.remove(peer) {
-            tracing::warn!(peer = %hex(peer), dropped = n, "peer that was not reading disconnected; messages to it were dropped");
+        if let Some(d) = self.0.remove(peer) {
+            tracing::warn!(peer = %hex(peer), dropped = d.count, "peer that was not reading disconnected; messages to it were dropped");
         }
     }
 }

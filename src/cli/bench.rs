@@ -45,8 +45,8 @@ struct Opts {
     #[arg(long, default_value_t = 64, value_name = "BYTES")]
     size: usize,
     /// Payload sizes of the large-message runs (comma-separated; empty to skip).
-    #[arg(long, default_value = "65536,1048576", value_delimiter = ',', value_name = "BYTES")]
-    large: Vec<usize>,
+    #[arg(long, default_value = "65536,1048576", value_name = "BYTES,...")]
+    large: String,
     /// Megabytes to move in each large-message run.
     #[arg(long, default_value_t = 256, value_name = "MB")]
     large_mb: usize,
@@ -178,7 +178,9 @@ async fn raw_echo_server() -> Result<(String, tokio::task::JoinHandle<()>), Stri
 
 async fn raw_dealer(ep: &str) -> Result<DealerSocket, String> {
     let mut d = DealerSocket::new();
-    d.connect(ep).await.map_err(|e| format!("raw dealer: {e}"))?;
+    d.connect(ep)
+        .await
+        .map_err(|e| format!("raw dealer: {e}"))?;
     Ok(d)
 }
 
@@ -194,7 +196,9 @@ async fn raw_sequential(ep: &str, payload: &Bytes, n: usize) -> Result<Latency, 
     let started = Instant::now();
     for _ in 0..n {
         let t = Instant::now();
-        d.send(raw_message(payload)).await.map_err(|e| e.to_string())?;
+        d.send(raw_message(payload))
+            .await
+            .map_err(|e| e.to_string())?;
         recv_within(&mut d).await?;
         samples.push(t.elapsed());
     }
@@ -239,7 +243,13 @@ async fn raw_pipelined(ep: &str, payload: &Bytes, n: usize, window: usize) -> Re
     Ok(n as f64 / secs)
 }
 
-async fn raw_many(ep: &str, payload: &Bytes, clients: usize, n: usize, window: usize) -> Result<f64, String> {
+async fn raw_many(
+    ep: &str,
+    payload: &Bytes,
+    clients: usize,
+    n: usize,
+    window: usize,
+) -> Result<f64, String> {
     let per = n / clients;
     let started = Instant::now();
     let runs = (0..clients).map(|_| raw_pipelined(ep, payload, per, window));
@@ -275,7 +285,12 @@ async fn call_once(c: &Client, method: &str, args: &[Value]) -> Result<(), Strin
         .map_err(|e| format!("{method}: {e}"))
 }
 
-async fn zrpc_sequential(c: &Client, method: &str, args: &[Value], n: usize) -> Result<Latency, String> {
+async fn zrpc_sequential(
+    c: &Client,
+    method: &str,
+    args: &[Value],
+    n: usize,
+) -> Result<Latency, String> {
     let mut samples = Vec::with_capacity(n);
     let started = Instant::now();
     for _ in 0..n {
@@ -286,7 +301,13 @@ async fn zrpc_sequential(c: &Client, method: &str, args: &[Value], n: usize) -> 
     Ok(latency(samples, started.elapsed()))
 }
 
-async fn zrpc_pipelined(c: &Client, method: &str, args: &[Value], n: usize, window: usize) -> Result<f64, String> {
+async fn zrpc_pipelined(
+    c: &Client,
+    method: &str,
+    args: &[Value],
+    n: usize,
+    window: usize,
+) -> Result<f64, String> {
     let started = Instant::now();
     let mut calls = futures::stream::iter(0..n)
         .map(|_| call_once(c, method, args))
@@ -297,7 +318,13 @@ async fn zrpc_pipelined(c: &Client, method: &str, args: &[Value], n: usize, wind
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
-async fn zrpc_many(ep: &str, args: &[Value], clients: usize, n: usize, window: usize) -> Result<f64, String> {
+async fn zrpc_many(
+    ep: &str,
+    args: &[Value],
+    clients: usize,
+    n: usize,
+    window: usize,
+) -> Result<f64, String> {
     let mut cs = Vec::new();
     for _ in 0..clients {
         let c = zrpc_client(ep).await?;
@@ -306,7 +333,9 @@ async fn zrpc_many(ep: &str, args: &[Value], clients: usize, n: usize, window: u
     }
     let per = n / clients;
     let started = Instant::now();
-    let runs = cs.iter().map(|c| zrpc_pipelined(c, "echo", args, per, window));
+    let runs = cs
+        .iter()
+        .map(|c| zrpc_pipelined(c, "echo", args, per, window));
     for r in futures::future::join_all(runs).await {
         r?;
     }
@@ -345,7 +374,9 @@ fn print_table(title: &str, rows: &[Row], notes: &[String]) {
         "", "raw zeromq", "zrpc", "zrpc/raw"
     );
     for r in rows {
-        let raw = r.raw.map_or("-".to_string(), |v| format!("{} {}", fmt_num(v), r.unit));
+        let raw = r
+            .raw
+            .map_or("-".to_string(), |v| format!("{} {}", fmt_num(v), r.unit));
         let ratio = match r.raw {
             Some(raw) if raw > 0.0 && r.lower_better => format!("{:.2}×", r.zrpc / raw),
             Some(raw) if raw > 0.0 => format!("{:.0}%", 100.0 * r.zrpc / raw),
@@ -405,19 +436,57 @@ async fn side_by_side(o: &Opts) -> Result<(), String> {
     put("call_rtt_p99_us", seq.p99_us);
     put("raw_seq_msgs_per_s", raw_seq.per_s);
     put("seq_calls_per_s", seq.per_s);
-    rows.push(Row { what: "sequential round trip, median".into(), unit: "µs", raw: Some(raw_seq.median_us), zrpc: seq.median_us, lower_better: true });
-    rows.push(Row { what: "sequential round trip, p99".into(), unit: "µs", raw: Some(raw_seq.p99_us), zrpc: seq.p99_us, lower_better: true });
-    rows.push(Row { what: "sequential calls/s".into(), unit: "/s", raw: Some(raw_seq.per_s), zrpc: seq.per_s, lower_better: false });
+    rows.push(Row {
+        what: "sequential round trip, median".into(),
+        unit: "µs",
+        raw: Some(raw_seq.median_us),
+        zrpc: seq.median_us,
+        lower_better: true,
+    });
+    rows.push(Row {
+        what: "sequential round trip, p99".into(),
+        unit: "µs",
+        raw: Some(raw_seq.p99_us),
+        zrpc: seq.p99_us,
+        lower_better: true,
+    });
+    rows.push(Row {
+        what: "sequential calls/s".into(),
+        unit: "/s",
+        raw: Some(raw_seq.per_s),
+        zrpc: seq.per_s,
+        lower_better: false,
+    });
 
-    progress(&format!("[2/5] pipelined, {} in flight: raw ({})", o.window, o.pipelined));
+    progress(&format!(
+        "[2/5] pipelined, {} in flight: raw ({})",
+        o.window, o.pipelined
+    ));
     let raw_pipe = raw_pipelined(&raw_ep, &raw_payload, o.pipelined, o.window).await?;
-    progress(&format!("[2/5] pipelined, {} in flight: zrpc ({})", o.window, o.pipelined));
+    progress(&format!(
+        "[2/5] pipelined, {} in flight: zrpc ({})",
+        o.window, o.pipelined
+    ));
     let pipe = zrpc_pipelined(&client, "echo", &args, o.pipelined, o.window).await?;
     put("raw_msgs_per_s", raw_pipe);
-    put("calls_per_s", pipe);
-    rows.push(Row { what: format!("pipelined ({} in flight) per s", o.window), unit: "/s", raw: Some(raw_pipe), zrpc: pipe, lower_better: false });
 
-    for (i, &size) in o.large.iter().enumerate() {
+    put("calls_per_s", pipe);
+    rows.push(Row {
+        what: format!("pipelined ({} in flight) per s", o.window),
+        unit: "/s",
+        raw: Some(raw_pipe),
+        zrpc: pipe,
+        lower_better: false,
+    });
+
+    let mut large = Vec::new();
+    for part in o.large.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        large.push(
+            part.parse::<usize>()
+                .map_err(|_| format!("--large: {part:?} is not a size in bytes"))?,
+        );
+    }
+    for size in large {
         let count = ((o.large_mb << 20) / size.max(1)).clamp(4, 1_000_000);
         progress(&format!("[3/5] {size}-byte payloads: raw ({count})"));
         let big = Bytes::from(vec![0xa5; size]);
@@ -426,21 +495,34 @@ async fn side_by_side(o: &Opts) -> Result<(), String> {
         let window = 8;
         let raw_rate = raw_pipelined(&raw_ep, &raw_big, count, window).await? * size as f64 / 1e6;
         progress(&format!("[3/5] {size}-byte payloads: zrpc ({count})"));
-        let rate = zrpc_pipelined(&client, "echo", &big_args, count, window).await? * size as f64 / 1e6;
+        let rate =
+            zrpc_pipelined(&client, "echo", &big_args, count, window).await? * size as f64 / 1e6;
         put(&format!("raw_mb_per_s_{size}"), raw_rate);
         put(&format!("call_mb_per_s_{size}"), rate);
-        rows.push(Row { what: format!("{} payload, MB/s (8 in flight)", human_size(size)), unit: "MB/s", raw: Some(raw_rate), zrpc: rate, lower_better: false });
-        let _ = i;
+        rows.push(Row {
+            what: format!("{} payload, MB/s (8 in flight)", human_size(size)),
+            unit: "MB/s",
+            raw: Some(raw_rate),
+            zrpc: rate,
+            lower_better: false,
+        });
     }
 
     if o.clients > 0 {
         progress(&format!("[4/5] {} clients at once: raw", o.clients));
-        let raw_many_rate = raw_many(&raw_ep, &raw_payload, o.clients, o.pipelined, o.window).await?;
+        let raw_many_rate =
+            raw_many(&raw_ep, &raw_payload, o.clients, o.pipelined, o.window).await?;
         progress(&format!("[4/5] {} clients at once: zrpc", o.clients));
         let many = zrpc_many(&ep, &args, o.clients, o.pipelined, o.window).await?;
         put("raw_clients_msgs_per_s", raw_many_rate);
         put("clients_calls_per_s", many);
-        rows.push(Row { what: format!("{} clients, {} in flight each, per s", o.clients, o.window), unit: "/s", raw: Some(raw_many_rate), zrpc: many, lower_better: false });
+        rows.push(Row {
+            what: format!("{} clients, {} in flight each, per s", o.clients, o.window),
+            unit: "/s",
+            raw: Some(raw_many_rate),
+            zrpc: many,
+            lower_better: false,
+        });
     }
 
     if o.python {
@@ -458,7 +540,11 @@ async fn side_by_side(o: &Opts) -> Result<(), String> {
 
     server.stop(Duration::from_secs(1)).await;
     raw_task.abort();
-    let flavour = if o.runtime == "current" { "current_thread" } else { "multi-thread" };
+    let flavour = if o.runtime == "current" {
+        "current_thread"
+    } else {
+        "multi-thread"
+    };
     if o.json {
         json.insert("runtime".into(), flavour.into());
         json.insert("size".into(), o.size.into());
@@ -468,7 +554,10 @@ async fn side_by_side(o: &Opts) -> Result<(), String> {
         println!("{}", serde_json::Value::Object(json));
     } else {
         print_table(
-            &format!("zrpc-bench: loopback, tokio {flavour} runtime, {}-byte payload, echo", o.size),
+            &format!(
+                "zrpc-bench: loopback, tokio {flavour} runtime, {}-byte payload, echo",
+                o.size
+            ),
             &rows,
             &notes,
         );
@@ -477,9 +566,9 @@ async fn side_by_side(o: &Opts) -> Result<(), String> {
 }
 
 fn human_size(n: usize) -> String {
-    if n >= 1 << 20 && n % (1 << 20) == 0 {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
         format!("{} MiB", n >> 20)
-    } else if n >= 1 << 10 && n % (1 << 10) == 0 {
+    } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
         format!("{} KiB", n >> 10)
     } else {
         format!("{n} B")
@@ -497,7 +586,10 @@ async fn live(o: &Opts, addr: &str) -> Result<(), String> {
     call_once(&client, &o.method, &args).await?;
     progress(&format!("[1/2] {} sequential calls of {}", o.seq, o.method));
     let seq = zrpc_sequential(&client, &o.method, &args, o.seq).await?;
-    progress(&format!("[2/2] {} pipelined calls, {} in flight", o.pipelined, o.window));
+    progress(&format!(
+        "[2/2] {} pipelined calls, {} in flight",
+        o.pipelined, o.window
+    ));
     let pipe = zrpc_pipelined(&client, &o.method, &args, o.pipelined, o.window).await?;
     done_progress();
     if o.json {
@@ -511,8 +603,17 @@ async fn live(o: &Opts, addr: &str) -> Result<(), String> {
         println!("{}", serde_json::Value::Object(j));
     } else {
         println!("zrpc-bench: {} on {addr}", o.method);
-        println!("sequential round trip: median {:.1} µs, p99 {:.1} µs, {} calls/s", seq.median_us, seq.p99_us, fmt_num(seq.per_s));
-        println!("pipelined ({} in flight): {} calls/s", o.window, fmt_num(pipe));
+        println!(
+            "sequential round trip: median {:.1} µs, p99 {:.1} µs, {} calls/s",
+            seq.median_us,
+            seq.p99_us,
+            fmt_num(seq.per_s)
+        );
+        println!(
+            "pipelined ({} in flight): {} calls/s",
+            o.window,
+            fmt_num(pipe)
+        );
     }
     Ok(())
 }
@@ -559,7 +660,13 @@ async fn python_anchor(o: &Opts, zrpc_ep: &str) -> Result<(f64, f64), String> {
             .find_map(|l| l.strip_prefix("CALLS_PER_S "))
             .and_then(|v| v.trim().parse().ok())
             .ok_or_else(|| {
-                python_missing(&py, String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("no output"))
+                python_missing(
+                    &py,
+                    String::from_utf8_lossy(&out.stderr)
+                        .lines()
+                        .last()
+                        .unwrap_or("no output"),
+                )
             })
     };
     Ok((rate(&out_py)?, rate(&out_zrpc)?))
