@@ -32,6 +32,10 @@ struct Opts {
     /// Worker threads of the multi-thread runtime (default: the number of CPUs).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// Rounds: raw and zrpc alternate this many times, so drift on a busy
+    /// machine affects both alike; figures are over all rounds (medians).
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    rounds: usize,
     /// Sequential round trips (one in flight) to time.
     #[arg(long, default_value_t = 5000, value_name = "N")]
     seq: usize,
@@ -136,7 +140,27 @@ struct Latency {
     per_s: f64,
 }
 
-fn latency(mut samples: Vec<Duration>, total: Duration) -> Latency {
+/// Round-trip times and the wall time they took.
+#[derive(Default)]
+struct Timed {
+    samples: Vec<Duration>,
+    total: Duration,
+}
+
+impl Timed {
+    fn add(&mut self, other: Timed) {
+        self.samples.extend(other.samples);
+        self.total += other.total;
+    }
+}
+
+/// The median of some rates.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn latency(Timed { mut samples, total }: Timed) -> Latency {
     samples.sort_unstable();
     let at = |q: f64| {
         let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
@@ -190,7 +214,7 @@ fn raw_message(payload: &Bytes) -> ZmqMessage {
     m
 }
 
-async fn raw_sequential(ep: &str, payload: &Bytes, n: usize) -> Result<Latency, String> {
+async fn raw_sequential(ep: &str, payload: &Bytes, n: usize) -> Result<Timed, String> {
     let mut d = raw_dealer(ep).await?;
     let mut samples = Vec::with_capacity(n);
     let started = Instant::now();
@@ -202,7 +226,10 @@ async fn raw_sequential(ep: &str, payload: &Bytes, n: usize) -> Result<Latency, 
         recv_within(&mut d).await?;
         samples.push(t.elapsed());
     }
-    Ok(latency(samples, started.elapsed()))
+    Ok(Timed {
+        samples,
+        total: started.elapsed(),
+    })
 }
 
 async fn recv_within(d: &mut impl SocketRecv) -> Result<ZmqMessage, String> {
@@ -290,7 +317,7 @@ async fn zrpc_sequential(
     method: &str,
     args: &[Value],
     n: usize,
-) -> Result<Latency, String> {
+) -> Result<Timed, String> {
     let mut samples = Vec::with_capacity(n);
     let started = Instant::now();
     for _ in 0..n {
@@ -298,7 +325,10 @@ async fn zrpc_sequential(
         call_once(c, method, args).await?;
         samples.push(t.elapsed());
     }
-    Ok(latency(samples, started.elapsed()))
+    Ok(Timed {
+        samples,
+        total: started.elapsed(),
+    })
 }
 
 async fn zrpc_pipelined(
@@ -426,10 +456,14 @@ async fn side_by_side(o: &Opts) -> Result<(), String> {
     raw_sequential(&raw_ep, &raw_payload, 500).await?;
     zrpc_sequential(&client, "echo", &args, 500).await?;
 
-    progress(&format!("[1/5] sequential round trips: raw ({})", o.seq));
-    let raw_seq = raw_sequential(&raw_ep, &raw_payload, o.seq).await?;
-    progress(&format!("[1/5] sequential round trips: zrpc ({})", o.seq));
-    let seq = zrpc_sequential(&client, "echo", &args, o.seq).await?;
+    let rounds = o.rounds.max(1);
+    let (mut raw_t, mut call_t) = (Timed::default(), Timed::default());
+    for r in 1..=rounds {
+        progress(&format!("[1/5] sequential round trips, round {r}/{rounds}"));
+        raw_t.add(raw_sequential(&raw_ep, &raw_payload, o.seq / rounds).await?);
+        call_t.add(zrpc_sequential(&client, "echo", &args, o.seq / rounds).await?);
+    }
+    let (raw_seq, seq) = (latency(raw_t), latency(call_t));
     put("raw_rtt_us", raw_seq.median_us);
     put("call_rtt_us", seq.median_us);
     put("raw_rtt_p99_us", raw_seq.p99_us);
@@ -458,16 +492,17 @@ async fn side_by_side(o: &Opts) -> Result<(), String> {
         lower_better: false,
     });
 
-    progress(&format!(
-        "[2/5] pipelined, {} in flight: raw ({})",
-        o.window, o.pipelined
-    ));
-    let raw_pipe = raw_pipelined(&raw_ep, &raw_payload, o.pipelined, o.window).await?;
-    progress(&format!(
-        "[2/5] pipelined, {} in flight: zrpc ({})",
-        o.window, o.pipelined
-    ));
-    let pipe = zrpc_pipelined(&client, "echo", &args, o.pipelined, o.window).await?;
+    let (mut raws, mut calls) = (Vec::new(), Vec::new());
+    for r in 1..=rounds {
+        progress(&format!(
+            "[2/5] pipelined, {} in flight, round {r}/{rounds}",
+            o.window
+        ));
+        let n = o.pipelined / rounds;
+        raws.push(raw_pipelined(&raw_ep, &raw_payload, n, o.window).await?);
+        calls.push(zrpc_pipelined(&client, "echo", &args, n, o.window).await?);
+    }
+    let (raw_pipe, pipe) = (median(raws), median(calls));
     put("raw_msgs_per_s", raw_pipe);
 
     put("calls_per_s", pipe);
@@ -488,15 +523,20 @@ async fn side_by_side(o: &Opts) -> Result<(), String> {
     }
     for size in large {
         let count = ((o.large_mb << 20) / size.max(1)).clamp(4, 1_000_000);
-        progress(&format!("[3/5] {size}-byte payloads: raw ({count})"));
         let big = Bytes::from(vec![0xa5; size]);
         let raw_big = request_like(&big);
         let big_args = vec![Value::Binary(big.to_vec())];
         let window = 8;
-        let raw_rate = raw_pipelined(&raw_ep, &raw_big, count, window).await? * size as f64 / 1e6;
-        progress(&format!("[3/5] {size}-byte payloads: zrpc ({count})"));
-        let rate =
-            zrpc_pipelined(&client, "echo", &big_args, count, window).await? * size as f64 / 1e6;
+        let n = (count / rounds).max(2);
+        let (mut raws, mut calls) = (Vec::new(), Vec::new());
+        for r in 1..=rounds {
+            progress(&format!("[3/5] {size}-byte payloads, round {r}/{rounds}"));
+            raws.push(raw_pipelined(&raw_ep, &raw_big, n, window).await? * size as f64 / 1e6);
+            calls.push(
+                zrpc_pipelined(&client, "echo", &big_args, n, window).await? * size as f64 / 1e6,
+            );
+        }
+        let (raw_rate, rate) = (median(raws), median(calls));
         put(&format!("raw_mb_per_s_{size}"), raw_rate);
         put(&format!("call_mb_per_s_{size}"), rate);
         rows.push(Row {
@@ -509,11 +549,17 @@ async fn side_by_side(o: &Opts) -> Result<(), String> {
     }
 
     if o.clients > 0 {
-        progress(&format!("[4/5] {} clients at once: raw", o.clients));
-        let raw_many_rate =
-            raw_many(&raw_ep, &raw_payload, o.clients, o.pipelined, o.window).await?;
-        progress(&format!("[4/5] {} clients at once: zrpc", o.clients));
-        let many = zrpc_many(&ep, &args, o.clients, o.pipelined, o.window).await?;
+        let (mut raws, mut calls) = (Vec::new(), Vec::new());
+        for r in 1..=rounds {
+            progress(&format!(
+                "[4/5] {} clients at once, round {r}/{rounds}",
+                o.clients
+            ));
+            let n = o.pipelined / rounds;
+            raws.push(raw_many(&raw_ep, &raw_payload, o.clients, n, o.window).await?);
+            calls.push(zrpc_many(&ep, &args, o.clients, n, o.window).await?);
+        }
+        let (raw_many_rate, many) = (median(raws), median(calls));
         put("raw_clients_msgs_per_s", raw_many_rate);
         put("clients_calls_per_s", many);
         rows.push(Row {
@@ -551,6 +597,7 @@ async fn side_by_side(o: &Opts) -> Result<(), String> {
         json.insert("window".into(), o.window.into());
         json.insert("seq".into(), o.seq.into());
         json.insert("pipelined".into(), o.pipelined.into());
+        json.insert("rounds".into(), rounds.into());
         println!("{}", serde_json::Value::Object(json));
     } else {
         print_table(
@@ -585,7 +632,7 @@ async fn live(o: &Opts, addr: &str) -> Result<(), String> {
     progress(&format!("connecting to {addr}"));
     call_once(&client, &o.method, &args).await?;
     progress(&format!("[1/2] {} sequential calls of {}", o.seq, o.method));
-    let seq = zrpc_sequential(&client, &o.method, &args, o.seq).await?;
+    let seq = latency(zrpc_sequential(&client, &o.method, &args, o.seq).await?);
     progress(&format!(
         "[2/2] {} pipelined calls, {} in flight",
         o.pipelined, o.window
