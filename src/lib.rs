@@ -36,7 +36,7 @@
 //! | `logging` | how faults are logged (rate limits, peer ids) |
 //! | [`error`] | [`Error`] (what callers see) and [`ServiceError`] (what handlers raise) |
 //! | [`value`] | msgpack ↔ JSON for the command line |
-//! | `cli` | the `zrpc` command (behind `src/bin/zrpc.rs`) and its built-in services |
+//! | `cli` | the `zrpc` command (behind `src/bin/zrpc.rs`) and its built-in services; `cli::bench` is `zrpc-bench` |
 //!
 //! The wire protocol is specified in `PROTOCOL.md`.
 
