@@ -356,3 +356,97 @@ async fn a_killed_server_fails_calls_fast_and_a_restarted_one_is_found() {
     );
     println!("kill -9: LostRemote after {lost:?}; restarted server answered after {took:?}");
 }
+
+/// The acceptance run: every kind of malformed event, from one raw
+/// DEALER, at `zrpc --server calc`; it keeps running and answers `add(2, 3)`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_events_leave_zrpc_server_calc_answering() {
+    use zeromq::{DealerSocket, Socket, SocketSend, ZmqMessage};
+    let ep = format!("tcp://127.0.0.1:{}", free_port());
+    let mut srv = spawn_until(
+        Command::new(env!("CARGO_BIN_EXE_zrpc")).args(["--server", "--bind", &ep, "calc"]),
+        "serving",
+        true,
+    );
+    // A v3 header with message id `id` (bin), then `rest` (name and args).
+    let event = |id: &[u8], rest: &[u8]| {
+        let mut p = vec![0x93, 0x82, 0xaa];
+        p.extend_from_slice(b"message_id");
+        p.extend_from_slice(&[0xc4, id.len() as u8]);
+        p.extend_from_slice(id);
+        p.extend_from_slice(&[0xa1, b'v', 0x03]);
+        p.extend_from_slice(rest);
+        p
+    };
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut random = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect()
+    };
+    let mut hostile: Vec<Vec<u8>> = vec![
+        vec![],
+        b"\xc1\xc1\xc1".to_vec(),     // never-used msgpack byte
+        vec![0x92, 0x80, 0xa1, b'x'], // a 2-array
+        vec![0x93, 0x93, 0x01, 0x02, 0x03, 0xa3, b'a', b'd', b'd', 0x90], // header as an array
+        vec![
+            0x93, 0x81, 0xc4, 0x01, b'v', 0x03, 0xa3, b'a', b'd', b'd', 0x90,
+        ], // bin header key
+        vec![0x93, 0x81, 0x01, 0x02, 0xa3, b'a', b'd', b'd', 0x90], // int header key
+        vec![
+            0x93, 0x81, 0xaa, b'm', b'e', b's', b's', b'a', b'g', b'e', b'_', b'i', b'd', 0x80,
+            0xa3, b'a', b'd', b'd', 0x90,
+        ], // map id
+        vec![
+            0x93, 0x81, 0xaa, b'm', b'e', b's', b's', b'a', b'g', b'e', b'_', b'i', b'd', 0x05,
+            0xa3, b'a', b'd', b'd', 0x92, 1, 2,
+        ], // int id
+        event(b"a", &[0xa3, b'a', 0xff, b'd', 0x92, 1, 2]), // invalid UTF-8 name
+        event(
+            b"b",
+            &[0xa3, b'a', b'd', b'd', 0xdd, 0xff, 0xff, 0xff, 0xff],
+        ), // 4 G items
+        event(
+            b"c",
+            &[0xa3, b'a', b'd', b'd', 0xdb, 0xff, 0xff, 0xff, 0xff],
+        ), // 4 G string
+        event(b"d", &[0xa3, b'a', b'd', b'd', 0x92, 1]), // truncated
+        event(
+            b"e",
+            &[0xa7, b'_', b'z', b'p', b'c', b'_', b'h', b'b', 0xa1, b'x'],
+        ), // junk heartbeat
+        {
+            let mut p = event(b"f", &[0xa3, b'a', b'd', b'd']);
+            p.extend(std::iter::repeat_n(0x91, 1_000_000)); // a million levels deep
+            p
+        },
+    ];
+    // `_zpc_more` with junk for a channel that does not exist.
+    let mut more = vec![0x93, 0x82, 0xaa];
+    more.extend_from_slice(b"message_id\xc4\x01g\xabresponse_to\xc4\x03zzz");
+    more.extend_from_slice(b"\xa9_zpc_more\x91\xa1x");
+    hostile.push(more);
+    // The same id twice while the first is running, and random bytes.
+    hostile.push(event(b"h", b"\xa5sleep\x91\x01"));
+    hostile.push(event(b"h", b"\xa5sleep\x91\x01"));
+    for n in [1, 7, 64, 1000, 100_000] {
+        hostile.push(random(n));
+    }
+    let mut raw = DealerSocket::new();
+    raw.connect(&ep).await.unwrap();
+    for p in hostile {
+        let mut m = ZmqMessage::from(bytes::Bytes::new());
+        m.push_back(p.into());
+        raw.send(m).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(srv.0.try_wait().unwrap().is_none(), "the server died");
+    let client = Client::connect(&ep).await.unwrap();
+    let sum: i64 = client.call("add", (2, 3)).await.unwrap();
+    assert_eq!(sum, 5);
+}
