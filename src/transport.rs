@@ -20,6 +20,8 @@ use crate::error::Error;
 use crate::logging::hex;
 use bytes::Bytes;
 use futures::StreamExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -109,6 +111,8 @@ pub(crate) const INBOUND_QUEUE: usize = 1024;
 pub(crate) struct Link {
     /// Outgoing messages, written by the link's task.
     out: mpsc::UnboundedSender<ZmqMessage>,
+    /// The fast path past the link's task (see [`Link::send`]).
+    direct: Arc<Direct>,
     /// The endpoint: resolved (real port) for binds, as given for connects.
     pub(crate) endpoint: String,
     /// Connected (one peer, `Down` means it is gone) rather than bound
@@ -118,9 +122,30 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    /// Queue a message for the link's task; never waits.
+    /// Send a message; never waits. With a single peer whose queue has room
+    /// and nothing still waiting in the link's task, the message goes
+    /// straight to the peer's queue, saving a hop through that task; else
+    /// the task sends it. (The owner is the only sender, so order holds.)
     pub(crate) fn send(&self, msg: ZmqMessage) {
-        let _ = self.out.send(msg);
+        let d = &self.direct;
+        let mut msg = msg;
+        if d.queued.load(Ordering::Acquire) == 0 {
+            let sender = d.sender.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if let Some(sender) = sender {
+                match sender.try_send(msg) {
+                    Ok(()) => return,
+                    Err(back) => msg = back,
+                }
+            }
+        }
+        self.queue(msg);
+    }
+
+    fn queue(&self, msg: ZmqMessage) {
+        self.direct.queued.fetch_add(1, Ordering::AcqRel);
+        if self.out.send(msg).is_err() {
+            self.direct.queued.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 
     /// Close the queue, let the task send what is already queued (for up to
@@ -141,6 +166,25 @@ impl Drop for Link {
         if let Some(task) = &self.task {
             task.abort();
         }
+    }
+}
+
+/// A link's fast path: the current socket's sender (while connected), and
+/// how many messages the link's task has yet to hand to the socket.
+#[derive(Default)]
+pub(crate) struct Direct {
+    sender: std::sync::Mutex<Option<zeromq::TrySender>>,
+    queued: AtomicUsize,
+}
+
+impl Direct {
+    fn set(&self, sender: Option<zeromq::TrySender>) {
+        *self.sender.lock().unwrap_or_else(|e| e.into_inner()) = sender;
+    }
+
+    /// The link's task handed one queued message on (or dropped it).
+    fn dequeued(&self) {
+        self.queued.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -208,17 +252,19 @@ fn connect(
 ) -> Result<Link, Error> {
     let ep = normalize(endpoint)?;
     let (out, out_rx) = mpsc::unbounded_channel();
-    let (e, l) = (ep.clone(), limits);
+    let direct: Arc<Direct> = Default::default();
+    let (e, l, d) = (ep.clone(), limits, direct.clone());
     let task = match kind {
-        Kind::Router => tokio::spawn(run_connected::<RouterSocket>(id, e, out_rx, events, l)),
-        Kind::Dealer => tokio::spawn(run_connected::<DealerSocket>(id, e, out_rx, events, l)),
-        Kind::Push => tokio::spawn(run_connected::<PushSocket>(id, e, out_rx, events, l)),
-        Kind::Pull => tokio::spawn(run_connected::<PullSocket>(id, e, out_rx, events, l)),
-        Kind::Pub => tokio::spawn(run_connected::<PubSocket>(id, e, out_rx, events, l)),
-        Kind::Sub => tokio::spawn(run_connected::<SubSocket>(id, e, out_rx, events, l)),
+        Kind::Router => tokio::spawn(run_connected::<RouterSocket>(id, e, out_rx, events, l, d)),
+        Kind::Dealer => tokio::spawn(run_connected::<DealerSocket>(id, e, out_rx, events, l, d)),
+        Kind::Push => tokio::spawn(run_connected::<PushSocket>(id, e, out_rx, events, l, d)),
+        Kind::Pull => tokio::spawn(run_connected::<PullSocket>(id, e, out_rx, events, l, d)),
+        Kind::Pub => tokio::spawn(run_connected::<PubSocket>(id, e, out_rx, events, l, d)),
+        Kind::Sub => tokio::spawn(run_connected::<SubSocket>(id, e, out_rx, events, l, d)),
     };
     Ok(Link {
         out,
+        direct,
         endpoint: ep,
         connected: true,
         task: Some(task),
@@ -233,6 +279,10 @@ trait Halves: Socket + Sized + 'static {
     type Rx: SocketRecv + Send + 'static;
     /// Send and receive halves (a one-way socket type lacks one).
     fn halves(self) -> (Option<Self::Tx>, Option<Self::Rx>);
+    /// A sender usable without waiting (ROUTER and DEALER).
+    fn try_sender(_tx: &Self::Tx) -> Option<zeromq::TrySender> {
+        None
+    }
     /// Set the socket up before it binds or connects.
     fn prepare(&mut self) -> impl std::future::Future<Output = ()> + Send {
         async {}
@@ -247,6 +297,9 @@ impl Halves for RouterSocket {
         let (t, r) = self.split();
         (Some(t), Some(r))
     }
+    fn try_sender(tx: &Self::Tx) -> Option<zeromq::TrySender> {
+        Some(tx.try_sender())
+    }
 }
 
 impl Halves for DealerSocket {
@@ -256,6 +309,9 @@ impl Halves for DealerSocket {
     fn halves(self) -> (Option<Self::Tx>, Option<Self::Rx>) {
         let (t, r) = self.split();
         (Some(t), Some(r))
+    }
+    fn try_sender(tx: &Self::Tx) -> Option<zeromq::TrySender> {
+        Some(tx.try_sender())
     }
 }
 
@@ -316,11 +372,16 @@ async fn bind_as<S: Halves>(
         .map_err(|e| Error::Transport(format!("cannot bind {ep}: {e}")))?;
     let (out, out_rx) = mpsc::unbounded_channel();
     let endpoint = resolved.to_string();
+    let direct: Arc<Direct> = Default::default();
+    let halves = sock.halves();
+    direct.set(halves.0.as_ref().and_then(S::try_sender));
+    let d = direct.clone();
     let task = tokio::spawn(async move {
-        serve_socket::<S>(id, sock.halves(), monitor, out_rx, &events, false).await;
+        serve_socket::<S>(id, halves, monitor, out_rx, &events, false, &d).await;
     });
     Ok(Link {
         out,
+        direct,
         endpoint,
         connected: false,
         task: Some(task),
@@ -333,6 +394,7 @@ async fn run_connected<S: Halves>(
     mut out_rx: mpsc::UnboundedReceiver<ZmqMessage>,
     events: mpsc::Sender<LinkEvent>,
     limits: Limits,
+    direct: Arc<Direct>,
 ) {
     let mut backoff = BACKOFF_MIN;
     loop {
@@ -345,18 +407,25 @@ async fn run_connected<S: Halves>(
         // already failed; sending it to a new peer would only confuse it.
         let connecting = async {
             let r = sock.connect(&ep).await;
-            while out_rx.try_recv().is_ok() {}
+            while out_rx.try_recv().is_ok() {
+                direct.dequeued();
+            }
             r
         };
         match connecting.await {
             Ok(()) => {
                 tracing::debug!(endpoint = %ep, "connected");
                 backoff = BACKOFF_MIN;
+                let halves = sock.halves();
+                direct.set(halves.0.as_ref().and_then(S::try_sender));
                 if events.send(LinkEvent::Up(id)).await.is_err() {
                     return;
                 }
-                if !serve_socket::<S>(id, sock.halves(), monitor, &mut out_rx, &events, true).await
-                {
+                let closed =
+                    !serve_socket::<S>(id, halves, monitor, &mut out_rx, &events, true, &direct)
+                        .await;
+                direct.set(None);
+                if closed {
                     return;
                 }
                 tracing::info!(endpoint = %ep, "connection lost; reconnecting");
@@ -387,6 +456,7 @@ async fn serve_socket<S: Halves>(
     mut out_rx: impl OutQueue,
     events: &mpsc::Sender<LinkEvent>,
     connected: bool,
+    direct: &Direct,
 ) -> bool {
     let reader = rx.map(|mut rx| {
         let events = events.clone();
@@ -421,8 +491,9 @@ async fn serve_socket<S: Halves>(
                         Err(zeromq::ZmqError::BufferFull(_)) => full.dropped(peer),
                         Err(e) => tracing::debug!(error = %e, "send failed"),
                     }
+                    direct.dequeued();
                 }
-                (Some(_), None) => {}
+                (Some(_), None) => direct.dequeued(),
                 (None, _) => return false,
             },
             ev = monitor.next() => match ev {
