@@ -470,6 +470,10 @@ async fn serve_socket<S: Halves>(
                     }
                     // The socket is closed.
                     Err(zeromq::ZmqError::NoMessage) => break,
+                    // A ROUTER names the peer it dropped.
+                    Err(zeromq::ZmqError::PeerFailed(peer, why)) => {
+                        tracing::warn!(peer = %hex(&peer), error = %why, "dropped a peer that sent bad data")
+                    }
                     // One peer broke the protocol (or went over the size
                     // limit); zeromq has dropped it. The others carry on.
                     Err(e) => tracing::warn!(error = %e, "dropped a peer that sent bad data"),

@@ -90,6 +90,7 @@ async fn huge_frame_headers_do_not_stop_zrpc_server_calc() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversize_request_drops_only_its_sender() {
+    captured_logs();
     let server = Server::builder(test_service())
         .bind("tcp://127.0.0.1:0")
         .max_message_size(64 * 1024)
@@ -105,6 +106,15 @@ async fn an_oversize_request_drops_only_its_sender() {
         .await
         .expect_err("an oversize request cannot succeed");
     assert!(matches!(e, Error::LostRemote { .. }), "{e:?}");
+    // The server names the peer it dropped, and why.
+    let logs = String::from_utf8_lossy(&captured_logs().lock().unwrap()).to_string();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("dropped a peer that sent bad data")
+                && l.contains("peer=")
+                && l.contains("maximum message size")),
+        "no warning naming the oversize peer in:\n{logs}"
+    );
     let ok: String = polite
         .call("hello", ("y".repeat(60 * 1024),))
         .await

@@ -51,6 +51,10 @@ pub enum ZmqError {
     UnsupportedVersion(ZmtpVersion),
     #[error("Connect timed out after {0:?}")]
     ConnectTimeout(Duration),
+    /// zrpc patch: one peer of a ROUTER broke the protocol (or went over the
+    /// maximum message size) and was dropped; the socket carries on.
+    #[error("peer dropped: {1}")]
+    PeerFailed(crate::util::PeerIdentity, String),
 }
 
 impl From<mpsc::TrySendError<Message>> for ZmqError {

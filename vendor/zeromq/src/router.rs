@@ -205,8 +205,11 @@ impl SocketRecv for RouterRecvHalf {
                     return Ok(message);
                 }
                 Some((_peer_id, Ok(_))) => {}
-                Some((peer_id, Err(_e))) => {
+                // zrpc patch: say which peer failed, and why (upstream
+                // dropped it silently).
+                Some((peer_id, Err(e))) => {
                     self.inner.backend.peer_disconnected(&peer_id);
+                    return Err(ZmqError::PeerFailed(peer_id, e.to_string()));
                 }
                 None => {
                     return Err(ZmqError::NoMessage);
