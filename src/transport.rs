@@ -5,8 +5,9 @@
 //! SUB), bound or connected,
 //! driven by its own task. Received messages flow to the owner as
 //! [`LinkEvent`]s on a bounded channel (so a flood backs up into TCP rather
-//! than into memory); outgoing messages go into the link's queue and never
-//! make the owner wait.
+//! than into memory); outgoing messages never make the owner wait: with a
+//! single peer and nothing queued they go straight to that peer's queue,
+//! otherwise into the link's queue for its task to send.
 //!
 //! What `zeromq` 0.7 does not do, and this module does:
 //! - a connected socket never reconnects, and its `recv` hangs forever after
@@ -14,7 +15,14 @@
 //!   drops the socket and connects a fresh one with capped backoff;
 //! - `connect` waits until the peer is reachable: it runs inside the link
 //!   task, so connecting returns at once and messages wait in the owner;
-//! - `tcp://*:port` is not understood: it is rewritten to `0.0.0.0`.
+//! - `tcp://*:port` is not understood: it is rewritten to `0.0.0.0`;
+//! - a ROUTER send to a peer that stopped reading waited for it, stalling
+//!   every other peer: with the vendored patch such messages are dropped
+//!   (per-peer send queue, [`DEFAULT_SEND_QUEUE`]) and the peer is logged.
+//!
+//! The rest of what `zeromq` 0.7 lacks is patched in `vendor/zeromq` (see
+//! its `ZRPC-PATCH.md`): a maximum message size, ZMTP heartbeats answered,
+//! no allocation from a frame header, no per-peer identity leak.
 
 use crate::error::Error;
 use crate::logging::hex;
