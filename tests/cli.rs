@@ -312,3 +312,73 @@ fn a_closed_stdout_ends_a_long_stream_quietly() {
     let _ = std::io::Read::read_to_string(proc.0.stderr.as_mut().unwrap(), &mut err);
     assert!(st.success() && err.is_empty(), "{st:?} {err}");
 }
+
+/// `zrpc-bench` runs end to end (tiny counts) and its JSON has the figures
+/// the README promises; no assertion on speed.
+#[test]
+fn zrpc_bench_prints_side_by_side_json_and_benchmarks_a_live_server() {
+    let out = Command::new(env!("CARGO_BIN_EXE_zrpc-bench"))
+        .args([
+            "--json",
+            "--seq",
+            "40",
+            "--pipelined",
+            "400",
+            "--window",
+            "10",
+        ])
+        .args([
+            "--large",
+            "2048",
+            "--large-mb",
+            "1",
+            "--clients",
+            "2",
+            "--rounds",
+            "2",
+        ])
+        .output()
+        .expect("run zrpc-bench");
+    assert!(out.status.success(), "{out:?}");
+    let j: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+    for key in [
+        "raw_rtt_us",
+        "call_rtt_us",
+        "raw_msgs_per_s",
+        "calls_per_s",
+        "seq_calls_per_s",
+        "raw_mb_per_s_2048",
+        "call_mb_per_s_2048",
+        "clients_calls_per_s",
+    ] {
+        let v = j[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} missing in {j}"));
+        assert!(v > 0.0, "{key} = {v}");
+    }
+    // Progress went to stderr, not stdout.
+    assert!(!String::from_utf8_lossy(&out.stderr).is_empty());
+
+    let ep = format!("tcp://127.0.0.1:{}", free_port());
+    let _srv = spawn_until(
+        Command::new(env!("CARGO_BIN_EXE_zrpc")).args(["--server", "--bind", &ep, "calc"]),
+        "serving",
+        true,
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_zrpc-bench"))
+        .args(["--connect", &ep, "--method", "add", "--args", "[2, 3]"])
+        .args(["--seq", "20", "--pipelined", "200", "--json"])
+        .output()
+        .expect("run zrpc-bench --connect");
+    assert!(out.status.success(), "{out:?}");
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(j["seq_calls_per_s"].as_f64().unwrap() > 0.0, "{j}");
+    // A failing method is one error line and exit 1.
+    let out = Command::new(env!("CARGO_BIN_EXE_zrpc-bench"))
+        .args(["--connect", &ep, "--method", "nosuch", "--seq", "5"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NameError"));
+}
