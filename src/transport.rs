@@ -5,9 +5,8 @@
 //! SUB), bound or connected,
 //! driven by its own task. Received messages flow to the owner as
 //! [`LinkEvent`]s on a bounded channel (so a flood backs up into TCP rather
-//! than into memory); outgoing messages never make the owner wait: with a
-//! single peer and nothing queued they go straight to that peer's queue,
-//! otherwise into the link's queue for its task to send.
+//! than into memory); outgoing messages go into the link's queue and never
+//! make the owner wait.
 //!
 //! What `zeromq` 0.7 does not do, and this module does:
 //! - a connected socket never reconnects, and its `recv` hangs forever after
@@ -28,8 +27,6 @@ use crate::error::Error;
 use crate::logging::hex;
 use bytes::Bytes;
 use futures::StreamExt;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -119,8 +116,6 @@ pub(crate) const INBOUND_QUEUE: usize = 1024;
 pub(crate) struct Link {
     /// Outgoing messages, written by the link's task.
     out: mpsc::UnboundedSender<ZmqMessage>,
-    /// The fast path past the link's task (see [`Link::send`]).
-    direct: Arc<Direct>,
     /// The endpoint: resolved (real port) for binds, as given for connects.
     pub(crate) endpoint: String,
     /// Connected (one peer, `Down` means it is gone) rather than bound
@@ -130,30 +125,9 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    /// Send a message; never waits. With a single peer whose queue has room
-    /// and nothing still waiting in the link's task, the message goes
-    /// straight to the peer's queue, saving a hop through that task; else
-    /// the task sends it. (The owner is the only sender, so order holds.)
+    /// Queue a message for the link's task; never waits.
     pub(crate) fn send(&self, msg: ZmqMessage) {
-        let d = &self.direct;
-        let mut msg = msg;
-        if d.queued.load(Ordering::Acquire) == 0 {
-            let sender = d.sender.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            if let Some(sender) = sender {
-                match sender.try_send(msg) {
-                    Ok(()) => return,
-                    Err(back) => msg = back,
-                }
-            }
-        }
-        self.queue(msg);
-    }
-
-    fn queue(&self, msg: ZmqMessage) {
-        self.direct.queued.fetch_add(1, Ordering::AcqRel);
-        if self.out.send(msg).is_err() {
-            self.direct.queued.fetch_sub(1, Ordering::AcqRel);
-        }
+        let _ = self.out.send(msg);
     }
 
     /// Close the queue, let the task send what is already queued (for up to
@@ -174,25 +148,6 @@ impl Drop for Link {
         if let Some(task) = &self.task {
             task.abort();
         }
-    }
-}
-
-/// A link's fast path: the current socket's sender (while connected), and
-/// how many messages the link's task has yet to hand to the socket.
-#[derive(Default)]
-pub(crate) struct Direct {
-    sender: std::sync::Mutex<Option<zeromq::TrySender>>,
-    queued: AtomicUsize,
-}
-
-impl Direct {
-    fn set(&self, sender: Option<zeromq::TrySender>) {
-        *self.sender.lock().unwrap_or_else(|e| e.into_inner()) = sender;
-    }
-
-    /// The link's task handed one queued message on (or dropped it).
-    fn dequeued(&self) {
-        self.queued.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -260,19 +215,17 @@ fn connect(
 ) -> Result<Link, Error> {
     let ep = normalize(endpoint)?;
     let (out, out_rx) = mpsc::unbounded_channel();
-    let direct: Arc<Direct> = Default::default();
-    let (e, l, d) = (ep.clone(), limits, direct.clone());
+    let (e, l) = (ep.clone(), limits);
     let task = match kind {
-        Kind::Router => tokio::spawn(run_connected::<RouterSocket>(id, e, out_rx, events, l, d)),
-        Kind::Dealer => tokio::spawn(run_connected::<DealerSocket>(id, e, out_rx, events, l, d)),
-        Kind::Push => tokio::spawn(run_connected::<PushSocket>(id, e, out_rx, events, l, d)),
-        Kind::Pull => tokio::spawn(run_connected::<PullSocket>(id, e, out_rx, events, l, d)),
-        Kind::Pub => tokio::spawn(run_connected::<PubSocket>(id, e, out_rx, events, l, d)),
-        Kind::Sub => tokio::spawn(run_connected::<SubSocket>(id, e, out_rx, events, l, d)),
+        Kind::Router => tokio::spawn(run_connected::<RouterSocket>(id, e, out_rx, events, l)),
+        Kind::Dealer => tokio::spawn(run_connected::<DealerSocket>(id, e, out_rx, events, l)),
+        Kind::Push => tokio::spawn(run_connected::<PushSocket>(id, e, out_rx, events, l)),
+        Kind::Pull => tokio::spawn(run_connected::<PullSocket>(id, e, out_rx, events, l)),
+        Kind::Pub => tokio::spawn(run_connected::<PubSocket>(id, e, out_rx, events, l)),
+        Kind::Sub => tokio::spawn(run_connected::<SubSocket>(id, e, out_rx, events, l)),
     };
     Ok(Link {
         out,
-        direct,
         endpoint: ep,
         connected: true,
         task: Some(task),
@@ -287,10 +240,6 @@ trait Halves: Socket + Sized + 'static {
     type Rx: SocketRecv + Send + 'static;
     /// Send and receive halves (a one-way socket type lacks one).
     fn halves(self) -> (Option<Self::Tx>, Option<Self::Rx>);
-    /// A sender usable without waiting (ROUTER and DEALER).
-    fn try_sender(_tx: &Self::Tx) -> Option<zeromq::TrySender> {
-        None
-    }
     /// Set the socket up before it binds or connects.
     fn prepare(&mut self) -> impl std::future::Future<Output = ()> + Send {
         async {}
@@ -305,9 +254,6 @@ impl Halves for RouterSocket {
         let (t, r) = self.split();
         (Some(t), Some(r))
     }
-    fn try_sender(tx: &Self::Tx) -> Option<zeromq::TrySender> {
-        Some(tx.try_sender())
-    }
 }
 
 impl Halves for DealerSocket {
@@ -317,9 +263,6 @@ impl Halves for DealerSocket {
     fn halves(self) -> (Option<Self::Tx>, Option<Self::Rx>) {
         let (t, r) = self.split();
         (Some(t), Some(r))
-    }
-    fn try_sender(tx: &Self::Tx) -> Option<zeromq::TrySender> {
-        Some(tx.try_sender())
     }
 }
 
@@ -380,16 +323,11 @@ async fn bind_as<S: Halves>(
         .map_err(|e| Error::Transport(format!("cannot bind {ep}: {e}")))?;
     let (out, out_rx) = mpsc::unbounded_channel();
     let endpoint = resolved.to_string();
-    let direct: Arc<Direct> = Default::default();
-    let halves = sock.halves();
-    direct.set(halves.0.as_ref().and_then(S::try_sender));
-    let d = direct.clone();
     let task = tokio::spawn(async move {
-        serve_socket::<S>(id, halves, monitor, out_rx, &events, false, &d).await;
+        serve_socket::<S>(id, sock.halves(), monitor, out_rx, &events, false).await;
     });
     Ok(Link {
         out,
-        direct,
         endpoint,
         connected: false,
         task: Some(task),
@@ -402,7 +340,6 @@ async fn run_connected<S: Halves>(
     mut out_rx: mpsc::UnboundedReceiver<ZmqMessage>,
     events: mpsc::Sender<LinkEvent>,
     limits: Limits,
-    direct: Arc<Direct>,
 ) {
     let mut backoff = BACKOFF_MIN;
     loop {
@@ -415,25 +352,18 @@ async fn run_connected<S: Halves>(
         // already failed; sending it to a new peer would only confuse it.
         let connecting = async {
             let r = sock.connect(&ep).await;
-            while out_rx.try_recv().is_ok() {
-                direct.dequeued();
-            }
+            while out_rx.try_recv().is_ok() {}
             r
         };
         match connecting.await {
             Ok(()) => {
                 tracing::debug!(endpoint = %ep, "connected");
                 backoff = BACKOFF_MIN;
-                let halves = sock.halves();
-                direct.set(halves.0.as_ref().and_then(S::try_sender));
                 if events.send(LinkEvent::Up(id)).await.is_err() {
                     return;
                 }
-                let closed =
-                    !serve_socket::<S>(id, halves, monitor, &mut out_rx, &events, true, &direct)
-                        .await;
-                direct.set(None);
-                if closed {
+                if !serve_socket::<S>(id, sock.halves(), monitor, &mut out_rx, &events, true).await
+                {
                     return;
                 }
                 tracing::info!(endpoint = %ep, "connection lost; reconnecting");
@@ -464,7 +394,6 @@ async fn serve_socket<S: Halves>(
     mut out_rx: impl OutQueue,
     events: &mpsc::Sender<LinkEvent>,
     connected: bool,
-    direct: &Direct,
 ) -> bool {
     let reader = rx.map(|mut rx| {
         let events = events.clone();
@@ -503,9 +432,8 @@ async fn serve_socket<S: Halves>(
                         Err(zeromq::ZmqError::BufferFull(_)) => full.dropped(peer),
                         Err(e) => tracing::debug!(error = %e, "send failed"),
                     }
-                    direct.dequeued();
                 }
-                (Some(_), None) => direct.dequeued(),
+                (Some(_), None) => {}
                 (None, _) => return false,
             },
             ev = monitor.next() => match ev {

@@ -20,39 +20,6 @@ use std::sync::Arc;
 /// Sender for notifying reconnection tasks when a peer disconnects.
 pub(crate) type DisconnectNotifier = mpsc::Sender<PeerIdentity>;
 
-/// zrpc patch: sends without waiting and without taking a lock an async
-/// task may hold, for a socket with a single peer (a DEALER connected to one
-/// server, a ROUTER with one client). See [`TrySender::try_send`].
-#[derive(Clone)]
-pub struct TrySender {
-    pub(crate) backend: Arc<GenericSocketBackend>,
-    /// ROUTER: the first frame names the peer.
-    pub(crate) routed: bool,
-}
-
-impl TrySender {
-    /// Queue `message` for the socket's only peer at once, or give it back
-    /// (no peer, several peers, a full queue, or — for a ROUTER — another
-    /// peer named) to be sent the usual way. Messages to a peer that has
-    /// just disconnected are dropped.
-    pub fn try_send(&self, mut message: crate::ZmqMessage) -> Result<(), crate::ZmqMessage> {
-        if !self.routed {
-            return self.backend.try_send_single_peer(message, None);
-        }
-        let peer_id = match message.get(0).cloned().map(PeerIdentity::try_from) {
-            Some(Ok(id)) if message.len() > 1 => id,
-            _ => return Err(message),
-        };
-        let _ = message.pop_front();
-        self.backend
-            .try_send_single_peer(message, Some(&peer_id))
-            .map_err(|mut m| {
-                m.push_front(peer_id.into());
-                m
-            })
-    }
-}
-
 pub(crate) struct Peer {
     pub(crate) send_queue: mpsc::Sender<Message>,
 }
@@ -216,30 +183,6 @@ impl GenericSocketBackend {
                 self.peer_disconnected(peer_id);
                 Err(e.into())
             }
-        }
-    }
-
-    /// zrpc patch: queue `message` at once if the socket has exactly one
-    /// peer (and it is `expected_peer_id`, when given) and its queue has
-    /// room; otherwise give it back untouched, to be sent the usual way.
-    /// Takes no lock that an async task may hold across an await.
-    pub(crate) fn try_send_single_peer(
-        &self,
-        message: crate::ZmqMessage,
-        expected_peer_id: Option<&PeerIdentity>,
-    ) -> Result<(), crate::ZmqMessage> {
-        match self.try_send_cached_single_peer(Message::Message(message), expected_peer_id) {
-            CachedSend::Sent => Ok(()),
-            CachedSend::Full {
-                message: Message::Message(m),
-                ..
-            }
-            | CachedSend::Miss(Message::Message(m)) => Err(m),
-            // The peer is gone, and the message with it; the socket's reader
-            // notices the disconnection and reports it.
-            CachedSend::Disconnected { .. } => Ok(()),
-            // Only a Message::Message went in.
-            CachedSend::Full { .. } | CachedSend::Miss(_) => Ok(()),
         }
     }
 

@@ -1,4 +1,3 @@
-use crate::backend::TrySender;
 use crate::backend::GenericSocketBackend;
 use crate::codec::{Message, ZmqFramedRead};
 use crate::fair_queue::FairQueue;
@@ -161,16 +160,6 @@ pub struct DealerSendHalf {
 pub struct DealerRecvHalf {
     _inner: Arc<DealerSocketInner>,
     fair_queue: FairQueue<ZmqFramedRead, PeerIdentity>,
-}
-
-impl DealerSendHalf {
-    /// zrpc patch: a handle that sends from synchronous code.
-    pub fn try_sender(&self) -> TrySender {
-        TrySender {
-            backend: self.inner.backend.clone(),
-            routed: false,
-        }
-    }
 }
 
 #[async_trait]

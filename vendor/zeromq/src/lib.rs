@@ -196,7 +196,6 @@ pub mod __bench {
     }
 }
 
-pub use crate::backend::TrySender;
 pub use crate::dealer::*;
 pub use crate::endpoint::{Endpoint, Host, Transport, TryIntoEndpoint};
 pub use crate::error::{ZmqError, ZmqResult};

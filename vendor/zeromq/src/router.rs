@@ -1,4 +1,3 @@
-use crate::backend::TrySender;
 use crate::backend::GenericSocketBackend;
 use crate::codec::*;
 use crate::endpoint::Endpoint;
@@ -166,17 +165,6 @@ pub struct RouterSendHalf {
 pub struct RouterRecvHalf {
     inner: Arc<RouterSocketInner>,
     fair_queue: FairQueue<ZmqFramedRead, PeerIdentity>,
-}
-
-impl RouterSendHalf {
-    /// zrpc patch: a handle that sends from synchronous code (the first
-    /// frame of each message names the peer, as for `send`).
-    pub fn try_sender(&self) -> TrySender {
-        TrySender {
-            backend: self.inner.backend.clone(),
-            routed: true,
-        }
-    }
 }
 
 #[async_trait]
