@@ -184,3 +184,43 @@ async fn every_subscriber_gets_every_event() {
         s.stop(Duration::from_secs(1)).await;
     }
 }
+
+/// Publish one event and close at once (what `zrpc --pub` does): the event
+/// still reaches the subscriber. zeromq's PUB used to discard it about one
+/// time in seven, when the socket closed before its fanout task ran; twelve
+/// publishers at once make a regression show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_then_close_delivers() {
+    let seen: Seen = Default::default();
+    let runs = (0..12).map(|tag| {
+        let seen = seen.clone();
+        async move {
+            let receiver = Subscriber::builder(sink(tag, seen))
+                .bind("tcp://127.0.0.1:0")
+                .start()
+                .await
+                .unwrap();
+            let publisher = Publisher::builder()
+                .connect(receiver.endpoints()[0].clone())
+                .build()
+                .await
+                .unwrap();
+            assert!(publisher.wait_for_subscriber(Duration::from_secs(5)).await);
+            // Let the subscription reach the publisher, then publish and close.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            publisher.publish("record", (tag,)).unwrap();
+            publisher.close().await;
+            receiver
+        }
+    });
+    let receivers = futures::future::join_all(runs).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while seen.lock().unwrap().len() < 12 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let got = seen.lock().unwrap().len();
+    assert_eq!(got, 12, "{} of 12 published events arrived", got);
+    for r in receivers {
+        r.stop(Duration::from_secs(1)).await;
+    }
+}
