@@ -266,6 +266,10 @@ impl Service {
 
     /// Register a typed async method. `A` is the argument tuple (`()` for
     /// none, `(T,)` for one); its arity is checked before the call.
+    ///
+    /// The server polls the handler's future once in its core before giving
+    /// it a task of its own, so it must not block the thread: put blocking
+    /// or CPU-heavy work in [`Service::method_blocking`].
     pub fn method<A, R, E, F, Fut>(self, name: &str, f: F) -> Self
     where
         A: DeserializeOwned + Send + 'static,
