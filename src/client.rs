@@ -638,14 +638,12 @@ impl Core {
                     // Take everything already queued in one wake-up.
                     let mut next = Some(cmd);
                     while let Some(cmd) = next.take() {
-                        if let Some(close) = self.on_cmd(cmd) {
+                        if let Some(done) = self.on_cmd(cmd) {
                             self.fail_where(|_| true, |_| Error::Closed);
                             for link in std::mem::take(&mut self.links) {
                                 link.close(Duration::from_millis(200)).await;
                             }
-                            if let Some(done) = close {
-                                let _ = done.send(());
-                            }
+                            let _ = done.send(());
                             return;
                         }
                         next = cmds.try_recv().ok();
@@ -662,9 +660,9 @@ impl Core {
         }
     }
 
-    /// Handle a command; `Some` when the client is closing (with whom to
-    /// tell once closed).
-    fn on_cmd(&mut self, cmd: Cmd) -> Option<Option<oneshot::Sender<()>>> {
+    /// Handle a command; `Some(done)` when the client is closing (`done` is
+    /// told once it is closed).
+    fn on_cmd(&mut self, cmd: Cmd) -> Option<oneshot::Sender<()>> {
         match cmd {
             Cmd::Call {
                 id,
@@ -690,7 +688,7 @@ impl Core {
                 self.grant(id, n);
                 None
             }
-            Cmd::Close(done) => Some(Some(done)),
+            Cmd::Close(done) => Some(done),
         }
     }
 

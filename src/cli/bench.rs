@@ -114,7 +114,8 @@ pub fn main() -> i32 {
     match result {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("\nzrpc-bench: {e}");
+            done_progress();
+            eprintln!("zrpc-bench: {e}");
             1
         }
     }
@@ -431,7 +432,24 @@ fn json_number(v: f64) -> serde_json::Value {
         .unwrap_or(serde_json::Value::Null)
 }
 
+/// Largest payload benchmarked: zrpc's default message limit is 100 MiB,
+/// and the encoded request must fit under it.
+const MAX_PAYLOAD: usize = 64 << 20;
+
 async fn side_by_side(o: &Opts) -> Result<(), String> {
+    let mut large = Vec::new();
+    for part in o.large.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        large.push(
+            part.parse::<usize>()
+                .map_err(|_| format!("--large: {part:?} is not a size in bytes"))?,
+        );
+    }
+    if let Some(too_big) = large.iter().chain([&o.size]).find(|&&n| n > MAX_PAYLOAD) {
+        return Err(format!(
+            "payloads of {too_big} bytes are over the {} MiB this tool benchmarks (zrpc's default message limit is 100 MiB)",
+            MAX_PAYLOAD >> 20
+        ));
+    }
     let mut json = serde_json::Map::new();
     let mut rows = Vec::new();
     let mut notes = Vec::new();
@@ -453,15 +471,16 @@ async fn side_by_side(o: &Opts) -> Result<(), String> {
 
     // Warm both paths (connections, allocator, caches).
     progress("warming up");
-    raw_sequential(&raw_ep, &raw_payload, 500).await?;
-    zrpc_sequential(&client, "echo", &args, 500).await?;
+    let warm = (o.seq / 10).clamp(1, 500);
+    raw_sequential(&raw_ep, &raw_payload, warm).await?;
+    zrpc_sequential(&client, "echo", &args, warm).await?;
 
     let rounds = o.rounds.max(1);
     let (mut raw_t, mut call_t) = (Timed::default(), Timed::default());
     for r in 1..=rounds {
         progress(&format!("[1/5] sequential round trips, round {r}/{rounds}"));
-        raw_t.add(raw_sequential(&raw_ep, &raw_payload, o.seq / rounds).await?);
-        call_t.add(zrpc_sequential(&client, "echo", &args, o.seq / rounds).await?);
+        raw_t.add(raw_sequential(&raw_ep, &raw_payload, (o.seq / rounds).max(1)).await?);
+        call_t.add(zrpc_sequential(&client, "echo", &args, (o.seq / rounds).max(1)).await?);
     }
     let (raw_seq, seq) = (latency(raw_t), latency(call_t));
     put("raw_rtt_us", raw_seq.median_us);
@@ -498,7 +517,7 @@ async fn side_by_side(o: &Opts) -> Result<(), String> {
             "[2/5] pipelined, {} in flight, round {r}/{rounds}",
             o.window
         ));
-        let n = o.pipelined / rounds;
+        let n = (o.pipelined / rounds).max(1);
         raws.push(raw_pipelined(&raw_ep, &raw_payload, n, o.window).await?);
         calls.push(zrpc_pipelined(&client, "echo", &args, n, o.window).await?);
     }
@@ -514,13 +533,6 @@ async fn side_by_side(o: &Opts) -> Result<(), String> {
         lower_better: false,
     });
 
-    let mut large = Vec::new();
-    for part in o.large.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        large.push(
-            part.parse::<usize>()
-                .map_err(|_| format!("--large: {part:?} is not a size in bytes"))?,
-        );
-    }
     for size in large {
         let count = ((o.large_mb << 20) / size.max(1)).clamp(4, 1_000_000);
         let big = Bytes::from(vec![0xa5; size]);
@@ -555,7 +567,7 @@ async fn side_by_side(o: &Opts) -> Result<(), String> {
                 "[4/5] {} clients at once, round {r}/{rounds}",
                 o.clients
             ));
-            let n = o.pipelined / rounds;
+            let n = (o.pipelined / rounds).max(1);
             raws.push(raw_many(&raw_ep, &raw_payload, o.clients, n, o.window).await?);
             calls.push(zrpc_many(&ep, &args, o.clients, n, o.window).await?);
         }
