@@ -88,7 +88,8 @@ impl ClientBuilder {
         self
     }
 
-    /// Largest reply accepted, in bytes (default 100 MiB). A server that
+    /// Largest reply accepted, in bytes (default 100 MiB; at least 1 KiB).
+    /// A server that
     /// sends more is disconnected (its calls fail with `LostRemote`).
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.limits.max_message_size = bytes;

@@ -43,7 +43,8 @@ pub struct ServerBuilder {
 }
 
 impl ServerBuilder {
-    /// Largest request accepted, in bytes (default 100 MiB, as zerorpc). A
+    /// Largest request accepted, in bytes (default 100 MiB, as zerorpc; at
+    /// least 1 KiB, so handshakes fit). A
     /// client that sends more is disconnected before anything is allocated
     /// for it; other clients are unaffected.
     pub fn max_message_size(mut self, bytes: usize) -> Self {

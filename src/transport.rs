@@ -76,6 +76,9 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 100 << 20;
 /// client that is reading never hits it.
 pub const DEFAULT_SEND_QUEUE: usize = 10_000;
 
+/// The lowest maximum message size a socket is given, whatever is asked.
+pub const MIN_MESSAGE_LIMIT: usize = 1024;
+
 /// Per-socket limits.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
@@ -95,7 +98,9 @@ impl Default for Limits {
 impl Limits {
     fn socket_options(&self, kind: Kind) -> SocketOptions {
         let mut opts = SocketOptions::default();
-        opts.max_message_size(Some(self.max_message_size));
+        // The limit applies to handshake commands too (READY with a long
+        // identity is a few hundred bytes): below that, no peer could connect.
+        opts.max_message_size(Some(self.max_message_size.max(MIN_MESSAGE_LIMIT)));
         opts.send_queue_capacity(self.send_queue);
         // Only a ROUTER addresses one peer among many: the others wait, which
         // is the backpressure a PUSH or a DEALER's owner wants.
@@ -413,6 +418,11 @@ async fn serve_socket<S: Halves>(
                     Err(zeromq::ZmqError::PeerFailed(peer, why)) => {
                         tracing::warn!(peer = %hex(&peer), error = %why, "dropped a peer that sent bad data")
                     }
+                    // A peer's connection broke (reset, closed mid-frame):
+                    // not bad data; the disconnect is reported on its own.
+                    Err(e) if io_failure(&e) => {
+                        tracing::debug!(error = %e, "a peer's connection failed")
+                    }
                     // One peer broke the protocol (or went over the size
                     // limit); zeromq has dropped it. The others carry on.
                     Err(e) => tracing::warn!(error = %e, "dropped a peer that sent bad data"),
@@ -523,6 +533,19 @@ impl FullPeers {
             tracing::warn!(peer = %hex(peer), dropped = d.count, "peer that was not reading disconnected; messages to it were dropped");
         }
     }
+}
+
+/// Whether a receive error is the connection failing (an I/O error
+/// somewhere in its sources) rather than the peer misbehaving.
+fn io_failure(e: &zeromq::ZmqError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<std::io::Error>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 struct AbortOnDrop(Option<JoinHandle<()>>);

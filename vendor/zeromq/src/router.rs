@@ -193,11 +193,14 @@ impl SocketRecv for RouterRecvHalf {
                     return Ok(message);
                 }
                 Some((_peer_id, Ok(_))) => {}
-                // zrpc patch: say which peer failed, and why (upstream
-                // dropped it silently).
+                // zrpc patch: say which peer broke the protocol, and how
+                // (upstream dropped it silently). A failed connection is
+                // not the peer's doing, and is reported as a disconnect.
                 Some((peer_id, Err(e))) => {
                     self.inner.backend.peer_disconnected(&peer_id);
-                    return Err(ZmqError::PeerFailed(peer_id, e.to_string()));
+                    if !matches!(e, crate::codec::CodecError::Io(_)) {
+                        return Err(ZmqError::PeerFailed(peer_id, e.to_string()));
+                    }
                 }
                 None => {
                     return Err(ZmqError::NoMessage);
