@@ -625,7 +625,7 @@ impl Core {
     async fn run(
         mut self,
         mut cmds: mpsc::UnboundedReceiver<Cmd>,
-        mut events: mpsc::Receiver<LinkEvent>,
+        mut events: transport::Inbound,
     ) {
         // Without heartbeats the tick only forgets abandoned calls.
         let period = self.heartbeat.unwrap_or(Duration::from_secs(2));
@@ -652,7 +652,7 @@ impl Core {
                 }
                 Some(ev) = events.recv() => {
                     self.on_link_event(ev);
-                    while let Ok(ev) = events.try_recv() {
+                    while let Some(ev) = events.try_recv() {
                         self.on_link_event(ev);
                     }
                 }

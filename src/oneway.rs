@@ -207,7 +207,7 @@ impl SenderCore {
     async fn run(
         mut self,
         mut cmds: mpsc::UnboundedReceiver<SenderCmd>,
-        mut events: mpsc::Receiver<LinkEvent>,
+        mut events: transport::Inbound,
     ) {
         let mut closing: Option<(Instant, oneshot::Sender<usize>)> = None;
         loop {
@@ -554,7 +554,7 @@ impl ReceiverCore {
     async fn run(
         mut self,
         links: Vec<Link>,
-        mut events: mpsc::Receiver<LinkEvent>,
+        mut events: transport::Inbound,
         mut stop: oneshot::Receiver<Duration>,
     ) {
         let grace = loop {

@@ -212,7 +212,7 @@ struct Core {
 impl Core {
     async fn run(
         mut self,
-        mut events: mpsc::Receiver<LinkEvent>,
+        mut events: transport::Inbound,
         mut out_rx: mpsc::UnboundedReceiver<Out>,
         mut ctl: mpsc::UnboundedReceiver<Ctl>,
     ) {
@@ -229,7 +229,7 @@ impl Core {
                 // Take everything already queued in one wake-up.
                 Some(ev) = events.recv() => {
                     self.on_link_event(ev, draining.is_some());
-                    while let Ok(ev) = events.try_recv() {
+                    while let Some(ev) = events.try_recv() {
                         self.on_link_event(ev, draining.is_some());
                     }
                 }

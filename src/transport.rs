@@ -2,11 +2,12 @@
 //! gaps closed in one place.
 //!
 //! A [`Link`] is one ZeroMQ socket (ROUTER, DEALER, PUSH, PULL, PUB or
-//! SUB), bound or connected,
-//! driven by its own task. Received messages flow to the owner as
-//! [`LinkEvent`]s on a bounded channel (so a flood backs up into TCP rather
-//! than into memory); outgoing messages go into the link's queue and never
-//! make the owner wait.
+//! SUB), bound or connected, driven by its own task, which connects,
+//! reconnects, watches the socket and writes what the owner queues (so
+//! sending never makes the owner wait). Received messages reach the owner
+//! through its [`Inbound`], which reads every link's socket itself: no task
+//! and no channel between the socket and the owner, and a flood backs up
+//! into TCP rather than into memory.
 //!
 //! What `zeromq` 0.7 does not do, and this module does:
 //! - a connected socket never reconnects, and its `recv` hangs forever after
@@ -49,6 +50,83 @@ pub(crate) enum LinkEvent {
     Message(LinkId, ZmqMessage),
     /// A peer of a bound socket disconnected (its identity).
     PeerGone(LinkId, Bytes),
+}
+
+/// What a link's task tells its owner's [`Inbound`].
+enum Report {
+    Event(LinkEvent),
+    /// The socket to read from now (`None`: the connection is gone).
+    Reader(LinkId, Option<Reader>),
+}
+
+/// A socket's receive half as a stream of messages.
+type Reader = std::pin::Pin<Box<dyn futures::Stream<Item = ZmqMessage> + Send>>;
+
+/// Everything an owner receives from its links. The owner polls the
+/// sockets itself through this (saving a task and a channel hop per
+/// message, the largest per-message cost after the kernel's); link tasks
+/// only report state changes (`Up`, `Down`, `PeerGone`) and hand over each
+/// new connection's socket.
+pub(crate) struct Inbound {
+    reports: mpsc::Receiver<Report>,
+    reports_open: bool,
+    readers: Vec<Option<Reader>>,
+    /// The link read first next time (so one busy link cannot starve others).
+    next: usize,
+}
+
+impl Inbound {
+    /// The next event; `None` once every link is gone.
+    pub(crate) async fn recv(&mut self) -> Option<LinkEvent> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// The next event if one is ready now.
+    pub(crate) fn try_recv(&mut self) -> Option<LinkEvent> {
+        let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+        match self.poll_recv(&mut cx) {
+            std::task::Poll::Ready(ev) => ev,
+            std::task::Poll::Pending => None,
+        }
+    }
+
+    fn poll_recv(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<LinkEvent>> {
+        use std::task::Poll;
+        // State changes first: a new connection's reader is installed
+        // before its messages are read, after the `Up` that announced it.
+        while self.reports_open {
+            match self.reports.poll_recv(cx) {
+                Poll::Ready(Some(Report::Event(ev))) => return Poll::Ready(Some(ev)),
+                Poll::Ready(Some(Report::Reader(id, reader))) => {
+                    if self.readers.len() <= id {
+                        self.readers.resize_with(id + 1, || None);
+                    }
+                    self.readers[id] = reader;
+                }
+                Poll::Ready(None) => self.reports_open = false,
+                Poll::Pending => break,
+            }
+        }
+        let n = self.readers.len();
+        for i in 0..n {
+            let id = (self.next + i) % n;
+            let Some(reader) = self.readers[id].as_mut() else {
+                continue;
+            };
+            match reader.poll_next_unpin(cx) {
+                Poll::Ready(Some(msg)) => {
+                    self.next = id + 1;
+                    return Poll::Ready(Some(LinkEvent::Message(id, msg)));
+                }
+                Poll::Ready(None) => self.readers[id] = None,
+                Poll::Pending => {}
+            }
+        }
+        if !self.reports_open && self.readers.iter().all(Option::is_none) {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    }
 }
 
 /// The ZeroMQ socket type of a link.
@@ -116,8 +194,9 @@ const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_millis(1000);
 /// How long a closing PUB socket stays open for its fanout to finish.
 const PUB_LINGER: Duration = Duration::from_millis(100);
-/// Inbound queue depth per owner: beyond this, readers wait (TCP backpressure).
-pub(crate) const INBOUND_QUEUE: usize = 1024;
+/// Queued state changes per owner (messages are not queued: the owner
+/// reads them from the sockets).
+const REPORT_QUEUE: usize = 1024;
 
 /// A running link. Dropping it closes the socket.
 pub(crate) struct Link {
@@ -178,8 +257,8 @@ pub(crate) async fn open(
     binds: &[String],
     connects: &[String],
     limits: Limits,
-) -> Result<(Vec<Link>, Vec<String>, mpsc::Receiver<LinkEvent>), Error> {
-    let (events_tx, events_rx) = mpsc::channel(INBOUND_QUEUE);
+) -> Result<(Vec<Link>, Vec<String>, Inbound), Error> {
+    let (events_tx, events_rx) = mpsc::channel(REPORT_QUEUE);
     let mut links = Vec::with_capacity(binds.len() + connects.len());
     for ep in binds {
         links.push(bind(kind, links.len(), ep, events_tx.clone(), limits).await?);
@@ -188,7 +267,13 @@ pub(crate) async fn open(
         links.push(connect(kind, links.len(), ep, events_tx.clone(), limits)?);
     }
     let endpoints = links.iter().map(|l| l.endpoint.clone()).collect();
-    Ok((links, endpoints, events_rx))
+    let inbound = Inbound {
+        reports: events_rx,
+        reports_open: true,
+        readers: Vec::new(),
+        next: 0,
+    };
+    Ok((links, endpoints, inbound))
 }
 
 /// Bind a new socket of `kind` to `endpoint` and start its task.
@@ -196,7 +281,7 @@ async fn bind(
     kind: Kind,
     id: LinkId,
     endpoint: &str,
-    events: mpsc::Sender<LinkEvent>,
+    events: mpsc::Sender<Report>,
     limits: Limits,
 ) -> Result<Link, Error> {
     let ep = normalize(endpoint)?;
@@ -217,7 +302,7 @@ fn connect(
     kind: Kind,
     id: LinkId,
     endpoint: &str,
-    events: mpsc::Sender<LinkEvent>,
+    events: mpsc::Sender<Report>,
     limits: Limits,
 ) -> Result<Link, Error> {
     let ep = normalize(endpoint)?;
@@ -318,7 +403,7 @@ impl Halves for SubSocket {
 async fn bind_as<S: Halves>(
     id: LinkId,
     ep: &str,
-    events: mpsc::Sender<LinkEvent>,
+    events: mpsc::Sender<Report>,
     limits: Limits,
 ) -> Result<Link, Error> {
     let mut sock = S::with_options(limits.socket_options(S::KIND));
@@ -345,7 +430,7 @@ async fn run_connected<S: Halves>(
     id: LinkId,
     ep: String,
     mut out_rx: mpsc::UnboundedReceiver<ZmqMessage>,
-    events: mpsc::Sender<LinkEvent>,
+    events: mpsc::Sender<Report>,
     limits: Limits,
 ) {
     let mut backoff = BACKOFF_MIN;
@@ -366,7 +451,7 @@ async fn run_connected<S: Halves>(
             Ok(()) => {
                 tracing::debug!(endpoint = %ep, "connected");
                 backoff = BACKOFF_MIN;
-                if events.send(LinkEvent::Up(id)).await.is_err() {
+                if events.send(Report::Event(LinkEvent::Up(id))).await.is_err() {
                     return;
                 }
                 if !serve_socket::<S>(id, sock.halves(), monitor, &mut out_rx, &events, true).await
@@ -374,7 +459,8 @@ async fn run_connected<S: Halves>(
                     return;
                 }
                 tracing::info!(endpoint = %ep, "connection lost; reconnecting");
-                if events.send(LinkEvent::Down(id)).await.is_err() {
+                let _ = events.send(Report::Reader(id, None)).await;
+                if events.send(Report::Event(LinkEvent::Down(id))).await.is_err() {
                     return;
                 }
             }
@@ -399,38 +485,14 @@ async fn serve_socket<S: Halves>(
     (mut tx, rx): (Option<S::Tx>, Option<S::Rx>),
     mut monitor: futures::channel::mpsc::Receiver<SocketEvent>,
     mut out_rx: impl OutQueue,
-    events: &mpsc::Sender<LinkEvent>,
+    events: &mpsc::Sender<Report>,
     connected: bool,
 ) -> bool {
-    let reader = rx.map(|mut rx| {
-        let events = events.clone();
-        tokio::spawn(async move {
-            loop {
-                match rx.recv().await {
-                    Ok(msg) => {
-                        if events.send(LinkEvent::Message(id, msg)).await.is_err() {
-                            break;
-                        }
-                    }
-                    // The socket is closed.
-                    Err(zeromq::ZmqError::NoMessage) => break,
-                    // A ROUTER names the peer it dropped.
-                    Err(zeromq::ZmqError::PeerFailed(peer, why)) => {
-                        tracing::warn!(peer = %hex(&peer), error = %why, "dropped a peer that sent bad data")
-                    }
-                    // A peer's connection broke (reset, closed mid-frame):
-                    // not bad data; the disconnect is reported on its own.
-                    Err(e) if io_failure(&e) => {
-                        tracing::debug!(error = %e, "a peer's connection failed")
-                    }
-                    // One peer broke the protocol (or went over the size
-                    // limit); zeromq has dropped it. The others carry on.
-                    Err(e) => tracing::warn!(error = %e, "dropped a peer that sent bad data"),
-                }
-            }
-        })
-    });
-    let _reader_guard = AbortOnDrop(reader);
+    if let Some(rx) = rx {
+        if events.send(Report::Reader(id, Some(reader(rx)))).await.is_err() {
+            return false;
+        }
+    }
     let mut peers = 0usize;
     let mut full = FullPeers::default();
     loop {
@@ -463,16 +525,16 @@ async fn serve_socket<S: Halves>(
                     }
                     let peer: Bytes = peer.into();
                     full.gone(&peer);
-                    let _ = events.send(LinkEvent::PeerGone(id, peer)).await;
+                    let _ = events.send(Report::Event(LinkEvent::PeerGone(id, peer))).await;
                     peers = peers.saturating_sub(1);
                     if peers == 0 {
-                        let _ = events.send(LinkEvent::Down(id)).await;
+                        let _ = events.send(Report::Event(LinkEvent::Down(id))).await;
                     }
                 }
                 Some(SocketEvent::Accepted(..)) if !connected => {
                     peers += 1;
                     if peers == 1 {
-                        let _ = events.send(LinkEvent::Up(id)).await;
+                        let _ = events.send(Report::Event(LinkEvent::Up(id))).await;
                     }
                 }
                 Some(_) => {}
@@ -481,6 +543,33 @@ async fn serve_socket<S: Halves>(
             },
         }
     }
+}
+
+/// A socket's receive half as a [`Reader`]: receive errors are logged and
+/// skipped (one peer failing never stops the others), and the stream ends
+/// when the socket is closed.
+fn reader<R: SocketRecv + Send + 'static>(rx: R) -> Reader {
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(msg) => return Some((msg, rx)),
+                // The socket is closed.
+                Err(zeromq::ZmqError::NoMessage) => return None,
+                // A ROUTER names the peer it dropped.
+                Err(zeromq::ZmqError::PeerFailed(peer, why)) => {
+                    tracing::warn!(peer = %hex(&peer), error = %why, "dropped a peer that sent bad data")
+                }
+                // A peer's connection broke (reset, closed mid-frame): not
+                // bad data; the disconnect is reported on its own.
+                Err(e) if io_failure(&e) => {
+                    tracing::debug!(error = %e, "a peer's connection failed")
+                }
+                // One peer broke the protocol (or went over the size limit);
+                // zeromq has dropped it. The others carry on.
+                Err(e) => tracing::warn!(error = %e, "dropped a peer that sent bad data"),
+            }
+        }
+    }))
 }
 
 /// Peers of a ROUTER whose send queue is full: what is sent to them is
@@ -546,16 +635,6 @@ fn io_failure(e: &zeromq::ZmqError) -> bool {
         source = err.source();
     }
     false
-}
-
-struct AbortOnDrop(Option<JoinHandle<()>>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        if let Some(h) = &self.0 {
-            h.abort();
-        }
-    }
 }
 
 /// The outgoing queue, owned or borrowed.
