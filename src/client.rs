@@ -254,8 +254,8 @@ impl Client {
         args: A,
         opts: CallOptions,
     ) -> Result<R, Error> {
-        let raw = encode_args(&args)?;
-        let result = self.call_raw(method, &raw, opts).await?;
+        let request = request_serde(method, &args)?;
+        let result = self.call_raw(method, request, opts).await?;
         rmp_serde::from_slice(&result)
             .map_err(|e| Error::Decode(format!("result of {method}: {e}")))
     }
@@ -273,8 +273,9 @@ impl Client {
         args: Vec<Value>,
         opts: CallOptions,
     ) -> Result<Value, Error> {
-        let raw = crate::service::encode_value(&Value::Array(args));
-        let result = self.call_raw(method, &raw, opts).await?;
+        let result = self
+            .call_raw(method, request_dynamic(method, args), opts)
+            .await?;
         rmpv::decode::read_value_with_max_depth(&mut &result[..], event::MAX_DEPTH + 1)
             .map_err(|e| Error::Decode(format!("result of {method}: {e}")))
     }
@@ -309,8 +310,8 @@ impl Client {
         args: A,
         opts: CallOptions,
     ) -> Result<ReplyStream<R>, Error> {
-        let raw = encode_args(&args)?;
-        let (id, first) = self.first_event(method, &raw, opts).await?;
+        let request = request_serde(method, &args)?;
+        let (id, first) = self.first_event(method, request, opts).await?;
         self.make_stream(method, id, first, decode_serde::<R>)
     }
 
@@ -322,8 +323,8 @@ impl Client {
         args: Vec<Value>,
         opts: CallOptions,
     ) -> Result<Response, Error> {
-        let raw = crate::service::encode_value(&Value::Array(args));
-        let (id, first) = self.first_event(method, &raw, opts).await?;
+        let request = request_dynamic(method, args);
+        let (id, first) = self.first_event(method, request, opts).await?;
         if first.is_stream() {
             return self
                 .make_stream(method, id, first, decode_value)
@@ -367,9 +368,14 @@ impl Client {
         })
     }
 
-    /// Send a request whose args are raw msgpack; returns the raw result.
-    async fn call_raw(&self, method: &str, args: &[u8], opts: CallOptions) -> Result<Bytes, Error> {
-        let (_, first) = self.first_event(method, args, opts).await?;
+    /// Send an encoded request; returns the raw result.
+    async fn call_raw(
+        &self,
+        method: &str,
+        request: (MessageId, Vec<u8>),
+        opts: CallOptions,
+    ) -> Result<Bytes, Error> {
+        let (_, first) = self.first_event(method, request, opts).await?;
         if first.is_stream() {
             return Err(Error::Protocol(format!(
                 "{method} streams its reply: read it with Client::stream"
@@ -382,10 +388,9 @@ impl Client {
     async fn first_event(
         &self,
         method: &str,
-        args: &[u8],
+        (id, frame): (MessageId, Vec<u8>),
         opts: CallOptions,
     ) -> Result<(MessageId, First), Error> {
-        let (id, frame) = event::encode_request(method, args);
         let (reply, rx) = oneshot::channel();
         let cmd = Cmd::Call {
             id,
@@ -423,18 +428,38 @@ impl Client {
 /// sequence is the array itself, and any other value becomes a single
 /// argument.
 pub(crate) fn encode_args<A: Serialize>(args: &A) -> Result<Vec<u8>, Error> {
-    let raw =
-        rmp_serde::to_vec_named(args).map_err(|e| Error::Decode(format!("arguments: {e}")))?;
-    Ok(match raw.first() {
-        Some(0xc0) => vec![0x90],
-        Some(0x90..=0x9f | 0xdc | 0xdd) => raw,
-        _ => {
-            let mut v = Vec::with_capacity(raw.len() + 1);
-            v.push(0x91);
-            v.extend_from_slice(&raw);
-            v
-        }
-    })
+    let mut out = Vec::new();
+    encode_args_into(&mut out, args)?;
+    Ok(out)
+}
+
+/// [`encode_args`], appended to `out`.
+fn encode_args_into<A: Serialize>(out: &mut Vec<u8>, args: &A) -> Result<(), Error> {
+    let start = out.len();
+    rmp_serde::encode::write_named(out, args)
+        .map_err(|e| Error::Decode(format!("arguments: {e}")))?;
+    match out.get(start) {
+        Some(0xc0) => out[start] = 0x90,
+        Some(0x90..=0x9f | 0xdc | 0xdd) => {}
+        _ => out.insert(start, 0x91),
+    }
+    Ok(())
+}
+
+/// A request frame for typed args, encoded in place.
+fn request_serde<A: Serialize>(method: &str, args: &A) -> Result<(MessageId, Vec<u8>), Error> {
+    let mut result = Ok(());
+    let request = event::encode_request_with(method, 64, |out| {
+        result = encode_args_into(out, args);
+    });
+    result.map(|()| request)
+}
+
+/// A request frame for dynamic args, encoded in place.
+fn request_dynamic(method: &str, args: Vec<Value>) -> (MessageId, Vec<u8>) {
+    let args = Value::Array(args);
+    let len = crate::service::len_hint(&args);
+    event::encode_request_with(method, len, |out| crate::service::write_value(out, &args))
 }
 
 /// The value of a one-event reply: `OK [value]`, or the error of `ERR`.

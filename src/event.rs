@@ -252,6 +252,23 @@ pub fn encode_request(name: &str, args: &[u8]) -> (MessageId, Vec<u8>) {
     (id, encode(header, name, args))
 }
 
+/// [`encode_request`] with the args written in place by `args` (no
+/// separate buffer to copy from); `args_len` is a capacity hint.
+pub fn encode_request_with(
+    name: &str,
+    args_len: usize,
+    args: impl FnOnce(&mut Vec<u8>),
+) -> (MessageId, Vec<u8>) {
+    let id = MessageId::new();
+    let header = Header {
+        message_id: &id,
+        response_to: None,
+    };
+    let mut out = Vec::with_capacity(64 + name.len() + args_len);
+    encode_with(&mut out, header, name, args);
+    (id, out)
+}
+
 /// Encode an event on the channel `response_to` (raw msgpack id, echoed
 /// verbatim) with a fresh id of its own.
 pub fn encode_reply(response_to: &[u8], name: &str, args: &[u8]) -> Vec<u8> {

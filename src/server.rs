@@ -17,7 +17,7 @@ use crate::error::{Error, ServiceError};
 use crate::event::{self, Event, Header, MessageId};
 use crate::heartbeat::Beat;
 use crate::logging::{hex, RateLimit};
-use crate::service::{Args, ItemStream, Reply, Service};
+use crate::service::{Args, Encoded, ItemStream, Reply, Service};
 use crate::transport::{self, Kind, Limits, Link, LinkEvent, LinkId};
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
@@ -190,7 +190,7 @@ struct Chan {
 /// An event a request task wants sent on its channel.
 struct Out {
     key: ChanKey,
-    payload: Vec<u8>,
+    payload: Bytes,
     /// OK, ERR or STREAM_DONE: the channel closes after it.
     last: bool,
 }
@@ -396,11 +396,11 @@ impl Core {
             let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
             match call.as_mut().poll(&mut cx) {
                 std::task::Poll::Ready(Ok(Reply::Value(v))) => {
-                    return self.send(key.link, &route, encode_ok(&key.id, &v));
+                    return self.send(key.link, &route, encode_ok(&key.id, v));
                 }
                 std::task::Poll::Ready(Err(e)) => {
                     tracing::debug!(peer = %hex(&key.identity), error = %e, "request failed");
-                    return self.send(key.link, &route, encode_error(&key.id, legacy, &e));
+                    return self.send(key.link, &route, encode_error(&key.id, legacy, &e).into());
                 }
                 std::task::Poll::Ready(Ok(Reply::Stream(items))) => {
                     call = futures::future::ready(Ok(Reply::Stream(items))).boxed();
@@ -445,7 +445,7 @@ impl Core {
 
     fn reject(&mut self, key: &ChanKey, route: &[Bytes], legacy: bool, e: ServiceError) {
         tracing::debug!(peer = %hex(&key.identity), error = %e, "request rejected");
-        self.send(key.link, route, encode_error(&key.id, legacy, &e));
+        self.send(key.link, route, encode_error(&key.id, legacy, &e).into());
     }
 
     fn on_tick(&mut self, period: Duration) {
@@ -457,7 +457,7 @@ impl Core {
             } else if chan.beat.due(now, period) {
                 let hb = event::encode_reply(&key.id, event::HEARTBEAT, event::HEARTBEAT_ARGS);
                 if let Some(l) = self.links.get(key.link) {
-                    l.send(frames(&chan.route, hb));
+                    l.send(frames(&chan.route, hb.into()));
                 }
             }
         }
@@ -469,7 +469,7 @@ impl Core {
         }
     }
 
-    fn send(&self, link: LinkId, route: &[Bytes], payload: Vec<u8>) {
+    fn send(&self, link: LinkId, route: &[Bytes], payload: Bytes) {
         if let Some(l) = self.links.get(link) {
             l.send(frames(route, payload));
         }
@@ -502,11 +502,11 @@ async fn run_request(
     match result {
         // The first reply always has the caller's initial credit.
         Ok(Reply::Value(v)) => {
-            send(encode_ok(&key.id, &v), true);
+            send(encode_ok(&key.id, v), true);
         }
         Err(e) => {
             tracing::debug!(error = %e, "request failed");
-            send(encode_error(&key.id, legacy, &e), true);
+            send(encode_error(&key.id, legacy, &e).into(), true);
         }
         Ok(Reply::Stream(items)) => stream_items(items, &credit, &key.id, legacy, send).await,
     }
@@ -519,7 +519,7 @@ async fn stream_items(
     credit: &Semaphore,
     id: &[u8],
     legacy: bool,
-    send: impl Fn(Vec<u8>, bool) -> bool,
+    send: impl Fn(Bytes, bool) -> bool,
 ) {
     loop {
         match credit.acquire().await {
@@ -531,7 +531,7 @@ async fn stream_items(
             Ok(None) => (event::encode_reply(id, event::STREAM_DONE, &[0xc0]), true),
             Ok(Some(Err(e))) | Err(e) => (encode_error(id, legacy, &e), true),
         };
-        if !send(payload, last) || last {
+        if !send(payload.into(), last) || last {
             return;
         }
     }
@@ -553,10 +553,10 @@ fn route_of(frames: &[Bytes]) -> Vec<Bytes> {
     route
 }
 
-fn frames(route: &[Bytes], payload: Vec<u8>) -> ZmqMessage {
+fn frames(route: &[Bytes], payload: Bytes) -> ZmqMessage {
     let mut v = Vec::with_capacity(route.len() + 1);
     v.extend_from_slice(route);
-    v.push(Bytes::from(payload));
+    v.push(payload);
     // Never empty, so this cannot fail.
     ZmqMessage::try_from(v).unwrap_or_else(|_| ZmqMessage::from(Bytes::new()))
 }
@@ -569,22 +569,20 @@ pub(crate) async fn sleep_until_opt(deadline: Option<Instant>) {
     }
 }
 
-fn encode_ok(response_to: &[u8], value: &[u8]) -> Vec<u8> {
+/// `OK [value]`, written around the value (see [`Encoded`]).
+fn encode_ok(response_to: &[u8], value: Encoded) -> Bytes {
     let id = MessageId::new();
-    let mut out = Vec::with_capacity(80 + response_to.len() + value.len());
+    let mut header = Vec::with_capacity(80 + response_to.len());
     event::encode_with(
-        &mut out,
+        &mut header,
         Header {
             message_id: &id,
             response_to: Some(response_to),
         },
         event::OK,
-        |o| {
-            o.push(0x91);
-            o.extend_from_slice(value);
-        },
+        |o| o.push(0x91),
     );
-    out
+    value.with_header(&header)
 }
 
 fn encode_error(response_to: &[u8], legacy: bool, e: &ServiceError) -> Vec<u8> {

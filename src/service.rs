@@ -84,7 +84,7 @@ impl Args {
 /// What a handler produced, already encoded as msgpack.
 pub(crate) enum Reply {
     /// A single value (sent as `OK [value]`).
-    Value(Vec<u8>),
+    Value(Encoded),
     /// Items sent one by one as `STREAM item`, then `STREAM_DONE`; an error
     /// ends the stream with `ERR`.
     Stream(ItemStream),
@@ -330,7 +330,7 @@ impl Service {
             Ok(values) => {
                 let fut = f(values);
                 Box::pin(
-                    async move { Ok(Reply::Value(encode_value(&fut.await.map_err(Into::into)?))) },
+                    async move { Ok(Reply::Value(Encoded::value(&fut.await.map_err(Into::into)?))) },
                 )
             }
             Err(e) => Box::pin(std::future::ready(Err(e))),
@@ -420,7 +420,7 @@ impl Service {
                 let method = method.clone();
                 Box::pin(async move {
                     let values = args.values()?;
-                    Ok(Reply::Value(encode_value(
+                    Ok(Reply::Value(Encoded::value(
                         &obj.call(&method, values).await?,
                     )))
                 })
@@ -461,14 +461,14 @@ impl Service {
             _ => match (&self.catch_all, args.values()) {
                 (Some(f), Ok(values)) => {
                     let fut = f(name.to_string(), values);
-                    return Box::pin(async move { Ok(Reply::Value(encode_value(&fut.await?))) });
+                    return Box::pin(async move { Ok(Reply::Value(Encoded::value(&fut.await?))) });
                 }
                 (Some(_), Err(e)) => Err(e),
                 (None, _) => Err(ServiceError::new("NameError", name)),
             },
         };
         Box::pin(std::future::ready(
-            reply.map(|v| Reply::Value(encode_value(&v))),
+            reply.map(|v| Reply::Value(Encoded::value(&v))),
         ))
     }
 
@@ -559,12 +559,30 @@ pub trait RpcService: Send + Sync + 'static {
 /// Encode a dynamic value exactly as it was received: unlike
 /// `rmpv::encode::write_value`, a str holding invalid UTF-8 stays a str.
 pub(crate) fn encode_value(v: &Value) -> Vec<u8> {
-    let mut buf = Vec::new();
+    let mut buf = Vec::with_capacity(len_hint(v));
     write_value(&mut buf, v);
     buf
 }
 
-fn write_value(buf: &mut Vec<u8>, v: &Value) {
+/// About how many bytes `v` encodes to (exact for flat values), to size
+/// buffers once instead of growing them by copying.
+pub(crate) fn len_hint(v: &Value) -> usize {
+    match v {
+        Value::String(s) => 5 + s.as_bytes().len(),
+        Value::Binary(b) => 5 + b.len(),
+        Value::Array(items) => 5 + items.iter().map(len_hint).sum::<usize>(),
+        Value::Map(entries) => {
+            5 + entries
+                .iter()
+                .map(|(k, v)| len_hint(k) + len_hint(v))
+                .sum::<usize>()
+        }
+        Value::Ext(_, data) => 6 + data.len(),
+        _ => 9,
+    }
+}
+
+pub(crate) fn write_value(buf: &mut Vec<u8>, v: &Value) {
     // Writing to a Vec cannot fail.
     match v {
         Value::String(s) if s.as_str().is_none() => {
@@ -591,12 +609,61 @@ fn write_value(buf: &mut Vec<u8>, v: &Value) {
 /// Encode a typed result; structs become msgpack maps (what Python and Node
 /// peers expect), not rmp-serde's default arrays.
 pub(crate) fn encode_result<R: Serialize>(r: R) -> Result<Reply, ServiceError> {
-    encode_typed(&r).map(Reply::Value)
+    let mut buf = Encoded::buffer(64);
+    rmp_serde::encode::write_named(&mut buf, &r)
+        .map_err(|e| ServiceError::type_error(format!("cannot serialize the result: {e}")))?;
+    Ok(Reply::Value(Encoded(buf)))
 }
 
 fn encode_typed<R: Serialize>(r: &R) -> Result<Vec<u8>, ServiceError> {
     rmp_serde::to_vec_named(r)
         .map_err(|e| ServiceError::type_error(format!("cannot serialize the result: {e}")))
+}
+
+/// A reply value encoded after [`Encoded::HEADROOM`] spare bytes, so the
+/// server writes the `OK` event's header in front of it instead of copying
+/// the value into a new frame (a 1 MiB result is never copied again).
+pub(crate) struct Encoded(Vec<u8>);
+
+impl Encoded {
+    /// Room for the `OK` header: 66 bytes plus the echoed request id (34
+    /// for zrpc's and zerorpc-python's ids). Longer ids are copied instead.
+    pub(crate) const HEADROOM: usize = 128;
+
+    fn buffer(value_len: usize) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(Self::HEADROOM + value_len);
+        buf.resize(Self::HEADROOM, 0);
+        buf
+    }
+
+    /// Encode a dynamic value.
+    pub(crate) fn value(v: &Value) -> Self {
+        let mut buf = Self::buffer(len_hint(v));
+        write_value(&mut buf, v);
+        Encoded(buf)
+    }
+
+    /// The encoded value.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0[Self::HEADROOM..]
+    }
+
+    /// The whole frame: `header` written just before the value when it
+    /// fits in the headroom (else copied), as one `Bytes`.
+    pub(crate) fn with_header(mut self, header: &[u8]) -> Bytes {
+        match Self::HEADROOM.checked_sub(header.len()) {
+            Some(start) => {
+                self.0[start..Self::HEADROOM].copy_from_slice(header);
+                Bytes::from(self.0).slice(start..)
+            }
+            None => {
+                let mut frame = Vec::with_capacity(header.len() + self.bytes().len());
+                frame.extend_from_slice(header);
+                frame.extend_from_slice(self.bytes());
+                Bytes::from(frame)
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -610,7 +677,7 @@ mod tests {
             .unwrap();
         rt.block_on(async {
             match svc.dispatch(name, Args::from_values(args)).await? {
-                Reply::Value(raw) => Ok(rmpv::decode::read_value(&mut &raw[..]).unwrap()),
+                Reply::Value(raw) => Ok(rmpv::decode::read_value(&mut raw.bytes()).unwrap()),
                 Reply::Stream(items) => {
                     let items: Vec<Result<Vec<u8>, ServiceError>> = items.collect().await;
                     let mut values = Vec::new();
@@ -634,6 +701,24 @@ mod tests {
             .dynamic("echo", |v| async move {
                 Ok::<_, ServiceError>(v.into_iter().next().unwrap_or(Value::Nil))
             })
+    }
+
+    #[test]
+    fn reply_frame_is_written_around_the_value() {
+        let big = Value::Binary(vec![7; 100_000]);
+        let expect = encode_value(&big);
+        // A header that fits the headroom: no copy, same bytes.
+        let enc = Encoded::value(&big);
+        let value_at = enc.bytes().as_ptr();
+        let frame = enc.with_header(b"HEADER");
+        assert_eq!(&frame[..6], b"HEADER");
+        assert_eq!(&frame[6..], &expect[..]);
+        assert_eq!(frame[6..].as_ptr(), value_at, "the value was copied");
+        // A header longer than the headroom is copied in front instead.
+        let long = vec![b'h'; Encoded::HEADROOM + 1];
+        let frame = Encoded::value(&big).with_header(&long);
+        assert_eq!(&frame[..long.len()], &long[..]);
+        assert_eq!(&frame[long.len()..], &expect[..]);
     }
 
     #[test]
