@@ -289,12 +289,22 @@ async fn raw_many(
 
 // ----------------------------------------------------------------- zrpc side
 
+/// A typed `echo(bytes) -> bytes`, the way a Rust service takes binary
+/// (`serde_bytes`: a msgpack bin, decoded once into a `Vec<u8>`).
 fn echo_service() -> Service {
-    Service::new("bench").dynamic("echo", |args: Vec<Value>| async move {
-        args.into_iter()
-            .next()
-            .ok_or_else(|| ServiceError::type_error("echo() takes 1 argument"))
+    Service::new("bench").method("echo", |(b,): (serde_bytes::ByteBuf,)| async move {
+        Ok::<_, ServiceError>(b)
     })
+}
+
+/// What each benchmarked call sends.
+#[derive(Clone, Copy)]
+enum CallArgs<'a> {
+    /// One binary argument, borrowed: a typed call encodes it straight into
+    /// the request (what the raw echo's prebuilt request stands for).
+    Bytes(&'a [u8]),
+    /// Dynamic values (with --connect: whatever the user gave).
+    Values(&'a [Value]),
 }
 
 async fn zrpc_client(ep: &str) -> Result<Client, String> {
@@ -306,17 +316,21 @@ async fn zrpc_client(ep: &str) -> Result<Client, String> {
         .map_err(|e| e.to_string())
 }
 
-async fn call_once(c: &Client, method: &str, args: &[Value]) -> Result<(), String> {
-    c.call_dynamic(method, args.to_vec())
-        .await
-        .map(drop)
-        .map_err(|e| format!("{method}: {e}"))
+async fn call_once(c: &Client, method: &str, args: CallArgs<'_>) -> Result<(), String> {
+    match args {
+        CallArgs::Bytes(b) => c
+            .call::<_, serde_bytes::ByteBuf>(method, (serde_bytes::Bytes::new(b),))
+            .await
+            .map(drop),
+        CallArgs::Values(v) => c.call_dynamic(method, v.to_vec()).await.map(drop),
+    }
+    .map_err(|e| format!("{method}: {e}"))
 }
 
 async fn zrpc_sequential(
     c: &Client,
     method: &str,
-    args: &[Value],
+    args: CallArgs<'_>,
     n: usize,
 ) -> Result<Timed, String> {
     let mut samples = Vec::with_capacity(n);
@@ -335,7 +349,7 @@ async fn zrpc_sequential(
 async fn zrpc_pipelined(
     c: &Client,
     method: &str,
-    args: &[Value],
+    args: CallArgs<'_>,
     n: usize,
     window: usize,
 ) -> Result<f64, String> {
@@ -351,7 +365,7 @@ async fn zrpc_pipelined(
 
 async fn zrpc_many(
     ep: &str,
-    args: &[Value],
+    args: CallArgs<'_>,
     clients: usize,
     n: usize,
     window: usize,
@@ -458,7 +472,7 @@ async fn side_by_side(o: &Opts) -> Result<(), String> {
     };
     let payload = Bytes::from(vec![0x5a; o.size]);
     let raw_payload = request_like(&payload);
-    let args = vec![Value::Binary(payload.to_vec())];
+    let args = CallArgs::Bytes(&payload);
 
     let (raw_ep, raw_task) = raw_echo_server().await?;
     let server = Server::builder(echo_service())
@@ -473,14 +487,14 @@ async fn side_by_side(o: &Opts) -> Result<(), String> {
     progress("warming up");
     let warm = (o.seq / 10).clamp(1, 500);
     raw_sequential(&raw_ep, &raw_payload, warm).await?;
-    zrpc_sequential(&client, "echo", &args, warm).await?;
+    zrpc_sequential(&client, "echo", args, warm).await?;
 
     let rounds = o.rounds.max(1);
     let (mut raw_t, mut call_t) = (Timed::default(), Timed::default());
     for r in 1..=rounds {
         progress(&format!("[1/5] sequential round trips, round {r}/{rounds}"));
         raw_t.add(raw_sequential(&raw_ep, &raw_payload, (o.seq / rounds).max(1)).await?);
-        call_t.add(zrpc_sequential(&client, "echo", &args, (o.seq / rounds).max(1)).await?);
+        call_t.add(zrpc_sequential(&client, "echo", args, (o.seq / rounds).max(1)).await?);
     }
     let (raw_seq, seq) = (latency(raw_t), latency(call_t));
     put("raw_rtt_us", raw_seq.median_us);
@@ -519,7 +533,7 @@ async fn side_by_side(o: &Opts) -> Result<(), String> {
         ));
         let n = (o.pipelined / rounds).max(1);
         raws.push(raw_pipelined(&raw_ep, &raw_payload, n, o.window).await?);
-        calls.push(zrpc_pipelined(&client, "echo", &args, n, o.window).await?);
+        calls.push(zrpc_pipelined(&client, "echo", args, n, o.window).await?);
     }
     let (raw_pipe, pipe) = (median(raws), median(calls));
     put("raw_msgs_per_s", raw_pipe);
@@ -537,7 +551,7 @@ async fn side_by_side(o: &Opts) -> Result<(), String> {
         let count = ((o.large_mb << 20) / size.max(1)).clamp(4, 1_000_000);
         let big = Bytes::from(vec![0xa5; size]);
         let raw_big = request_like(&big);
-        let big_args = vec![Value::Binary(big.to_vec())];
+        let big_args = CallArgs::Bytes(&big);
         let window = 8;
         let n = (count / rounds).max(2);
         let (mut raws, mut calls) = (Vec::new(), Vec::new());
@@ -545,7 +559,7 @@ async fn side_by_side(o: &Opts) -> Result<(), String> {
             progress(&format!("[3/5] {size}-byte payloads, round {r}/{rounds}"));
             raws.push(raw_pipelined(&raw_ep, &raw_big, n, window).await? * size as f64 / 1e6);
             calls.push(
-                zrpc_pipelined(&client, "echo", &big_args, n, window).await? * size as f64 / 1e6,
+                zrpc_pipelined(&client, "echo", big_args, n, window).await? * size as f64 / 1e6,
             );
         }
         let (raw_rate, rate) = (median(raws), median(calls));
@@ -569,7 +583,7 @@ async fn side_by_side(o: &Opts) -> Result<(), String> {
             ));
             let n = (o.pipelined / rounds).max(1);
             raws.push(raw_many(&raw_ep, &raw_payload, o.clients, n, o.window).await?);
-            calls.push(zrpc_many(&ep, &args, o.clients, n, o.window).await?);
+            calls.push(zrpc_many(&ep, args, o.clients, n, o.window).await?);
         }
         let (raw_many_rate, many) = (median(raws), median(calls));
         put("raw_clients_msgs_per_s", raw_many_rate);
@@ -642,14 +656,14 @@ async fn live(o: &Opts, addr: &str) -> Result<(), String> {
     };
     let client = zrpc_client(addr).await?;
     progress(&format!("connecting to {addr}"));
-    call_once(&client, &o.method, &args).await?;
+    call_once(&client, &o.method, CallArgs::Values(&args)).await?;
     progress(&format!("[1/2] {} sequential calls of {}", o.seq, o.method));
-    let seq = latency(zrpc_sequential(&client, &o.method, &args, o.seq).await?);
+    let seq = latency(zrpc_sequential(&client, &o.method, CallArgs::Values(&args), o.seq).await?);
     progress(&format!(
         "[2/2] {} pipelined calls, {} in flight",
         o.pipelined, o.window
     ));
-    let pipe = zrpc_pipelined(&client, &o.method, &args, o.pipelined, o.window).await?;
+    let pipe = zrpc_pipelined(&client, &o.method, CallArgs::Values(&args), o.pipelined, o.window).await?;
     done_progress();
     if o.json {
         let mut j = serde_json::Map::new();
