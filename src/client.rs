@@ -648,11 +648,7 @@ struct Core {
 }
 
 impl Core {
-    async fn run(
-        mut self,
-        mut cmds: mpsc::UnboundedReceiver<Cmd>,
-        mut events: transport::Inbound,
-    ) {
+    async fn run(mut self, mut cmds: mpsc::UnboundedReceiver<Cmd>, mut events: transport::Inbound) {
         // Without heartbeats the tick only forgets abandoned calls.
         let period = self.heartbeat.unwrap_or(Duration::from_secs(2));
         let mut tick = tokio::time::interval(period / 2);

@@ -329,9 +329,11 @@ impl Service {
         let handler: Handler = Arc::new(move |args: Args| match args.values() {
             Ok(values) => {
                 let fut = f(values);
-                Box::pin(
-                    async move { Ok(Reply::Value(Encoded::value(&fut.await.map_err(Into::into)?))) },
-                )
+                Box::pin(async move {
+                    Ok(Reply::Value(Encoded::value(
+                        &fut.await.map_err(Into::into)?,
+                    )))
+                })
             }
             Err(e) => Box::pin(std::future::ready(Err(e))),
         });

@@ -460,7 +460,11 @@ async fn run_connected<S: Halves>(
                 }
                 tracing::info!(endpoint = %ep, "connection lost; reconnecting");
                 let _ = events.send(Report::Reader(id, None)).await;
-                if events.send(Report::Event(LinkEvent::Down(id))).await.is_err() {
+                if events
+                    .send(Report::Event(LinkEvent::Down(id)))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -489,7 +493,11 @@ async fn serve_socket<S: Halves>(
     connected: bool,
 ) -> bool {
     if let Some(rx) = rx {
-        if events.send(Report::Reader(id, Some(reader(rx)))).await.is_err() {
+        if events
+            .send(Report::Reader(id, Some(reader(rx))))
+            .await
+            .is_err()
+        {
             return false;
         }
     }
