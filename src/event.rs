@@ -244,12 +244,7 @@ pub fn encode(header: Header<'_>, name: &str, args: &[u8]) -> Vec<u8> {
 /// Encode a new event that opens a channel (a request) or stands alone (a
 /// one-way event): a fresh id and no `response_to`.
 pub fn encode_request(name: &str, args: &[u8]) -> (MessageId, Vec<u8>) {
-    let id = MessageId::new();
-    let header = Header {
-        message_id: &id,
-        response_to: None,
-    };
-    (id, encode(header, name, args))
+    encode_request_with(name, args.len(), |o| o.extend_from_slice(args))
 }
 
 /// [`encode_request`] with the args written in place by `args` (no

@@ -612,13 +612,18 @@ pub(crate) fn write_value(buf: &mut Vec<u8>, v: &Value) {
 /// peers expect), not rmp-serde's default arrays.
 pub(crate) fn encode_result<R: Serialize>(r: R) -> Result<Reply, ServiceError> {
     let mut buf = Encoded::buffer(64);
-    rmp_serde::encode::write_named(&mut buf, &r)
-        .map_err(|e| ServiceError::type_error(format!("cannot serialize the result: {e}")))?;
+    write_typed(&mut buf, &r)?;
     Ok(Reply::Value(Encoded(buf)))
 }
 
 fn encode_typed<R: Serialize>(r: &R) -> Result<Vec<u8>, ServiceError> {
-    rmp_serde::to_vec_named(r)
+    let mut buf = Vec::new();
+    write_typed(&mut buf, r)?;
+    Ok(buf)
+}
+
+fn write_typed<R: Serialize>(buf: &mut Vec<u8>, r: &R) -> Result<(), ServiceError> {
+    rmp_serde::encode::write_named(buf, r)
         .map_err(|e| ServiceError::type_error(format!("cannot serialize the result: {e}")))
 }
 
