@@ -4,7 +4,7 @@ use crate::fair_queue::QueueInner;
 use crate::util::PeerIdentity;
 use crate::write_queue::write_message_queue;
 use crate::{
-    MultiPeerBackend, SocketBackend, SocketEvent, SocketOptions, SocketType, ZmqError, ZmqResult,
+    MultiPeerBackend, ZmqMessage, SocketBackend, SocketEvent, SocketOptions, SocketType, ZmqError, ZmqResult,
 };
 
 use async_trait::async_trait;
@@ -216,6 +216,36 @@ impl GenericSocketBackend {
             Err(error) => CachedSend::Disconnected {
                 peer_id: single_peer.peer_id.clone(),
                 error: error.into_send_error(),
+            },
+        }
+    }
+
+    /// zrpc patch: hand `message` to the socket's only peer (the one named,
+    /// if any) without waiting. Gives it back when that is not possible at
+    /// once (no peer, several, another one named, a full or closed queue):
+    /// the caller then uses the async path, which handles each of those.
+    /// Nothing else changes, so a refusal has no side effect.
+    pub(crate) fn try_send_now(
+        &self,
+        message: ZmqMessage,
+        expected_peer_id: Option<&PeerIdentity>,
+    ) -> Result<(), ZmqMessage> {
+        if self.peer_count.load(Ordering::Acquire) != 1 {
+            return Err(message);
+        }
+        let mut single_peer = self.single_peer.lock();
+        let Some(single_peer) = single_peer.as_mut() else {
+            return Err(message);
+        };
+        if expected_peer_id.is_some_and(|p| single_peer.peer_id != *p) {
+            return Err(message);
+        }
+        match single_peer.send_queue.try_send(Message::Message(message)) {
+            Ok(()) => Ok(()),
+            Err(e) => match e.into_inner() {
+                Message::Message(m) => Err(m),
+                // Only the message just wrapped above can come back.
+                _ => unreachable!("try_send returned another message"),
             },
         }
     }

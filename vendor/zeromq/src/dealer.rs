@@ -152,6 +152,8 @@ impl Drop for DealerSocketInner {
 }
 
 /// The send half of a [`DealerSocket`] produced by [`DealerSocket::split`].
+// zrpc patch: cloneable, like `RouterSendHalf`.
+#[derive(Clone)]
 pub struct DealerSendHalf {
     inner: Arc<DealerSocketInner>,
 }
@@ -170,6 +172,15 @@ impl SocketSend for DealerSendHalf {
             .send_round_robin(Message::Message(message))
             .await?;
         Ok(())
+    }
+}
+
+impl DealerSendHalf {
+    /// zrpc patch: send without waiting and without allocating, when the
+    /// socket has exactly one peer whose queue has room; otherwise the
+    /// message comes back, to be sent with [`SocketSend::send`].
+    pub fn try_send_now(&mut self, message: ZmqMessage) -> Result<(), ZmqMessage> {
+        self.inner.backend.try_send_now(message, None)
     }
 }
 

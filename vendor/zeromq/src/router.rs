@@ -183,6 +183,29 @@ impl SocketSend for RouterSendHalf {
     }
 }
 
+impl RouterSendHalf {
+    /// zrpc patch: send without waiting and without allocating, when the
+    /// socket has exactly one peer, it is the one addressed (frame 0), and
+    /// its queue has room; otherwise the message comes back unchanged, to be
+    /// sent with [`SocketSend::send`].
+    pub fn try_send_now(&mut self, mut message: ZmqMessage) -> Result<(), ZmqMessage> {
+        let Some(identity) = message.get(0).cloned().filter(|_| message.len() > 1) else {
+            return Err(message);
+        };
+        let Ok(peer_id) = PeerIdentity::try_from(identity.clone()) else {
+            return Err(message);
+        };
+        message.pop_front();
+        self.inner
+            .backend
+            .try_send_now(message, Some(&peer_id))
+            .map_err(|mut m| {
+                m.push_front(identity);
+                m
+            })
+    }
+}
+
 #[async_trait]
 impl SocketRecv for RouterRecvHalf {
     async fn recv(&mut self) -> ZmqResult<ZmqMessage> {
