@@ -1,11 +1,14 @@
 //! The client: a DEALER proxy that multiplexes any number of concurrent
 //! calls, heartbeats them, and survives server restarts.
 //!
-//! One core task owns all call state; callers encode their request and
-//! decode their reply in their own task, and wait for the reply with their
-//! own timeout, so the core only routes. A call whose caller gave up
-//! (timeout, or the future was dropped) is forgotten on the next tick, which
-//! stops its heartbeats: that is how zerorpc cancels a call.
+//! All call state sits behind one lock. A caller encodes its request,
+//! registers the call and sends it in its own task (no hop through another
+//! task: on loopback that hop was a large share of a call), then waits for
+//! the reply with its own timeout and decodes it. One core task reads the
+//! sockets, routes replies to their callers, and keeps time (heartbeats). A
+//! call whose caller gave up (timeout, or the future was dropped) is
+//! forgotten on the next tick, which stops its heartbeats: that is how
+//! zerorpc cancels a call.
 //!
 //! Each endpoint is its own link, and every event of a call goes through the
 //! link that carried its request, so heartbeats always reach the server that
@@ -28,7 +31,7 @@ use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasherDefault;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -115,8 +118,7 @@ impl ClientBuilder {
         }
         let (links, endpoints, events_rx) =
             transport::open(Kind::Dealer, &self.binds, &self.connects, self.limits).await?;
-        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-        let core = Core {
+        let core = Arc::new(Shared(Mutex::new(Core {
             up: vec![false; links.len()],
             links,
             next: 0,
@@ -124,11 +126,12 @@ impl ClientBuilder {
             calls: HashMap::default(),
             heartbeat: self.heartbeat,
             passive: self.passive,
-        };
-        let task = tokio::spawn(core.run(cmd_rx, events_rx));
+            closed: false,
+        })));
+        let task = tokio::spawn(Shared::run(core.clone(), events_rx));
         Ok(Client {
             inner: Arc::new(Inner {
-                cmd: cmd_tx,
+                core,
                 timeout: self.timeout,
                 endpoints,
                 task,
@@ -162,7 +165,7 @@ pub struct Client {
 }
 
 struct Inner {
-    cmd: mpsc::UnboundedSender<Cmd>,
+    core: Arc<Shared>,
     timeout: Option<Duration>,
     endpoints: Vec<String>,
     task: tokio::task::JoinHandle<()>,
@@ -197,21 +200,6 @@ type StreamEvent = Result<(String, Bytes), Error>;
 /// How many items a stream reader may have in flight (zerorpc's default
 /// `inqueue_size`); credit is topped up when fewer than half remain.
 const STREAM_WINDOW: usize = 100;
-
-enum Cmd {
-    Call {
-        id: MessageId,
-        frame: Vec<u8>,
-        method: String,
-        reply: oneshot::Sender<Answer>,
-    },
-    /// Grant the server `n` more data events on stream `id`.
-    More {
-        id: MessageId,
-        n: usize,
-    },
-    Close(oneshot::Sender<()>),
-}
 
 /// What a call produced when the caller does not know in advance whether
 /// the method streams (the command line, proxies).
@@ -393,13 +381,10 @@ impl Client {
         opts: CallOptions,
     ) -> Result<(MessageId, First), Error> {
         let (reply, rx) = oneshot::channel();
-        let cmd = Cmd::Call {
-            id,
-            frame,
-            method: method.to_string(),
-            reply,
-        };
-        self.inner.cmd.send(cmd).map_err(|_| Error::Closed)?;
+        self.inner
+            .core
+            .lock()
+            .start(id, frame, method.to_string(), reply)?;
         let timeout = opts.timeout.unwrap_or(self.inner.timeout);
         let answer = match timeout {
             Some(t) => match tokio::time::timeout(t, rx).await {
@@ -418,10 +403,18 @@ impl Client {
 
     /// Fail every pending call with [`Error::Closed`] and close the sockets.
     pub async fn close(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.inner.cmd.send(Cmd::Close(tx)).is_ok() {
-            let _ = rx.await;
+        let links = {
+            let mut core = self.inner.core.lock();
+            core.closed = true;
+            core.fail_where(|_| true, |_| Error::Closed);
+            std::mem::take(&mut core.links)
+        };
+        for link in links {
+            link.close(Duration::from_millis(200)).await;
         }
+        // The core task holds the sockets' receive halves: stop it, which
+        // closes them.
+        self.inner.task.abort();
     }
 }
 
@@ -536,7 +529,7 @@ impl<T> futures::Stream for ReplyStream<T> {
             if this.reserved < STREAM_WINDOW / 2 {
                 let n = STREAM_WINDOW - this.reserved;
                 this.reserved += n;
-                let _ = this.client.cmd.send(Cmd::More { id: this.id, n });
+                this.client.core.lock().grant(this.id, n);
             }
         }
         let ev = match rx.poll_recv(cx) {
@@ -636,6 +629,9 @@ impl Waiter {
     }
 }
 
+/// The client's state, shared by its callers and its core task.
+struct Shared(Mutex<Core>);
+
 struct Core {
     links: Vec<Link>,
     up: Vec<bool>,
@@ -645,77 +641,71 @@ struct Core {
     calls: HashMap<MessageId, Call, BuildHasherDefault<IdHash>>,
     heartbeat: Option<Duration>,
     passive: bool,
+    /// [`Client::close`] was called: no new calls.
+    closed: bool,
 }
 
-impl Core {
-    async fn run(mut self, mut cmds: mpsc::UnboundedReceiver<Cmd>, mut events: transport::Inbound) {
+impl Shared {
+    /// Nothing holding the lock waits or can panic, so a poisoned lock
+    /// (impossible in practice) is used as it is.
+    fn lock(&self) -> MutexGuard<'_, Core> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The core task: reads the sockets and keeps time, until the links are
+    /// closed (or the last handle is dropped, which aborts it).
+    async fn run(self: Arc<Self>, mut events: transport::Inbound) {
         // Without heartbeats the tick only forgets abandoned calls.
-        let period = self.heartbeat.unwrap_or(Duration::from_secs(2));
+        let period = self.lock().heartbeat.unwrap_or(Duration::from_secs(2));
         let mut tick = tokio::time::interval(period / 2);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                cmd = cmds.recv() => {
-                    // Every handle is gone.
-                    let Some(cmd) = cmd else { return };
-                    // Take everything already queued in one wake-up.
-                    let mut next = Some(cmd);
-                    while let Some(cmd) = next.take() {
-                        if let Some(done) = self.on_cmd(cmd) {
-                            self.fail_where(|_| true, |_| Error::Closed);
-                            for link in std::mem::take(&mut self.links) {
-                                link.close(Duration::from_millis(200)).await;
-                            }
-                            let _ = done.send(());
-                            return;
-                        }
-                        next = cmds.try_recv().ok();
-                    }
-                }
-                Some(ev) = events.recv() => {
-                    self.on_link_event(ev);
+                ev = events.recv() => {
+                    let Some(ev) = ev else { return };
+                    // Take everything already queued under one lock.
+                    let mut core = self.lock();
+                    core.on_link_event(ev);
                     while let Some(ev) = events.try_recv() {
-                        self.on_link_event(ev);
+                        core.on_link_event(ev);
                     }
                 }
-                _ = tick.tick() => self.on_tick(period),
+                _ = tick.tick() => self.lock().on_tick(period),
             }
         }
     }
+}
 
-    /// Handle a command; `Some(done)` when the client is closing (`done` is
-    /// told once it is closed).
-    fn on_cmd(&mut self, cmd: Cmd) -> Option<oneshot::Sender<()>> {
-        match cmd {
-            Cmd::Call {
-                id,
-                frame,
-                method,
-                reply,
-            } => {
-                let beat = Beat::new(Instant::now(), !self.passive);
-                let call = Call {
-                    frame: Some(frame),
-                    link: None,
-                    beat,
-                    method,
-                    waiter: Waiter::First(reply),
-                    credit: 1,
-                };
-                self.calls.insert(id, call);
-                self.pending.push_back(id);
-                self.flush_pending();
-                None
-            }
-            Cmd::More { id, n } => {
-                self.grant(id, n);
-                None
-            }
-            Cmd::Close(done) => Some(done),
+impl Core {
+    /// Register a call and send it (or queue it until a server is up).
+    fn start(
+        &mut self,
+        id: MessageId,
+        frame: Vec<u8>,
+        method: String,
+        reply: oneshot::Sender<Answer>,
+    ) -> Result<(), Error> {
+        if self.closed {
+            return Err(Error::Closed);
         }
+        let call = Call {
+            frame: Some(frame),
+            link: None,
+            beat: Beat::new(Instant::now(), !self.passive),
+            method,
+            waiter: Waiter::First(reply),
+            credit: 1,
+        };
+        self.calls.insert(id, call);
+        self.pending.push_back(id);
+        self.flush_pending();
+        Ok(())
     }
 
     fn on_link_event(&mut self, ev: LinkEvent) {
+        if self.closed {
+            return;
+        }
         match ev {
             LinkEvent::Up(l) => {
                 self.up[l] = true;
@@ -839,7 +829,9 @@ impl Core {
         args.push(0x91);
         let _ = rmp::encode::write_uint(&mut args, n as u64);
         let more = event::encode_reply(&raw_id(&id), event::MORE, &args);
-        self.links[link].send(ZmqMessage::from(more));
+        if let Some(link) = self.links.get(link) {
+            link.send(ZmqMessage::from(more));
+        }
     }
 
     fn on_tick(&mut self, period: Duration) {
@@ -859,7 +851,9 @@ impl Core {
                 lost.push(*id);
             } else if call.beat.due(now, period) {
                 let hb = event::encode_reply(&raw_id(id), event::HEARTBEAT, event::HEARTBEAT_ARGS);
-                self.links[link].send(ZmqMessage::from(hb));
+                if let Some(link) = self.links.get(link) {
+                    link.send(ZmqMessage::from(hb));
+                }
             }
         }
         for id in abandoned {
