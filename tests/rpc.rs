@@ -179,6 +179,63 @@ async fn server_cancels_handlers_of_silent_clients() {
     );
 }
 
+/// `Client::close` fails the calls in flight, refuses new ones, and closes
+/// the connection: the server cancels the call's handler at once (its
+/// heartbeat period is far longer than the test, so only the disconnect
+/// can do that).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_fails_calls_and_disconnects() {
+    let cancelled = Arc::new(AtomicBool::new(false));
+    struct Guard(Arc<AtomicBool>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let c2 = cancelled.clone();
+    let svc = Service::new("s").method("wait", move |(): ()| {
+        let guard = Guard(c2.clone());
+        async move {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(guard);
+            Ok::<_, ServiceError>(())
+        }
+    });
+    let server = Server::builder(svc)
+        .bind("tcp://127.0.0.1:0")
+        .heartbeat(Some(Duration::from_secs(20)))
+        .start()
+        .await
+        .unwrap();
+    let client = Client::builder()
+        .connect(&server.endpoints()[0])
+        .heartbeat(Some(Duration::from_secs(20)))
+        .build()
+        .await
+        .unwrap();
+    let c = client.clone();
+    let pending = tokio::spawn(async move { c.call::<_, ()>("wait", ()).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!pending.is_finished(), "the call should still be running");
+    client.close().await;
+    let e = tokio::time::timeout(Duration::from_secs(2), pending)
+        .await
+        .expect("the pending call was not failed by close")
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(e, Error::Closed), "{e:?}");
+    let e = client.call::<_, ()>("wait", ()).await.unwrap_err();
+    assert!(matches!(e, Error::Closed), "{e:?}");
+    let start = Instant::now();
+    while !cancelled.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        cancelled.load(Ordering::SeqCst),
+        "the server did not see the connection close within 3 s"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_reports_lost_remote_when_server_goes_silent() {
     // A ROUTER that takes requests and never answers or heartbeats.
