@@ -4,11 +4,12 @@
 //! All call state sits behind one lock. A caller encodes its request,
 //! registers the call and sends it in its own task (no hop through another
 //! task: on loopback that hop was a large share of a call), then waits for
-//! the reply with its own timeout and decodes it. One core task reads the
-//! sockets, routes replies to their callers, and keeps time (heartbeats). A
-//! call whose caller gave up (timeout, or the future was dropped) is
-//! forgotten on the next tick, which stops its heartbeats: that is how
-//! zerorpc cancels a call.
+//! the reply and decodes it. One core task reads the sockets, routes replies
+//! to their callers, and keeps time: heartbeats, and every call's deadline
+//! in one heap with one timer (a timer per call cost about 4% of pipelined
+//! throughput). A call that times out, or whose caller dropped the future
+//! (noticed on the next tick), is forgotten, which stops its heartbeats:
+//! that is how zerorpc cancels a call.
 //!
 //! Each endpoint is its own link, and every event of a call goes through the
 //! link that carried its request, so heartbeats always reach the server that
@@ -28,7 +29,8 @@ use bytes::Bytes;
 use rmpv::Value;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::BuildHasherDefault;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -118,16 +120,21 @@ impl ClientBuilder {
         }
         let (links, endpoints, events_rx) =
             transport::open(Kind::Dealer, &self.binds, &self.connects, self.limits).await?;
-        let core = Arc::new(Shared(Mutex::new(Core {
-            up: vec![false; links.len()],
-            links,
-            next: 0,
-            pending: VecDeque::new(),
-            calls: HashMap::default(),
-            heartbeat: self.heartbeat,
-            passive: self.passive,
-            closed: false,
-        })));
+        let core = Arc::new(Shared {
+            core: Mutex::new(Core {
+                up: vec![false; links.len()],
+                links,
+                next: 0,
+                pending: VecDeque::new(),
+                calls: HashMap::default(),
+                heartbeat: self.heartbeat,
+                passive: self.passive,
+                closed: false,
+                deadlines: BinaryHeap::new(),
+                armed: None,
+            }),
+            rearm: tokio::sync::Notify::new(),
+        });
         let task = tokio::spawn(Shared::run(core.clone(), events_rx));
         Ok(Client {
             inner: Arc::new(Inner {
@@ -381,24 +388,11 @@ impl Client {
         opts: CallOptions,
     ) -> Result<(MessageId, First), Error> {
         let (reply, rx) = oneshot::channel();
+        let timeout = opts.timeout.unwrap_or(self.inner.timeout);
         self.inner
             .core
-            .lock()
-            .start(id, frame, method.to_string(), reply)?;
-        let timeout = opts.timeout.unwrap_or(self.inner.timeout);
-        let answer = match timeout {
-            Some(t) => match tokio::time::timeout(t, rx).await {
-                Ok(a) => a,
-                Err(_) => {
-                    return Err(Error::Timeout {
-                        method: method.to_string(),
-                        after: t,
-                    })
-                }
-            },
-            None => rx.await,
-        };
-        Ok((id, answer.map_err(|_| Error::Closed)??))
+            .start(id, frame, method.to_string(), timeout, reply)?;
+        Ok((id, rx.await.map_err(|_| Error::Closed)??))
     }
 
     /// Fail every pending call with [`Error::Closed`] and close the sockets.
@@ -592,6 +586,8 @@ fn parse_err(args: &Bytes) -> RemoteError {
 struct Call {
     /// The request, until a link takes it.
     frame: Option<Vec<u8>>,
+    /// Until the first event: when the call times out, and its timeout.
+    deadline: Option<(Instant, Duration)>,
     link: Option<LinkId>,
     beat: Beat,
     method: String,
@@ -630,7 +626,11 @@ impl Waiter {
 }
 
 /// The client's state, shared by its callers and its core task.
-struct Shared(Mutex<Core>);
+struct Shared {
+    core: Mutex<Core>,
+    /// A call has a deadline earlier than the core's timer.
+    rearm: tokio::sync::Notify,
+}
 
 struct Core {
     links: Vec<Link>,
@@ -643,13 +643,33 @@ struct Core {
     passive: bool,
     /// [`Client::close`] was called: no new calls.
     closed: bool,
+    /// Call deadlines, earliest first. Entries of calls that finished stay
+    /// until they expire or the heap is compacted.
+    deadlines: BinaryHeap<Reverse<(Instant, MessageId)>>,
+    /// When the core task's timer fires (`None`: it is not set).
+    armed: Option<Instant>,
 }
 
 impl Shared {
     /// Nothing holding the lock waits or can panic, so a poisoned lock
     /// (impossible in practice) is used as it is.
     fn lock(&self) -> MutexGuard<'_, Core> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Register a call and send it (or queue it until a server is up).
+    fn start(
+        &self,
+        id: MessageId,
+        frame: Vec<u8>,
+        method: String,
+        timeout: Option<Duration>,
+        reply: oneshot::Sender<Answer>,
+    ) -> Result<(), Error> {
+        if self.lock().start(id, frame, method, timeout, reply)? {
+            self.rearm.notify_one();
+        }
+        Ok(())
     }
 
     /// The core task: reads the sockets and keeps time, until the links are
@@ -659,6 +679,8 @@ impl Shared {
         let period = self.lock().heartbeat.unwrap_or(Duration::from_secs(2));
         let mut tick = tokio::time::interval(period / 2);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(timer);
         loop {
             tokio::select! {
                 ev = events.recv() => {
@@ -671,6 +693,17 @@ impl Shared {
                     }
                 }
                 _ = tick.tick() => self.lock().on_tick(period),
+                () = &mut timer, if self.lock().armed.is_some() => {
+                    let next = self.lock().expire(Instant::now());
+                    if let Some(at) = next {
+                        timer.as_mut().reset(at);
+                    }
+                }
+                () = self.rearm.notified() => {
+                    if let Some(at) = self.lock().armed {
+                        timer.as_mut().reset(at);
+                    }
+                }
             }
         }
     }
@@ -678,28 +711,76 @@ impl Shared {
 
 impl Core {
     /// Register a call and send it (or queue it until a server is up).
+    /// True when the core task's timer must be set earlier.
     fn start(
         &mut self,
         id: MessageId,
         frame: Vec<u8>,
         method: String,
+        timeout: Option<Duration>,
         reply: oneshot::Sender<Answer>,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         if self.closed {
             return Err(Error::Closed);
         }
+        let now = Instant::now();
+        let deadline = timeout.map(|t| (now + t, t));
         let call = Call {
             frame: Some(frame),
+            deadline,
             link: None,
-            beat: Beat::new(Instant::now(), !self.passive),
+            beat: Beat::new(now, !self.passive),
             method,
             waiter: Waiter::First(reply),
             credit: 1,
         };
         self.calls.insert(id, call);
         self.pending.push_back(id);
-        self.flush_pending();
-        Ok(())
+        self.flush_pending(now);
+        let Some((at, _)) = deadline else {
+            return Ok(false);
+        };
+        // Finished calls leave their entries behind: drop them before they
+        // outnumber the calls in flight (amortised O(1) per call).
+        if self.deadlines.len() >= 2 * self.calls.len() + 64 {
+            let calls = &self.calls;
+            self.deadlines
+                .retain(|Reverse((_, id))| calls.get(id).is_some_and(|c| c.deadline.is_some()));
+        }
+        self.deadlines.push(Reverse((at, id)));
+        let earlier = self.armed.is_none_or(|armed| at < armed);
+        if earlier {
+            self.armed = Some(at);
+        }
+        Ok(earlier)
+    }
+
+    /// Fail the calls whose deadline passed; returns when to look next.
+    fn expire(&mut self, now: Instant) -> Option<Instant> {
+        while let Some(Reverse((at, id))) = self.deadlines.peek().copied() {
+            if at > now {
+                self.armed = Some(at);
+                return self.armed;
+            }
+            self.deadlines.pop();
+            let due = self
+                .calls
+                .get(&id)
+                .and_then(|c| c.deadline)
+                .is_some_and(|(at, _)| at <= now);
+            if !due {
+                continue;
+            }
+            if let Some(call) = self.calls.remove(&id) {
+                let after = call.deadline.map_or(Duration::ZERO, |(_, t)| t);
+                call.waiter.fail(Error::Timeout {
+                    method: call.method,
+                    after,
+                });
+            }
+        }
+        self.armed = None;
+        None
     }
 
     fn on_link_event(&mut self, ev: LinkEvent) {
@@ -709,7 +790,7 @@ impl Core {
         match ev {
             LinkEvent::Up(l) => {
                 self.up[l] = true;
-                self.flush_pending();
+                self.flush_pending(Instant::now());
             }
             LinkEvent::Down(l) => {
                 self.up[l] = false;
@@ -779,6 +860,7 @@ impl Core {
             return;
         }
         call.credit -= 1;
+        call.deadline = None;
         let streaming = name == event::STREAM;
         match &call.waiter {
             Waiter::Stream(tx) => {
@@ -875,7 +957,7 @@ impl Core {
     }
 
     /// Hand waiting requests to connected links, round-robin.
-    fn flush_pending(&mut self) {
+    fn flush_pending(&mut self, now: Instant) {
         while let Some(id) = self.pending.front().copied() {
             let Some(link) = self.pick_link() else { return };
             self.pending.pop_front();
@@ -887,7 +969,7 @@ impl Core {
             };
             call.link = Some(link);
             // The heartbeat clock starts when the request leaves.
-            call.beat = Beat::new(Instant::now(), !self.passive);
+            call.beat = Beat::new(now, !self.passive);
             let mut msg = ZmqMessage::from(Bytes::new());
             msg.push_back(Bytes::from(frame));
             self.links[link].send(msg);

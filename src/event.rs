@@ -36,7 +36,7 @@ pub const MAX_DEPTH: usize = 256;
 
 /// A message id as zrpc generates them: 32 ASCII hex bytes (an 8-digit
 /// counter followed by 24 random digits), sent as msgpack bin like Python.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MessageId([u8; 32]);
 
 impl MessageId {

@@ -132,6 +132,70 @@ async fn long_call_survives_on_heartbeats_and_timeouts_apply() {
     );
 }
 
+/// Calls with different timeouts each time out on their own deadline, in
+/// whatever order they were made (the client keeps one timer for all of
+/// them), a call that answers in time is not failed, and timeouts still fire
+/// after thousands of calls have come and gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_timeouts_each_fire_on_their_own_deadline() {
+    use futures::StreamExt;
+    let (_server, ep) = start_server(HB_FAST).await;
+    let client = Client::builder()
+        .connect(&ep)
+        .heartbeat(HB_FAST)
+        .timeout(Some(Duration::from_secs(20)))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(client.call::<_, i64>("add", (1, 2)).await.unwrap(), 3);
+    let timed = |secs: f64, timeout: Option<Duration>| {
+        let c = client.clone();
+        tokio::spawn(async move {
+            let opts = CallOptions {
+                timeout: timeout.map(Some),
+            };
+            let start = Instant::now();
+            let r = c.call_with::<_, String>("sleep", (secs,), opts).await;
+            (r, start.elapsed())
+        })
+    };
+    // Longest deadline first, shortest last: each new one is earlier.
+    let answered = timed(1.2, None);
+    let long = timed(5.0, Some(Duration::from_millis(900)));
+    let short = timed(5.0, Some(Duration::from_millis(300)));
+    let (r, t) = short.await.unwrap();
+    assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
+    assert!(
+        t >= Duration::from_millis(290) && t < Duration::from_millis(800),
+        "300 ms timeout fired after {t:?}"
+    );
+    let (r, t) = long.await.unwrap();
+    assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
+    assert!(
+        t >= Duration::from_millis(890) && t < Duration::from_millis(1500),
+        "900 ms timeout fired after {t:?}"
+    );
+    let (r, _) = answered.await.unwrap();
+    assert_eq!(r.unwrap(), "slept 1.2");
+
+    // Thousands of calls leave their deadlines behind; a timeout still fires.
+    let results: Vec<_> = futures::stream::iter(0..5000i64)
+        .map(|i| {
+            let c = client.clone();
+            async move { c.call::<_, i64>("add", (i, 1)).await }
+        })
+        .buffer_unordered(100)
+        .collect()
+        .await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 5000);
+    let (r, t) = timed(5.0, Some(Duration::from_millis(300))).await.unwrap();
+    assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
+    assert!(
+        t < Duration::from_millis(800),
+        "300 ms timeout fired after {t:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_cancels_handlers_of_silent_clients() {
     let cancelled = Arc::new(AtomicBool::new(false));
