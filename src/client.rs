@@ -823,28 +823,25 @@ impl Core {
             tracing::debug!(name = ?ev.name, "unable to route event (no known response_to)");
             return;
         };
-        let Some(call) = self.calls.get_mut(&id) else {
-            tracing::debug!(name = ?ev.name, "unable to route event (call finished)");
+        let Ok(name) = ev.name else {
             return;
         };
-        let now = Instant::now();
-        let name = match ev.name {
-            Ok(n) => n,
-            Err(_) => return,
-        };
-        match name.as_str() {
-            event::HEARTBEAT => call.beat.heard_heartbeat(now),
-            event::MORE => call.beat.heard(now),
-            _ => {
-                call.beat.heard(now);
-                self.on_data(id, name, ev.args);
-            }
+        let heartbeat = name == event::HEARTBEAT;
+        if !heartbeat && name != event::MORE {
+            return self.on_data(id, name, ev.args);
+        }
+        match self.calls.get_mut(&id) {
+            Some(call) if heartbeat => call.beat.heard_heartbeat(Instant::now()),
+            Some(call) => call.beat.heard(Instant::now()),
+            None => tracing::debug!(%name, "unable to route event (call finished)"),
         }
     }
 
-    /// A reply event: hand it to the caller or to its stream.
+    /// A reply event: hand it to the caller or to its stream. (A call that
+    /// ends here needs no clock read or second lookup: most calls.)
     fn on_data(&mut self, id: MessageId, name: String, args: Bytes) {
         let Some(call) = self.calls.get_mut(&id) else {
+            tracing::debug!(%name, "unable to route event (call finished)");
             return;
         };
         if call.credit == 0 {
@@ -862,6 +859,9 @@ impl Core {
         call.credit -= 1;
         call.deadline = None;
         let streaming = name == event::STREAM;
+        if streaming {
+            call.beat.heard(Instant::now());
+        }
         match &call.waiter {
             Waiter::Stream(tx) => {
                 let _ = tx.send(Ok((name, args)));

@@ -30,6 +30,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -85,15 +86,14 @@ impl Inbound {
 
     /// The next event if one is ready now.
     pub(crate) fn try_recv(&mut self) -> Option<LinkEvent> {
-        let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
         match self.poll_recv(&mut cx) {
-            std::task::Poll::Ready(ev) => ev,
-            std::task::Poll::Pending => None,
+            Poll::Ready(ev) => ev,
+            Poll::Pending => None,
         }
     }
 
-    fn poll_recv(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<LinkEvent>> {
-        use std::task::Poll;
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<LinkEvent>> {
         // State changes first: a new connection's reader is installed
         // before its messages are read, after the `Up` that announced it.
         while self.reports_open {
@@ -446,6 +446,10 @@ trait Halves: Socket + Sized + 'static {
     fn direct(_tx: &Self::Tx) -> Option<Box<dyn Direct>> {
         None
     }
+    /// The receive half as a [`Reader`].
+    fn reader(rx: Self::Rx) -> Reader {
+        reader(rx)
+    }
     /// Set the socket up before it binds or connects.
     fn prepare(&mut self) -> impl std::future::Future<Output = ()> + Send {
         async {}
@@ -459,6 +463,16 @@ impl Halves for RouterSocket {
     fn direct(tx: &Self::Tx) -> Option<Box<dyn Direct>> {
         Some(Box::new(tx.clone()))
     }
+    fn reader(mut rx: Self::Rx) -> Reader {
+        // Polled in place: no boxed future per message.
+        Box::pin(futures::stream::poll_fn(move |cx| loop {
+            match std::task::ready!(rx.poll_recv(cx)).into() {
+                Received::Message(msg) => return Poll::Ready(Some(msg)),
+                Received::End => return Poll::Ready(None),
+                Received::Skip => {}
+            }
+        }))
+    }
     fn halves(self) -> (Option<Self::Tx>, Option<Self::Rx>) {
         let (t, r) = self.split();
         (Some(t), Some(r))
@@ -471,6 +485,16 @@ impl Halves for DealerSocket {
     type Rx = zeromq::DealerRecvHalf;
     fn direct(tx: &Self::Tx) -> Option<Box<dyn Direct>> {
         Some(Box::new(tx.clone()))
+    }
+    fn reader(mut rx: Self::Rx) -> Reader {
+        // Polled in place: no boxed future per message.
+        Box::pin(futures::stream::poll_fn(move |cx| loop {
+            match std::task::ready!(rx.poll_recv(cx)).into() {
+                Received::Message(msg) => return Poll::Ready(Some(msg)),
+                Received::End => return Poll::Ready(None),
+                Received::Skip => {}
+            }
+        }))
     }
     fn halves(self) -> (Option<Self::Tx>, Option<Self::Rx>) {
         let (t, r) = self.split();
@@ -620,7 +644,7 @@ async fn serve_socket<S: Halves>(
 ) -> bool {
     if let Some(rx) = rx {
         if events
-            .send(Report::Reader(id, Some(reader(rx))))
+            .send(Report::Reader(id, Some(S::reader(rx))))
             .await
             .is_err()
         {
@@ -689,25 +713,42 @@ async fn serve_socket<S: Halves>(
 fn reader<R: SocketRecv + Send + 'static>(rx: R) -> Reader {
     Box::pin(futures::stream::unfold(rx, |mut rx| async move {
         loop {
-            match rx.recv().await {
-                Ok(msg) => return Some((msg, rx)),
-                // The socket is closed.
-                Err(zeromq::ZmqError::NoMessage) => return None,
-                // A ROUTER names the peer it dropped.
-                Err(zeromq::ZmqError::PeerFailed(peer, why)) => {
-                    tracing::warn!(peer = %hex(&peer), error = %why, "dropped a peer that sent bad data")
-                }
-                // A peer's connection broke (reset, closed mid-frame): not
-                // bad data; the disconnect is reported on its own.
-                Err(e) if io_failure(&e) => {
-                    tracing::debug!(error = %e, "a peer's connection failed")
-                }
-                // One peer broke the protocol (or went over the size limit);
-                // zeromq has dropped it. The others carry on.
-                Err(e) => tracing::warn!(error = %e, "dropped a peer that sent bad data"),
+            match rx.recv().await.into() {
+                Received::Message(msg) => return Some((msg, rx)),
+                Received::End => return None,
+                Received::Skip => {}
             }
         }
     }))
+}
+
+/// What a receive result means to a [`Reader`].
+enum Received {
+    Message(ZmqMessage),
+    /// The socket is closed.
+    End,
+    /// An error, logged here; read on.
+    Skip,
+}
+
+impl From<zeromq::ZmqResult<ZmqMessage>> for Received {
+    fn from(r: zeromq::ZmqResult<ZmqMessage>) -> Self {
+        match r {
+            Ok(msg) => return Received::Message(msg),
+            Err(zeromq::ZmqError::NoMessage) => return Received::End,
+            // A ROUTER names the peer it dropped.
+            Err(zeromq::ZmqError::PeerFailed(peer, why)) => {
+                tracing::warn!(peer = %hex(&peer), error = %why, "dropped a peer that sent bad data")
+            }
+            // A peer's connection broke (reset, closed mid-frame): not
+            // bad data; the disconnect is reported on its own.
+            Err(e) if io_failure(&e) => tracing::debug!(error = %e, "a peer's connection failed"),
+            // One peer broke the protocol (or went over the size limit);
+            // zeromq has dropped it. The others carry on.
+            Err(e) => tracing::warn!(error = %e, "dropped a peer that sent bad data"),
+        }
+        Received::Skip
+    }
 }
 
 /// Peers of a ROUTER whose send queue is full: what is sent to them is

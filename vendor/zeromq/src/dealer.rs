@@ -15,6 +15,7 @@ use futures::StreamExt;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 pub struct DealerSocket {
     backend: Arc<GenericSocketBackend>,
@@ -186,22 +187,30 @@ impl DealerSendHalf {
 
 impl CaptureSocket for DealerSendHalf {}
 
-#[async_trait]
-impl SocketRecv for DealerRecvHalf {
-    async fn recv(&mut self) -> ZmqResult<ZmqMessage> {
+impl DealerRecvHalf {
+    /// zrpc patch: [`SocketRecv::recv`] as a poll function, so an owner that
+    /// polls several sources needs no boxed future per message.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<ZmqResult<ZmqMessage>> {
         loop {
-            match self.fair_queue.next().await {
+            match ready!(self.fair_queue.poll_next_unpin(cx)) {
                 Some((_peer_id, Ok(Message::Message(message)))) => {
-                    return Ok(message);
+                    return Poll::Ready(Ok(message));
                 }
                 Some((_peer_id, Ok(_))) => {}
                 Some((_peer_id, Err(e))) => {
-                    return Err(e.into());
+                    return Poll::Ready(Err(e.into()));
                 }
                 None => {
-                    return Err(ZmqError::NoMessage);
+                    return Poll::Ready(Err(ZmqError::NoMessage));
                 }
             };
         }
+    }
+}
+
+#[async_trait]
+impl SocketRecv for DealerRecvHalf {
+    async fn recv(&mut self) -> ZmqResult<ZmqMessage> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 }

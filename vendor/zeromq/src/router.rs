@@ -16,6 +16,7 @@ use futures::StreamExt;
 use std::collections::HashMap;
 use std::convert::TryInto;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 pub struct RouterSocket {
     backend: Arc<GenericSocketBackend>,
@@ -206,14 +207,15 @@ impl RouterSendHalf {
     }
 }
 
-#[async_trait]
-impl SocketRecv for RouterRecvHalf {
-    async fn recv(&mut self) -> ZmqResult<ZmqMessage> {
+impl RouterRecvHalf {
+    /// zrpc patch: [`SocketRecv::recv`] as a poll function, so an owner that
+    /// polls several sources needs no boxed future per message.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<ZmqResult<ZmqMessage>> {
         loop {
-            match self.fair_queue.next().await {
+            match ready!(self.fair_queue.poll_next_unpin(cx)) {
                 Some((peer_id, Ok(Message::Message(mut message)))) => {
                     message.push_front(peer_id.into());
-                    return Ok(message);
+                    return Poll::Ready(Ok(message));
                 }
                 Some((_peer_id, Ok(_))) => {}
                 // zrpc patch: say which peer broke the protocol, and how
@@ -222,13 +224,20 @@ impl SocketRecv for RouterRecvHalf {
                 Some((peer_id, Err(e))) => {
                     self.inner.backend.peer_disconnected(&peer_id);
                     if !matches!(e, crate::codec::CodecError::Io(_)) {
-                        return Err(ZmqError::PeerFailed(peer_id, e.to_string()));
+                        return Poll::Ready(Err(ZmqError::PeerFailed(peer_id, e.to_string())));
                     }
                 }
                 None => {
-                    return Err(ZmqError::NoMessage);
+                    return Poll::Ready(Err(ZmqError::NoMessage));
                 }
             };
         }
+    }
+}
+
+#[async_trait]
+impl SocketRecv for RouterRecvHalf {
+    async fn recv(&mut self) -> ZmqResult<ZmqMessage> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 }
