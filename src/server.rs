@@ -20,8 +20,9 @@ use crate::logging::{hex, RateLimit};
 use crate::service::{Args, Encoded, ItemStream, Reply, Service};
 use crate::transport::{self, Kind, Limits, Link, LinkEvent, LinkId};
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -296,8 +297,8 @@ impl Core {
     }
 
     fn on_message(&mut self, link: LinkId, msg: ZmqMessage, draining: bool) {
-        let frames = msg.into_vec();
-        let (identity, payload) = match (frames.first(), frames.last()) {
+        let mut frames = msg.into_vecdeque();
+        let (identity, payload) = match (frames.front(), frames.back()) {
             (Some(i), Some(p)) if frames.len() >= 2 => (i.clone(), p.clone()),
             _ => return,
         };
@@ -310,10 +311,9 @@ impl Core {
                 if let Some((id, version)) = event::request_id(&payload) {
                     let key = ChanKey { link, identity, id };
                     if !self.chans.contains_key(&key) {
-                        let route = route_of(&frames);
                         let err =
                             ServiceError::new("ProtocolError", format!("malformed request: {e}"));
-                        self.reject(&key, &route, version.unwrap_or(1) < 2, err);
+                        self.reject(&key, frames, version.unwrap_or(1) < 2, err);
                     }
                 }
                 return;
@@ -353,7 +353,6 @@ impl Core {
             );
             return;
         };
-        let route = route_of(&frames);
         let key = ChanKey { link, identity, id };
         // (Most requests find no request running: skip hashing then.)
         if !self.chans.is_empty() && self.chans.contains_key(&key) {
@@ -364,13 +363,13 @@ impl Core {
         let name = match ev.name {
             Ok(name) => name,
             Err(why) => {
-                return self.reject(&key, &route, legacy, ServiceError::new("NameError", why))
+                return self.reject(&key, frames, legacy, ServiceError::new("NameError", why))
             }
         };
         if draining {
             return self.reject(
                 &key,
-                &route,
+                frames,
                 legacy,
                 ServiceError::new("ServerStopping", "the server is shutting down"),
             );
@@ -379,7 +378,7 @@ impl Core {
             let got = event::type_name(&ev.args);
             return self.reject(
                 &key,
-                &route,
+                frames,
                 legacy,
                 ServiceError::type_error(format!(
                     "{name}() arguments must be a msgpack array, got {got}"
@@ -387,28 +386,24 @@ impl Core {
             );
         };
         tracing::debug!(method = %name, "request");
-        let mut call = crate::service::guarded(self.service.dispatch(&name, args)).boxed();
-        // Most handlers finish without waiting: poll once here and reply at
-        // once, saving a task and two hops through this core. A handler
-        // that is not ready moves to its own task, which polls it again
-        // (with a real waker) before anything else. Under a pool limit every
-        // request waits for its slot in a task instead.
-        if self.pool.is_none() {
-            let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
-            match call.as_mut().poll(&mut cx) {
-                std::task::Poll::Ready(Ok(Reply::Value(v))) => {
-                    return self.send(key.link, &route, encode_ok(&key.id, v));
-                }
-                std::task::Poll::Ready(Err(e)) => {
+        // Most handlers finish without waiting: poll once here (a panic
+        // caught) and reply at once, saving a task and two hops through
+        // this core. A handler that is not ready moves to its own task,
+        // which polls it again (with a real waker) before anything else.
+        // Under a pool limit every request waits for its slot in a task.
+        let call = if self.pool.is_none() {
+            match poll_once(&self.service, &name, args) {
+                Polled::Running(call) => call,
+                Polled::Done(Ok(v)) => return self.reply(key.link, frames, encode_ok(&key.id, v)),
+                Polled::Done(Err(e)) => {
                     tracing::debug!(peer = %hex(&key.identity), error = %e, "request failed");
-                    return self.send(key.link, &route, encode_error(&key.id, legacy, &e).into());
+                    let err = encode_error(&key.id, legacy, &e).into();
+                    return self.reply(key.link, frames, err);
                 }
-                std::task::Poll::Ready(Ok(Reply::Stream(items))) => {
-                    call = futures::future::ready(Ok(Reply::Stream(items))).boxed();
-                }
-                std::task::Poll::Pending => {}
             }
-        }
+        } else {
+            self.service.dispatch(&name, args)
+        };
         let credit = Arc::new(Semaphore::new(1));
         let task = tokio::spawn(run_request(
             call,
@@ -422,7 +417,7 @@ impl Core {
         self.chans.insert(
             key,
             Chan {
-                route,
+                route: route_of(frames.make_contiguous()),
                 task: task.abort_handle(),
                 beat,
                 credit,
@@ -444,9 +439,26 @@ impl Core {
         self.send(out.key.link, route, out.payload);
     }
 
-    fn reject(&mut self, key: &ChanKey, route: &[Bytes], legacy: bool, e: ServiceError) {
+    /// Answer a request (its `frames`) with an error.
+    fn reject(&mut self, key: &ChanKey, frames: VecDeque<Bytes>, legacy: bool, e: ServiceError) {
         tracing::debug!(peer = %hex(&key.identity), error = %e, "request rejected");
-        self.send(key.link, route, encode_error(&key.id, legacy, &e).into());
+        self.reply(key.link, frames, encode_error(&key.id, legacy, &e).into());
+    }
+
+    /// Answer a request with one event, reusing its frames: the route as it
+    /// came (plus an empty delimiter if it had none), `payload` in place of
+    /// the request's. Saves building a new message per call.
+    fn reply(&self, link: LinkId, mut frames: VecDeque<Bytes>, payload: Bytes) {
+        let n = frames.len();
+        if n < 3 || !frames[n - 2].is_empty() {
+            frames.insert(n - 1, Bytes::new());
+        }
+        if let Some(last) = frames.back_mut() {
+            *last = payload;
+        }
+        if let (Some(l), Ok(msg)) = (self.links.get(link), ZmqMessage::try_from(frames)) {
+            l.send(msg);
+        }
     }
 
     fn on_tick(&mut self, period: Duration) {
@@ -477,10 +489,38 @@ impl Core {
     }
 }
 
+/// A request after its first poll.
+enum Polled {
+    /// Not finished, or a stream (streams always run in a task).
+    Running(BoxFuture<'static, Result<Reply, ServiceError>>),
+    /// Answered (or panicked) at once.
+    Done(Result<Encoded, ServiceError>),
+}
+
+/// Start a request and poll it once, catching a panic.
+fn poll_once(service: &Service, name: &str, args: Args) -> Polled {
+    use std::task::Poll;
+    let first = std::panic::AssertUnwindSafe(|| {
+        let mut call = service.dispatch(name, args);
+        let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+        let polled = call.as_mut().poll(&mut cx);
+        (call, polled)
+    });
+    match std::panic::catch_unwind(first) {
+        Ok((call, Poll::Pending)) => Polled::Running(call),
+        Ok((_, Poll::Ready(Ok(Reply::Stream(items))))) => {
+            Polled::Running(futures::future::ready(Ok(Reply::Stream(items))).boxed())
+        }
+        Ok((_, Poll::Ready(Ok(Reply::Value(v))))) => Polled::Done(Ok(v)),
+        Ok((_, Poll::Ready(Err(e)))) => Polled::Done(Err(e)),
+        Err(panic) => Polled::Done(Err(crate::service::panicked(&*panic))),
+    }
+}
+
 /// Run one request: wait for a pool slot, run the (panic-guarded) handler,
 /// and send its reply (or its stream, one credit per event) through the core.
 async fn run_request(
-    call: futures::future::BoxFuture<'static, Result<Reply, ServiceError>>,
+    call: BoxFuture<'static, Result<Reply, ServiceError>>,
     pool: Option<Arc<Semaphore>>,
     out: mpsc::UnboundedSender<Out>,
     credit: Arc<Semaphore>,
@@ -491,7 +531,7 @@ async fn run_request(
         Some(p) => p.acquire_owned().await.ok(),
         None => None,
     };
-    let result = call.await;
+    let result = crate::service::guarded(call).await;
     let send = |payload, last| {
         out.send(Out {
             key: key.clone(),

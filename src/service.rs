@@ -108,15 +108,18 @@ pub(crate) async fn guarded<T>(
     use futures::FutureExt;
     match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
         Ok(r) => r,
-        Err(panic) => Err(ServiceError::new("Panic", panic_message(&*panic))),
+        Err(panic) => Err(panicked(&*panic)),
     }
 }
 
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>()
+/// The error a caller gets for a handler that panicked.
+pub(crate) fn panicked(p: &(dyn std::any::Any + Send)) -> ServiceError {
+    let message = p
+        .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "handler panicked".into())
+        .unwrap_or_else(|| "handler panicked".into());
+    ServiceError::new("Panic", message)
 }
 
 /// Description of one argument, for introspection.

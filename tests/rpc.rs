@@ -196,6 +196,52 @@ async fn mixed_timeouts_each_fire_on_their_own_deadline() {
     );
 }
 
+/// A handler that panics (before returning its future, on its first poll,
+/// or after waiting) answers its caller with a `Panic` error, and the
+/// server keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panicking_handlers_answer_with_an_error() {
+    let svc = Service::new("s")
+        .method("sync_boom", |(): ()| {
+            if std::hint::black_box(true) {
+                panic!("sync boom");
+            }
+            async { Ok::<_, ServiceError>(()) }
+        })
+        .method("first_poll_boom", |(): ()| async {
+            if std::hint::black_box(true) {
+                panic!("first poll boom");
+            }
+            Ok::<_, ServiceError>(())
+        })
+        .method("later_boom", |(): ()| async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if std::hint::black_box(true) {
+                panic!("later boom {}", 42);
+            }
+            Ok::<_, ServiceError>(())
+        })
+        .method("add", |(a, b): (i64, i64)| async move {
+            Ok::<_, ServiceError>(a + b)
+        });
+    let server = Server::builder(svc)
+        .bind("tcp://127.0.0.1:0")
+        .start()
+        .await
+        .unwrap();
+    let client = Client::connect(&server.endpoints()[0]).await.unwrap();
+    for (method, message) in [
+        ("sync_boom", "sync boom"),
+        ("first_poll_boom", "first poll boom"),
+        ("later_boom", "later boom 42"),
+    ] {
+        let e = client.call::<_, ()>(method, ()).await.unwrap_err();
+        let r = e.remote().unwrap_or_else(|| panic!("{method}: {e:?}"));
+        assert_eq!((r.name.as_str(), r.message.as_str()), ("Panic", message));
+        assert_eq!(client.call::<_, i64>("add", (1, 2)).await.unwrap(), 3);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_cancels_handlers_of_silent_clients() {
     let cancelled = Arc::new(AtomicBool::new(false));
