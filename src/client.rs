@@ -679,8 +679,11 @@ impl Shared {
         let period = self.lock().heartbeat.unwrap_or(Duration::from_secs(2));
         let mut tick = tokio::time::interval(period / 2);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let timer = tokio::time::sleep(Duration::ZERO);
-        tokio::pin!(timer);
+        // Unarmed, the timer waits "forever" (a year).
+        let never = || Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        let timer = tokio::time::sleep_until(never());
+        let rearm = self.rearm.notified();
+        tokio::pin!(timer, rearm);
         loop {
             tokio::select! {
                 ev = events.recv() => {
@@ -693,16 +696,14 @@ impl Shared {
                     }
                 }
                 _ = tick.tick() => self.lock().on_tick(period),
-                () = &mut timer, if self.lock().armed.is_some() => {
+                () = &mut timer => {
                     let next = self.lock().expire(Instant::now());
-                    if let Some(at) = next {
-                        timer.as_mut().reset(at);
-                    }
+                    timer.as_mut().reset(next.unwrap_or_else(never));
                 }
-                () = self.rearm.notified() => {
-                    if let Some(at) = self.lock().armed {
-                        timer.as_mut().reset(at);
-                    }
+                () = &mut rearm => {
+                    rearm.set(self.rearm.notified());
+                    let at = self.lock().armed;
+                    timer.as_mut().reset(at.unwrap_or_else(never));
                 }
             }
         }
