@@ -240,12 +240,13 @@ impl Core {
                         self.on_out(out);
                     }
                 }
-                _ = tick.tick(), if self.heartbeat.is_some() => self.on_tick(period),
+                // (Only while requests run: nothing to beat otherwise.)
+                _ = tick.tick(), if self.heartbeat.is_some() && !self.chans.is_empty() => self.on_tick(period),
                 Some(Ctl::Stop { grace, done }) = ctl.recv(), if draining.is_none() => {
                     tracing::info!(in_flight = self.chans.len(), "stopping: draining in-flight requests");
                     draining = Some((Instant::now() + grace, done));
                 }
-                _ = sleep_until_opt(deadline) => {
+                _ = sleep_until_opt(deadline), if deadline.is_some() => {
                     tracing::warn!(cancelled = self.chans.len(), "stop deadline reached: cancelling requests");
                     break;
                 }
