@@ -971,9 +971,11 @@ impl Core {
             call.link = Some(link);
             // The heartbeat clock starts when the request leaves.
             call.beat = Beat::new(now, !self.passive);
-            let mut msg = ZmqMessage::from(Bytes::new());
-            msg.push_back(Bytes::from(frame));
-            self.links[link].send(msg);
+            // [empty delimiter, request], in one allocation.
+            let frames = vec![Bytes::new(), Bytes::from(frame)];
+            if let Ok(msg) = ZmqMessage::try_from(frames) {
+                self.links[link].send(msg);
+            }
         }
     }
 
