@@ -381,4 +381,23 @@ fn zrpc_bench_prints_side_by_side_json_and_benchmarks_a_live_server() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("NameError"));
+    // Nothing listening: one line within seconds (a ping, not the 30 s
+    // call timeout), exit 1.
+    let dead = format!("tcp://127.0.0.1:{}", free_port());
+    let start = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_zrpc-bench"))
+        .args(["--connect", &dead, "--seq", "5"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("no zerorpc server answered at {dead} within 5 s")),
+        "{err}"
+    );
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(15),
+        "{:?}",
+        start.elapsed()
+    );
 }

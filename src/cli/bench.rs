@@ -9,7 +9,7 @@
 //! (`--runtime`), one after the other.
 
 use crate::value::{from_json, Value};
-use crate::{Client, Server, Service, ServiceError};
+use crate::{CallOptions, Client, Server, Service, ServiceError};
 use bytes::Bytes;
 use clap::Parser;
 use futures::StreamExt;
@@ -308,6 +308,9 @@ enum CallArgs<'a> {
     /// Dynamic values (with --connect: whatever the user gave).
     Values(&'a [Value]),
 }
+
+/// How long `--connect` waits for the server's first answer.
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 async fn zrpc_client(ep: &str) -> Result<Client, String> {
     Client::builder()
@@ -658,6 +661,22 @@ async fn live(o: &Opts, addr: &str) -> Result<(), String> {
     };
     let client = zrpc_client(addr).await?;
     progress(&format!("connecting to {addr}"));
+    // Every zerorpc server answers a ping at once: a wrong address fails
+    // in seconds, not after the 30 s a slow method may need.
+    let ping = CallOptions::timeout(PING_TIMEOUT);
+    match client
+        .call_dynamic_with("_zerorpc_ping", vec![], ping)
+        .await
+    {
+        Ok(_) => {}
+        Err(crate::Error::Timeout { .. }) => {
+            return Err(format!(
+                "no zerorpc server answered at {addr} within {} s",
+                PING_TIMEOUT.as_secs()
+            ))
+        }
+        Err(e) => return Err(format!("_zerorpc_ping: {e}")),
+    }
     call_once(&client, &o.method, CallArgs::Values(&args)).await?;
     progress(&format!("[1/2] {} sequential calls of {}", o.seq, o.method));
     let seq = latency(zrpc_sequential(&client, &o.method, CallArgs::Values(&args), o.seq).await?);
