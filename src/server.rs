@@ -418,7 +418,7 @@ impl Core {
         self.chans.insert(
             key,
             Chan {
-                route: route_of(frames.make_contiguous()),
+                route: route_of(&mut frames),
                 task: task.abort_handle(),
                 beat,
                 credit,
@@ -450,10 +450,7 @@ impl Core {
     /// came (plus an empty delimiter if it had none), `payload` in place of
     /// the request's. Saves building a new message per call.
     fn reply(&self, link: LinkId, mut frames: VecDeque<Bytes>, payload: Bytes) {
-        let n = frames.len();
-        if n < 3 || !frames[n - 2].is_empty() {
-            frames.insert(n - 1, Bytes::new());
-        }
+        delimit(&mut frames);
         if let Some(last) = frames.back_mut() {
             *last = payload;
         }
@@ -586,13 +583,22 @@ fn more_credit(args: &Bytes) -> Option<usize> {
 }
 
 /// The frames to put before a reply's payload: the identity and any
-/// envelope, then the empty delimiter (added if the request had none).
-fn route_of(frames: &[Bytes]) -> Vec<Bytes> {
-    let mut route = frames[..frames.len() - 1].to_vec();
-    if route.len() < 2 || !route[route.len() - 1].is_empty() {
-        route.push(Bytes::new());
+/// envelope, then the empty delimiter (see [`delimit`]).
+fn route_of(frames: &mut VecDeque<Bytes>) -> Vec<Bytes> {
+    delimit(frames);
+    frames
+        .range(..frames.len().saturating_sub(1))
+        .cloned()
+        .collect()
+}
+
+/// Make a request's frames `[identity, envelope..., empty, payload]`: a
+/// reply carries the empty delimiter even when the request had none.
+fn delimit(frames: &mut VecDeque<Bytes>) {
+    let n = frames.len();
+    if n >= 2 && (n < 3 || !frames[n - 2].is_empty()) {
+        frames.insert(n - 1, Bytes::new());
     }
-    route
 }
 
 fn frames(route: &[Bytes], payload: Bytes) -> ZmqMessage {
@@ -654,4 +660,38 @@ fn encode_error(response_to: &[u8], legacy: bool, e: &ServiceError) -> Vec<u8> {
         e.traceback.clone()
     };
     event::encode_err(response_to, &e.name, &e.message, &tb)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deque(frames: &[&'static [u8]]) -> VecDeque<Bytes> {
+        frames.iter().map(|f| Bytes::from_static(f)).collect()
+    }
+
+    /// Replies always carry the empty delimiter before the payload, whether
+    /// or not the request had one, and keep any envelope frames.
+    #[test]
+    fn replies_are_delimited_and_keep_the_envelope() {
+        for (request, delimited) in [
+            (&[&b"id"[..], b"req"][..], &[&b"id"[..], b"", b"req"][..]),
+            (&[b"id", b"", b"req"], &[b"id", b"", b"req"]),
+            (&[b"id", b"env", b"req"], &[b"id", b"env", b"", b"req"]),
+            (&[b"id", b"env", b"", b"req"], &[b"id", b"env", b"", b"req"]),
+        ] {
+            let mut frames = deque(request);
+            delimit(&mut frames);
+            assert_eq!(frames, deque(delimited));
+            let mut frames = deque(request);
+            let route = route_of(&mut frames);
+            assert_eq!(
+                route,
+                delimited[..delimited.len() - 1]
+                    .iter()
+                    .map(|f| Bytes::from_static(f))
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
 }

@@ -463,15 +463,8 @@ impl Halves for RouterSocket {
     fn direct(tx: &Self::Tx) -> Option<Box<dyn Direct>> {
         Some(Box::new(tx.clone()))
     }
-    fn reader(mut rx: Self::Rx) -> Reader {
-        // Polled in place: no boxed future per message.
-        Box::pin(futures::stream::poll_fn(move |cx| loop {
-            match std::task::ready!(rx.poll_recv(cx)).into() {
-                Received::Message(msg) => return Poll::Ready(Some(msg)),
-                Received::End => return Poll::Ready(None),
-                Received::Skip => {}
-            }
-        }))
+    fn reader(rx: Self::Rx) -> Reader {
+        polled_reader(rx)
     }
     fn halves(self) -> (Option<Self::Tx>, Option<Self::Rx>) {
         let (t, r) = self.split();
@@ -486,15 +479,8 @@ impl Halves for DealerSocket {
     fn direct(tx: &Self::Tx) -> Option<Box<dyn Direct>> {
         Some(Box::new(tx.clone()))
     }
-    fn reader(mut rx: Self::Rx) -> Reader {
-        // Polled in place: no boxed future per message.
-        Box::pin(futures::stream::poll_fn(move |cx| loop {
-            match std::task::ready!(rx.poll_recv(cx)).into() {
-                Received::Message(msg) => return Poll::Ready(Some(msg)),
-                Received::End => return Poll::Ready(None),
-                Received::Skip => {}
-            }
-        }))
+    fn reader(rx: Self::Rx) -> Reader {
+        polled_reader(rx)
     }
     fn halves(self) -> (Option<Self::Tx>, Option<Self::Rx>) {
         let (t, r) = self.split();
@@ -718,6 +704,34 @@ fn reader<R: SocketRecv + Send + 'static>(rx: R) -> Reader {
                 Received::End => return None,
                 Received::Skip => {}
             }
+        }
+    }))
+}
+
+/// A receive half with a poll function (the vendored patch's `poll_recv`).
+trait PollRecv: Send + 'static {
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<zeromq::ZmqResult<ZmqMessage>>;
+}
+
+impl PollRecv for zeromq::DealerRecvHalf {
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<zeromq::ZmqResult<ZmqMessage>> {
+        zeromq::DealerRecvHalf::poll_recv(self, cx)
+    }
+}
+
+impl PollRecv for zeromq::RouterRecvHalf {
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<zeromq::ZmqResult<ZmqMessage>> {
+        zeromq::RouterRecvHalf::poll_recv(self, cx)
+    }
+}
+
+/// [`reader`], polled in place: no boxed future per message.
+fn polled_reader<R: PollRecv>(mut rx: R) -> Reader {
+    Box::pin(futures::stream::poll_fn(move |cx| loop {
+        match std::task::ready!(rx.poll_recv(cx)).into() {
+            Received::Message(msg) => return Poll::Ready(Some(msg)),
+            Received::End => return Poll::Ready(None),
+            Received::Skip => {}
         }
     }))
 }

@@ -12,6 +12,50 @@ use zerorpc::{CallOptions, Client, Error, Server, Service, ServiceError, Value};
 
 const HB_FAST: Option<Duration> = Some(Duration::from_millis(200));
 
+/// A client with fast heartbeats and the given call timeout.
+async fn fast_client(ep: &str, timeout: Duration) -> Client {
+    Client::builder()
+        .connect(ep)
+        .heartbeat(HB_FAST)
+        .timeout(Some(timeout))
+        .build()
+        .await
+        .unwrap()
+}
+
+/// Sets its flag when dropped: shows that a handler was cancelled.
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A service whose `wait` runs for 30 s unless cancelled: `started` counts
+/// its runs, and `cancelled` is set when one is dropped.
+fn wait_service(cancelled: &Arc<AtomicBool>, started: &Arc<AtomicUsize>) -> Service {
+    let (cancelled, started) = (cancelled.clone(), started.clone());
+    Service::new("s").method("wait", move |(): ()| {
+        let guard = SetOnDrop(cancelled.clone());
+        started.fetch_add(1, Ordering::SeqCst);
+        async move {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(guard);
+            Ok::<_, ServiceError>(())
+        }
+    })
+}
+
+/// Whether `flag` is set within `limit`.
+async fn set_within(flag: &AtomicBool, limit: Duration) -> bool {
+    let start = Instant::now();
+    while !flag.load(Ordering::SeqCst) && start.elapsed() < limit {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    flag.load(Ordering::SeqCst)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typed_dynamic_and_error_calls() {
     let (_server, ep) = start_server(HB_FAST).await;
@@ -102,13 +146,7 @@ async fn blocking_work_does_not_stall_other_calls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_call_survives_on_heartbeats_and_timeouts_apply() {
     let (_server, ep) = start_server(HB_FAST).await;
-    let client = Client::builder()
-        .connect(&ep)
-        .heartbeat(HB_FAST)
-        .timeout(Some(Duration::from_secs(5)))
-        .build()
-        .await
-        .unwrap();
+    let client = fast_client(&ep, Duration::from_secs(5)).await;
     // 1.5 s is more than 7 heartbeat periods.
     assert_eq!(
         client.call::<_, String>("sleep", (1.5,)).await.unwrap(),
@@ -140,13 +178,7 @@ async fn long_call_survives_on_heartbeats_and_timeouts_apply() {
 async fn mixed_timeouts_each_fire_on_their_own_deadline() {
     use futures::StreamExt;
     let (_server, ep) = start_server(HB_FAST).await;
-    let client = Client::builder()
-        .connect(&ep)
-        .heartbeat(HB_FAST)
-        .timeout(Some(Duration::from_secs(20)))
-        .build()
-        .await
-        .unwrap();
+    let client = fast_client(&ep, Duration::from_secs(20)).await;
     assert_eq!(client.call::<_, i64>("add", (1, 2)).await.unwrap(), 3);
     let timed = |secs: f64, timeout: Option<Duration>| {
         let c = client.clone();
@@ -246,23 +278,7 @@ async fn panicking_handlers_answer_with_an_error() {
 async fn server_cancels_handlers_of_silent_clients() {
     let cancelled = Arc::new(AtomicBool::new(false));
     let started = Arc::new(AtomicUsize::new(0));
-    struct Guard(Arc<AtomicBool>);
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
-    let (c2, s2) = (cancelled.clone(), started.clone());
-    let svc = Service::new("s").method("wait", move |(): ()| {
-        let guard = Guard(c2.clone());
-        s2.fetch_add(1, Ordering::SeqCst);
-        async move {
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            drop(guard);
-            Ok::<_, ServiceError>(())
-        }
-    });
-    let server = Server::builder(svc)
+    let server = Server::builder(wait_service(&cancelled, &started))
         .bind("tcp://127.0.0.1:0")
         .heartbeat(HB_FAST)
         .start()
@@ -273,14 +289,11 @@ async fn server_cancels_handlers_of_silent_clients() {
     raw.connect(&server.endpoints()[0]).await.unwrap();
     raw.send(request(b"wait", &[0x90])).await.unwrap();
     let start = Instant::now();
-    while !cancelled.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(3) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(started.load(Ordering::SeqCst), 1);
     assert!(
-        cancelled.load(Ordering::SeqCst),
+        set_within(&cancelled, Duration::from_secs(3)).await,
         "handler still running after 3 s of client silence"
     );
+    assert_eq!(started.load(Ordering::SeqCst), 1);
     // 3 periods max without any heartbeat, plus a tick.
     assert!(
         start.elapsed() >= Duration::from_millis(500),
@@ -296,22 +309,8 @@ async fn server_cancels_handlers_of_silent_clients() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_fails_calls_and_disconnects() {
     let cancelled = Arc::new(AtomicBool::new(false));
-    struct Guard(Arc<AtomicBool>);
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
-    let c2 = cancelled.clone();
-    let svc = Service::new("s").method("wait", move |(): ()| {
-        let guard = Guard(c2.clone());
-        async move {
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            drop(guard);
-            Ok::<_, ServiceError>(())
-        }
-    });
-    let server = Server::builder(svc)
+    let started = Arc::new(AtomicUsize::new(0));
+    let server = Server::builder(wait_service(&cancelled, &started))
         .bind("tcp://127.0.0.1:0")
         .heartbeat(Some(Duration::from_secs(20)))
         .start()
@@ -336,12 +335,8 @@ async fn close_fails_calls_and_disconnects() {
     assert!(matches!(e, Error::Closed), "{e:?}");
     let e = client.call::<_, ()>("wait", ()).await.unwrap_err();
     assert!(matches!(e, Error::Closed), "{e:?}");
-    let start = Instant::now();
-    while !cancelled.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(3) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     assert!(
-        cancelled.load(Ordering::SeqCst),
+        set_within(&cancelled, Duration::from_secs(3)).await,
         "the server did not see the connection close within 3 s"
     );
 }
@@ -404,13 +399,7 @@ async fn client_reconnects_after_server_restart() {
         .start()
         .await
         .unwrap();
-    let client = Client::builder()
-        .connect(&ep)
-        .heartbeat(HB_FAST)
-        .timeout(Some(Duration::from_secs(5)))
-        .build()
-        .await
-        .unwrap();
+    let client = fast_client(&ep, Duration::from_secs(5)).await;
     assert_eq!(client.call::<_, i64>("add", (1, 1)).await.unwrap(), 2);
     let pending = {
         let c = client.clone();
