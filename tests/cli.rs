@@ -72,6 +72,13 @@ fn calc_service_does_what_users_mean() {
     let out = zrpc(&["-j", &ep, "add", "{bad json"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("not valid JSON"), "{}", stderr(&out));
+    // A timeout too large for a Duration is a usage error, not a panic.
+    let out = zrpc(&["--timeout", "1e300", &ep, "add", "1", "2"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out).lines().next(),
+        Some("zrpc: --timeout 1e300 is too large")
+    );
 }
 
 #[test]

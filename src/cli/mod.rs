@@ -186,7 +186,12 @@ fn seconds(s: f64, what: &str) -> Result<Option<Duration>, CliError> {
             "--{what} must be a non-negative number of seconds"
         )));
     }
-    Ok((s > 0.0).then(|| Duration::from_secs_f64(s)))
+    if s == 0.0 {
+        return Ok(None);
+    }
+    Duration::try_from_secs_f64(s)
+        .map(Some)
+        .map_err(|_| CliError::Usage(format!("--{what} {s:e} is too large")))
 }
 
 async fn run(opts: Opts) -> Result<(), CliError> {
