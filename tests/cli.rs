@@ -408,3 +408,17 @@ fn zrpc_bench_prints_side_by_side_json_and_benchmarks_a_live_server() {
         start.elapsed()
     );
 }
+
+/// A zero count is a usage error, not silently run as one round trip.
+#[test]
+fn bench_rejects_zero_counts() {
+    for opt in ["--window", "--rounds", "--seq", "--pipelined"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_zrpc-bench"))
+            .args([opt, "0"])
+            .output()
+            .expect("run zrpc-bench");
+        assert_eq!(out.status.code(), Some(2), "{opt} 0: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("must be at least 1"), "{opt} 0: {err}");
+    }
+}

@@ -36,16 +36,16 @@ struct Opts {
     threads: Option<usize>,
     /// Rounds: raw and zrpc alternate this many times, so drift on a busy
     /// machine affects both alike; figures are over all rounds (medians).
-    #[arg(long, default_value_t = 5, value_name = "N")]
+    #[arg(long, default_value_t = 5, value_name = "N", value_parser = at_least_one)]
     rounds: usize,
     /// Sequential round trips (one in flight) to time.
-    #[arg(long, default_value_t = 5000, value_name = "N")]
+    #[arg(long, default_value_t = 5000, value_name = "N", value_parser = at_least_one)]
     seq: usize,
     /// Pipelined round trips on one connection.
-    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    #[arg(long, default_value_t = 100_000, value_name = "N", value_parser = at_least_one)]
     pipelined: usize,
     /// Round trips in flight when pipelining.
-    #[arg(long, default_value_t = 100, value_name = "N")]
+    #[arg(long, default_value_t = 100, value_name = "N", value_parser = at_least_one)]
     window: usize,
     /// Payload bytes of the small messages.
     #[arg(long, default_value_t = 64, value_name = "BYTES")]
@@ -185,6 +185,15 @@ fn request_like(payload: &[u8]) -> Bytes {
 
 // ------------------------------------------------------------------ raw side
 
+/// Counts that must not be zero (zero used to be run silently as one).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// A ROUTER that sends every message straight back.
 async fn raw_echo_server() -> Result<(String, tokio::task::JoinHandle<()>), String> {
     let mut router = RouterSocket::new();
@@ -247,7 +256,7 @@ async fn recv_within(d: &mut impl SocketRecv) -> Result<ZmqMessage, String> {
 async fn raw_pipelined(ep: &str, payload: &Bytes, n: usize, window: usize) -> Result<f64, String> {
     let d = raw_dealer(ep).await?;
     let (mut tx, mut rx) = d.split();
-    let credit = Arc::new(tokio::sync::Semaphore::new(window.max(1)));
+    let credit = Arc::new(tokio::sync::Semaphore::new(window));
     let started = Instant::now();
     let sender = {
         let credit = credit.clone();
@@ -361,7 +370,7 @@ async fn zrpc_pipelined(
     let started = Instant::now();
     let mut calls = futures::stream::iter(0..n)
         .map(|_| call_once(c, method, args))
-        .buffer_unordered(window.max(1));
+        .buffer_unordered(window);
     while let Some(r) = calls.next().await {
         r?;
     }
@@ -494,7 +503,7 @@ async fn side_by_side(o: &Opts) -> Result<(), String> {
     raw_sequential(&raw_ep, &raw_payload, warm).await?;
     zrpc_sequential(&client, "echo", args, warm).await?;
 
-    let rounds = o.rounds.max(1);
+    let rounds = o.rounds;
     let (mut raw_t, mut call_t) = (Timed::default(), Timed::default());
     for r in 1..=rounds {
         progress(&format!("[1/5] sequential round trips, round {r}/{rounds}"));
