@@ -106,15 +106,17 @@ async fn an_oversize_request_drops_only_its_sender() {
         .await
         .expect_err("an oversize request cannot succeed");
     assert!(matches!(e, Error::LostRemote { .. }), "{e:?}");
-    // The server names the peer it dropped, and why.
-    let logs = String::from_utf8_lossy(&captured_logs().lock().unwrap()).to_string();
-    assert!(
-        logs.lines()
-            .any(|l| l.contains("dropped a peer that sent bad data")
+    // The server names the peer it dropped, and why. The client can see the
+    // connection close before the server's core reads the error, so wait.
+    wait_logged(
+        |l| {
+            l.contains("dropped a peer that sent bad data")
                 && l.contains("peer=")
-                && l.contains("maximum message size")),
-        "no warning naming the oversize peer in:\n{logs}"
-    );
+                && l.contains("maximum message size")
+        },
+        "no warning naming the oversize peer",
+    )
+    .await;
     let ok: String = polite
         .call("hello", ("y".repeat(60 * 1024),))
         .await
@@ -172,6 +174,20 @@ fn captured_logs() -> &'static std::sync::Mutex<Vec<u8>> {
             .try_init();
         logs
     })
+}
+
+/// Wait up to 5 s for a captured log line matching `pred`; fail with `why`
+/// and the log so far.
+async fn wait_logged(pred: impl Fn(&str) -> bool, why: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let logs = String::from_utf8_lossy(&captured_logs().lock().unwrap()).to_string();
+        if logs.lines().any(&pred) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{why} in:\n{logs}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn logged(what: &str) -> usize {
@@ -237,14 +253,11 @@ async fn a_client_that_never_reads_does_not_stall_the_others() {
     // The offender is named once, not once per dropped reply.
     assert_eq!(logged("peer is not reading"), 1, "expected one warning");
     drop(greedy);
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while logged("peer that was not reading disconnected") == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no warning when the offender left"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_logged(
+        |l| l.contains("peer that was not reading disconnected"),
+        "no warning when the offender left",
+    )
+    .await;
     server.stop(Duration::from_secs(1)).await;
 }
 
