@@ -32,6 +32,7 @@
 //! | `transport` | the adapter over `zeromq` 0.7: links, reconnects, endpoint normalisation |
 //! | [`server`] | ROUTER server: dispatch, streamed replies with credit, heartbeats, lost clients, drain on stop |
 //! | [`client`] | DEALER client: multiplexed calls, reply streams, timeouts, heartbeats, reconnects |
+//! | `relay` | which task reads a client's sockets: a waiting caller, or the core task |
 //! | [`oneway`] | fire-and-forget events: Pusher → Puller (cast), Publisher → Subscriber (fanout) |
 //! | `logging` | how faults are logged (rate limits, peer ids) |
 //! | [`error`] | [`Error`] (what callers see) and [`ServiceError`] (what handlers raise) |
@@ -51,6 +52,7 @@ pub mod event;
 mod heartbeat;
 mod logging;
 pub mod oneway;
+mod relay;
 pub mod server;
 pub mod service;
 mod transport;

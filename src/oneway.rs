@@ -242,7 +242,7 @@ impl SenderCore {
                     }
                     self.deliver();
                 }
-                _ = crate::server::sleep_until_opt(deadline) => break,
+                _ = sleep_until_opt(deadline) => break,
             }
         }
         if self.dropped > 0 {
@@ -636,5 +636,13 @@ impl ReceiverCore {
         if let Ok(mut w) = self.warned.lock() {
             w.warn(log);
         }
+    }
+}
+
+/// Sleep until `deadline`, or forever without one (for optional select arms).
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }

@@ -23,7 +23,10 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::AbortHandle;
@@ -196,6 +199,18 @@ struct Out {
     last: bool,
 }
 
+/// A [`Server::stop`] in progress.
+struct Draining {
+    /// When the requests still running are cancelled.
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    /// Told when the server has stopped.
+    done: oneshot::Sender<()>,
+}
+
+/// Most events the core handles in one wake-up before letting other tasks
+/// run (it then wakes itself to carry on).
+const BATCH: usize = 256;
+
 /// Never hold more credit than this per channel, whatever a peer grants
 /// (tokio's semaphore has a hard maximum, and no reader needs more).
 const MAX_CREDIT: usize = 1 << 20;
@@ -220,38 +235,64 @@ impl Core {
         let period = self.heartbeat.unwrap_or(Duration::from_secs(3600));
         let mut tick = tokio::time::interval(period / 2);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut draining: Option<(Instant, oneshot::Sender<()>)> = None;
-        loop {
-            if draining.is_some() && self.chans.is_empty() {
-                break;
+        let mut draining: Option<Draining> = None;
+        let mut inbound_open = true;
+        // One hand-written poll instead of `select!`: every source is polled
+        // once per wake-up, in a fixed order, with the task's own waker (a
+        // select loop polls each twice and re-registers wakers in between).
+        std::future::poll_fn(|cx| {
+            let mut budget = BATCH;
+            // Replies of handlers that ran in their own task.
+            while let Poll::Ready(Some(out)) = out_rx.poll_recv(cx) {
+                self.on_out(out);
             }
-            let deadline = draining.as_ref().map(|d| d.0);
-            tokio::select! {
-                // Take everything already queued in one wake-up.
-                Some(ev) = events.recv() => {
-                    self.on_link_event(ev, draining.is_some());
-                    while let Some(ev) = events.try_recv() {
-                        self.on_link_event(ev, draining.is_some());
-                    }
+            while inbound_open {
+                match events.poll_recv(cx) {
+                    Poll::Ready(Some(ev)) => self.on_link_event(ev, draining.is_some()),
+                    Poll::Ready(None) => inbound_open = false,
+                    Poll::Pending => break,
                 }
-                Some(out) = out_rx.recv() => {
-                    self.on_out(out);
-                    while let Ok(out) = out_rx.try_recv() {
-                        self.on_out(out);
-                    }
-                }
-                // (Only while requests run: nothing to beat otherwise.)
-                _ = tick.tick(), if self.heartbeat.is_some() && !self.chans.is_empty() => self.on_tick(period),
-                Some(Ctl::Stop { grace, done }) = ctl.recv(), if draining.is_none() => {
-                    tracing::info!(in_flight = self.chans.len(), "stopping: draining in-flight requests");
-                    draining = Some((Instant::now() + grace, done));
-                }
-                _ = sleep_until_opt(deadline), if deadline.is_some() => {
-                    tracing::warn!(cancelled = self.chans.len(), "stop deadline reached: cancelling requests");
+                budget -= 1;
+                if budget == 0 {
+                    // Let other tasks run; carry on right after them.
+                    cx.waker().wake_by_ref();
                     break;
                 }
             }
-        }
+            // (Only while requests run: nothing to beat otherwise.)
+            if self.heartbeat.is_some() && !self.chans.is_empty() {
+                while tick.poll_tick(cx).is_ready() {
+                    self.on_tick(period);
+                }
+            }
+            if draining.is_none() {
+                if let Poll::Ready(Some(Ctl::Stop { grace, done })) = ctl.poll_recv(cx) {
+                    tracing::info!(
+                        in_flight = self.chans.len(),
+                        "stopping: draining in-flight requests"
+                    );
+                    draining = Some(Draining {
+                        deadline: Box::pin(tokio::time::sleep(grace)),
+                        done,
+                    });
+                }
+            }
+            let Some(d) = draining.as_mut() else {
+                return Poll::Pending;
+            };
+            if self.chans.is_empty() {
+                return Poll::Ready(());
+            }
+            if d.deadline.as_mut().poll(cx).is_ready() {
+                tracing::warn!(
+                    cancelled = self.chans.len(),
+                    "stop deadline reached: cancelling requests"
+                );
+                return Poll::Ready(());
+            }
+            Poll::Pending
+        })
+        .await;
         for chan in self.chans.values() {
             chan.task.abort();
         }
@@ -259,8 +300,8 @@ impl Core {
         for link in std::mem::take(&mut self.links) {
             link.close(Duration::from_millis(500)).await;
         }
-        if let Some((_, done)) = draining {
-            let _ = done.send(());
+        if let Some(d) = draining {
+            let _ = d.done.send(());
         }
     }
 
@@ -607,14 +648,6 @@ fn frames(route: &[Bytes], payload: Bytes) -> ZmqMessage {
     v.push(payload);
     // Never empty, so this cannot fail.
     ZmqMessage::try_from(v).unwrap_or_else(|_| ZmqMessage::from(Bytes::new()))
-}
-
-/// Sleep until `deadline`, or forever without one (for optional select arms).
-pub(crate) async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// `OK [value]`, written around the value (see [`Encoded`]).

@@ -84,16 +84,7 @@ impl Inbound {
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
-    /// The next event if one is ready now.
-    pub(crate) fn try_recv(&mut self) -> Option<LinkEvent> {
-        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-        match self.poll_recv(&mut cx) {
-            Poll::Ready(ev) => ev,
-            Poll::Pending => None,
-        }
-    }
-
-    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<LinkEvent>> {
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<LinkEvent>> {
         // State changes first: a new connection's reader is installed
         // before its messages are read, after the `Up` that announced it.
         while self.reports_open {

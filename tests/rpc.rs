@@ -91,6 +91,16 @@ async fn typed_dynamic_and_error_calls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_concurrent_calls_share_one_client() {
+    many_concurrent_calls_share_one_client_body().await
+}
+
+/// (On `current_thread` the waiting callers read the sockets themselves.)
+#[tokio::test]
+async fn many_concurrent_calls_share_one_client_current_thread() {
+    many_concurrent_calls_share_one_client_body().await
+}
+
+async fn many_concurrent_calls_share_one_client_body() {
     let (_server, ep) = start_server(HB_FAST).await;
     let client = Client::connect(&ep).await.unwrap();
     let start = Instant::now();
@@ -112,6 +122,33 @@ async fn many_concurrent_calls_share_one_client() {
         "calls did not run concurrently: {:?}",
         start.elapsed()
     );
+}
+
+/// A waiting caller reads the sockets for every caller (see `relay.rs`); one
+/// that is polled once and then left alone must not hold up the others.
+#[tokio::test]
+async fn a_call_left_unpolled_does_not_hold_up_other_calls() {
+    let (_server, ep) = start_server(None).await;
+    let client = Client::connect(&ep).await.unwrap();
+    assert_eq!(client.call::<_, i64>("add", (1, 1)).await.unwrap(), 2);
+    let mut parked = Box::pin(client.call::<_, String>("sleep", (0.05,)));
+    assert!(futures::poll!(parked.as_mut()).is_pending(), "it now reads");
+    let mut worst = Duration::ZERO;
+    for i in 0..20i64 {
+        let start = Instant::now();
+        let sum =
+            tokio::time::timeout(Duration::from_secs(5), client.call::<_, i64>("add", (i, 1)))
+                .await
+                .expect("a call behind an unpolled one got no reply within 5 s")
+                .unwrap();
+        assert_eq!(sum, i + 1);
+        worst = worst.max(start.elapsed());
+    }
+    assert!(
+        worst < Duration::from_millis(500),
+        "calls waited {worst:?} behind an unpolled call"
+    );
+    assert_eq!(parked.await.unwrap(), "slept 0.05");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,6 +182,16 @@ async fn blocking_work_does_not_stall_other_calls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_call_survives_on_heartbeats_and_timeouts_apply() {
+    long_call_survives_on_heartbeats_and_timeouts_apply_body().await
+}
+
+/// (On `current_thread` the waiting callers read the sockets themselves.)
+#[tokio::test]
+async fn long_call_survives_on_heartbeats_and_timeouts_apply_current_thread() {
+    long_call_survives_on_heartbeats_and_timeouts_apply_body().await
+}
+
+async fn long_call_survives_on_heartbeats_and_timeouts_apply_body() {
     let (_server, ep) = start_server(HB_FAST).await;
     let client = fast_client(&ep, Duration::from_secs(5)).await;
     // 1.5 s is more than 7 heartbeat periods.
@@ -176,6 +223,16 @@ async fn long_call_survives_on_heartbeats_and_timeouts_apply() {
 /// after thousands of calls have come and gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_timeouts_each_fire_on_their_own_deadline() {
+    mixed_timeouts_each_fire_on_their_own_deadline_body().await
+}
+
+/// (On `current_thread` the waiting callers read the sockets themselves.)
+#[tokio::test]
+async fn mixed_timeouts_each_fire_on_their_own_deadline_current_thread() {
+    mixed_timeouts_each_fire_on_their_own_deadline_body().await
+}
+
+async fn mixed_timeouts_each_fire_on_their_own_deadline_body() {
     use futures::StreamExt;
     let (_server, ep) = start_server(HB_FAST).await;
     let client = fast_client(&ep, Duration::from_secs(20)).await;
@@ -308,6 +365,16 @@ async fn server_cancels_handlers_of_silent_clients() {
 /// can do that).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_fails_calls_and_disconnects() {
+    close_fails_calls_and_disconnects_body().await
+}
+
+/// (On `current_thread` the waiting callers read the sockets themselves.)
+#[tokio::test]
+async fn close_fails_calls_and_disconnects_current_thread() {
+    close_fails_calls_and_disconnects_body().await
+}
+
+async fn close_fails_calls_and_disconnects_body() {
     let cancelled = Arc::new(AtomicBool::new(false));
     let started = Arc::new(AtomicUsize::new(0));
     let server = Server::builder(wait_service(&cancelled, &started))
@@ -343,6 +410,16 @@ async fn close_fails_calls_and_disconnects() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_reports_lost_remote_when_server_goes_silent() {
+    client_reports_lost_remote_when_server_goes_silent_body().await
+}
+
+/// (On `current_thread` the waiting callers read the sockets themselves.)
+#[tokio::test]
+async fn client_reports_lost_remote_when_server_goes_silent_current_thread() {
+    client_reports_lost_remote_when_server_goes_silent_body().await
+}
+
+async fn client_reports_lost_remote_when_server_goes_silent_body() {
     // A ROUTER that takes requests and never answers or heartbeats.
     let mut router = RouterSocket::new();
     let ep = router.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
@@ -370,6 +447,16 @@ async fn client_reports_lost_remote_when_server_goes_silent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_made_before_the_server_is_up_wait_for_it() {
+    calls_made_before_the_server_is_up_wait_for_it_body().await
+}
+
+/// (On `current_thread` the waiting callers read the sockets themselves.)
+#[tokio::test]
+async fn calls_made_before_the_server_is_up_wait_for_it_current_thread() {
+    calls_made_before_the_server_is_up_wait_for_it_body().await
+}
+
+async fn calls_made_before_the_server_is_up_wait_for_it_body() {
     let ep = format!("tcp://127.0.0.1:{}", free_port());
     let client = Client::builder()
         .connect(&ep)
@@ -392,6 +479,16 @@ async fn calls_made_before_the_server_is_up_wait_for_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_reconnects_after_server_restart() {
+    client_reconnects_after_server_restart_body().await
+}
+
+/// (On `current_thread` the waiting callers read the sockets themselves.)
+#[tokio::test]
+async fn client_reconnects_after_server_restart_current_thread() {
+    client_reconnects_after_server_restart_body().await
+}
+
+async fn client_reconnects_after_server_restart_body() {
     let ep = format!("tcp://127.0.0.1:{}", free_port());
     let server = Server::builder(test_service())
         .bind(&ep)
