@@ -201,7 +201,7 @@ impl Drop for Inner {
 /// The first data event of a call: its name, raw args, and for a stream
 /// the queue where the rest of it arrives.
 struct First {
-    name: String,
+    name: Name,
     args: Bytes,
     rest: Option<mpsc::UnboundedReceiver<StreamEvent>>,
 }
@@ -216,7 +216,11 @@ type Answer = Result<First, Error>;
 
 /// A later event of a stream (`STREAM`, `STREAM_DONE` or `ERR`), or why the
 /// stream broke.
-type StreamEvent = Result<(String, Bytes), Error>;
+type StreamEvent = Result<(Name, Bytes), Error>;
+
+/// An event name as decoded: reserved names (all a reply normally carries)
+/// borrow their constant.
+type Name = std::borrow::Cow<'static, str>;
 
 /// How many items a stream reader may have in flight (zerorpc's default
 /// `inqueue_size`); credit is topped up when fewer than half remain.
@@ -354,7 +358,7 @@ impl Client {
         decode: fn(&[u8]) -> Result<R, String>,
     ) -> Result<ReplyStream<R>, Error> {
         let rest = first.rest;
-        let first = match first.name.as_str() {
+        let first = match &*first.name {
             event::STREAM => Some(first.args),
             // An empty stream.
             event::STREAM_DONE => None,
@@ -473,11 +477,8 @@ fn request_dynamic(method: &str, args: Vec<Value>) -> (MessageId, Vec<u8>) {
 
 /// The value of a one-event reply: `OK [value]`, or the error of `ERR`.
 fn single_value(method: &str, first: First) -> Result<Bytes, Error> {
-    match first.name.as_str() {
-        event::OK => event::array_items(&first.args)
-            .unwrap_or_default()
-            .into_iter()
-            .next()
+    match &*first.name {
+        event::OK => event::first_item(&first.args)
             .ok_or_else(|| Error::Protocol(format!("OK reply to {method} has no value"))),
         event::ERR => Err(Error::Remote(parse_err(&first.args))),
         other => Err(Error::Protocol(format!(
@@ -554,7 +555,7 @@ impl<T> futures::Stream for ReplyStream<T> {
         this.asked = false;
         this.reserved = this.reserved.saturating_sub(1);
         let out = match ev {
-            Some(Ok((name, args))) => match name.as_str() {
+            Some(Ok((name, args))) => match &*name {
                 event::STREAM => return Poll::Ready(Some(this.item(&args))),
                 event::STREAM_DONE => None,
                 event::ERR => Some(Err(Error::Remote(parse_err(&args)))),
@@ -1007,7 +1008,7 @@ impl Core {
     fn on_data(
         &mut self,
         id: MessageId,
-        name: String,
+        name: Name,
         args: Bytes,
         mine: Option<MessageId>,
     ) -> Option<Answer> {

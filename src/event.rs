@@ -10,6 +10,7 @@
 //! deserialized once, straight into the handler's types.
 
 use bytes::Bytes;
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -130,8 +131,9 @@ pub struct Event {
     pub response_to: Option<Bytes>,
     /// Header `v`, if present and an integer.
     pub version: Option<i64>,
-    /// The event name (method name or a reserved name), if it was a valid str.
-    pub name: Result<String, &'static str>,
+    /// The event name (method name or a reserved name), if it was a valid
+    /// str. Reserved names borrow their constant: a reply costs no copy.
+    pub name: Result<Cow<'static, str>, &'static str>,
     /// Raw msgpack of `args`.
     pub args: Bytes,
 }
@@ -155,9 +157,10 @@ impl Event {
             version,
         } = r.header(frame)?;
         let name = match r.str_or_skip()? {
-            Text::Str(s) => Ok(s.to_owned()),
-            Text::NotStr => Err("event name is not a msgpack str"),
-            Text::BadUtf8 => Err("event name is not valid UTF-8"),
+            Some(s) => std::str::from_utf8(s)
+                .map(name_of)
+                .map_err(|_| "event name is not valid UTF-8"),
+            None => Err("event name is not a msgpack str"),
         };
         let args_start = r.pos;
         r.skip(0)?;
@@ -168,6 +171,19 @@ impl Event {
             name,
             args: frame.slice(args_start..r.pos),
         })
+    }
+}
+
+/// An event name: a reserved one borrows its constant, others are copied.
+fn name_of(s: &str) -> Cow<'static, str> {
+    match s {
+        OK => Cow::Borrowed(OK),
+        ERR => Cow::Borrowed(ERR),
+        STREAM => Cow::Borrowed(STREAM),
+        STREAM_DONE => Cow::Borrowed(STREAM_DONE),
+        HEARTBEAT => Cow::Borrowed(HEARTBEAT),
+        MORE => Cow::Borrowed(MORE),
+        _ => Cow::Owned(s.to_owned()),
     }
 }
 
@@ -316,21 +332,19 @@ pub fn array_len(raw: &[u8]) -> Option<u32> {
     }
 }
 
-/// Split a raw msgpack array into the raw bytes of each element.
-/// The input must already be validated (it came through [`Event::decode`]).
-pub fn array_items(raw: &Bytes) -> Option<Vec<Bytes>> {
+/// The raw bytes of the first element of a msgpack array (the value of an
+/// `OK [value]`, the count of `_zpc_more [n]`); `None` if `raw` is not a
+/// non-empty array. The input must already be validated (it came through
+/// [`Event::decode`]).
+pub fn first_item(raw: &Bytes) -> Option<Bytes> {
     let mut r = Reader { buf: raw, pos: 0 };
-    let n = match r.container().ok()? {
-        Container::Array(n) => n,
+    match r.container().ok()? {
+        Container::Array(n) if n > 0 => {}
         _ => return None,
-    };
-    let mut items = Vec::with_capacity(n as usize);
-    for _ in 0..n {
-        let start = r.pos;
-        r.skip(1).ok()?;
-        items.push(raw.slice(start..r.pos));
     }
-    Some(items)
+    let start = r.pos;
+    r.skip(1).ok()?;
+    Some(raw.slice(start..r.pos))
 }
 
 /// A short, human description of the msgpack type of a raw value.
@@ -347,13 +361,6 @@ pub fn type_name(raw: &[u8]) -> &'static str {
         Some(0x80..=0x8f | 0xde | 0xdf) => "map",
         Some(_) => "ext",
     }
-}
-
-/// What [`Reader::str_or_skip`] found (it consumed the value either way).
-enum Text<'a> {
-    Str(&'a str),
-    BadUtf8,
-    NotStr,
 }
 
 enum Container {
@@ -384,11 +391,12 @@ impl<'a> Reader<'a> {
                     let key = self.str_or_skip()?;
                     let start = self.pos;
                     self.skip(1)?;
-                    let raw = frame.slice(start..self.pos);
+                    let raw = start..self.pos;
+                    // Compared as bytes: equal to an ASCII key means valid.
                     match key {
-                        Text::Str("message_id") => ids.message_id = Some(raw),
-                        Text::Str("response_to") => ids.response_to = Some(raw),
-                        Text::Str("v") => ids.version = read_int(&raw),
+                        Some(b"message_id") => ids.message_id = Some(frame.slice(raw)),
+                        Some(b"response_to") => ids.response_to = Some(frame.slice(raw)),
+                        Some(b"v") => ids.version = read_int(&self.buf[raw]),
                         _ => {}
                     }
                 }
@@ -466,8 +474,9 @@ impl<'a> Reader<'a> {
         Ok(c)
     }
 
-    /// Read a str (returning it) or skip any other value (returning None).
-    fn str_or_skip(&mut self) -> Result<Text<'a>, DecodeError> {
+    /// Read a str (returning its bytes, not yet checked as UTF-8) or skip
+    /// any other value (returning None).
+    fn str_or_skip(&mut self) -> Result<Option<&'a [u8]>, DecodeError> {
         let start = self.pos;
         let m = self.byte()?;
         let len = match m {
@@ -478,21 +487,74 @@ impl<'a> Reader<'a> {
             _ => {
                 self.pos = start;
                 self.skip(1)?;
-                return Ok(Text::NotStr);
+                return Ok(None);
             }
         };
         let s = self.pos;
         self.advance(len)?;
-        Ok(std::str::from_utf8(&self.buf[s..self.pos]).map_or(Text::BadUtf8, Text::Str))
+        Ok(Some(&self.buf[s..self.pos]))
     }
 
     /// Skip one complete value, validating structure; `depth` is the nesting
-    /// level of the value being skipped. Iterative, so hostile nesting cannot
-    /// exhaust the stack.
+    /// level of the value being skipped.
     fn skip(&mut self, depth: usize) -> Result<(), DecodeError> {
-        // Stack of "values still to skip" per open container.
-        let mut pending: Vec<u64> = Vec::new();
-        let mut remaining: u64 = 1;
+        match self.skip_marker()? {
+            0 => Ok(()),
+            children => self.skip_nested(depth, children),
+        }
+    }
+
+    /// Read one marker and its payload; the number of values a container
+    /// holds (checked against the bytes left), 0 for anything else.
+    fn skip_marker(&mut self) -> Result<u64, DecodeError> {
+        let m = self.byte()?;
+        let (children, skip) = match m {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (0, 0),
+            0x80..=0x8f => (2 * u64::from(m & 0x0f), 0),
+            0x90..=0x9f => (u64::from(m & 0x0f), 0),
+            0xa0..=0xbf => (0, u64::from(m & 0x1f)),
+            0xc1 => return Err(DecodeError::Malformed("reserved marker 0xc1")),
+            0xc4 | 0xd9 => (0, self.be(1)?),
+            0xc5 | 0xda => (0, self.be(2)?),
+            0xc6 | 0xdb => (0, self.be(4)?),
+            0xc7 => (0, self.be(1)? + 1),
+            0xc8 => (0, self.be(2)? + 1),
+            0xc9 => (0, self.be(4)? + 1),
+            0xca => (0, 4),
+            0xcb => (0, 8),
+            0xcc | 0xd0 => (0, 1),
+            0xcd | 0xd1 => (0, 2),
+            0xce | 0xd2 => (0, 4),
+            0xcf | 0xd3 => (0, 8),
+            0xd4 => (0, 2),
+            0xd5 => (0, 3),
+            0xd6 => (0, 5),
+            0xd7 => (0, 9),
+            0xd8 => (0, 17),
+            0xdc => (self.be(2)?, 0),
+            0xdd => (self.be(4)?, 0),
+            0xde => (2 * self.be(2)?, 0),
+            0xdf => (2 * self.be(4)?, 0),
+        };
+        self.advance(skip)?;
+        // Every value takes at least one byte: a larger count is a lie.
+        if children > (self.buf.len() - self.pos) as u64 {
+            return Err(DecodeError::Malformed(
+                "length prefix runs past the end of the message",
+            ));
+        }
+        Ok(children)
+    }
+
+    /// Skip the `children` values of a container just opened at `depth`.
+    /// Iterative, so hostile nesting cannot exhaust the stack.
+    fn skip_nested(&mut self, depth: usize, children: u64) -> Result<(), DecodeError> {
+        if depth + 1 > MAX_DEPTH {
+            return Err(DecodeError::TooDeep);
+        }
+        // Values still to skip per open container, outer ones first.
+        let mut pending = Pending::default();
+        let mut remaining = children;
         loop {
             while remaining == 0 {
                 match pending.pop() {
@@ -501,49 +563,46 @@ impl<'a> Reader<'a> {
                 }
             }
             remaining -= 1;
-            let m = self.byte()?;
-            let (children, skip) = match m {
-                0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (0, 0),
-                0x80..=0x8f => (2 * u64::from(m & 0x0f), 0),
-                0x90..=0x9f => (u64::from(m & 0x0f), 0),
-                0xa0..=0xbf => (0, u64::from(m & 0x1f)),
-                0xc1 => return Err(DecodeError::Malformed("reserved marker 0xc1")),
-                0xc4 | 0xd9 => (0, self.be(1)?),
-                0xc5 | 0xda => (0, self.be(2)?),
-                0xc6 | 0xdb => (0, self.be(4)?),
-                0xc7 => (0, self.be(1)? + 1),
-                0xc8 => (0, self.be(2)? + 1),
-                0xc9 => (0, self.be(4)? + 1),
-                0xca => (0, 4),
-                0xcb => (0, 8),
-                0xcc | 0xd0 => (0, 1),
-                0xcd | 0xd1 => (0, 2),
-                0xce | 0xd2 => (0, 4),
-                0xcf | 0xd3 => (0, 8),
-                0xd4 => (0, 2),
-                0xd5 => (0, 3),
-                0xd6 => (0, 5),
-                0xd7 => (0, 9),
-                0xd8 => (0, 17),
-                0xdc => (self.be(2)?, 0),
-                0xdd => (self.be(4)?, 0),
-                0xde => (2 * self.be(2)?, 0),
-                0xdf => (2 * self.be(4)?, 0),
-            };
-            self.advance(skip)?;
+            let children = self.skip_marker()?;
             if children > 0 {
-                if children > (self.buf.len() - self.pos) as u64 {
-                    return Err(DecodeError::Malformed(
-                        "length prefix runs past the end of the message",
-                    ));
-                }
-                if depth + pending.len() + 1 > MAX_DEPTH {
+                if depth + pending.len() + 2 > MAX_DEPTH {
                     return Err(DecodeError::TooDeep);
                 }
                 pending.push(remaining);
                 remaining = children;
             }
         }
+    }
+}
+
+/// The stack of [`Reader::skip`]: the first levels live inline, so a typical
+/// event is walked without allocating; deeper nesting spills to the heap.
+#[derive(Default)]
+struct Pending {
+    inline: [u64; 8],
+    len: usize,
+    spill: Vec<u64>,
+}
+
+impl Pending {
+    fn push(&mut self, v: u64) {
+        match self.inline.get_mut(self.len) {
+            Some(slot) => *slot = v,
+            None => self.spill.push(v),
+        }
+        self.len += 1;
+    }
+
+    fn pop(&mut self) -> Option<u64> {
+        self.len = self.len.checked_sub(1)?;
+        match self.inline.get(self.len) {
+            Some(v) => Some(*v),
+            None => self.spill.pop(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
     }
 }
 
@@ -580,6 +639,44 @@ mod tests {
         let mut id = [0u8; 32];
         id.copy_from_slice(&raw[2..34]);
         MessageId(id)
+    }
+
+    #[test]
+    fn first_item_of_arrays() {
+        assert_eq!(first_item(&hex("920102")).as_deref(), Some(&[1u8][..]));
+        // [[1, 2], 3] → [1, 2]
+        assert_eq!(
+            first_item(&hex("9292010203")).as_deref(),
+            Some(&[0x92u8, 1, 2][..])
+        );
+        assert_eq!(first_item(&hex("90")), None, "empty array");
+        assert_eq!(first_item(&hex("01")), None, "not an array");
+    }
+
+    #[test]
+    fn nesting_limit_is_exact() {
+        let nested = |levels: usize| {
+            let mut v = vec![0x91; levels];
+            v.push(0x00);
+            v
+        };
+        assert_eq!(validate(&nested(MAX_DEPTH)), Ok(()));
+        assert_eq!(validate(&nested(MAX_DEPTH + 1)), Err(DecodeError::TooDeep));
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_inline_stack_is_walked() {
+        // 40 nested arrays around 1, then a sibling 2: the skip stack spills
+        // to the heap and must come back in order.
+        let mut v = vec![0x92];
+        v.extend(std::iter::repeat_n(0x91, 40));
+        v.extend([0x01, 0x02]);
+        assert_eq!(validate(&v), Ok(()));
+        let mut short = v.clone();
+        short.pop();
+        assert!(validate(&short).is_err(), "the sibling is missing");
+        v.push(0x03);
+        assert!(validate(&v).is_err(), "a trailing byte");
     }
 
     #[test]

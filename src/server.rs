@@ -619,7 +619,7 @@ async fn stream_items(
 
 /// The count of a `_zpc_more [n]` event, if it is a positive integer.
 fn more_credit(args: &Bytes) -> Option<usize> {
-    let n = event::read_int(event::array_items(args)?.first()?)?;
+    let n = event::read_int(&event::first_item(args)?)?;
     usize::try_from(n).ok().filter(|&n| n > 0)
 }
 
