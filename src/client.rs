@@ -992,7 +992,7 @@ impl Core {
         let name = ev.name.ok()?;
         let heartbeat = name == event::HEARTBEAT;
         if !heartbeat && name != event::MORE {
-            return self.on_data(id, name, ev.args, mine);
+            return self.on_data(id, event::owned_name(name), ev.args, mine);
         }
         match self.calls.get_mut(&id) {
             Some(call) if heartbeat => call.beat.heard_heartbeat(Instant::now()),

@@ -122,26 +122,26 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// One decoded event. Raw fields are slices of the received frame.
+/// One decoded event. Raw fields are slices of the received frame; the name
+/// borrows it.
 #[derive(Clone, Debug)]
-pub struct Event {
+pub struct Event<'a> {
     /// Raw msgpack of the header's `message_id` (any type), if present.
     pub message_id: Option<Bytes>,
     /// Raw msgpack of `response_to`, if present.
     pub response_to: Option<Bytes>,
     /// Header `v`, if present and an integer.
     pub version: Option<i64>,
-    /// The event name (method name or a reserved name), if it was a valid
-    /// str. Reserved names borrow their constant: a reply costs no copy.
-    pub name: Result<Cow<'static, str>, &'static str>,
+    /// The event name (method name or a reserved name), if it was a valid str.
+    pub name: Result<&'a str, &'static str>,
     /// Raw msgpack of `args`.
     pub args: Bytes,
 }
 
-impl Event {
+impl<'a> Event<'a> {
     /// Decode a payload frame. Trailing bytes after the event are ignored, as
     /// Python's `Unpacker` does.
-    pub fn decode(frame: &Bytes) -> Result<Event, DecodeError> {
+    pub fn decode(frame: &'a Bytes) -> Result<Event<'a>, DecodeError> {
         let buf = &frame[..];
         let mut r = Reader { buf, pos: 0 };
         let n = match r.container()? {
@@ -157,9 +157,7 @@ impl Event {
             version,
         } = r.header(frame)?;
         let name = match r.str_or_skip()? {
-            Some(s) => std::str::from_utf8(s)
-                .map(name_of)
-                .map_err(|_| "event name is not valid UTF-8"),
+            Some(s) => std::str::from_utf8(s).map_err(|_| "event name is not valid UTF-8"),
             None => Err("event name is not a msgpack str"),
         };
         let args_start = r.pos;
@@ -174,8 +172,9 @@ impl Event {
     }
 }
 
-/// An event name: a reserved one borrows its constant, others are copied.
-fn name_of(s: &str) -> Cow<'static, str> {
+/// An event name to keep: a reserved one (all a reply normally carries)
+/// borrows its constant, others are copied.
+pub fn owned_name(s: &str) -> Cow<'static, str> {
     match s {
         OK => Cow::Borrowed(OK),
         ERR => Cow::Borrowed(ERR),
@@ -756,7 +755,8 @@ mod tests {
             f.extend_from_slice(b"message_id");
             f.extend_from_slice(id);
             f.extend_from_slice(b"\xa1x\x90");
-            let ev = Event::decode(&Bytes::from(f)).unwrap();
+            let f = Bytes::from(f);
+            let ev = Event::decode(&f).unwrap();
             assert_eq!(&ev.message_id.unwrap()[..], id);
         }
     }
@@ -814,14 +814,17 @@ mod tests {
     #[test]
     fn lenient_cases_decode_with_flags() {
         // Header as array (v1 style): no message_id; bin name: flagged.
-        let ev = Event::decode(&Bytes::from_static(b"\x93\x90\xc4\x03add\x90")).unwrap();
+        let f = Bytes::from_static(b"\x93\x90\xc4\x03add\x90");
+        let ev = Event::decode(&f).unwrap();
         assert!(ev.message_id.is_none());
         assert!(ev.name.is_err());
         // Invalid UTF-8 in name.
-        let ev = Event::decode(&Bytes::from_static(b"\x93\x80\xa2\xff\xfe\x90")).unwrap();
+        let f = Bytes::from_static(b"\x93\x80\xa2\xff\xfe\x90");
+        let ev = Event::decode(&f).unwrap();
         assert_eq!(ev.name, Err("event name is not valid UTF-8"));
         // Bin header keys are skipped, so no message_id is found.
-        let ev = Event::decode(&Bytes::from_static(b"\x93\x81\xc4\x01v\x03\xa1x\x90")).unwrap();
+        let f = Bytes::from_static(b"\x93\x81\xc4\x01v\x03\xa1x\x90");
+        let ev = Event::decode(&f).unwrap();
         assert!(ev.version.is_none());
     }
 
@@ -910,7 +913,8 @@ mod tests {
                     name,
                     &ev.args,
                 );
-                let back = Event::decode(&Bytes::from(again)).expect("re-encoded event decodes");
+                let again = Bytes::from(again);
+                let back = Event::decode(&again).expect("re-encoded event decodes");
                 assert_eq!((back.name.as_ref(), &back.args), (Ok(name), &ev.args));
                 assert_eq!(back.response_to, ev.response_to);
             }

@@ -592,7 +592,7 @@ impl ReceiverCore {
             }
         };
         let name = match ev.name {
-            Ok(name) => name,
+            Ok(name) => name.to_owned(),
             Err(why) => return self.warn(|| tracing::warn!(why, "dropped an event")),
         };
         let Some(args) = Args::from_raw(ev.args.clone()) else {

@@ -434,7 +434,7 @@ impl Core {
         // which polls it again (with a real waker) before anything else.
         // Under a pool limit every request waits for its slot in a task.
         let call = if self.pool.is_none() {
-            match poll_once(&self.service, &name, args) {
+            match poll_once(&self.service, name, args) {
                 Polled::Running(call) => call,
                 Polled::Done(Ok(v)) => return self.reply(key.link, frames, encode_ok(&key.id, v)),
                 Polled::Done(Err(e)) => {
@@ -444,7 +444,7 @@ impl Core {
                 }
             }
         } else {
-            self.service.dispatch(&name, args)
+            self.service.dispatch(name, args)
         };
         let credit = Arc::new(Semaphore::new(1));
         let task = tokio::spawn(run_request(
