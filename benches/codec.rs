@@ -11,7 +11,7 @@ fn codec(c: &mut Criterion) {
     let (_, request) = event::encode_request("add", &args);
     let request = Bytes::from(request);
     let request_id = Event::decode(&request).unwrap().message_id.unwrap();
-    let reply = Bytes::from(event::encode_reply(&request_id, event::OK, &[0x91, 0x05]));
+    let reply = Bytes::from(event::encode_reply(request_id, event::OK, &[0x91, 0x05]));
 
     c.bench_function("encode request add(2, 3)", |b| {
         b.iter(|| event::encode_request(black_box("add"), black_box(&args)))
@@ -20,7 +20,7 @@ fn codec(c: &mut Criterion) {
         b.iter(|| Event::decode(black_box(&request)).unwrap())
     });
     c.bench_function("encode reply OK [5]", |b| {
-        b.iter(|| event::encode_reply(black_box(&request_id), event::OK, black_box(&[0x91, 0x05])))
+        b.iter(|| event::encode_reply(black_box(request_id), event::OK, black_box(&[0x91, 0x05])))
     });
     c.bench_function("decode reply OK [5]", |b| {
         b.iter(|| Event::decode(black_box(&reply)).unwrap())

@@ -985,7 +985,7 @@ impl Core {
                 return None;
             }
         };
-        let Some(id) = ev.response_to.as_deref().and_then(MessageId::from_raw) else {
+        let Some(id) = ev.response_to.and_then(MessageId::from_raw) else {
             tracing::debug!(name = ?ev.name, "unable to route event (no known response_to)");
             return None;
         };

@@ -122,14 +122,14 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// One decoded event. Raw fields are slices of the received frame; the name
-/// borrows it.
+/// One decoded event, borrowing the received frame: the ids and the name
+/// point into it, and `args` is a zero-copy slice of it.
 #[derive(Clone, Debug)]
 pub struct Event<'a> {
     /// Raw msgpack of the header's `message_id` (any type), if present.
-    pub message_id: Option<Bytes>,
+    pub message_id: Option<&'a [u8]>,
     /// Raw msgpack of `response_to`, if present.
-    pub response_to: Option<Bytes>,
+    pub response_to: Option<&'a [u8]>,
     /// Header `v`, if present and an integer.
     pub version: Option<i64>,
     /// The event name (method name or a reserved name), if it was a valid str.
@@ -155,7 +155,7 @@ impl<'a> Event<'a> {
             message_id,
             response_to,
             version,
-        } = r.header(frame)?;
+        } = r.header()?;
         let name = match r.str_or_skip()? {
             Some(s) => std::str::from_utf8(s).map_err(|_| "event name is not valid UTF-8"),
             None => Err("event name is not a msgpack str"),
@@ -187,9 +187,9 @@ pub fn owned_name(s: &str) -> Cow<'static, str> {
 }
 
 /// The ids in an event's header.
-struct Ids {
-    message_id: Option<Bytes>,
-    response_to: Option<Bytes>,
+struct Ids<'a> {
+    message_id: Option<&'a [u8]>,
+    response_to: Option<&'a [u8]>,
     version: Option<i64>,
 }
 
@@ -204,12 +204,12 @@ pub fn request_id(frame: &Bytes) -> Option<(Bytes, Option<i64>)> {
     if !matches!(r.container(), Ok(Container::Array(3))) {
         return None;
     }
-    match r.header(frame).ok()? {
+    match r.header().ok()? {
         Ids {
             message_id: Some(id),
             response_to: None,
             version,
-        } => Some((id, version)),
+        } => Some((frame.slice_ref(id), version)),
         _ => None,
     }
 }
@@ -377,7 +377,7 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// The header (second element of an event): its ids, each as the raw
     /// msgpack slice of `frame`, so they are echoed with their own type.
-    fn header(&mut self, frame: &Bytes) -> Result<Ids, DecodeError> {
+    fn header(&mut self) -> Result<Ids<'a>, DecodeError> {
         let mut ids = Ids {
             message_id: None,
             response_to: None,
@@ -390,12 +390,12 @@ impl<'a> Reader<'a> {
                     let key = self.str_or_skip()?;
                     let start = self.pos;
                     self.skip(1)?;
-                    let raw = start..self.pos;
+                    let raw = &self.buf[start..self.pos];
                     // Compared as bytes: equal to an ASCII key means valid.
                     match key {
-                        Some(b"message_id") => ids.message_id = Some(frame.slice(raw)),
-                        Some(b"response_to") => ids.response_to = Some(frame.slice(raw)),
-                        Some(b"v") => ids.version = read_int(&self.buf[raw]),
+                        Some(b"message_id") => ids.message_id = Some(raw),
+                        Some(b"response_to") => ids.response_to = Some(raw),
+                        Some(b"v") => ids.version = read_int(raw),
                         _ => {}
                     }
                 }
@@ -685,13 +685,13 @@ mod tests {
         assert_eq!(ev.name.as_deref(), Ok("add"));
         assert_eq!(ev.version, Some(3));
         assert!(ev.response_to.is_none());
-        let mid = ev.message_id.clone().unwrap();
+        let mid = ev.message_id.unwrap();
         assert_eq!(&mid[..2], &[0xc4, 0x20]);
         assert_eq!(&mid[2..], b"0123456789abcdef0123456789abcdef");
         assert_eq!(&ev.args[..], &[0x92, 0x01, 0x02]);
         let again = encode(
             Header {
-                message_id: &id_of(&mid),
+                message_id: &id_of(mid),
                 response_to: None,
             },
             "add",
@@ -711,11 +711,11 @@ mod tests {
             assert_eq!(ev.name.as_deref(), Ok(name));
             assert_eq!(&ev.args[..], args);
             let id = id_of(ev.message_id.as_ref().unwrap());
-            let rt = ev.response_to.clone().unwrap();
+            let rt = ev.response_to.unwrap();
             let again = encode(
                 Header {
                     message_id: &id,
-                    response_to: Some(&rt),
+                    response_to: Some(rt),
                 },
                 name,
                 &ev.args,
@@ -757,7 +757,7 @@ mod tests {
             f.extend_from_slice(b"\xa1x\x90");
             let f = Bytes::from(f);
             let ev = Event::decode(&f).unwrap();
-            assert_eq!(&ev.message_id.unwrap()[..], id);
+            assert_eq!(ev.message_id.unwrap(), id);
         }
     }
 
@@ -908,7 +908,7 @@ mod tests {
                 let again = encode(
                     Header {
                         message_id: &id,
-                        response_to: ev.response_to.as_deref(),
+                        response_to: ev.response_to,
                     },
                     name,
                     &ev.args,

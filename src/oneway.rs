@@ -595,8 +595,8 @@ impl ReceiverCore {
             Ok(name) => name.to_owned(),
             Err(why) => return self.warn(|| tracing::warn!(why, "dropped an event")),
         };
-        let Some(args) = Args::from_raw(ev.args.clone()) else {
-            let got = event::type_name(&ev.args);
+        let got = event::type_name(&ev.args);
+        let Some(args) = Args::from_raw(ev.args) else {
             return self.warn(
                 || tracing::warn!(method = %name, got, "dropped an event whose args are not an array"),
             );
@@ -605,7 +605,7 @@ impl ReceiverCore {
         let Ok(permit) = self.pool.clone().acquire_owned().await else {
             return;
         };
-        let id = ev.message_id.as_deref().map(hex).unwrap_or_default();
+        let id = ev.message_id.map(hex).unwrap_or_default();
         let call = self.service.dispatch(&name, args);
         let warned = self.warned.clone();
         self.tasks.spawn(async move {

@@ -361,7 +361,7 @@ impl Core {
                 return;
             }
         };
-        if let Some(rt) = ev.response_to {
+        if let Some(rt) = ev.response_to.map(|rt| payload.slice_ref(rt)) {
             let key = ChanKey {
                 link,
                 identity,
@@ -389,7 +389,7 @@ impl Core {
             }
             return;
         }
-        let Some(id) = ev.message_id else {
+        let Some(id) = ev.message_id.map(|id| payload.slice_ref(id)) else {
             self.warned.warn(
                 || tracing::warn!(peer = %hex(&identity), "dropped a request without message_id"),
             );
@@ -416,8 +416,8 @@ impl Core {
                 ServiceError::new("ServerStopping", "the server is shutting down"),
             );
         }
-        let Some(args) = Args::from_raw(ev.args.clone()) else {
-            let got = event::type_name(&ev.args);
+        let got = event::type_name(&ev.args);
+        let Some(args) = Args::from_raw(ev.args) else {
             return self.reject(
                 &key,
                 frames,

@@ -90,8 +90,8 @@ proptest! {
     fn well_formed_events_decode_exactly((ev, id, rt, name, _v) in event()) {
         let frame = Bytes::from(encode(&ev));
         let got = Event::decode(&frame).expect("a well-formed event decodes");
-        prop_assert_eq!(got.message_id.as_deref(), Some(&encode(&id)[..]));
-        prop_assert_eq!(got.response_to.as_deref().map(<[u8]>::to_vec), rt.as_ref().map(encode));
+        prop_assert_eq!(got.message_id, Some(&encode(&id)[..]));
+        prop_assert_eq!(got.response_to.map(<[u8]>::to_vec), rt.as_ref().map(encode));
         prop_assert_eq!(got.name.as_deref(), Ok(name.as_str()));
         prop_assert_eq!(&got.args[..], &encode(&ev.as_array().unwrap()[2])[..]);
         let req = event::request_id(&frame);
