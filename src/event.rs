@@ -10,6 +10,7 @@
 //! deserialized once, straight into the handler's types.
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -174,7 +175,7 @@ impl<'a> Event<'a> {
 
 /// An event name to keep: a reserved one (all a reply normally carries)
 /// borrows its constant, others are copied.
-pub fn owned_name(s: &str) -> Cow<'static, str> {
+pub(crate) fn owned_name(s: &str) -> Cow<'static, str> {
     match s {
         OK => Cow::Borrowed(OK),
         ERR => Cow::Borrowed(ERR),
@@ -551,8 +552,10 @@ impl<'a> Reader<'a> {
         if depth + 1 > MAX_DEPTH {
             return Err(DecodeError::TooDeep);
         }
-        // Values still to skip per open container, outer ones first.
-        let mut pending = Pending::default();
+        // Values still to skip per open container, outer ones first. The
+        // first levels live inline, so a typical event is walked without
+        // allocating; deeper nesting spills to the heap.
+        let mut pending: SmallVec<[u64; 8]> = SmallVec::new();
         let mut remaining = children;
         loop {
             while remaining == 0 {
@@ -571,37 +574,6 @@ impl<'a> Reader<'a> {
                 remaining = children;
             }
         }
-    }
-}
-
-/// The stack of [`Reader::skip`]: the first levels live inline, so a typical
-/// event is walked without allocating; deeper nesting spills to the heap.
-#[derive(Default)]
-struct Pending {
-    inline: [u64; 8],
-    len: usize,
-    spill: Vec<u64>,
-}
-
-impl Pending {
-    fn push(&mut self, v: u64) {
-        match self.inline.get_mut(self.len) {
-            Some(slot) => *slot = v,
-            None => self.spill.push(v),
-        }
-        self.len += 1;
-    }
-
-    fn pop(&mut self) -> Option<u64> {
-        self.len = self.len.checked_sub(1)?;
-        match self.inline.get(self.len) {
-            Some(v) => Some(*v),
-            None => self.spill.pop(),
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.len
     }
 }
 
