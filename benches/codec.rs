@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use zerorpc::event::{self, Event};
+use zerorpc::protocol::{self as event, Event};
 
 fn codec(c: &mut Criterion) {
     let args = [0x92, 0x02, 0x03]; // [2, 3]

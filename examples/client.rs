@@ -16,7 +16,7 @@ async fn main() -> Result<(), Error> {
     let client = Client::builder()
         .connect("tcp://127.0.0.1:4343")
         .timeout(Some(Duration::from_secs(10)))
-        .build()
+        .start()
         .await?;
     let area: f64 = client.call("area", (3.0, 4.0)).await?;
     println!("area(3, 4) = {area}");

@@ -27,7 +27,7 @@ async fn main() -> Result<(), Error> {
     let pusher = Pusher::builder()
         .connect(a.endpoints()[0].clone())
         .connect(b.endpoints()[0].clone())
-        .build()
+        .start()
         .await?;
     pusher.wait_for_puller(Duration::from_secs(5)).await;
     tokio::time::sleep(Duration::from_millis(100)).await; // let both connect
@@ -58,9 +58,9 @@ async fn main() -> Result<(), Error> {
     publisher.publish("news", ("zrpc speaks zerorpc",))?;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    publisher.close().await;
+    publisher.close(Duration::from_secs(1)).await.ok();
     for r in [a, b, s1, s2] {
-        r.stop(Duration::from_secs(1)).await;
+        r.close(Duration::from_secs(1)).await.ok();
     }
     Ok(())
 }

@@ -58,6 +58,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     println!("serving shapes on {}", server.endpoints().join(", "));
     tokio::signal::ctrl_c().await?;
-    server.stop(Duration::from_secs(5)).await;
+    server.close(Duration::from_secs(5)).await.ok();
     Ok(())
 }

@@ -46,6 +46,6 @@ async fn main() -> Result<(), Error> {
             Err(e) => println!("stream ended with: {e}"),
         }
     }
-    server.stop(Duration::from_secs(1)).await;
+    server.close(Duration::from_secs(1)).await.ok();
     Ok(())
 }

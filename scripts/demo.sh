@@ -3,7 +3,7 @@
 # from the command line, stop the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet --bin zrpc
+cargo build --release --quiet --features cli --bin zrpc
 zrpc=target/release/zrpc
 addr=${ZRPC_DEMO_ADDR:-tcp://127.0.0.1:4242}
 "$zrpc" --server --bind "$addr" calc &

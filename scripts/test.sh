@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs the real zerorpc-python
-# peer (0.6.3, from PyPI) into .venv when missing, then runs every test.
+# peer (0.6.3, from PyPI) into .venv when missing, checks formatting and
+# lints, then runs every test of both packages (the zerorpc library with its
+# `cli` feature, whose binary many tests start, and the zerorpc-zeromq
+# transport).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! .venv/bin/python -c "import zerorpc" >/dev/null 2>&1; then
@@ -9,4 +12,7 @@ if ! .venv/bin/python -c "import zerorpc" >/dev/null 2>&1; then
   .venv/bin/pip install --quiet zerorpc==0.6.3
 fi
 export ZRPC_PYTHON="$PWD/.venv/bin/python"
-cargo test --locked "$@"
+cargo fmt --all --check
+cargo clippy --locked --workspace --all-targets --features zerorpc/cli --quiet -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --features zerorpc/cli --quiet
+cargo test --locked --workspace --features zerorpc/cli "$@"

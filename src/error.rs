@@ -1,8 +1,16 @@
 //! Error types: [`Error`] is what a caller sees; [`ServiceError`] is what a
 //! handler returns and what travels in an `ERR` event.
+//!
+//! Both are plain enums/structs on the hot path (no boxing unless a source
+//! is kept). Causes are kept as [`std::error::Error::source`], not flattened
+//! into the message, so an error reporter can print the whole chain.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// A kept cause: shared, so [`Error`] stays `Clone`.
+pub type Source = Arc<dyn std::error::Error + Send + Sync>;
 
 /// An exception raised by the remote side, as carried by `ERR`
 /// `[name, message, traceback]`.
@@ -26,13 +34,17 @@ impl fmt::Display for RemoteError {
     }
 }
 
-/// Everything that can go wrong with a call.
-#[derive(Debug, Clone)]
+impl std::error::Error for RemoteError {}
+
+/// Everything that can go wrong with a call, a server or a one-way socket.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The remote method raised; the server is fine.
+    #[error("remote error {0}")]
     Remote(RemoteError),
-    /// No reply within the call's timeout. The server is not told; its reply,
-    /// if any, is dropped.
+    /// No reply within the call's timeout.
+    #[error("timeout after {}, when calling remote method {method}", fmt_secs(*after))]
     Timeout {
         /// Method called.
         method: String,
@@ -40,20 +52,62 @@ pub enum Error {
         after: Duration,
     },
     /// The remote stopped heartbeating or its connection dropped mid-call.
+    #[error("lost remote while calling {method}: {reason}")]
     LostRemote {
         /// Method called.
         method: String,
         /// What was observed.
         reason: String,
     },
-    /// Transport trouble: bad endpoint, bind failure, socket error.
-    Transport(String),
-    /// The reply (or the arguments) could not be converted to/from the
-    /// requested Rust types.
-    Decode(String),
+    /// The network or a socket failed: an endpoint could not be bound, a
+    /// socket errored.
+    #[error("transport error: {context}")]
+    Transport {
+        /// What was being done.
+        context: String,
+        /// The underlying failure, if any.
+        #[source]
+        source: Option<Source>,
+    },
+    /// A builder or call was given something unusable (an endpoint that does
+    /// not parse, no endpoint at all).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// Arguments (or a result) could not be turned into msgpack.
+    #[error("cannot encode {what}")]
+    Encode {
+        /// What was being encoded, e.g. `arguments of add`.
+        what: String,
+        /// The serializer's error.
+        #[source]
+        source: Source,
+    },
+    /// A reply (or an item) could not be converted into the requested Rust
+    /// type.
+    #[error("cannot decode {what}")]
+    Decode {
+        /// What was being decoded, e.g. `result of add`.
+        what: String,
+        /// The deserializer's error.
+        #[source]
+        source: Source,
+    },
     /// The peer broke the zerorpc protocol.
+    #[error("protocol error: {0}")]
     Protocol(String),
-    /// The client or server was closed.
+    /// A `close(grace)` ended its grace period with work left: requests
+    /// cancelled, calls failed or events not delivered.
+    #[error("{count} {what} after {}", fmt_secs(*grace))]
+    Unfinished {
+        /// How many.
+        count: usize,
+        /// Of what, e.g. `requests cancelled`.
+        what: &'static str,
+        /// The grace period that ran out.
+        grace: Duration,
+    },
+    /// The client, server or socket was closed.
+    #[error("closed")]
     Closed,
 }
 
@@ -65,38 +119,51 @@ impl Error {
             _ => None,
         }
     }
-}
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Remote(r) => write!(f, "remote error {r}"),
-            Error::Timeout { method, after } => {
-                write!(
-                    f,
-                    "timeout after {}, when calling remote method {method}",
-                    fmt_secs(*after)
-                )
-            }
-            Error::LostRemote { method, reason } => {
-                write!(f, "lost remote while calling {method}: {reason}")
-            }
-            Error::Transport(m) => write!(f, "transport error: {m}"),
-            Error::Decode(m) => write!(f, "decode error: {m}"),
-            Error::Protocol(m) => write!(f, "protocol error: {m}"),
-            Error::Closed => f.write_str("closed"),
+    pub(crate) fn transport<E>(context: impl Into<String>, source: E) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        Error::Transport {
+            context: context.into(),
+            source: Some(Arc::new(source)),
+        }
+    }
+
+    pub(crate) fn encode<E>(what: impl Into<String>, source: E) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        Error::Encode {
+            what: what.into(),
+            source: Arc::new(source),
+        }
+    }
+
+    pub(crate) fn decode<E>(what: impl Into<String>, source: E) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        Error::Decode {
+            what: what.into(),
+            source: Arc::new(source),
         }
     }
 }
 
-impl std::error::Error for Error {}
-
-impl From<zeromq::ZmqError> for Error {
-    fn from(e: zeromq::ZmqError) -> Self {
-        Error::Transport(e.to_string())
+impl From<RemoteError> for Error {
+    fn from(r: RemoteError) -> Self {
+        Error::Remote(r)
     }
 }
 
+impl From<zeromq::ZmqError> for Error {
+    fn from(e: zeromq::ZmqError) -> Self {
+        Error::transport("socket error", e)
+    }
+}
+
+/// Seconds as people write them: `30s`, `0.5s`.
 pub(crate) fn fmt_secs(d: Duration) -> String {
     let s = d.as_secs_f64();
     if s.fract() == 0.0 {
@@ -106,12 +173,19 @@ pub(crate) fn fmt_secs(d: Duration) -> String {
     }
 }
 
-/// An error raised by a handler; the server sends it as `ERR`.
+/// An error raised by a handler; the server sends it as `ERR [name,
+/// message, traceback]`, which a Python caller sees as a `RemoteError` of
+/// that name.
 ///
-/// Any `std::error::Error` converts into it (so `?` works in handlers), named
-/// after its Rust type; use [`ServiceError::new`] to pick the exception name
-/// a Python peer will see.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `?` converts the common standard errors (named after their Rust type,
+/// e.g. `ParseIntError`), a [`RemoteError`] or a call's [`Error`] (a remote
+/// exception keeps its name, message and traceback, so a handler that calls
+/// another service re-raises its errors unchanged). Any other error converts
+/// with [`ServiceError::from_error`], or pick the name a Python peer will
+/// see with [`ServiceError::new`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name}: {message}")]
+#[non_exhaustive]
 pub struct ServiceError {
     /// Exception type name sent to the caller.
     pub name: String,
@@ -146,21 +220,22 @@ impl ServiceError {
     pub fn type_error(message: impl Into<String>) -> Self {
         Self::new("TypeError", message)
     }
-}
 
-impl fmt::Display for ServiceError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.name, self.message)
-    }
-}
-
-impl<E: std::error::Error> From<E> for ServiceError {
-    fn from(e: E) -> Self {
+    /// Any error, named after its Rust type (`ParseIntError` for
+    /// `core::num::ParseIntError`), with its message and the messages of its
+    /// sources as the traceback: `.map_err(ServiceError::from_error)?`.
+    pub fn from_error<E: std::error::Error>(e: E) -> Self {
         let full = std::any::type_name::<E>();
         // `core::num::error::ParseIntError` -> `ParseIntError`; generics trimmed.
         let base = full.split('<').next().unwrap_or(full);
         let name = base.rsplit("::").next().unwrap_or(base);
-        ServiceError::new(name, e.to_string())
+        let mut err = ServiceError::new(name, e.to_string());
+        let mut source = e.source();
+        while let Some(s) = source {
+            err.traceback.push_str(&format!("caused by: {s}\n"));
+            source = s.source();
+        }
+        err
     }
 }
 
@@ -171,5 +246,127 @@ impl From<RemoteError> for ServiceError {
             message: r.message,
             traceback: r.traceback,
         }
+    }
+}
+
+/// A failed call made from inside a handler: a remote exception is re-raised
+/// as it came; anything else is named after the variant (`Timeout`,
+/// `LostRemote`, …).
+impl From<Error> for ServiceError {
+    fn from(e: Error) -> Self {
+        let name = match &e {
+            Error::Remote(r) => return r.clone().into(),
+            Error::Timeout { .. } => "Timeout",
+            Error::LostRemote { .. } => "LostRemote",
+            Error::Transport { .. } => "TransportError",
+            Error::Config(_) => "ConfigError",
+            Error::Encode { .. } => "EncodeError",
+            Error::Decode { .. } => "DecodeError",
+            Error::Protocol(_) => "ProtocolError",
+            Error::Unfinished { .. } => "Unfinished",
+            Error::Closed => "Closed",
+        };
+        ServiceError::new(name, e.to_string())
+    }
+}
+
+/// `?` on these standard errors works in handlers, naming the exception
+/// after the Rust type.
+macro_rules! from_std_errors {
+    ($($ty:ty),* $(,)?) => {$(
+        impl From<$ty> for ServiceError {
+            fn from(e: $ty) -> Self {
+                ServiceError::from_error(e)
+            }
+        }
+    )*};
+}
+
+from_std_errors!(
+    std::io::Error,
+    std::fmt::Error,
+    std::num::ParseIntError,
+    std::num::ParseFloatError,
+    std::num::TryFromIntError,
+    std::str::ParseBoolError,
+    std::str::Utf8Error,
+    std::string::FromUtf8Error,
+    std::char::ParseCharError,
+    std::net::AddrParseError,
+    std::time::SystemTimeError,
+    rmp_serde::decode::Error,
+    rmp_serde::encode::Error,
+    rmpv::ext::Error,
+);
+
+/// A boxed error (what `Box<dyn Error>`-returning helpers give): named
+/// `Error`, with its message.
+impl From<Box<dyn std::error::Error + Send + Sync>> for ServiceError {
+    fn from(e: Box<dyn std::error::Error + Send + Sync>) -> Self {
+        ServiceError::msg(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn std_errors_convert_with_their_type_name() {
+        fn parse(s: &str) -> Result<i64, ServiceError> {
+            Ok(s.parse::<i64>()?)
+        }
+        let e = parse("x").unwrap_err();
+        assert_eq!(e.name, "ParseIntError");
+        assert_eq!(e.message, "invalid digit found in string");
+    }
+
+    #[test]
+    fn a_remote_error_reraised_keeps_its_name_message_and_traceback() {
+        let remote = RemoteError {
+            name: "ZeroDivisionError".into(),
+            message: "division by zero".into(),
+            traceback: "Traceback (most recent call last): ...".into(),
+        };
+        fn reraise(r: Result<(), Error>) -> Result<(), ServiceError> {
+            r?;
+            Ok(())
+        }
+        let e = reraise(Err(Error::Remote(remote.clone()))).unwrap_err();
+        assert_eq!(
+            (e.name, e.message, e.traceback),
+            (remote.name, remote.message, remote.traceback)
+        );
+        let timeout = Error::Timeout {
+            method: "add".into(),
+            after: Duration::from_millis(1500),
+        };
+        let e = reraise(Err(timeout)).unwrap_err();
+        assert_eq!(e.name, "Timeout");
+        assert_eq!(
+            e.message,
+            "timeout after 1.5s, when calling remote method add"
+        );
+    }
+
+    #[test]
+    fn sources_are_kept_not_flattened() {
+        let io = std::io::Error::new(std::io::ErrorKind::AddrInUse, "address in use");
+        let e = Error::transport("cannot bind tcp://127.0.0.1:1", io);
+        assert_eq!(
+            e.to_string(),
+            "transport error: cannot bind tcp://127.0.0.1:1"
+        );
+        let source = e.source().expect("the io error is kept");
+        assert_eq!(source.to_string(), "address in use");
+        // A decode failure is a Decode error with the deserializer's cause.
+        let bad = rmp_serde::from_slice::<i64>(&[0xa1, b'x']).unwrap_err();
+        let e = Error::decode("result of add", bad);
+        assert!(matches!(e, Error::Decode { .. }));
+        assert!(e.source().is_some());
+        // ServiceError is an Error too (so it composes with other crates).
+        let s: Box<dyn std::error::Error> = Box::new(ServiceError::new("ValueError", "bad"));
+        assert_eq!(s.to_string(), "ValueError: bad");
     }
 }

@@ -6,6 +6,7 @@
 //!
 //! ```no_run
 //! use zerorpc::{Client, Server, Service, ServiceError};
+//! use std::time::Duration;
 //!
 //! # async fn demo() -> Result<(), zerorpc::Error> {
 //! let service = Service::new("calc")
@@ -17,50 +18,79 @@
 //! let client = Client::connect("tcp://127.0.0.1:4242").await?;
 //! let sum: i64 = client.call("add", (2, 3)).await?;
 //! assert_eq!(sum, 5);
-//! # server.stop(std::time::Duration::from_secs(1)).await;
+//! client.close(Duration::from_secs(1)).await?;
+//! server.close(Duration::from_secs(1)).await?;
 //! # Ok(()) }
 //! ```
 //!
+//! Every builder ends with `.start().await`, and everything that runs
+//! (server, client, pusher, publisher, receiver) stops with
+//! `.close(grace).await`.
+//!
 //! ## Layout
+//!
+//! A request travels socket → transport → protocol → server → service →
+//! handler, and back the same way; each step has its folder.
 //!
 //! | module | concept |
 //! |---|---|
-//! | [`event`] | the wire codec: `[header, name, args]`, message ids, hostile-input-safe decoding |
-//! | [`service`] | the name → handler table (typed, blocking, dynamic, [`RpcService`] objects) and introspection |
-//! | `args` | typed argument decoding and arity checks |
-//! | `heartbeat` | per-channel heartbeat rules, driven by one tick per side |
-//! | `transport` | the adapter over `zeromq` 0.7: links, reconnects, endpoint normalisation |
-//! | [`server`] | ROUTER server: dispatch, streamed replies with credit, heartbeats, lost clients, drain on stop |
-//! | [`client`] | DEALER client: multiplexed calls, reply streams, timeouts, heartbeats, reconnects |
-//! | `relay` | which task reads a client's sockets: a waiting caller, or the core task |
-//! | [`oneway`] | fire-and-forget events: Pusher → Puller (cast), Publisher → Subscriber (fanout) |
-//! | `logging` | how faults are logged (rate limits, peer ids) |
+//! | [`protocol`] | the wire: event codec (`event`), message ids, framing of ZeroMQ messages, msgpack primitives, heartbeat rules |
+//! | `transport` | the adapter over our ZeroMQ package: links (one socket each, reconnecting), sending (`outbox`), receiving (`inbound`), endpoints |
+//! | [`service`] | the name → handler table: argument decoding (`args`), handlers and their guards (`handler`), introspection, [`RpcService`] objects |
+//! | [`server`] | ROUTER server: the core task, channels (heartbeats, credit), requests, replies |
+//! | [`client`] | DEALER client: the call table (`core`), who reads the sockets (`driver`, `relay`), [`ReplyStream`], what a call sends (`call`) |
+//! | [`oneway`] | fire-and-forget events: [`Pusher`] → [`Puller`] (cast), [`Publisher`] → [`Subscriber`] (fanout) |
 //! | [`error`] | [`Error`] (what callers see) and [`ServiceError`] (what handlers raise) |
-//! | [`value`] | msgpack ↔ JSON for the command line |
-//! | `cli` | the `zrpc` command (behind `src/bin/zrpc.rs`) and its built-in services; `cli::bench` is `zrpc-bench` |
+//! | `logging` | how faults are logged (rate limits, peer ids) |
+//! | `cli` | the `zrpc` command and its built-in services (feature `cli`; `src/bin/zrpc.rs` only calls it) |
+//! | `bench` | `zrpc-bench` (feature `cli`; behind `src/bin/zrpc-bench.rs`) |
 //!
-//! The wire protocol is specified in `PROTOCOL.md`.
+//! The transport itself is the `zerorpc-zeromq` package of this workspace
+//! (a fork of zeromq 0.7, `zeromq/` in the repository), used here under the
+//! name `zeromq`. The wire protocol is specified in `PROTOCOL.md`.
+//!
+//! ## Features
+//!
+//! - `cli` (off by default): the `zrpc` and `zrpc-bench` binaries, with
+//!   their command-line parser, logging setup and built-in services. A
+//!   library user compiles none of that.
+//!
+//! ## Logging
+//!
+//! zrpc logs through [`tracing`]; install any subscriber to see it, e.g.
+//! `tracing_subscriber::fmt().with_env_filter("zerorpc=info").init()`.
 
 #![warn(missing_docs)]
 
-mod args;
-#[doc(hidden)]
+#[cfg(feature = "cli")]
+pub mod bench;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod client;
 pub mod error;
-pub mod event;
-mod heartbeat;
 mod logging;
 pub mod oneway;
-mod relay;
+pub mod protocol;
 pub mod server;
 pub mod service;
 mod transport;
-pub mod value;
 
 pub use client::{CallOptions, Client, ClientBuilder, ReplyStream, Response};
 pub use error::{Error, RemoteError, ServiceError};
 pub use oneway::{Publisher, Puller, Pusher, Receiver, Subscriber};
 pub use server::{Server, ServerBuilder};
 pub use service::{ArgInfo, Args, MethodInfo, RpcService, Service};
-pub use value::Value;
+
+/// A dynamic msgpack value (what `call_dynamic` and `Service::dynamic`
+/// handlers exchange), from the `rmpv` crate.
+pub use rmpv::Value;
+
+/// The attribute that [`RpcService`] implementations use.
+pub use async_trait::async_trait;
+
+/// The README's Rust examples, compiled as doctests so they cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
+pub use transport::{DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_SEND_QUEUE};

@@ -215,7 +215,7 @@ async fn an_error_mid_stream_prints_the_items_then_fails() {
     );
     assert_eq!(json.status.code(), Some(1));
     assert_eq!(stdout(&json), "[0,1]\n");
-    server.stop(Duration::from_secs(1)).await;
+    server.close(Duration::from_secs(1)).await.ok();
 }
 
 #[test]

@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use rmpv::Value;
-use zerorpc::event::{self, Event};
+use zerorpc::protocol::{self as event, Event};
 
 fn config() -> ProptestConfig {
     ProptestConfig {

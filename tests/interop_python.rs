@@ -129,7 +129,7 @@ async fn rust_client_long_call_kept_alive_by_heartbeats() {
     let client = Client::builder()
         .connect(&ep)
         .heartbeat(Some(Duration::from_secs(1)))
-        .build()
+        .start()
         .await
         .unwrap();
     let r: String = client.call("sleep", (3.5,)).await.unwrap();
@@ -142,7 +142,7 @@ async fn rust_client_lost_remote_when_python_server_is_killed() {
     let client = Client::builder()
         .connect(&ep)
         .heartbeat(Some(Duration::from_secs(1)))
-        .build()
+        .start()
         .await
         .unwrap();
     assert_eq!(client.call::<_, i64>("add", (1, 1)).await.unwrap(), 2);

@@ -144,7 +144,7 @@ async fn python_pusher_to_zrpc_puller() {
     tokio::task::spawn_blocking(move || py.expect("PASS", Duration::from_secs(20)))
         .await
         .unwrap();
-    puller.stop(Duration::from_secs(1)).await;
+    puller.close(Duration::from_secs(1)).await.ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,7 +201,7 @@ async fn python_publisher_to_zrpc_subscriber() {
     tokio::task::spawn_blocking(move || py.expect("PASS", Duration::from_secs(20)))
         .await
         .unwrap();
-    sub.stop(Duration::from_secs(1)).await;
+    sub.close(Duration::from_secs(1)).await.ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,5 +227,5 @@ async fn zrpc_publisher_to_python_subscriber() {
     tokio::task::spawn_blocking(move || py.expect("PASS", Duration::from_secs(30)))
         .await
         .unwrap();
-    publisher.close().await;
+    publisher.close(Duration::from_secs(1)).await.ok();
 }

@@ -6,7 +6,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use zerorpc::oneway::{Publisher, Puller, Pusher, Subscriber};
-use zerorpc::{Service, ServiceError};
+use zerorpc::{Error, Service, ServiceError};
 
 type Seen = Arc<Mutex<Vec<(usize, i64)>>>;
 
@@ -58,7 +58,7 @@ async fn pullers_share_the_work_each_event_once() {
     for p in &pullers {
         b = b.connect(p.endpoints()[0].clone());
     }
-    let pusher = b.build().await.unwrap();
+    let pusher = b.start().await.unwrap();
     assert!(pusher.wait_for_puller(Duration::from_secs(5)).await);
     // Let every connection come up so all three get a share.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -97,7 +97,7 @@ async fn pusher_holds_events_until_a_puller_connects() {
     pusher.close(Duration::from_secs(5)).await.unwrap();
     wait_for(&seen, 100).await;
     assert_eq!(seen.lock().unwrap().len(), 100);
-    puller.stop(Duration::from_secs(1)).await;
+    puller.close(Duration::from_secs(1)).await.ok();
 }
 
 #[tokio::test]
@@ -106,12 +106,9 @@ async fn closing_a_pusher_with_nobody_listening_reports_the_loss() {
     let pusher = Pusher::connect(&ep).await.unwrap();
     pusher.push("record", (1,)).unwrap();
     pusher.push("record", (2,)).unwrap();
-    let e = pusher
-        .close(Duration::from_millis(300))
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("2 event(s) not delivered"), "{e}");
+    let e = pusher.close(Duration::from_millis(300)).await.unwrap_err();
+    assert!(matches!(e, Error::Unfinished { count: 2, .. }), "{e:?}");
+    assert!(e.to_string().contains("2 events not delivered"), "{e}");
 }
 
 #[tokio::test]
@@ -131,7 +128,7 @@ async fn a_puller_survives_failing_unknown_and_malformed_events() {
     pusher.close(Duration::from_secs(5)).await.unwrap();
     wait_for(&seen, 1).await;
     assert_eq!(*seen.lock().unwrap(), vec![(0, 7)]);
-    puller.stop(Duration::from_secs(1)).await;
+    puller.close(Duration::from_secs(1)).await.ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,9 +176,9 @@ async fn every_subscriber_gets_every_event() {
             .collect();
         assert_eq!(got, (0..n).collect::<Vec<_>>(), "subscriber {tag}");
     }
-    publisher.close().await;
+    publisher.close(Duration::from_secs(1)).await.ok();
     for s in subs {
-        s.stop(Duration::from_secs(1)).await;
+        s.close(Duration::from_secs(1)).await.ok();
     }
 }
 
@@ -202,14 +199,14 @@ async fn publish_then_close_delivers() {
                 .unwrap();
             let publisher = Publisher::builder()
                 .connect(receiver.endpoints()[0].clone())
-                .build()
+                .start()
                 .await
                 .unwrap();
             assert!(publisher.wait_for_subscriber(Duration::from_secs(5)).await);
             // Let the subscription reach the publisher, then publish and close.
             tokio::time::sleep(Duration::from_millis(300)).await;
             publisher.publish("record", (tag,)).unwrap();
-            publisher.close().await;
+            publisher.close(Duration::from_secs(1)).await.ok();
             receiver
         }
     });
@@ -221,6 +218,6 @@ async fn publish_then_close_delivers() {
     let got = seen.lock().unwrap().len();
     assert_eq!(got, 12, "{} of 12 published events arrived", got);
     for r in receivers {
-        r.stop(Duration::from_secs(1)).await;
+        r.close(Duration::from_secs(1)).await.ok();
     }
 }

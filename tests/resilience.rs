@@ -125,7 +125,7 @@ async fn an_oversize_request_drops_only_its_sender() {
     // The offender reconnects and small calls work again.
     let sum: i64 = greedy.call("add", (1, 2)).await.unwrap();
     assert_eq!(sum, 3);
-    server.stop(Duration::from_secs(1)).await;
+    server.close(Duration::from_secs(1)).await.ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,7 +147,7 @@ async fn libzmq_heartbeat_pings_are_answered() {
         out.status.success() && stdout.contains("PASS") && stdout.contains("slept 1.5"),
         "{out:?}"
     );
-    server.stop(Duration::from_secs(1)).await;
+    server.close(Duration::from_secs(1)).await.ok();
 }
 
 /// Everything logged in this test binary, for tests that check a fault is
@@ -239,7 +239,7 @@ async fn a_client_that_never_reads_does_not_stall_the_others() {
     let polite = Client::builder()
         .connect(&ep)
         .timeout(Some(Duration::from_secs(3)))
-        .build()
+        .start()
         .await
         .unwrap();
     for i in 0..50i64 {
@@ -258,7 +258,7 @@ async fn a_client_that_never_reads_does_not_stall_the_others() {
         "no warning when the offender left",
     )
     .await;
-    server.stop(Duration::from_secs(1)).await;
+    server.close(Duration::from_secs(1)).await.ok();
 }
 
 /// A libzmq PUB or SUB pinging every 50 ms (200 ms timeout) stays connected
@@ -278,7 +278,7 @@ async fn libzmq_heartbeat_pings_are_answered_by_pub_and_sub() {
     // libzmq SUB ← zrpc Publisher.
     let publisher = Publisher::builder()
         .bind("tcp://127.0.0.1:0")
-        .build()
+        .start()
         .await
         .unwrap();
     let mut sub = py("sub", &publisher.endpoints()[0].clone());
@@ -292,7 +292,7 @@ async fn libzmq_heartbeat_pings_are_answered_by_pub_and_sub() {
         publisher.publish("hello", ()).unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    publisher.close().await;
+    publisher.close(Duration::from_secs(1)).await.ok();
 
     // libzmq PUB → zrpc Subscriber.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -314,7 +314,7 @@ async fn libzmq_heartbeat_pings_are_answered_by_pub_and_sub() {
         .await
         .expect("the zrpc subscriber got no event from the libzmq PUB")
         .unwrap();
-    receiver.stop(Duration::from_secs(1)).await;
+    receiver.close(Duration::from_secs(1)).await.ok();
 }
 
 /// `kill -9` of the server mid-call: the pending call fails with
@@ -343,7 +343,7 @@ async fn a_killed_server_fails_calls_fast_and_a_restarted_one_is_found() {
         .connect(&ep)
         .heartbeat(Some(Duration::from_millis(500)))
         .timeout(Some(Duration::from_secs(30)))
-        .build()
+        .start()
         .await
         .unwrap();
     let c = client.clone();

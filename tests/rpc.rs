@@ -18,7 +18,7 @@ async fn fast_client(ep: &str, timeout: Duration) -> Client {
         .connect(ep)
         .heartbeat(HB_FAST)
         .timeout(Some(timeout))
-        .build()
+        .start()
         .await
         .unwrap()
 }
@@ -86,7 +86,7 @@ async fn typed_dynamic_and_error_calls() {
     assert_eq!(e.remote().unwrap().name, "TypeError");
     // A result that does not fit the requested type is a decode error.
     let e = client.call::<_, i64>("hello", ("x",)).await.unwrap_err();
-    assert!(matches!(e, Error::Decode(_)), "{e:?}");
+    assert!(matches!(e, Error::Decode { .. }), "{e:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,7 +157,7 @@ async fn blocking_work_does_not_stall_other_calls() {
     let client = Client::builder()
         .connect(&ep)
         .heartbeat(HB_FAST)
-        .build()
+        .start()
         .await
         .unwrap();
     let spinning: Vec<_> = (0..4)
@@ -386,14 +386,18 @@ async fn close_fails_calls_and_disconnects_body() {
     let client = Client::builder()
         .connect(&server.endpoints()[0])
         .heartbeat(Some(Duration::from_secs(20)))
-        .build()
+        .start()
         .await
         .unwrap();
     let c = client.clone();
     let pending = tokio::spawn(async move { c.call::<_, ()>("wait", ()).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!pending.is_finished(), "the call should still be running");
-    client.close().await;
+    let closed = client.close(Duration::ZERO).await.unwrap_err();
+    assert!(
+        matches!(closed, Error::Unfinished { count: 1, .. }),
+        "{closed:?}"
+    );
     let e = tokio::time::timeout(Duration::from_secs(2), pending)
         .await
         .expect("the pending call was not failed by close")
@@ -431,7 +435,7 @@ async fn client_reports_lost_remote_when_server_goes_silent_body() {
     let client = Client::builder()
         .connect(&ep)
         .heartbeat(HB_FAST)
-        .build()
+        .start()
         .await
         .unwrap();
     let start = Instant::now();
@@ -461,7 +465,7 @@ async fn calls_made_before_the_server_is_up_wait_for_it_body() {
     let client = Client::builder()
         .connect(&ep)
         .timeout(Some(Duration::from_secs(10)))
-        .build()
+        .start()
         .await
         .unwrap();
     let call = {
@@ -525,7 +529,7 @@ async fn client_reconnects_after_server_restart_body() {
 async fn workers_connect_to_a_bound_client() {
     let client = Client::builder()
         .bind("tcp://127.0.0.1:0")
-        .build()
+        .start()
         .await
         .unwrap();
     let ep = client.endpoints()[0].clone();
@@ -579,7 +583,7 @@ async fn stop_drains_in_flight_calls_and_refuses_new_ones() {
     let client = Client::builder()
         .connect(&ep)
         .timeout(Some(Duration::from_secs(3)))
-        .build()
+        .start()
         .await
         .unwrap();
     let in_flight = {
@@ -587,7 +591,7 @@ async fn stop_drains_in_flight_calls_and_refuses_new_ones() {
         tokio::spawn(async move { c.call::<_, String>("sleep", (0.5,)).await })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let stopping = tokio::spawn(server.stop(Duration::from_secs(5)));
+    let stopping = tokio::spawn(async move { server.close(Duration::from_secs(5)).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let refused = client.call::<_, i64>("add", (1, 1)).await.unwrap_err();
     assert_eq!(
@@ -599,7 +603,8 @@ async fn stop_drains_in_flight_calls_and_refuses_new_ones() {
     tokio::time::timeout(Duration::from_secs(3), stopping)
         .await
         .expect("stop returns")
-        .unwrap();
+        .unwrap()
+        .expect("nothing was cancelled");
 }
 
 // ---- malformed input (notes §6.2) ----

@@ -40,7 +40,7 @@ async fn client(ep: &str) -> Client {
     Client::builder()
         .connect(ep)
         .timeout(Some(Duration::from_secs(30)))
-        .build()
+        .start()
         .await
         .unwrap()
 }
@@ -151,7 +151,7 @@ async fn connect_disconnect_churn_does_not_leak_per_client_state() {
                         let c = client(&ep).await;
                         let sum: i64 = c.call("add", (i as i64, 1)).await.expect("call");
                         assert_eq!(sum, i as i64 + 1);
-                        c.close().await;
+                        c.close(Duration::from_secs(1)).await.unwrap();
                     }
                 })
                 .buffer_unordered(10)

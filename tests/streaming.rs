@@ -30,7 +30,7 @@ async fn ten_thousand_items_in_order() {
         .collect()
         .await;
     assert!(empty.is_empty());
-    server.stop(Duration::from_secs(1)).await;
+    server.close(Duration::from_secs(1)).await.ok();
 }
 
 #[tokio::test]
@@ -52,7 +52,7 @@ async fn error_part_way_comes_after_the_items() {
         (err.name.as_str(), err.message.as_str()),
         ("ValueError", "failed after 3")
     );
-    server.stop(Duration::from_secs(1)).await;
+    server.close(Duration::from_secs(1)).await.ok();
 }
 
 #[tokio::test]
@@ -98,7 +98,7 @@ async fn streams_and_values_are_told_apart() {
         .err()
         .unwrap();
     assert_eq!(e.remote().unwrap().name, "TypeError");
-    server.stop(Duration::from_secs(1)).await;
+    server.close(Duration::from_secs(1)).await.ok();
 }
 
 /// An endless stream that counts what it produced and notices being dropped.
@@ -146,7 +146,7 @@ async fn a_slow_reader_bounds_what_the_server_produces() {
         );
     }
     drop(items);
-    server.stop(Duration::ZERO).await;
+    server.close(Duration::ZERO).await.ok();
 }
 
 #[tokio::test]
@@ -163,7 +163,7 @@ async fn dropping_the_stream_stops_the_producer() {
     let client = Client::builder()
         .connect(&server.endpoints()[0])
         .heartbeat(Some(hb))
-        .build()
+        .start()
         .await
         .unwrap();
     let mut items = client.stream::<_, u64>("forever", ()).await.unwrap();
@@ -183,7 +183,7 @@ async fn dropping_the_stream_stops_the_producer() {
     let mut again = client.stream::<_, u64>("forever", ()).await.unwrap();
     assert_eq!(again.next().await.unwrap().unwrap(), 0);
     drop(again);
-    server.stop(Duration::ZERO).await;
+    server.close(Duration::ZERO).await.ok();
 }
 
 #[tokio::test]
@@ -206,7 +206,7 @@ async fn slow_streams_outlive_the_call_timeout_thanks_to_heartbeats() {
         .connect(&server.endpoints()[0])
         .heartbeat(Some(hb))
         .timeout(Some(Duration::from_millis(400)))
-        .build()
+        .start()
         .await
         .unwrap();
     let items: Vec<u64> = client
@@ -217,7 +217,7 @@ async fn slow_streams_outlive_the_call_timeout_thanks_to_heartbeats() {
         .collect()
         .await;
     assert_eq!(items, (0..8).collect::<Vec<_>>());
-    server.stop(Duration::ZERO).await;
+    server.close(Duration::ZERO).await.ok();
 }
 
 #[tokio::test]
@@ -239,5 +239,5 @@ async fn many_streams_at_once_on_one_client() {
         }
     });
     futures::future::join_all(jobs).await;
-    server.stop(Duration::from_secs(1)).await;
+    server.close(Duration::from_secs(1)).await.ok();
 }

@@ -3,110 +3,21 @@
 //! `src/bin/zrpc.rs` only calls [`main`]; everything else lives here so it
 //! can be tested as a library.
 
-pub mod bench;
-pub mod builtins;
+mod builtins;
+mod exec;
+mod flags;
+pub(crate) mod json;
 mod oneway;
 mod output;
 
 use crate::client::{CallOptions, Client, Response};
 use crate::error::Error;
 use crate::server::Server;
-use crate::value::{from_json, infer_cli_arg, Value};
+use crate::Value;
 use clap::Parser;
+use flags::Opts;
+use json::{from_json, infer_cli_arg};
 use std::time::Duration;
-
-/// Command-line flags, as in `zerorpc` 0.6.3.
-#[derive(Parser, Debug)]
-#[command(
-    name = "zrpc",
-    version,
-    about = "Call or serve zerorpc services (a drop-in for the zerorpc command).",
-    after_help = "Examples:\n  \
-        zrpc --server --bind tcp://127.0.0.1:4242 calc\n  \
-        zrpc tcp://127.0.0.1:4242 add 2 3\n  \
-        zrpc --client --connect tcp://127.0.0.1:4242 strftime %Y/%m/%d\n  \
-        zrpc -? tcp://127.0.0.1:4242\n  \
-        zrpc --server --bind tcp://127.0.0.1:4243 --exec uptime=uptime\n  \
-        zrpc tcp://127.0.0.1:4242 count 5              (echo service: a stream)\n  \
-        zrpc --pull --bind tcp://127.0.0.1:4244        (print every pushed event)\n  \
-        zrpc --push --connect tcp://127.0.0.1:4244 resize photo.jpg 640\n  \
-        zrpc --sub --connect tcp://127.0.0.1:4245      (print every published event)\n  \
-        zrpc --pub --bind tcp://127.0.0.1:4245 news hello\n\n\
-        Built-in services: time, calc, echo. --exec runs commands for remote callers:\n\
-        only expose it on endpoints you trust."
-)]
-#[command(group(clap::ArgGroup::new("role").args(["client", "server", "push", "pull", "publish", "subscribe"])))]
-pub struct Opts {
-    /// Run as a client (the default).
-    #[arg(long)]
-    client: bool,
-    /// Run as a server, serving SERVICE (time, calc, echo) and any --exec methods.
-    #[arg(long)]
-    server: bool,
-    /// Send one event METHOD PARAMS... to one puller (PUSH), then exit.
-    #[arg(long)]
-    push: bool,
-    /// Print every pushed event as a JSON line until interrupted (PULL).
-    #[arg(long)]
-    pull: bool,
-    /// Send one event METHOD PARAMS... to every subscriber (PUB), then exit.
-    /// Waits (up to --timeout) for a subscriber first.
-    #[arg(long = "pub")]
-    publish: bool,
-    /// Print every published event as a JSON line until interrupted (SUB).
-    #[arg(long = "sub")]
-    subscribe: bool,
-    /// Connect to ADDRESS (repeatable).
-    #[arg(long, value_name = "ADDRESS")]
-    connect: Vec<String>,
-    /// Bind to ADDRESS (repeatable).
-    #[arg(long, value_name = "ADDRESS")]
-    bind: Vec<String>,
-    /// Call timeout in seconds (client).
-    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
-    timeout: f64,
-    /// Heartbeat period in seconds; 0 disables heartbeats.
-    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
-    heartbeat: f64,
-    /// Maximum number of requests handled at once (server).
-    #[arg(long, value_name = "COUNT")]
-    pool_size: Option<usize>,
-    /// Largest message accepted from a peer, in bytes (default 100 MiB); a
-    /// peer that sends more is disconnected.
-    #[arg(long, value_name = "BYTES")]
-    max_message_size: Option<usize>,
-    /// Replies that may wait for one client before further replies to it
-    /// are dropped (server; default 10000).
-    #[arg(long, value_name = "COUNT")]
-    send_queue: Option<usize>,
-    /// Parse every parameter as JSON (otherwise numbers, true, false and null
-    /// are recognised and everything else is a string).
-    #[arg(short = 'j', long)]
-    json: bool,
-    /// Print results as JSON (also `-pj`).
-    #[arg(long)]
-    print_json: bool,
-    /// Show method signatures and documentation (also `-?`).
-    #[arg(long)]
-    inspect: bool,
-    /// Heartbeat actively from the start instead of answering the server's.
-    #[arg(long)]
-    active_hb: bool,
-    /// Debug logging, and remote tracebacks on errors.
-    #[arg(short = 'd', long)]
-    debug: bool,
-    /// Serve a shell command as method NAME (server; repeatable). Arguments
-    /// become argv, stdout is the result, a non-zero exit is an error.
-    #[arg(long, value_name = "NAME=COMMAND")]
-    exec: Vec<String>,
-    /// [ADDRESS] [METHOD|SERVICE] [PARAMS...]  (ADDRESS is omitted when --connect or --bind is given)
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "ARGS"
-    )]
-    rest: Vec<String>,
-}
 
 /// Entry point of the binary: parse `std::env::args`, run, return the exit code.
 pub fn main() -> i32 {
@@ -148,10 +59,25 @@ pub fn main() -> i32 {
                     eprintln!("{}", r.traceback.trim_end());
                 }
             }
-            eprintln!("zrpc: {e}");
+            eprintln!("zrpc: {}", with_causes(&e));
+            1
+        }
+        Err(CliError::Other(m)) => {
+            eprintln!("zrpc: {m}");
             1
         }
     }
+}
+
+/// An error and its causes on one line: `cannot bind …: Address in use`.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        line.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    line
 }
 
 fn init_logging(debug: bool) {
@@ -162,16 +88,23 @@ fn init_logging(debug: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colours only for people: a log piped to a file stays plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
 }
 
+/// How the command fails: a usage error (exit 2) or a failure (exit 1),
+/// each printed as one line.
 enum CliError {
     Usage(String),
     Failed(Error),
+    /// A failure of the command's own (nothing published, say).
+    Other(String),
 }
 
 impl From<Error> for CliError {
@@ -244,9 +177,9 @@ async fn run(opts: Opts) -> Result<(), CliError> {
             tracing::debug!("binding to \"{ep}\"");
             builder = builder.bind(ep);
         }
-        let client = builder.build().await?;
+        let client = builder.start().await?;
         let result = client_main(&opts, &client, command, params).await;
-        client.close().await;
+        let _ = client.close(Duration::from_millis(200)).await;
         result
     }
 }
@@ -274,7 +207,7 @@ async fn serve(
         }
     };
     for spec in &opts.exec {
-        service = builtins::add_exec(service, spec).map_err(CliError::Usage)?;
+        service = exec::add_exec(service, spec).map_err(CliError::Usage)?;
     }
     let name = service.name().to_string();
     let mut builder = Server::builder(service).heartbeat(heartbeat);
@@ -299,7 +232,7 @@ async fn serve(
     eprintln!("serving \"{name}\" on {}", server.endpoints().join(", "));
     wait_for_signal().await;
     eprintln!("stopping: finishing requests in flight (up to 10s)");
-    server.stop(Duration::from_secs(10)).await;
+    server.close(Duration::from_secs(10)).await?;
     Ok(())
 }
 

@@ -1,11 +1,12 @@
 //! `zrpc --push/--pub` (send one event) and `zrpc --pull/--sub` (print every
 //! event as a JSON line until interrupted).
 
+use super::json::to_json;
 use super::CliError;
-use crate::error::{Error, ServiceError};
+use crate::error::ServiceError;
 use crate::oneway::{Publisher, Puller, Pusher, SenderBuilder, Subscriber};
-use crate::value::{to_json, Value};
 use crate::Service;
+use crate::Value;
 use std::io::Write;
 use std::time::Duration;
 
@@ -25,13 +26,13 @@ pub(super) async fn send(
 ) -> Result<(), CliError> {
     if push {
         let pusher = endpoints(Pusher::builder(), connects, binds)
-            .build()
+            .start()
             .await?;
         pusher.push_dynamic(method, args)?;
         pusher.close(timeout).await?;
     } else {
         let publisher = endpoints(Publisher::builder(), connects, binds)
-            .build()
+            .start()
             .await?;
         // A subscriber still connected after the settle time has had its
         // subscription arrive; one that came and went (a connect attempt
@@ -40,10 +41,10 @@ pub(super) async fn send(
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if !publisher.wait_for_subscriber(left).await {
-                return Err(CliError::Failed(Error::Transport(format!(
+                return Err(CliError::Other(format!(
                     "no subscriber connected within {}; nothing was published",
                     crate::error::fmt_secs(timeout)
-                ))));
+                )));
             }
             tokio::time::sleep(SUBSCRIPTION_SETTLE).await;
             if publisher
@@ -54,12 +55,12 @@ pub(super) async fn send(
             }
         }
         publisher.publish_dynamic(method, args)?;
-        publisher.close().await;
+        publisher.close(Duration::from_secs(1)).await?;
     }
     Ok(())
 }
 
-fn endpoints<T: crate::oneway::OneWaySender>(
+fn endpoints<T>(
     mut b: SenderBuilder<T>,
     connects: &[String],
     binds: &[String],
@@ -107,7 +108,7 @@ pub(super) async fn listen(
     let role = if pull { "pulling" } else { "subscribed" };
     eprintln!("{role} on {}", receiver.endpoints().join(", "));
     super::wait_for_signal().await;
-    receiver.stop(Duration::from_secs(2)).await;
+    receiver.close(Duration::from_secs(2)).await?;
     Ok(())
 }
 

@@ -1,9 +1,10 @@
 //! What the command line prints: results, method listings, signatures.
 
+use super::json::to_json;
 use crate::client::Client;
 use crate::error::Error;
 use crate::service::{ArgInfo, MethodInfo};
-use crate::value::{to_json, Value};
+use crate::Value;
 
 /// A remote service as introspection describes it.
 pub(crate) struct Described {

@@ -1,0 +1,791 @@
+//! `zrpc-bench`: zrpc beside its floor, the raw `zeromq` transport, measured
+//! in one run on loopback.
+//!
+//! Every zrpc figure has a raw counterpart doing the same traffic without the
+//! RPC layer: a DEALER sends `[empty, payload]` where the payload is an
+//! encoded zerorpc request of the same size, and a ROUTER sends each message
+//! straight back. zrpc's side is a real [`Server`] with an `echo` method and a
+//! real [`Client`]. Both run in this process, on the same tokio runtime
+//! (`--runtime`), one after the other.
+
+use crate::cli::json::from_json;
+use crate::protocol::{self, msgpack};
+use crate::Value;
+use crate::{CallOptions, Client, Server, Service, ServiceError};
+use bytes::Bytes;
+use clap::Parser;
+use futures::StreamExt;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use zeromq::{DealerSocket, RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "zrpc-bench",
+    about = "Benchmark zrpc against the raw zeromq transport (and optionally zerorpc-python) on loopback",
+    after_help = "Ratios compare each zrpc figure with the raw floor measured in the same run. \
+                  With --connect, benchmarks calls of --method on a live server instead."
+)]
+struct Opts {
+    /// tokio runtime flavour: current (current_thread: client and server
+    /// share one thread, the fastest for both raw and zrpc on this 2-core
+    /// machine) or multi (multi-thread, one worker per CPU by default).
+    #[arg(long, default_value = "current", value_parser = ["multi", "current"])]
+    runtime: String,
+    /// Worker threads of the multi-thread runtime (default: the number of CPUs).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// Rounds: raw and zrpc alternate this many times, so drift on a busy
+    /// machine affects both alike; figures are over all rounds (medians).
+    #[arg(long, default_value_t = 5, value_name = "N", value_parser = at_least_one)]
+    rounds: usize,
+    /// Sequential round trips (one in flight) to time.
+    #[arg(long, default_value_t = 5000, value_name = "N", value_parser = at_least_one)]
+    seq: usize,
+    /// Pipelined round trips on one connection.
+    #[arg(long, default_value_t = 100_000, value_name = "N", value_parser = at_least_one)]
+    pipelined: usize,
+    /// Round trips in flight when pipelining.
+    #[arg(long, default_value_t = 100, value_name = "N", value_parser = at_least_one)]
+    window: usize,
+    /// Payload bytes of the small messages.
+    #[arg(long, default_value_t = 64, value_name = "BYTES")]
+    size: usize,
+    /// Payload sizes of the large-message runs (comma-separated; empty to skip).
+    #[arg(long, default_value = "65536,1048576", value_name = "BYTES,...")]
+    large: String,
+    /// Megabytes to move in each large-message run.
+    #[arg(long, default_value_t = 256, value_name = "MB")]
+    large_mb: usize,
+    /// Clients (and raw DEALERs) at once for the many-clients run; 0 skips it.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    clients: usize,
+    /// Also measure zerorpc-python (client → Python server, client → zrpc server).
+    #[arg(long)]
+    python: bool,
+    /// Python interpreter that has zerorpc (default: $ZRPC_PYTHON, else .venv/bin/python).
+    #[arg(long, value_name = "PATH")]
+    python_bin: Option<String>,
+    /// Benchmark a live server at ADDRESS instead (with --method and --args).
+    #[arg(long, value_name = "ADDRESS")]
+    connect: Option<String>,
+    /// Method to call with --connect.
+    #[arg(long, default_value = "_zerorpc_ping", value_name = "NAME")]
+    method: String,
+    /// Arguments for --method, as a JSON array.
+    #[arg(long, default_value = "[]", value_name = "JSON")]
+    args: String,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Entry point of `zrpc-bench`.
+pub fn main() -> i32 {
+    let opts = match Opts::try_parse() {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    let rt = match opts.runtime.as_str() {
+        "current" => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        _ => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            if let Some(n) = opts.threads {
+                b.worker_threads(n.max(1));
+            }
+            b.enable_all().build()
+        }
+    };
+    let rt = match rt {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("zrpc-bench: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    let result = rt.block_on(async {
+        match &opts.connect {
+            Some(addr) => live(&opts, addr).await,
+            None => side_by_side(&opts).await,
+        }
+    });
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            done_progress();
+            eprintln!("zrpc-bench: {e}");
+            1
+        }
+    }
+}
+
+/// One progress line on stderr, overwritten as the run goes.
+fn progress(step: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "\r\x1b[2K{step}");
+    let _ = err.flush();
+}
+
+fn done_progress() {
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "\r\x1b[2K");
+    let _ = err.flush();
+}
+
+/// Latency figures of a sequential run.
+struct Latency {
+    median_us: f64,
+    p99_us: f64,
+    per_s: f64,
+}
+
+/// Round-trip times and the wall time they took.
+#[derive(Default)]
+struct Timed {
+    samples: Vec<Duration>,
+    total: Duration,
+}
+
+impl Timed {
+    fn add(&mut self, other: Timed) {
+        self.samples.extend(other.samples);
+        self.total += other.total;
+    }
+}
+
+/// The median of some rates.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn latency(Timed { mut samples, total }: Timed) -> Latency {
+    samples.sort_unstable();
+    let at = |q: f64| {
+        let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
+        samples.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e6)
+    };
+    Latency {
+        median_us: at(0.5),
+        p99_us: at(0.99),
+        per_s: samples.len() as f64 / total.as_secs_f64(),
+    }
+}
+
+/// The zerorpc request a zrpc client sends for `echo(payload)`: the raw
+/// side sends exactly this many bytes.
+fn request_like(payload: &[u8]) -> Bytes {
+    let args = msgpack::encode_value(&Value::Array(vec![Value::Binary(payload.to_vec())]));
+    Bytes::from(protocol::encode_request("echo", &args).1)
+}
+
+// ------------------------------------------------------------------ raw side
+
+/// Counts that must not be zero (zero used to be run silently as one).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A ROUTER that sends every message straight back.
+async fn raw_echo_server() -> Result<(String, tokio::task::JoinHandle<()>), String> {
+    let mut router = RouterSocket::new();
+    let ep = router
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .map_err(|e| format!("raw echo server: {e}"))?
+        .to_string();
+    let task = tokio::spawn(async move {
+        while let Ok(msg) = router.recv().await {
+            if router.send(msg).await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok((ep, task))
+}
+
+async fn raw_dealer(ep: &str) -> Result<DealerSocket, String> {
+    let mut d = DealerSocket::new();
+    d.connect(ep)
+        .await
+        .map_err(|e| format!("raw dealer: {e}"))?;
+    Ok(d)
+}
+
+fn raw_message(payload: &Bytes) -> ZmqMessage {
+    let mut m = ZmqMessage::from(Bytes::new());
+    m.push_back(payload.clone());
+    m
+}
+
+async fn raw_sequential(ep: &str, payload: &Bytes, n: usize) -> Result<Timed, String> {
+    let mut d = raw_dealer(ep).await?;
+    let mut samples = Vec::with_capacity(n);
+    let started = Instant::now();
+    for _ in 0..n {
+        let t = Instant::now();
+        d.send(raw_message(payload))
+            .await
+            .map_err(|e| e.to_string())?;
+        recv_within(&mut d).await?;
+        samples.push(t.elapsed());
+    }
+    Ok(Timed {
+        samples,
+        total: started.elapsed(),
+    })
+}
+
+async fn recv_within(d: &mut impl SocketRecv) -> Result<ZmqMessage, String> {
+    match tokio::time::timeout(Duration::from_secs(10), d.recv()).await {
+        Ok(Ok(m)) => Ok(m),
+        Ok(Err(e)) => Err(format!("raw receive: {e}")),
+        Err(_) => Err("raw echo: no reply within 10 s".into()),
+    }
+}
+
+/// `n` round trips with up to `window` in flight on one DEALER; messages/s.
+async fn raw_pipelined(ep: &str, payload: &Bytes, n: usize, window: usize) -> Result<f64, String> {
+    let d = raw_dealer(ep).await?;
+    let (mut tx, mut rx) = d.split();
+    let credit = Arc::new(tokio::sync::Semaphore::new(window));
+    let started = Instant::now();
+    let sender = {
+        let credit = credit.clone();
+        let payload = payload.clone();
+        tokio::spawn(async move {
+            for _ in 0..n {
+                match credit.acquire().await {
+                    Ok(p) => p.forget(),
+                    Err(_) => return,
+                }
+                if tx.send(raw_message(&payload)).await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    for _ in 0..n {
+        recv_within(&mut rx).await?;
+        credit.add_permits(1);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let _ = sender.await;
+    Ok(n as f64 / secs)
+}
+
+async fn raw_many(
+    ep: &str,
+    payload: &Bytes,
+    clients: usize,
+    n: usize,
+    window: usize,
+) -> Result<f64, String> {
+    let per = n / clients;
+    let started = Instant::now();
+    let runs = (0..clients).map(|_| raw_pipelined(ep, payload, per, window));
+    for r in futures::future::join_all(runs).await {
+        r?;
+    }
+    Ok((per * clients) as f64 / started.elapsed().as_secs_f64())
+}
+
+// ----------------------------------------------------------------- zrpc side
+
+/// A typed `echo(bytes) -> bytes`, the way a Rust service takes binary
+/// (`serde_bytes`: a msgpack bin, decoded once into a `Vec<u8>`).
+fn echo_service() -> Service {
+    Service::new("bench").method("echo", |(b,): (serde_bytes::ByteBuf,)| async move {
+        Ok::<_, ServiceError>(b)
+    })
+}
+
+/// What each benchmarked call sends.
+#[derive(Clone, Copy)]
+enum CallArgs<'a> {
+    /// One binary argument, borrowed: a typed call encodes it straight into
+    /// the request (what the raw echo's prebuilt request stands for).
+    Bytes(&'a [u8]),
+    /// Dynamic values (with --connect: whatever the user gave).
+    Values(&'a [Value]),
+}
+
+/// How long `--connect` waits for the server's first answer.
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
+
+async fn zrpc_client(ep: &str) -> Result<Client, String> {
+    Client::builder()
+        .connect(ep)
+        .timeout(Some(Duration::from_secs(30)))
+        .start()
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn call_once(c: &Client, method: &str, args: CallArgs<'_>) -> Result<(), String> {
+    match args {
+        CallArgs::Bytes(b) => c
+            .call::<_, serde_bytes::ByteBuf>(method, (serde_bytes::Bytes::new(b),))
+            .await
+            .map(drop),
+        CallArgs::Values(v) => c.call_dynamic(method, v.to_vec()).await.map(drop),
+    }
+    .map_err(|e| format!("{method}: {e}"))
+}
+
+async fn zrpc_sequential(
+    c: &Client,
+    method: &str,
+    args: CallArgs<'_>,
+    n: usize,
+) -> Result<Timed, String> {
+    let mut samples = Vec::with_capacity(n);
+    let started = Instant::now();
+    for _ in 0..n {
+        let t = Instant::now();
+        call_once(c, method, args).await?;
+        samples.push(t.elapsed());
+    }
+    Ok(Timed {
+        samples,
+        total: started.elapsed(),
+    })
+}
+
+async fn zrpc_pipelined(
+    c: &Client,
+    method: &str,
+    args: CallArgs<'_>,
+    n: usize,
+    window: usize,
+) -> Result<f64, String> {
+    let started = Instant::now();
+    let mut calls = futures::stream::iter(0..n)
+        .map(|_| call_once(c, method, args))
+        .buffer_unordered(window);
+    while let Some(r) = calls.next().await {
+        r?;
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn zrpc_many(
+    ep: &str,
+    args: CallArgs<'_>,
+    clients: usize,
+    n: usize,
+    window: usize,
+) -> Result<f64, String> {
+    let mut cs = Vec::new();
+    for _ in 0..clients {
+        let c = zrpc_client(ep).await?;
+        call_once(&c, "echo", args).await?;
+        cs.push(c);
+    }
+    let per = n / clients;
+    let started = Instant::now();
+    let runs = cs
+        .iter()
+        .map(|c| zrpc_pipelined(c, "echo", args, per, window));
+    for r in futures::future::join_all(runs).await {
+        r?;
+    }
+    Ok((per * clients) as f64 / started.elapsed().as_secs_f64())
+}
+
+// ------------------------------------------------------------------- report
+
+/// One line of the table: a zrpc figure beside its floor.
+struct Row {
+    what: String,
+    unit: &'static str,
+    raw: Option<f64>,
+    zrpc: f64,
+    /// Lower is better (latency): the ratio is zrpc / raw; else zrpc / raw
+    /// shown as a percentage.
+    lower_better: bool,
+}
+
+fn fmt_num(v: f64) -> String {
+    if v >= 100_000.0 {
+        format!("{:.0}k", v / 1000.0)
+    } else if v >= 10_000.0 {
+        format!("{:.1}k", v / 1000.0)
+    } else if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+fn print_table(title: &str, rows: &[Row], notes: &[String]) {
+    println!("{title}");
+    println!(
+        "{:<34} {:>12} {:>12} {:>10}",
+        "", "raw zeromq", "zrpc", "zrpc/raw"
+    );
+    for r in rows {
+        let raw = r
+            .raw
+            .map_or("-".to_string(), |v| format!("{} {}", fmt_num(v), r.unit));
+        let ratio = match r.raw {
+            Some(raw) if raw > 0.0 && r.lower_better => format!("{:.2}×", r.zrpc / raw),
+            Some(raw) if raw > 0.0 => format!("{:.0}%", 100.0 * r.zrpc / raw),
+            _ => "-".into(),
+        };
+        println!(
+            "{:<34} {:>12} {:>12} {:>10}",
+            r.what,
+            raw,
+            format!("{} {}", fmt_num(r.zrpc), r.unit),
+            ratio
+        );
+    }
+    for n in notes {
+        println!("{n}");
+    }
+}
+
+fn json_number(v: f64) -> serde_json::Value {
+    serde_json::Number::from_f64((v * 100.0).round() / 100.0)
+        .map(serde_json::Value::Number)
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// Largest payload benchmarked: zrpc's default message limit is 100 MiB,
+/// and the encoded request must fit under it.
+const MAX_PAYLOAD: usize = 64 << 20;
+
+async fn side_by_side(o: &Opts) -> Result<(), String> {
+    let mut large = Vec::new();
+    for part in o.large.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        large.push(
+            part.parse::<usize>()
+                .map_err(|_| format!("--large: {part:?} is not a size in bytes"))?,
+        );
+    }
+    if let Some(too_big) = large.iter().chain([&o.size]).find(|&&n| n > MAX_PAYLOAD) {
+        return Err(format!(
+            "payloads of {too_big} bytes are over the {} MiB this tool benchmarks (zrpc's default message limit is 100 MiB)",
+            MAX_PAYLOAD >> 20
+        ));
+    }
+    let mut json = serde_json::Map::new();
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    let mut put = |k: &str, v: f64| {
+        json.insert(k.to_string(), json_number(v));
+    };
+    let payload = Bytes::from(vec![0x5a; o.size]);
+    let raw_payload = request_like(&payload);
+    let args = CallArgs::Bytes(&payload);
+
+    let (raw_ep, raw_task) = raw_echo_server().await?;
+    let server = Server::builder(echo_service())
+        .bind("tcp://127.0.0.1:0")
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
+    let ep = server.endpoints()[0].clone();
+    let client = zrpc_client(&ep).await?;
+
+    // Warm both paths (connections, allocator, caches).
+    progress("warming up");
+    let warm = (o.seq / 10).clamp(1, 500);
+    raw_sequential(&raw_ep, &raw_payload, warm).await?;
+    zrpc_sequential(&client, "echo", args, warm).await?;
+
+    let rounds = o.rounds;
+    let (mut raw_t, mut call_t) = (Timed::default(), Timed::default());
+    for r in 1..=rounds {
+        progress(&format!("[1/5] sequential round trips, round {r}/{rounds}"));
+        raw_t.add(raw_sequential(&raw_ep, &raw_payload, (o.seq / rounds).max(1)).await?);
+        call_t.add(zrpc_sequential(&client, "echo", args, (o.seq / rounds).max(1)).await?);
+    }
+    let (raw_seq, seq) = (latency(raw_t), latency(call_t));
+    put("raw_rtt_us", raw_seq.median_us);
+    put("call_rtt_us", seq.median_us);
+    put("raw_rtt_p99_us", raw_seq.p99_us);
+    put("call_rtt_p99_us", seq.p99_us);
+    put("raw_seq_msgs_per_s", raw_seq.per_s);
+    put("seq_calls_per_s", seq.per_s);
+    rows.push(Row {
+        what: "sequential round trip, median".into(),
+        unit: "µs",
+        raw: Some(raw_seq.median_us),
+        zrpc: seq.median_us,
+        lower_better: true,
+    });
+    rows.push(Row {
+        what: "sequential round trip, p99".into(),
+        unit: "µs",
+        raw: Some(raw_seq.p99_us),
+        zrpc: seq.p99_us,
+        lower_better: true,
+    });
+    rows.push(Row {
+        what: "sequential calls/s".into(),
+        unit: "/s",
+        raw: Some(raw_seq.per_s),
+        zrpc: seq.per_s,
+        lower_better: false,
+    });
+
+    let (mut raws, mut calls) = (Vec::new(), Vec::new());
+    for r in 1..=rounds {
+        progress(&format!(
+            "[2/5] pipelined, {} in flight, round {r}/{rounds}",
+            o.window
+        ));
+        let n = (o.pipelined / rounds).max(1);
+        raws.push(raw_pipelined(&raw_ep, &raw_payload, n, o.window).await?);
+        calls.push(zrpc_pipelined(&client, "echo", args, n, o.window).await?);
+    }
+    let (raw_pipe, pipe) = (median(raws), median(calls));
+    put("raw_msgs_per_s", raw_pipe);
+
+    put("calls_per_s", pipe);
+    rows.push(Row {
+        what: format!("pipelined ({} in flight) per s", o.window),
+        unit: "/s",
+        raw: Some(raw_pipe),
+        zrpc: pipe,
+        lower_better: false,
+    });
+
+    for size in large {
+        let count = ((o.large_mb << 20) / size.max(1)).clamp(4, 1_000_000);
+        let big = Bytes::from(vec![0xa5; size]);
+        let raw_big = request_like(&big);
+        let big_args = CallArgs::Bytes(&big);
+        let window = 8;
+        let n = (count / rounds).max(2);
+        let (mut raws, mut calls) = (Vec::new(), Vec::new());
+        for r in 1..=rounds {
+            progress(&format!("[3/5] {size}-byte payloads, round {r}/{rounds}"));
+            raws.push(raw_pipelined(&raw_ep, &raw_big, n, window).await? * size as f64 / 1e6);
+            calls.push(
+                zrpc_pipelined(&client, "echo", big_args, n, window).await? * size as f64 / 1e6,
+            );
+        }
+        let (raw_rate, rate) = (median(raws), median(calls));
+        put(&format!("raw_mb_per_s_{size}"), raw_rate);
+        put(&format!("call_mb_per_s_{size}"), rate);
+        rows.push(Row {
+            what: format!("{} payload, MB/s (8 in flight)", human_size(size)),
+            unit: "MB/s",
+            raw: Some(raw_rate),
+            zrpc: rate,
+            lower_better: false,
+        });
+    }
+
+    if o.clients > 0 {
+        let (mut raws, mut calls) = (Vec::new(), Vec::new());
+        for r in 1..=rounds {
+            progress(&format!(
+                "[4/5] {} clients at once, round {r}/{rounds}",
+                o.clients
+            ));
+            let n = (o.pipelined / rounds).max(1);
+            raws.push(raw_many(&raw_ep, &raw_payload, o.clients, n, o.window).await?);
+            calls.push(zrpc_many(&ep, args, o.clients, n, o.window).await?);
+        }
+        let (raw_many_rate, many) = (median(raws), median(calls));
+        put("raw_clients_msgs_per_s", raw_many_rate);
+        put("clients_calls_per_s", many);
+        rows.push(Row {
+            what: format!("{} clients, {} in flight each, per s", o.clients, o.window),
+            unit: "/s",
+            raw: Some(raw_many_rate),
+            zrpc: many,
+            lower_better: false,
+        });
+    }
+
+    if o.python {
+        progress("[5/5] zerorpc-python (this takes a few seconds)");
+        let py = python_anchor(o, &ep).await?;
+        put("python_calls_per_s", py.0);
+        put("python_to_zrpc_calls_per_s", py.1);
+        notes.push(format!(
+            "zerorpc-python 0.6.3, sequential: Python client → Python server {} calls/s; Python client → zrpc server {} calls/s; zrpc → zrpc is {:.0}× Python → Python",
+            fmt_num(py.0), fmt_num(py.1), seq.per_s / py.0
+        ));
+        put("seq_vs_python", seq.per_s / py.0);
+    }
+    done_progress();
+
+    let _ = server.close(Duration::from_secs(1)).await;
+    raw_task.abort();
+    let flavour = if o.runtime == "current" {
+        "current_thread"
+    } else {
+        "multi-thread"
+    };
+    if o.json {
+        json.insert("runtime".into(), flavour.into());
+        json.insert("size".into(), o.size.into());
+        json.insert("window".into(), o.window.into());
+        json.insert("seq".into(), o.seq.into());
+        json.insert("pipelined".into(), o.pipelined.into());
+        json.insert("rounds".into(), rounds.into());
+        println!("{}", serde_json::Value::Object(json));
+    } else {
+        print_table(
+            &format!(
+                "zrpc-bench: loopback, tokio {flavour} runtime, {}-byte payload, echo",
+                o.size
+            ),
+            &rows,
+            &notes,
+        );
+    }
+    Ok(())
+}
+
+fn human_size(n: usize) -> String {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n} B")
+    }
+}
+
+/// Benchmark a live server: sequential and pipelined calls of one method.
+async fn live(o: &Opts, addr: &str) -> Result<(), String> {
+    let args: Vec<Value> = match serde_json::from_str::<serde_json::Value>(&o.args) {
+        Ok(serde_json::Value::Array(a)) => a.iter().map(from_json).collect(),
+        _ => return Err(format!("--args must be a JSON array, got {:?}", o.args)),
+    };
+    let client = zrpc_client(addr).await?;
+    progress(&format!("connecting to {addr}"));
+    // Every zerorpc server answers a ping at once: a wrong address fails
+    // in seconds, not after the 30 s a slow method may need.
+    let ping = CallOptions::timeout(PING_TIMEOUT);
+    match client
+        .call_dynamic_with("_zerorpc_ping", vec![], ping)
+        .await
+    {
+        Ok(_) => {}
+        Err(crate::Error::Timeout { .. }) => {
+            return Err(format!(
+                "no zerorpc server answered at {addr} within {} s",
+                PING_TIMEOUT.as_secs()
+            ))
+        }
+        Err(e) => return Err(format!("_zerorpc_ping: {e}")),
+    }
+    call_once(&client, &o.method, CallArgs::Values(&args)).await?;
+    progress(&format!("[1/2] {} sequential calls of {}", o.seq, o.method));
+    let seq = latency(zrpc_sequential(&client, &o.method, CallArgs::Values(&args), o.seq).await?);
+    progress(&format!(
+        "[2/2] {} pipelined calls, {} in flight",
+        o.pipelined, o.window
+    ));
+    let pipe = zrpc_pipelined(
+        &client,
+        &o.method,
+        CallArgs::Values(&args),
+        o.pipelined,
+        o.window,
+    )
+    .await?;
+    done_progress();
+    if o.json {
+        let mut j = serde_json::Map::new();
+        j.insert("endpoint".into(), addr.into());
+        j.insert("method".into(), o.method.clone().into());
+        j.insert("call_rtt_us".into(), json_number(seq.median_us));
+        j.insert("call_rtt_p99_us".into(), json_number(seq.p99_us));
+        j.insert("seq_calls_per_s".into(), json_number(seq.per_s));
+        j.insert("calls_per_s".into(), json_number(pipe));
+        println!("{}", serde_json::Value::Object(j));
+    } else {
+        println!("zrpc-bench: {} on {addr}", o.method);
+        println!(
+            "sequential round trip: median {:.1} µs, p99 {:.1} µs, {} calls/s",
+            seq.median_us,
+            seq.p99_us,
+            fmt_num(seq.per_s)
+        );
+        println!(
+            "pipelined ({} in flight): {} calls/s",
+            o.window,
+            fmt_num(pipe)
+        );
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------ python
+
+const PY_BENCH: &str = include_str!("py_bench.py");
+
+/// (Python → Python, Python → zrpc) sequential calls/s.
+async fn python_anchor(o: &Opts, zrpc_ep: &str) -> Result<(f64, f64), String> {
+    let py = o
+        .python_bin
+        .clone()
+        .or_else(|| std::env::var("ZRPC_PYTHON").ok())
+        .unwrap_or_else(|| ".venv/bin/python".into());
+    let dir = std::env::temp_dir().join(format!("zrpc-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let script = dir.join("py_bench.py");
+    std::fs::write(&script, PY_BENCH).map_err(|e| e.to_string())?;
+    let n = (o.seq / 2).clamp(200, 2000).to_string();
+    let size = o.size.to_string();
+    let run = |ep: String| {
+        let (py, script, n, size) = (py.clone(), script.clone(), n.clone(), size.clone());
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(&py)
+                .arg(&script)
+                .args(["both", &ep, &n, &size])
+                .output()
+        })
+    };
+    // Python client → Python server: the script starts its own server.
+    let out_py = run("self".into())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| python_missing(&py, &e.to_string()))?;
+    let out_zrpc = run(zrpc_ep.to_string())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| python_missing(&py, &e.to_string()))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let rate = |out: &std::process::Output| -> Result<f64, String> {
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .find_map(|l| l.strip_prefix("CALLS_PER_S "))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| {
+                python_missing(
+                    &py,
+                    String::from_utf8_lossy(&out.stderr)
+                        .lines()
+                        .last()
+                        .unwrap_or("no output"),
+                )
+            })
+    };
+    Ok((rate(&out_py)?, rate(&out_zrpc)?))
+}
+
+fn python_missing(py: &str, why: &str) -> String {
+    format!(
+        "--python needs zerorpc-python at {py} ({why}); install it with: python3 -m venv .venv && .venv/bin/pip install zerorpc==0.6.3 (or pass --python-bin)"
+    )
+}

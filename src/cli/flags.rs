@@ -1,0 +1,96 @@
+//! The command line's flags, as in `zerorpc` 0.6.3 plus zrpc's own.
+
+use clap::Parser;
+
+/// Command-line flags, as in `zerorpc` 0.6.3.
+#[derive(Parser, Debug)]
+#[command(
+    name = "zrpc",
+    version,
+    about = "Call or serve zerorpc services (a drop-in for the zerorpc command).",
+    after_help = "Examples:\n  \
+        zrpc --server --bind tcp://127.0.0.1:4242 calc\n  \
+        zrpc tcp://127.0.0.1:4242 add 2 3\n  \
+        zrpc --client --connect tcp://127.0.0.1:4242 strftime %Y/%m/%d\n  \
+        zrpc -? tcp://127.0.0.1:4242\n  \
+        zrpc --server --bind tcp://127.0.0.1:4243 --exec uptime=uptime\n  \
+        zrpc tcp://127.0.0.1:4242 count 5              (echo service: a stream)\n  \
+        zrpc --pull --bind tcp://127.0.0.1:4244        (print every pushed event)\n  \
+        zrpc --push --connect tcp://127.0.0.1:4244 resize photo.jpg 640\n  \
+        zrpc --sub --connect tcp://127.0.0.1:4245      (print every published event)\n  \
+        zrpc --pub --bind tcp://127.0.0.1:4245 news hello\n\n\
+        Built-in services: time, calc, echo. --exec runs commands for remote callers:\n\
+        only expose it on endpoints you trust."
+)]
+#[command(group(clap::ArgGroup::new("role").args(["client", "server", "push", "pull", "publish", "subscribe"])))]
+pub(super) struct Opts {
+    /// Run as a client (the default).
+    #[arg(long)]
+    pub(super) client: bool,
+    /// Run as a server, serving SERVICE (time, calc, echo) and any --exec methods.
+    #[arg(long)]
+    pub(super) server: bool,
+    /// Send one event METHOD PARAMS... to one puller (PUSH), then exit.
+    #[arg(long)]
+    pub(super) push: bool,
+    /// Print every pushed event as a JSON line until interrupted (PULL).
+    #[arg(long)]
+    pub(super) pull: bool,
+    /// Send one event METHOD PARAMS... to every subscriber (PUB), then exit.
+    /// Waits (up to --timeout) for a subscriber first.
+    #[arg(long = "pub")]
+    pub(super) publish: bool,
+    /// Print every published event as a JSON line until interrupted (SUB).
+    #[arg(long = "sub")]
+    pub(super) subscribe: bool,
+    /// Connect to ADDRESS (repeatable).
+    #[arg(long, value_name = "ADDRESS")]
+    pub(super) connect: Vec<String>,
+    /// Bind to ADDRESS (repeatable).
+    #[arg(long, value_name = "ADDRESS")]
+    pub(super) bind: Vec<String>,
+    /// Call timeout in seconds (client).
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    pub(super) timeout: f64,
+    /// Heartbeat period in seconds; 0 disables heartbeats.
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    pub(super) heartbeat: f64,
+    /// Maximum number of requests handled at once (server).
+    #[arg(long, value_name = "COUNT")]
+    pub(super) pool_size: Option<usize>,
+    /// Largest message accepted from a peer, in bytes (default 100 MiB); a
+    /// peer that sends more is disconnected.
+    #[arg(long, value_name = "BYTES")]
+    pub(super) max_message_size: Option<usize>,
+    /// Replies that may wait for one client before further replies to it
+    /// are dropped (server; default 10000).
+    #[arg(long, value_name = "COUNT")]
+    pub(super) send_queue: Option<usize>,
+    /// Parse every parameter as JSON (otherwise numbers, true, false and null
+    /// are recognised and everything else is a string).
+    #[arg(short = 'j', long)]
+    pub(super) json: bool,
+    /// Print results as JSON (also `-pj`).
+    #[arg(long)]
+    pub(super) print_json: bool,
+    /// Show method signatures and documentation (also `-?`).
+    #[arg(long)]
+    pub(super) inspect: bool,
+    /// Heartbeat actively from the start instead of answering the server's.
+    #[arg(long)]
+    pub(super) active_hb: bool,
+    /// Debug logging, and remote tracebacks on errors.
+    #[arg(short = 'd', long)]
+    pub(super) debug: bool,
+    /// Serve a shell command as method NAME (server; repeatable). Arguments
+    /// become argv, stdout is the result, a non-zero exit is an error.
+    #[arg(long, value_name = "NAME=COMMAND")]
+    pub(super) exec: Vec<String>,
+    /// [ADDRESS] [METHOD|SERVICE] [PARAMS...]  (ADDRESS is omitted when --connect or --bind is given)
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
+    pub(super) rest: Vec<String>,
+}

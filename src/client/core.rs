@@ -1,0 +1,478 @@
+//! The client's call table: every call in flight, its deadline, its
+//! heartbeat state and who waits for its events. It does no I/O of its own
+//! beyond handing messages to links; [`super::driver`] decides who feeds it
+//! what the sockets received.
+
+use super::relay::Slot;
+use crate::error::Error;
+use crate::protocol::heartbeat::Beat;
+use crate::protocol::{self, framing, Event, MessageId};
+use crate::transport::{Inbound, Link, LinkEvent, LinkId};
+use bytes::Bytes;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use zeromq::ZmqMessage;
+
+/// the queue where the rest of it arrives.
+pub(super) struct First {
+    pub(super) name: Name,
+    pub(super) args: Bytes,
+    pub(super) rest: Option<mpsc::UnboundedReceiver<StreamEvent>>,
+}
+
+impl First {
+    pub(super) fn is_stream(&self) -> bool {
+        self.rest.is_some() || self.name == protocol::STREAM_DONE
+    }
+}
+
+pub(super) type Answer = Result<First, Error>;
+
+/// A later event of a stream (`STREAM`, `STREAM_DONE` or `ERR`), or why the
+/// stream broke.
+pub(super) type StreamEvent = Result<(Name, Bytes), Error>;
+
+/// An event name as decoded: reserved names (all a reply normally carries)
+/// borrow their constant.
+pub(super) type Name = std::borrow::Cow<'static, str>;
+
+pub(super) struct Call {
+    /// The request, until a link takes it.
+    frame: Option<Vec<u8>>,
+    /// Until the first event: when the call times out, and its timeout.
+    deadline: Option<(Instant, Duration)>,
+    link: Option<LinkId>,
+    beat: Beat,
+    method: String,
+    waiter: Waiter,
+    /// Data events the server may still send (one for the first reply).
+    credit: usize,
+}
+
+/// Who receives a call's events.
+pub(super) enum Waiter {
+    /// The caller, waiting for the first event.
+    First(Arc<Slot<Answer>>),
+    /// A [`ReplyStream`], for the events after the first.
+    Stream(mpsc::UnboundedSender<StreamEvent>),
+}
+
+impl Waiter {
+    pub(super) fn fail(self, e: Error) {
+        match self {
+            Waiter::First(slot) => {
+                slot.fill(Err(e));
+            }
+            Waiter::Stream(tx) => {
+                let _ = tx.send(Err(e));
+            }
+        }
+    }
+
+    /// The caller gave up (timed out, or dropped the future or stream).
+    fn abandoned(&self) -> bool {
+        match self {
+            Waiter::First(slot) => slot.is_gone(),
+            Waiter::Stream(tx) => tx.is_closed(),
+        }
+    }
+}
+
+/// The call table and the client's links.
+pub(super) struct Core {
+    /// The sockets' receive side (`None` once closed).
+    pub(super) inbound: Option<Inbound>,
+    pub(super) links: Vec<Link>,
+    up: Vec<bool>,
+    next: usize,
+    /// Calls waiting for a connected link, oldest first.
+    pending: VecDeque<MessageId>,
+    pub(super) calls: HashMap<MessageId, Call, BuildHasherDefault<IdHash>>,
+    pub(super) heartbeat: Option<Duration>,
+    passive: bool,
+    /// [`super::Client::close`] was called: no new calls.
+    pub(super) closed: bool,
+    /// Call deadlines, earliest first. Entries of calls that finished stay
+    /// until they expire or the heap is compacted.
+    deadlines: BinaryHeap<Reverse<(Instant, MessageId)>>,
+    /// When the core task's timer fires (`None`: it is not set).
+    pub(super) armed: Option<Instant>,
+    /// The core task's watchdog is off (no call was waiting): the next call
+    /// wakes the core task to start it. (Never set on a multi-thread
+    /// runtime, where callers do not lead and nothing needs watching.)
+    pub(super) unwatched: bool,
+}
+
+impl Core {
+    pub(super) fn new(
+        inbound: Inbound,
+        links: Vec<Link>,
+        heartbeat: Option<Duration>,
+        passive: bool,
+    ) -> Self {
+        Core {
+            inbound: Some(inbound),
+            up: vec![false; links.len()],
+            links,
+            next: 0,
+            pending: VecDeque::new(),
+            calls: HashMap::default(),
+            heartbeat,
+            passive,
+            closed: false,
+            deadlines: BinaryHeap::new(),
+            armed: None,
+            unwatched: false,
+        }
+    }
+
+    /// Register a call and send it (or queue it until a server is up).
+    /// True when the core task's timer must be set earlier.
+    pub(super) fn start(
+        &mut self,
+        id: MessageId,
+        frame: Vec<u8>,
+        method: String,
+        timeout: Option<Duration>,
+        reply: Arc<Slot<Answer>>,
+    ) -> Result<bool, Error> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        let now = Instant::now();
+        let deadline = timeout.map(|t| (now + t, t));
+        let call = Call {
+            frame: Some(frame),
+            deadline,
+            link: None,
+            beat: Beat::new(now, !self.passive),
+            method,
+            waiter: Waiter::First(reply),
+            credit: 1,
+        };
+        self.calls.insert(id, call);
+        self.pending.push_back(id);
+        self.flush_pending(now);
+        let wake = std::mem::take(&mut self.unwatched);
+        let Some((at, _)) = deadline else {
+            return Ok(wake);
+        };
+        // Finished calls leave their entries behind: drop them before they
+        // outnumber the calls in flight (amortised O(1) per call).
+        if self.deadlines.len() >= 2 * self.calls.len() + 64 {
+            let calls = &self.calls;
+            self.deadlines
+                .retain(|Reverse((_, id))| calls.get(id).is_some_and(|c| c.deadline.is_some()));
+        }
+        self.deadlines.push(Reverse((at, id)));
+        let earlier = self.armed.is_none_or(|armed| at < armed);
+        if earlier {
+            self.armed = Some(at);
+        }
+        Ok(earlier || wake)
+    }
+
+    /// Fail the calls whose deadline passed; returns when to look next.
+    pub(super) fn expire(&mut self, now: Instant) -> Option<Instant> {
+        while let Some(Reverse((at, id))) = self.deadlines.peek().copied() {
+            if at > now {
+                self.armed = Some(at);
+                return self.armed;
+            }
+            self.deadlines.pop();
+            let due = self
+                .calls
+                .get(&id)
+                .and_then(|c| c.deadline)
+                .is_some_and(|(at, _)| at <= now);
+            if !due {
+                continue;
+            }
+            if let Some(call) = self.calls.remove(&id) {
+                let after = call.deadline.map_or(Duration::ZERO, |(_, t)| t);
+                call.waiter.fail(Error::Timeout {
+                    method: call.method,
+                    after,
+                });
+            }
+        }
+        self.armed = None;
+        None
+    }
+
+    /// Handle a link's event; returns the answer of call `mine` if this
+    /// was it.
+    pub(super) fn on_link_event(
+        &mut self,
+        ev: LinkEvent,
+        mine: Option<MessageId>,
+    ) -> Option<Answer> {
+        if self.closed {
+            return None;
+        }
+        match ev {
+            LinkEvent::Up(l) => {
+                self.up[l] = true;
+                self.flush_pending(Instant::now());
+            }
+            LinkEvent::Down(l) => {
+                self.up[l] = false;
+                let ep = self.links[l].endpoint.clone();
+                self.fail_where(
+                    |c| c.link == Some(l),
+                    |method| Error::LostRemote {
+                        method,
+                        reason: format!("connection to {ep} closed"),
+                    },
+                );
+            }
+            LinkEvent::Message(l, msg) => return self.on_message(l, msg, mine),
+            LinkEvent::PeerGone(..) => {}
+        }
+        None
+    }
+
+    fn on_message(
+        &mut self,
+        _link: LinkId,
+        msg: ZmqMessage,
+        mine: Option<MessageId>,
+    ) -> Option<Answer> {
+        let payload = framing::payload(&msg)?;
+        let ev = match Event::decode(payload) {
+            Ok(ev) => ev,
+            Err(e) => {
+                tracing::warn!(error = %e, "dropped an undecodable reply");
+                return None;
+            }
+        };
+        let Some((id, _exact)) = ev.response_to.and_then(MessageId::from_raw) else {
+            tracing::debug!(name = ?ev.name, "unable to route event (no known response_to)");
+            return None;
+        };
+        let name = ev.name.ok()?;
+        let heartbeat = name == protocol::HEARTBEAT;
+        if !heartbeat && name != protocol::MORE {
+            return self.on_data(id, protocol::owned_name(name), ev.args, mine);
+        }
+        match self.calls.get_mut(&id) {
+            Some(call) if heartbeat => call.beat.heard_heartbeat(Instant::now()),
+            Some(call) => call.beat.heard(Instant::now()),
+            None => tracing::debug!(%name, "unable to route event (call finished)"),
+        }
+        None
+    }
+
+    /// A reply event: hand it to the caller or to its stream; the answer of
+    /// call `mine` is returned instead. (A call that ends here needs no
+    /// clock read or second lookup: most calls.)
+    fn on_data(
+        &mut self,
+        id: MessageId,
+        name: Name,
+        args: Bytes,
+        mine: Option<MessageId>,
+    ) -> Option<Answer> {
+        let Some(call) = self.calls.get_mut(&id) else {
+            tracing::debug!(%name, "unable to route event (call finished)");
+            return None;
+        };
+        if call.credit == 0 {
+            // zerorpc-python kills such a channel too (queue overflow).
+            tracing::warn!(method = %call.method, "server sent more than the credit it was granted; stream closed");
+            if let Some(call) = self.calls.remove(&id) {
+                let e = Error::Protocol(format!(
+                    "the server of {} ignored flow control",
+                    call.method
+                ));
+                call.waiter.fail(e);
+            }
+            return None;
+        }
+        call.credit -= 1;
+        call.deadline = None;
+        let streaming = name == protocol::STREAM;
+        if streaming {
+            call.beat.heard(Instant::now());
+        }
+        match &call.waiter {
+            Waiter::Stream(tx) => {
+                let _ = tx.send(Ok((name, args)));
+                if !streaming {
+                    self.calls.remove(&id);
+                }
+            }
+            Waiter::First(_) if streaming => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                if let Waiter::First(slot) = std::mem::replace(&mut call.waiter, Waiter::Stream(tx))
+                {
+                    let first = First {
+                        name,
+                        args,
+                        rest: Some(rx),
+                    };
+                    if mine == Some(id) {
+                        return Some(Ok(first));
+                    }
+                    if !slot.fill(Ok(first)) {
+                        self.calls.remove(&id);
+                    }
+                }
+            }
+            Waiter::First(_) => {
+                if let Some(Call {
+                    waiter: Waiter::First(slot),
+                    ..
+                }) = self.calls.remove(&id)
+                {
+                    let first = First {
+                        name,
+                        args,
+                        rest: None,
+                    };
+                    if mine == Some(id) {
+                        return Some(Ok(first));
+                    }
+                    slot.fill(Ok(first));
+                }
+            }
+        }
+        None
+    }
+
+    /// The reader of stream `id` has room for `n` more events.
+    pub(super) fn grant(&mut self, id: MessageId, n: usize) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(link) = call.link else { return };
+        call.credit += n;
+        let mut args = Vec::with_capacity(10);
+        args.push(0x91);
+        let _ = rmp::encode::write_uint(&mut args, n as u64);
+        let more = protocol::encode_reply(&id.to_raw(), protocol::MORE, &args);
+        if let Some(link) = self.links.get(link) {
+            link.send(framing::message(&[], more.into()));
+        }
+    }
+
+    pub(super) fn on_tick(&mut self, period: Duration) {
+        let now = Instant::now();
+        let mut lost = Vec::new();
+        let mut abandoned = Vec::new();
+        for (id, call) in self.calls.iter_mut() {
+            if call.waiter.abandoned() {
+                abandoned.push(*id);
+                continue;
+            }
+            let Some(link) = call.link else { continue };
+            if self.heartbeat.is_none() {
+                continue;
+            }
+            if call.beat.lost(now, period) {
+                lost.push(*id);
+            } else if call.beat.due(now, period) {
+                let hb = protocol::encode_reply(
+                    &id.to_raw(),
+                    protocol::HEARTBEAT,
+                    protocol::HEARTBEAT_ARGS,
+                );
+                if let Some(link) = self.links.get(link) {
+                    link.send(framing::message(&[], hb.into()));
+                }
+            }
+        }
+        for id in abandoned {
+            self.calls.remove(&id);
+        }
+        self.pending.retain(|id| self.calls.contains_key(id));
+        for id in lost {
+            if let Some(call) = self.calls.remove(&id) {
+                let reason = format!(
+                    "no heartbeat for more than {}",
+                    crate::error::fmt_secs(2 * period)
+                );
+                call.waiter.fail(Error::LostRemote {
+                    method: call.method,
+                    reason,
+                });
+            }
+        }
+    }
+
+    /// Hand waiting requests to connected links, round-robin.
+    fn flush_pending(&mut self, now: Instant) {
+        while let Some(id) = self.pending.front().copied() {
+            let Some(link) = self.pick_link() else { return };
+            self.pending.pop_front();
+            let Some(call) = self.calls.get_mut(&id) else {
+                continue;
+            };
+            let Some(frame) = call.frame.take() else {
+                continue;
+            };
+            call.link = Some(link);
+            // The heartbeat clock starts when the request leaves.
+            call.beat = Beat::new(now, !self.passive);
+            self.links[link].send(framing::message(&[], frame.into()));
+        }
+    }
+
+    fn pick_link(&mut self) -> Option<LinkId> {
+        let n = self.links.len();
+        for i in 0..n {
+            let l = (self.next + i) % n;
+            if self.up[l] {
+                self.next = l + 1;
+                return Some(l);
+            }
+        }
+        None
+    }
+
+    /// Fail every call matching `pred` with the error `err(method)`.
+    pub(super) fn fail_where(
+        &mut self,
+        pred: impl Fn(&Call) -> bool,
+        err: impl Fn(String) -> Error,
+    ) {
+        let ids: Vec<MessageId> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| pred(c))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            if let Some(call) = self.calls.remove(&id) {
+                call.waiter.fail(err(call.method));
+            }
+        }
+        self.pending.retain(|id| self.calls.contains_key(id));
+    }
+}
+
+/// A cheap hash for call ids. The ids are ours (a random per-process base
+/// and a counter), so SipHash's resistance to chosen keys buys nothing and
+/// costs a few percent of a call.
+#[derive(Default)]
+pub(super) struct IdHash(u64);
+
+impl std::hash::Hasher for IdHash {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}

@@ -1,0 +1,376 @@
+//! The msgpack primitives the codec is built on: a bounds-checked reader
+//! that validates and skips values without allocating from length prefixes,
+//! and the few writers the framework needs (strings, dynamic values).
+//!
+//! Everything here is crate-private; [`crate::protocol`] exposes the event
+//! level.
+
+use super::{DecodeError, MAX_DEPTH};
+use bytes::Bytes;
+use rmpv::Value;
+use smallvec::SmallVec;
+
+/// Write a msgpack str.
+pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
+    // Writing into a Vec cannot fail.
+    let _ = rmp::encode::write_str(out, s);
+}
+
+/// Read a msgpack integer from a complete raw value.
+pub(crate) fn read_int(raw: &[u8]) -> Option<i64> {
+    let mut r = raw;
+    rmp::decode::read_int::<i64, _>(&mut r).ok()
+}
+
+/// If `raw` is a msgpack array, its length.
+pub(crate) fn array_len(raw: &[u8]) -> Option<u32> {
+    let mut r = Reader::new(raw);
+    match r.container() {
+        Ok(Container::Array(n)) => Some(n),
+        _ => None,
+    }
+}
+
+/// The raw bytes of the first element of a msgpack array (the value of an
+/// `OK [value]`, the count of `_zpc_more [n]`); `None` if `raw` is not a
+/// non-empty array. The input must already be validated (it came through
+/// [`Event::decode`]).
+pub(crate) fn first_item(raw: &Bytes) -> Option<Bytes> {
+    let mut r = Reader::new(raw);
+    match r.container().ok()? {
+        Container::Array(n) if n > 0 => {}
+        _ => return None,
+    }
+    let start = r.pos;
+    r.skip(1).ok()?;
+    Some(raw.slice(start..r.pos))
+}
+
+/// A short, human description of the msgpack type of a raw value.
+pub(crate) fn type_name(raw: &[u8]) -> &'static str {
+    match raw.first() {
+        None => "nothing",
+        Some(0xc0) => "nil",
+        Some(0xc2 | 0xc3) => "bool",
+        Some(0x00..=0x7f | 0xe0..=0xff | 0xcc..=0xd3) => "int",
+        Some(0xca | 0xcb) => "float",
+        Some(0xa0..=0xbf | 0xd9..=0xdb) => "str",
+        Some(0xc4..=0xc6) => "bin",
+        Some(0x90..=0x9f | 0xdc | 0xdd) => "array",
+        Some(0x80..=0x8f | 0xde | 0xdf) => "map",
+        Some(_) => "ext",
+    }
+}
+
+pub(crate) enum Container {
+    Array(u32),
+    Map(u32),
+    Other,
+}
+
+/// A bounds-checked cursor over msgpack bytes.
+pub(crate) struct Reader<'a> {
+    pub(crate) buf: &'a [u8],
+    pub(crate) pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+
+    fn byte(&mut self) -> Result<u8, DecodeError> {
+        let b = *self
+            .buf
+            .get(self.pos)
+            .ok_or(DecodeError::Malformed("truncated"))?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn be(&mut self, n: usize) -> Result<u64, DecodeError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .ok_or(DecodeError::Malformed("truncated"))?;
+        let s = self
+            .buf
+            .get(self.pos..end)
+            .ok_or(DecodeError::Malformed("truncated"))?;
+        self.pos = end;
+        Ok(s.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+    }
+
+    fn advance(&mut self, n: u64) -> Result<(), DecodeError> {
+        let left = (self.buf.len() - self.pos) as u64;
+        if n > left {
+            return Err(DecodeError::Malformed(
+                "length prefix runs past the end of the message",
+            ));
+        }
+        self.pos += n as usize;
+        Ok(())
+    }
+
+    /// Peek the next value: if it is an array or map, consume its header.
+    pub(crate) fn container(&mut self) -> Result<Container, DecodeError> {
+        let start = self.pos;
+        let m = self.byte()?;
+        let c = match m {
+            0x90..=0x9f => Container::Array(u32::from(m & 0x0f)),
+            0xdc => Container::Array(self.be(2)? as u32),
+            0xdd => Container::Array(self.be(4)? as u32),
+            0x80..=0x8f => Container::Map(u32::from(m & 0x0f)),
+            0xde => Container::Map(self.be(2)? as u32),
+            0xdf => Container::Map(self.be(4)? as u32),
+            _ => {
+                self.pos = start;
+                return Ok(Container::Other);
+            }
+        };
+        // Every element takes at least one byte: a claimed length larger than
+        // what is left is a lie, caught here before anyone allocates for it.
+        let (n, per) = match c {
+            Container::Array(n) => (u64::from(n), 1),
+            Container::Map(n) => (u64::from(n), 2),
+            Container::Other => (0, 0),
+        };
+        if n * per > (self.buf.len() - self.pos) as u64 {
+            return Err(DecodeError::Malformed(
+                "length prefix runs past the end of the message",
+            ));
+        }
+        Ok(c)
+    }
+
+    /// Read a str (returning its bytes, not yet checked as UTF-8) or skip
+    /// any other value (returning None).
+    pub(crate) fn str_or_skip(&mut self) -> Result<Option<&'a [u8]>, DecodeError> {
+        let start = self.pos;
+        let m = self.byte()?;
+        let len = match m {
+            0xa0..=0xbf => u64::from(m & 0x1f),
+            0xd9 => self.be(1)?,
+            0xda => self.be(2)?,
+            0xdb => self.be(4)?,
+            _ => {
+                self.pos = start;
+                self.skip(1)?;
+                return Ok(None);
+            }
+        };
+        let s = self.pos;
+        self.advance(len)?;
+        Ok(Some(&self.buf[s..self.pos]))
+    }
+
+    /// Skip one complete value, validating structure; `depth` is the nesting
+    /// level of the value being skipped.
+    pub(crate) fn skip(&mut self, depth: usize) -> Result<(), DecodeError> {
+        match self.skip_marker()? {
+            0 => Ok(()),
+            children => self.skip_nested(depth, children),
+        }
+    }
+
+    /// Read one marker and its payload; the number of values a container
+    /// holds (checked against the bytes left), 0 for anything else.
+    fn skip_marker(&mut self) -> Result<u64, DecodeError> {
+        let m = self.byte()?;
+        let (children, skip) = match m {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (0, 0),
+            0x80..=0x8f => (2 * u64::from(m & 0x0f), 0),
+            0x90..=0x9f => (u64::from(m & 0x0f), 0),
+            0xa0..=0xbf => (0, u64::from(m & 0x1f)),
+            0xc1 => return Err(DecodeError::Malformed("reserved marker 0xc1")),
+            0xc4 | 0xd9 => (0, self.be(1)?),
+            0xc5 | 0xda => (0, self.be(2)?),
+            0xc6 | 0xdb => (0, self.be(4)?),
+            0xc7 => (0, self.be(1)? + 1),
+            0xc8 => (0, self.be(2)? + 1),
+            0xc9 => (0, self.be(4)? + 1),
+            0xca => (0, 4),
+            0xcb => (0, 8),
+            0xcc | 0xd0 => (0, 1),
+            0xcd | 0xd1 => (0, 2),
+            0xce | 0xd2 => (0, 4),
+            0xcf | 0xd3 => (0, 8),
+            0xd4 => (0, 2),
+            0xd5 => (0, 3),
+            0xd6 => (0, 5),
+            0xd7 => (0, 9),
+            0xd8 => (0, 17),
+            0xdc => (self.be(2)?, 0),
+            0xdd => (self.be(4)?, 0),
+            0xde => (2 * self.be(2)?, 0),
+            0xdf => (2 * self.be(4)?, 0),
+        };
+        self.advance(skip)?;
+        // Every value takes at least one byte: a larger count is a lie.
+        if children > (self.buf.len() - self.pos) as u64 {
+            return Err(DecodeError::Malformed(
+                "length prefix runs past the end of the message",
+            ));
+        }
+        Ok(children)
+    }
+
+    /// Skip the `children` values of a container just opened at `depth`.
+    /// Iterative, so hostile nesting cannot exhaust the stack.
+    fn skip_nested(&mut self, depth: usize, children: u64) -> Result<(), DecodeError> {
+        if depth + 1 > MAX_DEPTH {
+            return Err(DecodeError::TooDeep);
+        }
+        // Values still to skip per open container, outer ones first. The
+        // first levels live inline, so a typical event is walked without
+        // allocating; deeper nesting spills to the heap.
+        let mut pending: SmallVec<[u64; 8]> = SmallVec::new();
+        let mut remaining = children;
+        loop {
+            while remaining == 0 {
+                match pending.pop() {
+                    Some(r) => remaining = r,
+                    None => return Ok(()),
+                }
+            }
+            remaining -= 1;
+            let children = self.skip_marker()?;
+            if children > 0 {
+                if depth + pending.len() + 2 > MAX_DEPTH {
+                    return Err(DecodeError::TooDeep);
+                }
+                pending.push(remaining);
+                remaining = children;
+            }
+        }
+    }
+}
+
+/// Check that `raw` is exactly one well-formed msgpack value within the depth
+/// limit.
+pub fn validate(raw: &[u8]) -> Result<(), DecodeError> {
+    let mut r = Reader::new(raw);
+    r.skip(0)?;
+    if r.pos != raw.len() {
+        return Err(DecodeError::Malformed("trailing bytes"));
+    }
+    Ok(())
+}
+/// Encode a dynamic value exactly as it was received: unlike
+/// `rmpv::encode::write_value`, a str holding invalid UTF-8 stays a str.
+pub(crate) fn encode_value(v: &Value) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(len_hint(v));
+    write_value(&mut buf, v);
+    buf
+}
+
+/// About how many bytes `v` encodes to (exact for flat values), to size
+/// buffers once instead of growing them by copying.
+pub(crate) fn len_hint(v: &Value) -> usize {
+    match v {
+        Value::String(s) => 5 + s.as_bytes().len(),
+        Value::Binary(b) => 5 + b.len(),
+        Value::Array(items) => 5 + items.iter().map(len_hint).sum::<usize>(),
+        Value::Map(entries) => {
+            5 + entries
+                .iter()
+                .map(|(k, v)| len_hint(k) + len_hint(v))
+                .sum::<usize>()
+        }
+        Value::Ext(_, data) => 6 + data.len(),
+        _ => 9,
+    }
+}
+
+/// [`encode_value`], appended to `buf`.
+pub(crate) fn write_value(buf: &mut Vec<u8>, v: &Value) {
+    // Writing to a Vec cannot fail.
+    match v {
+        Value::String(s) if s.as_str().is_none() => {
+            let _ = rmp::encode::write_str_len(buf, s.as_bytes().len() as u32);
+            buf.extend_from_slice(s.as_bytes());
+        }
+        Value::Array(items) => {
+            let _ = rmp::encode::write_array_len(buf, items.len() as u32);
+            items.iter().for_each(|i| write_value(buf, i));
+        }
+        Value::Map(entries) => {
+            let _ = rmp::encode::write_map_len(buf, entries.len() as u32);
+            for (k, v) in entries {
+                write_value(buf, k);
+                write_value(buf, v);
+            }
+        }
+        other => {
+            let _ = rmpv::encode::write_value(buf, other);
+        }
+    }
+}
+
+/// Decode one dynamic value, refusing nesting deeper than [`MAX_DEPTH`].
+pub(crate) fn read_value(raw: &[u8]) -> Result<Value, rmpv::decode::Error> {
+    rmpv::decode::read_value_with_max_depth(&mut &raw[..], MAX_DEPTH + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> Bytes {
+        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+        Bytes::from(
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    #[test]
+    fn first_item_of_arrays() {
+        assert_eq!(first_item(&hex("920102")).as_deref(), Some(&[1u8][..]));
+        // [[1, 2], 3] → [1, 2]
+        assert_eq!(
+            first_item(&hex("9292010203")).as_deref(),
+            Some(&[0x92u8, 1, 2][..])
+        );
+        assert_eq!(first_item(&hex("90")), None, "empty array");
+        assert_eq!(first_item(&hex("01")), None, "not an array");
+    }
+
+    #[test]
+    fn nesting_limit_is_exact() {
+        let nested = |levels: usize| {
+            let mut v = vec![0x91; levels];
+            v.push(0x00);
+            v
+        };
+        assert_eq!(validate(&nested(MAX_DEPTH)), Ok(()));
+        assert_eq!(validate(&nested(MAX_DEPTH + 1)), Err(DecodeError::TooDeep));
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_inline_stack_is_walked() {
+        // 40 nested arrays around 1, then a sibling 2: the skip stack spills
+        // to the heap and must come back in order.
+        let mut v = vec![0x92];
+        v.extend(std::iter::repeat_n(0x91, 40));
+        v.extend([0x01, 0x02]);
+        assert_eq!(validate(&v), Ok(()));
+        let mut short = v.clone();
+        short.pop();
+        assert!(validate(&short).is_err(), "the sibling is missing");
+        v.push(0x03);
+        assert!(validate(&v).is_err(), "a trailing byte");
+    }
+
+    #[test]
+    fn type_names() {
+        assert_eq!(type_name(&[0x05]), "int");
+        assert_eq!(type_name(&[0xc0]), "nil");
+        assert_eq!(type_name(&[0x81]), "map");
+        assert_eq!(type_name(&[0xc4]), "bin");
+        assert!(validate(&[0x92, 0x01]).is_err());
+        assert!(validate(&[0x92, 0x01, 0x02]).is_ok());
+    }
+}

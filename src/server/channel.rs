@@ -1,0 +1,126 @@
+//! Open channels: one per request running, keyed by the client (link and
+//! routing identity) and the request's id; and the events a client sends on
+//! one (`_zpc_hb`, `_zpc_more`, anything else counts as a sign of life).
+
+use super::core::Core;
+use crate::logging::hex;
+use crate::protocol::heartbeat::Beat;
+use crate::protocol::{self, msgpack, Event};
+use crate::transport::LinkId;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+/// Never hold more credit than this per channel, whatever a peer grants
+/// (tokio's semaphore has a hard maximum, and no reader needs more).
+const MAX_CREDIT: usize = 1 << 20;
+
+/// Which channel: the client and the raw msgpack id of its request.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(super) struct ChanKey {
+    pub(super) link: LinkId,
+    pub(super) identity: Bytes,
+    pub(super) id: Bytes,
+}
+
+/// A request running.
+pub(super) struct Chan {
+    /// The frames before the delimiter (identity, envelope), for every
+    /// event sent on the channel.
+    pub(super) route: Vec<Bytes>,
+    pub(super) task: AbortHandle,
+    pub(super) beat: Beat,
+    /// How many more data events the caller has room for.
+    pub(super) credit: Arc<Semaphore>,
+}
+
+/// An event a request task wants sent on its channel.
+pub(super) struct Out {
+    pub(super) key: ChanKey,
+    pub(super) payload: Bytes,
+    /// OK, ERR or STREAM_DONE: the channel closes after it.
+    pub(super) last: bool,
+}
+
+/// Every open channel.
+#[derive(Default)]
+pub(super) struct Chans(HashMap<ChanKey, Chan>);
+
+impl Chans {
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(super) fn get(&self, key: &ChanKey) -> Option<&Chan> {
+        self.0.get(key)
+    }
+
+    pub(super) fn contains(&self, key: &ChanKey) -> bool {
+        // (Most requests find no request running: skip hashing then.)
+        !self.0.is_empty() && self.0.contains_key(key)
+    }
+
+    pub(super) fn insert(&mut self, key: ChanKey, chan: Chan) {
+        self.0.insert(key, chan);
+    }
+
+    pub(super) fn remove(&mut self, key: &ChanKey) -> Option<Chan> {
+        self.0.remove(key)
+    }
+
+    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = (&ChanKey, &mut Chan)> {
+        self.0.iter_mut()
+    }
+
+    /// Cancel and forget the channels whose key matches; how many.
+    pub(super) fn cancel_where(&mut self, pred: impl Fn(&ChanKey) -> bool) -> usize {
+        let before = self.0.len();
+        self.0.retain(|k, c| {
+            let gone = pred(k);
+            if gone {
+                c.task.abort();
+            }
+            !gone
+        });
+        before - self.0.len()
+    }
+}
+
+impl Core {
+    /// An event on an open channel: credit, a heartbeat, or any other sign
+    /// of life. Events for channels that are closed are dropped.
+    pub(super) fn on_channel_event(&mut self, key: &ChanKey, ev: &Event<'_>) {
+        let Some(chan) = self.chans.0.get_mut(key) else {
+            tracing::debug!(name = ?ev.name, "unable to route event (channel closed)");
+            return;
+        };
+        let now = Instant::now();
+        match ev.name {
+            Ok(protocol::HEARTBEAT) => chan.beat.heard_heartbeat(now),
+            Ok(protocol::MORE) => {
+                chan.beat.heard(now);
+                match more_credit(&ev.args) {
+                    Some(n) => {
+                        let room = MAX_CREDIT.saturating_sub(chan.credit.available_permits());
+                        chan.credit.add_permits(n.min(room));
+                    }
+                    None => self.warned.warn(|| tracing::warn!(peer = %hex(&key.identity), args = msgpack::type_name(&ev.args), "ignored _zpc_more without a positive count")),
+                }
+            }
+            _ => chan.beat.heard(now),
+        }
+    }
+}
+
+/// The count of a `_zpc_more [n]` event, if it is a positive integer.
+fn more_credit(args: &Bytes) -> Option<usize> {
+    let n = msgpack::read_int(&msgpack::first_item(args)?)?;
+    usize::try_from(n).ok().filter(|&n| n > 0)
+}

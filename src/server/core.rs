@@ -1,0 +1,237 @@
+//! The server's core task: the one owner of every open channel. It reads
+//! the links, dispatches each message (to a channel, or as a new request),
+//! forwards what handler tasks produce, beats, and drains on stop.
+
+use super::channel::{ChanKey, Chans, Out};
+use super::Stop;
+use crate::logging::{hex, RateLimit};
+use crate::protocol::{self, framing, Event};
+use crate::service::Service;
+use crate::transport::{Inbound, Link, LinkEvent, LinkId};
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::time::Instant;
+use zeromq::ZmqMessage;
+
+/// Most events the core handles in one wake-up before letting other tasks
+/// run (it then wakes itself to carry on).
+const BATCH: usize = 256;
+
+/// A [`super::Server::close`] in progress.
+struct Draining {
+    /// When the requests still running are cancelled.
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    /// Told how many requests were cancelled once the server has stopped.
+    done: oneshot::Sender<usize>,
+}
+
+pub(super) struct Core {
+    pub(super) service: Arc<Service>,
+    pub(super) links: Vec<Link>,
+    pub(super) chans: Chans,
+    pub(super) heartbeat: Option<Duration>,
+    pub(super) pool: Option<Arc<Semaphore>>,
+    /// Where handler tasks send what they produce.
+    pub(super) out_tx: mpsc::UnboundedSender<Out>,
+    out_rx: mpsc::UnboundedReceiver<Out>,
+    pub(super) warned: RateLimit,
+}
+
+impl Core {
+    pub(super) fn new(
+        service: Arc<Service>,
+        links: Vec<Link>,
+        heartbeat: Option<Duration>,
+        pool: Option<Arc<Semaphore>>,
+    ) -> Self {
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        Core {
+            service,
+            links,
+            chans: Chans::default(),
+            heartbeat,
+            pool,
+            out_tx,
+            out_rx,
+            warned: RateLimit::default(),
+        }
+    }
+
+    pub(super) async fn run(
+        mut self,
+        mut inbound: Inbound,
+        mut ctl: mpsc::UnboundedReceiver<Stop>,
+    ) {
+        let period = self.heartbeat.unwrap_or(Duration::from_secs(3600));
+        let mut tick = tokio::time::interval(period / 2);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut draining: Option<Draining> = None;
+        let mut inbound_open = true;
+        // One hand-written poll instead of `select!`: every source is polled
+        // once per wake-up, in a fixed order, with the task's own waker (a
+        // select loop polls each twice and re-registers wakers in between).
+        std::future::poll_fn(|cx| {
+            let mut budget = BATCH;
+            // Replies of handlers that ran in their own task.
+            while let Poll::Ready(Some(out)) = self.out_rx.poll_recv(cx) {
+                self.on_out(out);
+            }
+            while inbound_open {
+                match inbound.poll_recv(cx) {
+                    Poll::Ready(Some(ev)) => self.on_link_event(ev, draining.is_some()),
+                    Poll::Ready(None) => inbound_open = false,
+                    Poll::Pending => break,
+                }
+                budget -= 1;
+                if budget == 0 {
+                    // Let other tasks run; carry on right after them.
+                    cx.waker().wake_by_ref();
+                    break;
+                }
+            }
+            // (Only while requests run: nothing to beat otherwise.)
+            if self.heartbeat.is_some() && !self.chans.is_empty() {
+                while tick.poll_tick(cx).is_ready() {
+                    self.on_tick(period);
+                }
+            }
+            if draining.is_none() {
+                if let Poll::Ready(Some(Stop { grace, done })) = ctl.poll_recv(cx) {
+                    tracing::info!(
+                        in_flight = self.chans.len(),
+                        "stopping: draining in-flight requests"
+                    );
+                    draining = Some(Draining {
+                        deadline: Box::pin(tokio::time::sleep(grace)),
+                        done,
+                    });
+                }
+            }
+            let Some(d) = draining.as_mut() else {
+                return Poll::Pending;
+            };
+            if self.chans.is_empty() {
+                return Poll::Ready(());
+            }
+            if d.deadline.as_mut().poll(cx).is_ready() {
+                tracing::warn!(
+                    cancelled = self.chans.len(),
+                    "stop deadline reached: cancelling requests"
+                );
+                return Poll::Ready(());
+            }
+            Poll::Pending
+        })
+        .await;
+        let cancelled = self.chans.len();
+        self.chans.cancel_where(|_| true);
+        // Let each link flush what is queued (final replies) before closing.
+        for link in std::mem::take(&mut self.links) {
+            link.close(Duration::from_millis(500)).await;
+        }
+        if let Some(d) = draining {
+            let _ = d.done.send(cancelled);
+        }
+    }
+
+    fn on_link_event(&mut self, ev: LinkEvent, draining: bool) {
+        match ev {
+            LinkEvent::Message(link, msg) => self.on_message(link, msg, draining),
+            LinkEvent::PeerGone(link, identity) => {
+                let n = self
+                    .chans
+                    .cancel_where(|k| k.link == link && k.identity == identity);
+                if n > 0 {
+                    tracing::info!(peer = %hex(&identity), cancelled = n, "client disconnected; its requests were cancelled");
+                }
+            }
+            // A connected link lost its one peer (the bound client): its
+            // requests are orphaned. (A bound link is `Down` whenever it has
+            // no peer for a moment; each peer's own `PeerGone` covers that,
+            // and must: that `Down` can arrive after a new peer's request.)
+            LinkEvent::Down(link) if self.links.get(link).is_some_and(|l| l.connected) => {
+                self.chans.cancel_where(|k| k.link == link);
+            }
+            LinkEvent::Up(_) | LinkEvent::Down(_) => {}
+        }
+    }
+
+    /// A message from a client: an event on an open channel (it has a
+    /// `response_to`), or a new request.
+    fn on_message(&mut self, link: LinkId, msg: ZmqMessage, draining: bool) {
+        let frames = msg.into_vecdeque();
+        let (identity, payload) = match (frames.front(), frames.back()) {
+            (Some(i), Some(p)) if frames.len() >= 2 => (i.clone(), p.clone()),
+            _ => return,
+        };
+        match Event::decode(&payload) {
+            Ok(ev) => match ev.response_to {
+                Some(rt) => {
+                    let key = ChanKey {
+                        link,
+                        identity,
+                        id: payload.slice_ref(rt),
+                    };
+                    self.on_channel_event(&key, &ev);
+                }
+                None => self.on_request(link, identity, frames, &payload, ev, draining),
+            },
+            Err(e) => {
+                self.warned.warn(|| tracing::warn!(peer = %hex(&identity), error = %e, "rejected an undecodable message"));
+                self.on_undecodable(link, identity, frames, &payload, e);
+            }
+        }
+    }
+
+    /// Forward what a request task produced, if its channel is still open.
+    fn on_out(&mut self, out: Out) {
+        let chan = if out.last {
+            self.chans.remove(&out.key)
+        } else {
+            None
+        };
+        let route = match (&chan, self.chans.get(&out.key)) {
+            (Some(c), _) | (None, Some(c)) => &c.route,
+            (None, None) => return,
+        };
+        if let Some(l) = self.links.get(out.key.link) {
+            l.send(framing::message(route, out.payload));
+        }
+    }
+
+    /// Answer a request with one event, reusing its frames (see
+    /// [`framing::reuse`]).
+    pub(super) fn reply(&self, link: LinkId, frames: VecDeque<Bytes>, payload: Bytes) {
+        if let (Some(l), Some(msg)) = (self.links.get(link), framing::reuse(frames, payload)) {
+            l.send(msg);
+        }
+    }
+
+    fn on_tick(&mut self, period: Duration) {
+        let now = Instant::now();
+        let mut lost = Vec::new();
+        for (key, chan) in self.chans.iter_mut() {
+            if chan.beat.lost(now, period) {
+                lost.push(key.clone());
+            } else if chan.beat.due(now, period) {
+                let hb =
+                    protocol::encode_reply(&key.id, protocol::HEARTBEAT, protocol::HEARTBEAT_ARGS);
+                if let Some(l) = self.links.get(key.link) {
+                    l.send(framing::message(&chan.route, hb.into()));
+                }
+            }
+        }
+        for key in lost {
+            if let Some(chan) = self.chans.remove(&key) {
+                chan.task.abort();
+                tracing::info!(peer = %hex(&key.identity), "lost remote after {}s without heartbeat: request cancelled", 2.0 * period.as_secs_f64());
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! A call's arguments: the raw msgpack array as received, decoded on demand
+//! — straight into a handler's typed tuple (its arity found from the type,
+//! so a wrong count is reported like Python's `TypeError`), or into dynamic
+//! values.
+
+use crate::error::ServiceError;
+use crate::protocol::msgpack;
+use bytes::Bytes;
+use rmpv::Value;
+use serde::de::{self, DeserializeOwned, Visitor};
+use std::fmt;
+
+/// The arguments of one call: a msgpack array, decoded on demand.
+#[derive(Clone, Debug)]
+pub struct Args {
+    raw: Bytes,
+    len: usize,
+}
+
+impl Args {
+    /// Wrap a raw msgpack array. Returns `None` if `raw` is not an array.
+    pub fn from_raw(raw: Bytes) -> Option<Args> {
+        let len = msgpack::array_len(&raw)? as usize;
+        Some(Args { raw, len })
+    }
+
+    /// Build from values (for tests and in-process calls).
+    pub fn from_values(values: &[Value]) -> Args {
+        let buf = msgpack::encode_value(&Value::Array(values.to_vec()));
+        Args {
+            raw: buf.into(),
+            len: values.len(),
+        }
+    }
+
+    /// Number of positional arguments.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if there are no arguments.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The raw msgpack array.
+    pub fn raw(&self) -> &Bytes {
+        &self.raw
+    }
+
+    /// Deserialize the whole argument array into `T` (a tuple, a `Vec`, …).
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, ServiceError> {
+        rmp_serde::from_slice(&self.raw).map_err(|e| ServiceError::type_error(e.to_string()))
+    }
+
+    /// The arguments as dynamic values, msgpack types preserved.
+    pub fn values(&self) -> Result<Vec<Value>, ServiceError> {
+        match msgpack::read_value(&self.raw) {
+            Ok(Value::Array(v)) => Ok(v),
+            Ok(_) => Err(ServiceError::type_error("arguments are not an array")),
+            Err(e) => Err(ServiceError::type_error(format!(
+                "cannot decode arguments: {e}"
+            ))),
+        }
+    }
+}
+
+/// How many positional arguments `A` takes: `Some(n)` for tuples (and 0 for
+/// `()`), `None` for anything else (a `Vec`, a struct…), which receives the
+/// whole argument array.
+pub(crate) fn arity<A: DeserializeOwned>() -> Option<usize> {
+    let mut probe = Probe(None);
+    let _ = A::deserialize(&mut probe);
+    probe.0
+}
+
+/// Decode `args` into `A`, checking the count first.
+pub(crate) fn decode_typed<A: DeserializeOwned>(
+    method: &str,
+    arity: Option<usize>,
+    args: &Args,
+) -> Result<A, ServiceError> {
+    if let Some(n) = arity {
+        if args.len() != n {
+            let plural = if n == 1 { "" } else { "s" };
+            let given = if args.len() == 1 { "was" } else { "were" };
+            return Err(ServiceError::type_error(format!(
+                "{method}() takes {n} positional argument{plural} but {} {given} given",
+                args.len()
+            )));
+        }
+        if n == 0 {
+            // `()` deserializes from nil, not from an empty array.
+            return A::deserialize(de::value::UnitDeserializer::<de::value::Error>::new())
+                .map_err(|e| ServiceError::type_error(e.to_string()));
+        }
+    }
+    rmp_serde::from_slice(args.raw()).map_err(|e| {
+        ServiceError::type_error(format!(
+            "{method}() expects arguments {}: {e}",
+            std::any::type_name::<A>()
+        ))
+    })
+}
+
+struct Probe(Option<usize>);
+
+#[derive(Debug)]
+struct Stop;
+
+impl fmt::Display for Stop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("probe")
+    }
+}
+
+impl std::error::Error for Stop {}
+
+impl de::Error for Stop {
+    fn custom<T: fmt::Display>(_: T) -> Self {
+        Stop
+    }
+}
+
+impl<'de> de::Deserializer<'de> for &mut Probe {
+    type Error = Stop;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+        Err(Stop)
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, _: V) -> Result<V::Value, Stop> {
+        self.0 = Some(len);
+        Err(Stop)
+    }
+
+    fn deserialize_unit<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+        self.0 = Some(0);
+        Err(Stop)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit_struct newtype_struct seq
+        tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arity_of_common_shapes() {
+        assert_eq!(arity::<()>(), Some(0));
+        assert_eq!(arity::<(i64,)>(), Some(1));
+        assert_eq!(arity::<(i64, String, f64)>(), Some(3));
+        assert_eq!(arity::<Vec<i64>>(), None);
+    }
+}

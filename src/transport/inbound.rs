@@ -1,0 +1,164 @@
+//! The receiving side of an owner's links: the owner polls every socket
+//! itself through its [`Inbound`] (no reader task and no channel per link:
+//! that hop was the largest per-message cost after the kernel's), and link
+//! tasks only report state changes and hand over each new connection's
+//! receive half.
+
+use super::{LinkEvent, LinkId};
+use crate::logging::hex;
+use futures::StreamExt;
+use std::task::{Context, Poll};
+use tokio::sync::mpsc;
+use zeromq::{SocketRecv, ZmqMessage};
+
+/// What a link's task tells its owner's [`Inbound`].
+pub(super) enum Report {
+    Event(LinkEvent),
+    /// The socket to read from now (`None`: the connection is gone).
+    Reader(LinkId, Option<Reader>),
+}
+
+/// A socket's receive half as a stream of messages.
+pub(super) type Reader = std::pin::Pin<Box<dyn futures::Stream<Item = ZmqMessage> + Send>>;
+
+/// Everything an owner receives from its links. The owner polls the
+/// sockets itself through this (saving a task and a channel hop per
+/// message, the largest per-message cost after the kernel's); link tasks
+/// only report state changes (`Up`, `Down`, `PeerGone`) and hand over each
+/// new connection's socket.
+pub(crate) struct Inbound {
+    pub(super) reports: mpsc::Receiver<Report>,
+    pub(super) reports_open: bool,
+    pub(super) readers: Vec<Option<Reader>>,
+    /// The link read first next time (so one busy link cannot starve others).
+    pub(super) next: usize,
+}
+
+impl Inbound {
+    /// The next event; `None` once every link is gone.
+    pub(crate) async fn recv(&mut self) -> Option<LinkEvent> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<LinkEvent>> {
+        // State changes first: a new connection's reader is installed
+        // before its messages are read, after the `Up` that announced it.
+        while self.reports_open {
+            match self.reports.poll_recv(cx) {
+                Poll::Ready(Some(Report::Event(ev))) => return Poll::Ready(Some(ev)),
+                Poll::Ready(Some(Report::Reader(id, reader))) => {
+                    if self.readers.len() <= id {
+                        self.readers.resize_with(id + 1, || None);
+                    }
+                    self.readers[id] = reader;
+                }
+                Poll::Ready(None) => self.reports_open = false,
+                Poll::Pending => break,
+            }
+        }
+        let n = self.readers.len();
+        for i in 0..n {
+            let id = (self.next + i) % n;
+            let Some(reader) = self.readers[id].as_mut() else {
+                continue;
+            };
+            match reader.poll_next_unpin(cx) {
+                Poll::Ready(Some(msg)) => {
+                    self.next = id + 1;
+                    return Poll::Ready(Some(LinkEvent::Message(id, msg)));
+                }
+                Poll::Ready(None) => self.readers[id] = None,
+                Poll::Pending => {}
+            }
+        }
+        if !self.reports_open && self.readers.iter().all(Option::is_none) {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    }
+}
+
+/// A socket's receive half as a [`Reader`]: receive errors are logged and
+/// skipped (one peer failing never stops the others), and the stream ends
+/// when the socket is closed.
+pub(super) fn reader<R: SocketRecv + Send + 'static>(rx: R) -> Reader {
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await.into() {
+                Received::Message(msg) => return Some((msg, rx)),
+                Received::End => return None,
+                Received::Skip => {}
+            }
+        }
+    }))
+}
+
+/// A receive half with a poll function (the vendored patch's `poll_recv`).
+pub(super) trait PollRecv: Send + 'static {
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<zeromq::ZmqResult<ZmqMessage>>;
+}
+
+impl PollRecv for zeromq::DealerRecvHalf {
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<zeromq::ZmqResult<ZmqMessage>> {
+        zeromq::DealerRecvHalf::poll_recv(self, cx)
+    }
+}
+
+impl PollRecv for zeromq::RouterRecvHalf {
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<zeromq::ZmqResult<ZmqMessage>> {
+        zeromq::RouterRecvHalf::poll_recv(self, cx)
+    }
+}
+
+/// [`reader`], polled in place: no boxed future per message.
+pub(super) fn polled_reader<R: PollRecv>(mut rx: R) -> Reader {
+    Box::pin(futures::stream::poll_fn(move |cx| loop {
+        match std::task::ready!(rx.poll_recv(cx)).into() {
+            Received::Message(msg) => return Poll::Ready(Some(msg)),
+            Received::End => return Poll::Ready(None),
+            Received::Skip => {}
+        }
+    }))
+}
+
+/// What a receive result means to a [`Reader`].
+enum Received {
+    Message(ZmqMessage),
+    /// The socket is closed.
+    End,
+    /// An error, logged here; read on.
+    Skip,
+}
+
+impl From<zeromq::ZmqResult<ZmqMessage>> for Received {
+    fn from(r: zeromq::ZmqResult<ZmqMessage>) -> Self {
+        match r {
+            Ok(msg) => return Received::Message(msg),
+            Err(zeromq::ZmqError::NoMessage) => return Received::End,
+            // A ROUTER names the peer it dropped.
+            Err(zeromq::ZmqError::PeerFailed(peer, why)) => {
+                tracing::warn!(peer = %hex(&peer), error = %why, "dropped a peer that sent bad data")
+            }
+            // A peer's connection broke (reset, closed mid-frame): not
+            // bad data; the disconnect is reported on its own.
+            Err(e) if io_failure(&e) => tracing::debug!(error = %e, "a peer's connection failed"),
+            // One peer broke the protocol (or went over the size limit);
+            // zeromq has dropped it. The others carry on.
+            Err(e) => tracing::warn!(error = %e, "dropped a peer that sent bad data"),
+        }
+        Received::Skip
+    }
+}
+
+/// Whether a receive error is the connection failing (an I/O error
+/// somewhere in its sources) rather than the peer misbehaving.
+fn io_failure(e: &zeromq::ZmqError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<std::io::Error>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}

@@ -1,0 +1,184 @@
+//! The transport adapter: everything zrpc needs from `zeromq` 0.7, with its
+//! gaps closed in one place.
+//!
+//! A [`Link`] is one ZeroMQ socket (ROUTER, DEALER, PUSH, PULL, PUB or
+//! SUB), bound or connected, driven by its own task, which connects,
+//! reconnects, watches the socket and writes what the owner queues (so
+//! sending never makes the owner wait). Received messages reach the owner
+//! through its [`Inbound`], which reads every link's socket itself: no task
+//! and no channel between the socket and the owner, and a flood backs up
+//! into TCP rather than into memory.
+//!
+//! What `zeromq` 0.7 does not do, and this module does:
+//! - a connected socket never reconnects, and its `recv` hangs forever after
+//!   the peer closes: the link watches the socket monitor for the disconnect,
+//!   drops the socket and connects a fresh one with capped backoff;
+//! - `connect` waits until the peer is reachable: it runs inside the link
+//!   task, so connecting returns at once and messages wait in the owner;
+//! - `tcp://*:port` is not understood: it is rewritten to `0.0.0.0`;
+//! - a ROUTER send to a peer that stopped reading waited for it, stalling
+//!   every other peer: with the vendored patch such messages are dropped
+//!   (per-peer send queue, [`DEFAULT_SEND_QUEUE`]) and the peer is logged.
+//!
+//! The rest is fixed in the transport package itself, `zerorpc-zeromq` (our
+//! fork of zeromq 0.7; its `FORK.md` lists every change): a maximum message
+//! size, ZMTP heartbeats answered, no allocation from a frame header, no
+//! per-peer identity leak, sends that never wait.
+//!
+//! | file | concept |
+//! |---|---|
+//! | `endpoint` | endpoints as users write them |
+//! | `link` | one socket and the task that keeps it connected |
+//! | `outbox` | sending: straight to zeromq's queue, or through the link task |
+//! | `inbound` | receiving: the owner polls every socket itself |
+
+mod endpoint;
+mod inbound;
+mod link;
+mod outbox;
+
+pub(crate) use inbound::Inbound;
+pub(crate) use link::Link;
+
+use crate::error::Error;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use zeromq::{SocketOptions, ZmqMessage};
+
+/// Index of a link within its owner.
+pub(crate) type LinkId = usize;
+
+/// What a link reports to its owner.
+#[derive(Debug)]
+pub(crate) enum LinkEvent {
+    /// Connected (or reconnected) to its peer.
+    Up(LinkId),
+    /// Its peer went away; it is reconnecting.
+    Down(LinkId),
+    /// A message arrived (for a ROUTER, frame 0 is the peer identity).
+    Message(LinkId, ZmqMessage),
+    /// A peer of a bound socket disconnected (its identity).
+    PeerGone(LinkId, Bytes),
+}
+
+/// The ZeroMQ socket type of a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Router,
+    Dealer,
+    Push,
+    Pull,
+    Pub,
+    /// Subscribed to everything (zerorpc has no topics).
+    Sub,
+}
+
+/// Default largest message a peer may send: zerorpc's 100 MiB. A peer that
+/// announces more is disconnected before anything is allocated for it (the
+/// vendored `zeromq` patch; upstream 0.7 would allocate whatever a frame
+/// header claims, and abort on a huge claim).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 100 << 20;
+
+/// Default number of messages that may wait to be written to one peer (a
+/// send high-water mark). A ROUTER drops what goes beyond it, so a client
+/// that stops reading its replies costs at most this much memory and never
+/// delays replies to others. Large enough that a burst of 10 000 replies to a
+/// client that is reading never hits it.
+pub const DEFAULT_SEND_QUEUE: usize = 10_000;
+
+/// The lowest maximum message size a socket is given, whatever is asked.
+pub(crate) const MIN_MESSAGE_LIMIT: usize = 1024;
+
+/// Per-socket limits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) max_message_size: usize,
+    pub(crate) send_queue: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            send_queue: DEFAULT_SEND_QUEUE,
+        }
+    }
+}
+
+impl Limits {
+    pub(super) fn socket_options(&self, kind: Kind) -> SocketOptions {
+        let mut opts = SocketOptions::default();
+        // The limit applies to handshake commands too (READY with a long
+        // identity is a few hundred bytes): below that, no peer could connect.
+        opts.max_message_size(Some(self.max_message_size.max(MIN_MESSAGE_LIMIT)));
+        opts.send_queue_capacity(self.send_queue);
+        // Only a ROUTER addresses one peer among many: the others wait, which
+        // is the backpressure a PUSH or a DEALER's owner wants.
+        opts.router_drop_when_full(kind == Kind::Router);
+        opts
+    }
+}
+
+/// Queued state changes per owner (messages are not queued: the owner
+/// reads them from the sockets).
+const REPORT_QUEUE: usize = 1024;
+
+/// Where an owner's sockets go, and their limits: what every builder
+/// (server, client, sender, receiver) collects.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Endpoints {
+    pub(crate) binds: Vec<String>,
+    pub(crate) connects: Vec<String>,
+    pub(crate) limits: Limits,
+}
+
+impl Endpoints {
+    /// Open every link for an owner of this `kind`; `owner` names it in the
+    /// error when there is no endpoint at all.
+    pub(crate) async fn open(
+        &self,
+        kind: Kind,
+        owner: &str,
+    ) -> Result<(Vec<Link>, Vec<String>, Inbound), Error> {
+        if self.binds.is_empty() && self.connects.is_empty() {
+            return Err(Error::Config(format!(
+                "a {owner} needs at least one endpoint to bind or connect"
+            )));
+        }
+        open(kind, &self.binds, &self.connects, self.limits).await
+    }
+}
+
+/// The links of one owner (a server, client, sender or receiver): every
+/// bind (errors reported here), then every connect (in the background),
+/// all reporting on one bounded channel. Also returns the endpoints, bound
+/// ones resolved.
+async fn open(
+    kind: Kind,
+    binds: &[String],
+    connects: &[String],
+    limits: Limits,
+) -> Result<(Vec<Link>, Vec<String>, Inbound), Error> {
+    let (events_tx, events_rx) = mpsc::channel(REPORT_QUEUE);
+    let mut links = Vec::with_capacity(binds.len() + connects.len());
+    for ep in binds {
+        links.push(link::bind(kind, links.len(), ep, events_tx.clone(), limits).await?);
+    }
+    for ep in connects {
+        links.push(link::connect(
+            kind,
+            links.len(),
+            ep,
+            events_tx.clone(),
+            limits,
+        )?);
+    }
+    let endpoints = links.iter().map(|l| l.endpoint.clone()).collect();
+    let inbound = Inbound {
+        reports: events_rx,
+        reports_open: true,
+        readers: Vec::new(),
+        next: 0,
+    };
+    Ok((links, endpoints, inbound))
+}

@@ -1,0 +1,116 @@
+//! The sending side of a link: how an owner's message reaches zeromq's
+//! queue for a peer, straight from the owner's task when that needs no
+//! waiting, through the link's task otherwise, and always in order.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+use zeromq::ZmqMessage;
+
+/// The owner's way past the link's task: a clone of the live socket's send
+/// half, installed by the task while the socket is connected. Saves a task
+/// hop per message (measured: a large share of a call's cost on loopback).
+#[derive(Default)]
+pub(super) struct Outbox {
+    pub(super) direct: Mutex<Option<Box<dyn Direct>>>,
+    /// Messages given to the task and not yet handed to zeromq. While there
+    /// are any, later messages queue behind them: order is kept.
+    pub(super) queued: AtomicUsize,
+}
+
+impl Outbox {
+    pub(super) fn try_send_now(&self, msg: ZmqMessage) -> Result<(), ZmqMessage> {
+        if self.queued.load(Ordering::Acquire) != 0 {
+            return Err(msg);
+        }
+        match self.direct.lock() {
+            Ok(mut direct) => match direct.as_mut() {
+                Some(tx) => tx.try_send_now(msg),
+                None => Err(msg),
+            },
+            Err(_) => Err(msg),
+        }
+    }
+
+    /// The task handed a queued message to zeromq (or dropped it).
+    pub(super) fn done(&self) {
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A send half that can take a message without waiting (from the vendored
+/// `zeromq` patch), or give it back.
+pub(super) trait Direct: Send {
+    fn try_send_now(&mut self, msg: ZmqMessage) -> Result<(), ZmqMessage>;
+}
+
+impl Direct for zeromq::DealerSendHalf {
+    fn try_send_now(&mut self, msg: ZmqMessage) -> Result<(), ZmqMessage> {
+        zeromq::DealerSendHalf::try_send_now(self, msg)
+    }
+}
+
+impl Direct for zeromq::RouterSendHalf {
+    fn try_send_now(&mut self, msg: ZmqMessage) -> Result<(), ZmqMessage> {
+        zeromq::RouterSendHalf::try_send_now(self, msg)
+    }
+}
+
+/// The task's hold on its [`Outbox`]: installs the socket's direct half,
+/// takes it away while a peer's queue is full (so those drops go through
+/// the task, which logs them), and removes it for good when dropped (the
+/// socket must not outlive its connection).
+pub(super) struct Installed<'a> {
+    outbox: &'a Outbox,
+    parked: Option<Box<dyn Direct>>,
+    open: bool,
+}
+
+impl<'a> Installed<'a> {
+    pub(super) fn new(outbox: &'a Outbox, direct: Option<Box<dyn Direct>>) -> Self {
+        let mut me = Installed {
+            outbox,
+            parked: direct,
+            open: false,
+        };
+        me.open(true);
+        me
+    }
+
+    pub(super) fn open(&mut self, open: bool) {
+        if open == self.open {
+            return;
+        }
+        self.open = open;
+        if let Ok(mut slot) = self.outbox.direct.lock() {
+            if open {
+                *slot = self.parked.take();
+            } else {
+                self.parked = slot.take();
+            }
+        }
+    }
+}
+
+impl Drop for Installed<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut slot) = self.outbox.direct.lock() {
+            *slot = None;
+        }
+    }
+}
+
+/// A link task's end of the outgoing queue.
+pub(super) struct Queue {
+    pub(super) rx: mpsc::UnboundedReceiver<ZmqMessage>,
+    pub(super) outbox: Arc<Outbox>,
+}
+
+impl Queue {
+    /// Drop everything queued.
+    pub(super) fn discard(&mut self) {
+        while self.rx.try_recv().is_ok() {
+            self.outbox.done();
+        }
+    }
+}
