@@ -42,6 +42,7 @@
 //! | [`oneway`] | fire-and-forget events: [`Pusher`] → [`Puller`] (cast), [`Publisher`] → [`Subscriber`] (fanout) |
 //! | [`error`] | [`Error`] (what callers see) and [`ServiceError`] (what handlers raise) |
 //! | `logging` | how faults are logged (rate limits, peer ids) |
+//! | `shutdown` | the one shape of `close(grace)` |
 //! | `cli` | the `zrpc` command and its built-in services (feature `cli`; `src/bin/zrpc.rs` only calls it) |
 //! | `bench` | `zrpc-bench` (feature `cli`; behind `src/bin/zrpc-bench.rs`) |
 //!
@@ -73,6 +74,7 @@ pub mod oneway;
 pub mod protocol;
 pub mod server;
 pub mod service;
+mod shutdown;
 mod transport;
 
 pub use client::{CallOptions, Client, ClientBuilder, ReplyStream, Response};

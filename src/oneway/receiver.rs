@@ -5,11 +5,12 @@ use crate::error::Error;
 use crate::logging::{hex, RateLimit};
 use crate::protocol::{framing, msgpack, Event};
 use crate::service::{self, Args, Reply, Service};
+use crate::shutdown::{self, Stop};
 use crate::transport::{Endpoints, Inbound, Kind, LinkEvent};
 use futures::StreamExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
 /// Default number of events a receiver handles at once.
@@ -118,13 +119,6 @@ pub struct Receiver {
     task: tokio::task::AbortHandle,
 }
 
-/// Stop reading, drain for `grace`, then say how many handlers were
-/// cancelled.
-struct Stop {
-    grace: Duration,
-    done: oneshot::Sender<usize>,
-}
-
 impl Receiver {
     /// The endpoints (bound ones resolved).
     pub fn endpoints(&self) -> &[String] {
@@ -136,18 +130,10 @@ impl Receiver {
     /// [`Error::Unfinished`] when handlers had to be cancelled. Closing a
     /// closed receiver does nothing.
     pub async fn close(&self, grace: Duration) -> Result<(), Error> {
-        let (done, wait) = oneshot::channel();
-        if self.stop.send(Stop { grace, done }).is_err() {
-            return Ok(());
-        }
-        match wait.await {
-            Ok(0) | Err(_) => Ok(()),
-            Ok(count) => Err(Error::Unfinished {
-                count,
-                what: "event handlers cancelled",
-                grace,
-            }),
-        }
+        shutdown::close(grace, "event handlers cancelled", |stop| {
+            self.stop.send(stop).is_ok()
+        })
+        .await
     }
 }
 
@@ -190,7 +176,7 @@ impl ReceiverCore {
             self.tasks.shutdown().await;
         }
         if let Some(stop) = stop {
-            let _ = stop.done.send(cancelled);
+            stop.finish(cancelled);
         }
     }
 

@@ -5,6 +5,7 @@
 use super::super::client::encode_args;
 use crate::error::Error;
 use crate::protocol::{self, msgpack};
+use crate::shutdown::{self, Stop};
 use crate::transport::{Endpoints, Inbound, Kind, Link, LinkEvent};
 use crate::Value;
 use serde::Serialize;
@@ -113,7 +114,7 @@ enum SenderCmd {
     /// Answer once at least one peer is connected.
     WhenConnected(oneshot::Sender<()>),
     /// Deliver what is held (until the deadline), close, report losses.
-    Close(Instant, oneshot::Sender<usize>),
+    Close(Instant, Stop),
 }
 
 impl Sender {
@@ -142,19 +143,12 @@ impl Sender {
     }
 
     async fn close(&self, grace: Duration) -> Result<(), Error> {
-        let (tx, rx) = oneshot::channel();
         let deadline = Instant::now() + grace;
-        if self.cmd.send(SenderCmd::Close(deadline, tx)).is_err() {
-            return Ok(());
-        }
-        match rx.await {
-            Ok(0) | Err(_) => Ok(()),
-            Ok(count) => Err(Error::Unfinished {
-                count,
-                what: "events not delivered: no receiver took them",
-                grace,
-            }),
-        }
+        let what = "events not delivered: no receiver took them";
+        shutdown::close(grace, what, |stop| {
+            self.cmd.send(SenderCmd::Close(deadline, stop)).is_ok()
+        })
+        .await
     }
 }
 
@@ -173,7 +167,7 @@ struct SenderCore {
 
 impl SenderCore {
     async fn run(mut self, mut cmds: mpsc::UnboundedReceiver<SenderCmd>, mut events: Inbound) {
-        let mut closing: Option<(Instant, oneshot::Sender<usize>)> = None;
+        let mut closing: Option<(Instant, Stop)> = None;
         loop {
             if closing.is_some() && self.held.is_empty() {
                 break;
@@ -220,8 +214,8 @@ impl SenderCore {
         if any_up {
             tokio::time::sleep(LINGER).await;
         }
-        if let Some((_, done)) = closing {
-            let _ = done.send(lost);
+        if let Some((_, stop)) = closing {
+            stop.finish(lost);
         }
     }
 

@@ -268,17 +268,7 @@ fn header<'a>(r: &mut Reader<'a>) -> Result<Ids<'a>, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::msgpack::validate;
-
-    fn hex(s: &str) -> Bytes {
-        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        Bytes::from(
-            (0..s.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-                .collect::<Vec<_>>(),
-        )
-    }
+    use crate::protocol::msgpack::{hex, validate};
 
     const REQ_ADD: &str = "9382aa6d6573736167655f6964c4203031323334353637383961626364656630313233343536373839616263646566a17603a3616464920102";
     const OK_3: &str = "9383aa6d6573736167655f6964c4203332373238306336353835313462383461326438393861343333353365343635a17603ab726573706f6e73655f746fc4203031323334353637383961626364656630313233343536373839616263646566a24f4b9103";

@@ -312,19 +312,21 @@ pub(crate) fn read_value(raw: &[u8]) -> Result<Value, rmpv::decode::Error> {
     rmpv::decode::read_value_with_max_depth(&mut &raw[..], MAX_DEPTH + 1)
 }
 
+/// Bytes from hex text (whitespace ignored), for test vectors.
+#[cfg(test)]
+pub(crate) fn hex(s: &str) -> Bytes {
+    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    Bytes::from(
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect::<Vec<_>>(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(s: &str) -> Bytes {
-        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        Bytes::from(
-            (0..s.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-                .collect::<Vec<_>>(),
-        )
-    }
 
     #[test]
     fn first_item_of_arrays() {

@@ -3,10 +3,10 @@
 //! forwards what handler tasks produce, beats, and drains on stop.
 
 use super::channel::{ChanKey, Chans, Out};
-use super::Stop;
 use crate::logging::{hex, RateLimit};
 use crate::protocol::{self, framing, Event};
 use crate::service::Service;
+use crate::shutdown::Stop;
 use crate::transport::{Inbound, Link, LinkEvent, LinkId};
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 use zeromq::ZmqMessage;
 
@@ -28,7 +28,7 @@ struct Draining {
     /// When the requests still running are cancelled.
     deadline: Pin<Box<tokio::time::Sleep>>,
     /// Told how many requests were cancelled once the server has stopped.
-    done: oneshot::Sender<usize>,
+    stop: Stop,
 }
 
 pub(super) struct Core {
@@ -102,14 +102,14 @@ impl Core {
                 }
             }
             if draining.is_none() {
-                if let Poll::Ready(Some(Stop { grace, done })) = ctl.poll_recv(cx) {
+                if let Poll::Ready(Some(stop)) = ctl.poll_recv(cx) {
                     tracing::info!(
                         in_flight = self.chans.len(),
                         "stopping: draining in-flight requests"
                     );
                     draining = Some(Draining {
-                        deadline: Box::pin(tokio::time::sleep(grace)),
-                        done,
+                        deadline: Box::pin(tokio::time::sleep(stop.grace)),
+                        stop,
                     });
                 }
             }
@@ -136,7 +136,7 @@ impl Core {
             link.close(Duration::from_millis(500)).await;
         }
         if let Some(d) = draining {
-            let _ = d.done.send(cancelled);
+            d.stop.finish(cancelled);
         }
     }
 

@@ -25,10 +25,11 @@ mod request;
 
 use crate::error::Error;
 use crate::service::Service;
+use crate::shutdown::{self, Stop};
 use crate::transport::{Endpoints, Kind};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 
 /// Default heartbeat period, as in zerorpc.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
@@ -117,13 +118,6 @@ pub struct Server {
     task: tokio::task::AbortHandle,
 }
 
-/// A request to stop: drain for `grace`, then report how many requests were
-/// cancelled.
-struct Stop {
-    grace: Duration,
-    done: oneshot::Sender<usize>,
-}
-
 impl Server {
     /// Start configuring a server for `service`.
     pub fn builder(service: Service) -> ServerBuilder {
@@ -145,18 +139,10 @@ impl Server {
     /// socket. Fails with [`Error::Unfinished`] when requests had to be
     /// cancelled. Closing a closed server does nothing.
     pub async fn close(&self, grace: Duration) -> Result<(), Error> {
-        let (done, wait) = oneshot::channel();
-        if self.ctl.send(Stop { grace, done }).is_err() {
-            return Ok(());
-        }
-        match wait.await {
-            Ok(0) | Err(_) => Ok(()),
-            Ok(count) => Err(Error::Unfinished {
-                count,
-                what: "requests cancelled",
-                grace,
-            }),
-        }
+        shutdown::close(grace, "requests cancelled", |stop| {
+            self.ctl.send(stop).is_ok()
+        })
+        .await
     }
 }
 

@@ -151,37 +151,40 @@ trait Halves: Socket + Sized + 'static {
     }
 }
 
-impl Halves for RouterSocket {
-    const KIND: Kind = Kind::Router;
-    type Tx = zeromq::RouterSendHalf;
-    type Rx = zeromq::RouterRecvHalf;
-    fn direct(tx: &Self::Tx) -> Option<Box<dyn Direct>> {
-        Some(Box::new(tx.clone()))
-    }
-    fn reader(rx: Self::Rx) -> Reader {
-        polled_reader(rx)
-    }
-    fn halves(self) -> (Option<Self::Tx>, Option<Self::Rx>) {
-        let (t, r) = self.split();
-        (Some(t), Some(r))
-    }
+/// ROUTER and DEALER split into halves that send without waiting (the
+/// [`Outbox`]'s direct path) and receive by polling in place.
+macro_rules! split_socket {
+    ($socket:ty, $kind:expr, $tx:ty, $rx:ty) => {
+        impl Halves for $socket {
+            const KIND: Kind = $kind;
+            type Tx = $tx;
+            type Rx = $rx;
+            fn direct(tx: &Self::Tx) -> Option<Box<dyn Direct>> {
+                Some(Box::new(tx.clone()))
+            }
+            fn reader(rx: Self::Rx) -> Reader {
+                polled_reader(rx)
+            }
+            fn halves(self) -> (Option<Self::Tx>, Option<Self::Rx>) {
+                let (t, r) = self.split();
+                (Some(t), Some(r))
+            }
+        }
+    };
 }
 
-impl Halves for DealerSocket {
-    const KIND: Kind = Kind::Dealer;
-    type Tx = zeromq::DealerSendHalf;
-    type Rx = zeromq::DealerRecvHalf;
-    fn direct(tx: &Self::Tx) -> Option<Box<dyn Direct>> {
-        Some(Box::new(tx.clone()))
-    }
-    fn reader(rx: Self::Rx) -> Reader {
-        polled_reader(rx)
-    }
-    fn halves(self) -> (Option<Self::Tx>, Option<Self::Rx>) {
-        let (t, r) = self.split();
-        (Some(t), Some(r))
-    }
-}
+split_socket!(
+    RouterSocket,
+    Kind::Router,
+    zeromq::RouterSendHalf,
+    zeromq::RouterRecvHalf
+);
+split_socket!(
+    DealerSocket,
+    Kind::Dealer,
+    zeromq::DealerSendHalf,
+    zeromq::DealerRecvHalf
+);
 
 impl Halves for PushSocket {
     const KIND: Kind = Kind::Push;
