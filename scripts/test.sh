@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs the real zerorpc-python
-# peer (0.6.3, from PyPI) into .venv when missing, checks formatting and
+# peer (0.6.3, from PyPI) into .venv and the real zerorpc-node peer (0.9.8,
+# from npm) into tests/node/node_modules when missing, checks formatting and
 # lints, then runs every test of both packages (the zerorpc library with its
 # `cli` feature, whose binary many tests start, and the zerorpc-zeromq
 # transport).
@@ -10,6 +11,10 @@ if ! .venv/bin/python -c "import zerorpc" >/dev/null 2>&1; then
   echo "installing zerorpc-python 0.6.3 into .venv (interop tests need it)" >&2
   python3 -m venv .venv
   .venv/bin/pip install --quiet zerorpc==0.6.3
+fi
+if ! (cd tests/node && node -e "require('zerorpc')") >/dev/null 2>&1; then
+  echo "installing zerorpc-node 0.9.8 into tests/node/node_modules (interop tests need it)" >&2
+  (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
 fi
 export ZRPC_PYTHON="$PWD/.venv/bin/python"
 cargo fmt --all --check

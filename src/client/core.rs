@@ -5,6 +5,7 @@
 
 use super::relay::Slot;
 use crate::error::Error;
+use crate::logging::RateLimit;
 use crate::protocol::heartbeat::Beat;
 use crate::protocol::{self, framing, Event, MessageId};
 use crate::transport::{Inbound, Link, LinkEvent, LinkId};
@@ -89,6 +90,9 @@ pub(super) struct Core {
     pub(super) inbound: Option<Inbound>,
     pub(super) links: Vec<Link>,
     up: Vec<bool>,
+    /// Links whose server re-typed an id (warned once each).
+    retyped: Vec<bool>,
+    warned: RateLimit,
     next: usize,
     /// Calls waiting for a connected link, oldest first.
     pending: VecDeque<MessageId>,
@@ -118,6 +122,8 @@ impl Core {
         Core {
             inbound: Some(inbound),
             up: vec![false; links.len()],
+            retyped: vec![false; links.len()],
+            warned: RateLimit::default(),
             links,
             next: 0,
             pending: VecDeque::new(),
@@ -239,7 +245,7 @@ impl Core {
 
     fn on_message(
         &mut self,
-        _link: LinkId,
+        link: LinkId,
         msg: ZmqMessage,
         mine: Option<MessageId>,
     ) -> Option<Answer> {
@@ -247,14 +253,24 @@ impl Core {
         let ev = match Event::decode(payload) {
             Ok(ev) => ev,
             Err(e) => {
-                tracing::warn!(error = %e, "dropped an undecodable reply");
+                let ep = &self.links[link].endpoint;
+                self.warned.warn(
+                    || tracing::warn!(endpoint = %ep, error = %e, "dropped an undecodable reply"),
+                );
                 return None;
             }
         };
-        let Some((id, _exact)) = ev.response_to.and_then(MessageId::from_raw) else {
+        let Some((id, exact)) = ev.response_to.and_then(MessageId::from_raw) else {
             tracing::debug!(name = ?ev.name, "unable to route event (no known response_to)");
             return None;
         };
+        if !exact && !std::mem::replace(&mut self.retyped[link], true) {
+            // A Go peer, say: it turns every bin into a str.
+            tracing::warn!(
+                endpoint = %self.links[link].endpoint,
+                "the server echoes message ids with another msgpack type than sent (str for bin); matching them by their bytes"
+            );
+        }
         let name = ev.name.ok()?;
         let heartbeat = name == protocol::HEARTBEAT;
         if !heartbeat && name != protocol::MORE {

@@ -278,6 +278,14 @@ impl Lines {
         }
     }
 
+    /// Every line received so far.
+    pub fn seen(&mut self) -> &[String] {
+        while let Ok(line) = self.rx.try_recv() {
+            self.seen.push(line);
+        }
+        &self.seen
+    }
+
     /// Non-blocking: has a line containing `pat` arrived?
     pub fn saw(&mut self, pat: &str) -> bool {
         while let Ok(line) = self.rx.try_recv() {
@@ -297,4 +305,61 @@ pub fn python_oneway(role: &str, ep: &str, n: usize, extra: &[&str]) -> Lines {
     );
     lines.expect("READY", Duration::from_secs(20));
     lines
+}
+
+/// The zerorpc-node 0.9.8 peer: `node` and `tests/node/node_modules`.
+/// Fails loudly when missing.
+pub fn node() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node");
+    let ok = Command::new("node")
+        .current_dir(&dir)
+        .args(["-e", "require('zerorpc')"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "zerorpc-node is not installed in {}.\nInstall it with: scripts/test.sh (does it for you), or\n  \
+         (cd tests/node && npm ci)\n(needs Node.js ≥ 18 and npm; zeromq 6's prebuilt binaries, no compiler)",
+        dir.display()
+    );
+    dir
+}
+
+/// Start the real zerorpc-node server on a free port (heartbeat in ms);
+/// its stdout lines (READY, NODE-ERROR ...) can be checked.
+pub fn node_server(heartbeat_ms: u64) -> (Lines, String) {
+    let dir = node();
+    let ep = format!("tcp://127.0.0.1:{}", free_port());
+    let mut lines = Lines::spawn(
+        Command::new("node")
+            .current_dir(&dir)
+            .arg("node_server.js")
+            .arg(&ep)
+            .arg(heartbeat_ms.to_string()),
+    );
+    lines.expect("READY", Duration::from_secs(20));
+    (lines, ep)
+}
+
+/// Run a zerorpc-node client scenario against `ep`; panics with its output
+/// on failure.
+pub fn node_client(ep: &str, scenario: &str) {
+    let out = Command::new("node")
+        .current_dir(node())
+        .arg("node_client.js")
+        .arg(ep)
+        .arg(scenario)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run node client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains(&format!("PASS {scenario}")),
+        "node scenario {scenario} failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
 }

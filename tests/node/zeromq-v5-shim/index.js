@@ -1,0 +1,1 @@
+module.exports = require("zeromq6/v5-compat");
