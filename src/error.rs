@@ -163,6 +163,24 @@ impl From<zeromq::ZmqError> for Error {
     }
 }
 
+/// How much of a caller's own input an error message quotes (a method
+/// name, a wrong argument): enough to recognise it, never the whole of a
+/// 40 MiB argument.
+pub(crate) const QUOTE_LIMIT: usize = 200;
+
+/// `s`, cut to about `max` bytes (on a character boundary) with a note of
+/// how long it was.
+pub(crate) fn clip(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &s[..end], s.len()).into()
+}
+
 /// Seconds as people write them: `30s`, `0.5s`.
 pub(crate) fn fmt_secs(d: Duration) -> String {
     let s = d.as_secs_f64();
@@ -311,6 +329,15 @@ impl From<Box<dyn std::error::Error + Send + Sync>> for ServiceError {
 mod tests {
     use super::*;
     use std::error::Error as _;
+
+    #[test]
+    fn long_quotes_are_clipped_on_a_character_boundary() {
+        assert_eq!(clip("short", 10), "short");
+        let long = "é".repeat(100); // 200 bytes
+        let c = clip(&long, 11);
+        assert!(c.starts_with("ééééé…"), "{c}");
+        assert!(c.ends_with("(200 bytes in all)"), "{c}");
+    }
 
     #[test]
     fn std_errors_convert_with_their_type_name() {

@@ -95,4 +95,7 @@ pub use async_trait::async_trait;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-pub use transport::{DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_SEND_QUEUE};
+pub use transport::{
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_SEND_QUEUE,
+    DEFAULT_SEND_QUEUE_BYTES,
+};

@@ -136,9 +136,34 @@ fn the_workspace_packages_for_publishing() {
     let target = root().join("target/package-check");
     // Packages every crate as crates.io would get it (zerorpc-zeromq first,
     // then zerorpc against that packaged copy) and builds each from its
-    // package alone.
+    // package alone. Cargo unpacks the packaged crates under
+    // $CARGO_HOME/registry/src and reuses an unpacked crate of the same
+    // name and version: a copy from an earlier run would stand in for
+    // today's sources. So this runs with its own CARGO_HOME, sharing the
+    // real one's downloads and configuration, with a fresh unpack area.
+    let home = root().join("target/package-home");
+    let real_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .expect("CARGO_HOME or HOME");
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(home.join("registry")).unwrap();
+    for shared in [
+        "registry/index",
+        "registry/cache",
+        "config.toml",
+        "credentials.toml",
+    ] {
+        let from = real_home.join(shared);
+        if from.exists() {
+            std::os::unix::fs::symlink(&from, home.join(shared)).unwrap();
+        }
+    }
+    // (Compiled registry crates are never rebuilt either: none may be
+    // left from an earlier run.)
+    let _ = std::fs::remove_dir_all(&target);
     run(
-        cargo().current_dir(root()).args([
+        cargo().current_dir(root()).env("CARGO_HOME", &home).args([
             "package",
             "--workspace",
             "--locked",

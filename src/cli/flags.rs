@@ -66,6 +66,30 @@ pub(super) struct Opts {
     /// are dropped (server; default 10000).
     #[arg(long, value_name = "COUNT")]
     pub(super) send_queue: Option<usize>,
+    /// The same bound in bytes (server; default 64 MiB; one reply is always
+    /// taken, whatever its size).
+    #[arg(long, value_name = "BYTES")]
+    pub(super) send_queue_bytes: Option<usize>,
+    /// With --pool-size: the most requests one client runs at once
+    /// (default pool size - 1, so one slot is left for others).
+    #[arg(long, value_name = "COUNT")]
+    pub(super) pool_per_client: Option<usize>,
+    /// With --pool-size: requests that may wait for a slot, all clients
+    /// together (default 1024); beyond, ERR ServerBusy.
+    #[arg(long, value_name = "COUNT")]
+    pub(super) pool_queue: Option<usize>,
+    /// Seconds a new connection has to complete the ZeroMQ handshake
+    /// (server; default 30; 0 waits forever).
+    #[arg(long, value_name = "SECONDS")]
+    pub(super) handshake_timeout: Option<f64>,
+    /// Most --exec commands running at once (default 16); beyond, calls get
+    /// ERR ServerBusy.
+    #[arg(long, default_value_t = 16, value_name = "COUNT")]
+    pub(super) exec_max: usize,
+    /// Let callers pass --exec arguments that start with '-' (refused by
+    /// default: they would be options of the command).
+    #[arg(long)]
+    pub(super) exec_allow_options: bool,
     /// Parse every parameter as JSON (otherwise numbers, true, false and null
     /// are recognised and everything else is a string).
     #[arg(short = 'j', long)]

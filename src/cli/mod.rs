@@ -127,7 +127,27 @@ fn seconds(s: f64, what: &str) -> Result<Option<Duration>, CliError> {
         .map_err(|_| CliError::Usage(format!("--{what} {s:e} is too large")))
 }
 
+/// Options go before the positionals (as with `zerorpc`): a positional
+/// that looks like an option is a misplaced or misspelled one, and taking
+/// it as an address, a service or a parameter would hide the mistake
+/// (`calc --pool-size 1` served with no pool; `--tiemout 5` became an
+/// address). Negative numbers are parameters.
+fn check_positionals(rest: &[String]) -> Result<(), CliError> {
+    let option = rest.iter().find(|a| {
+        let mut chars = a.chars();
+        chars.next() == Some('-') && chars.next().is_some_and(|c| c == '-' || c.is_alphabetic())
+    });
+    match option {
+        Some(o) => Err(CliError::Usage(format!(
+            "unexpected option {o:?} after the address or method: options go first \
+             (to pass a string that starts with '-' as a parameter, use -j and quote it: '\"-x\"')"
+        ))),
+        None => Ok(()),
+    }
+}
+
 async fn run(opts: Opts) -> Result<(), CliError> {
+    check_positionals(&opts.rest)?;
     let mut rest = opts.rest.clone().into_iter();
     let mut connects = opts.connect.clone();
     let binds = opts.bind.clone();
@@ -146,6 +166,11 @@ async fn run(opts: Opts) -> Result<(), CliError> {
     let params: Vec<String> = rest.collect();
     let heartbeat = seconds(opts.heartbeat, "heartbeat")?;
     if opts.server {
+        if let Some(extra) = params.first() {
+            return Err(CliError::Usage(format!(
+                "--server takes one SERVICE (got {extra:?} after it)"
+            )));
+        }
         serve(&opts, connects, binds, command, heartbeat).await
     } else if opts.push || opts.publish {
         let timeout = seconds(opts.timeout, "timeout")?.unwrap_or(Duration::MAX);
@@ -206,13 +231,26 @@ async fn serve(
             )))
         }
     };
+    let runner = exec::Runner::new(opts.exec_max, opts.exec_allow_options);
     for spec in &opts.exec {
-        service = exec::add_exec(service, spec).map_err(CliError::Usage)?;
+        service = exec::add_exec(service, spec, &runner).map_err(CliError::Usage)?;
     }
     let name = service.name().to_string();
     let mut builder = Server::builder(service).heartbeat(heartbeat);
     if let Some(n) = opts.pool_size {
         builder = builder.pool_size(n);
+    }
+    if let Some(n) = opts.pool_per_client {
+        builder = builder.pool_per_client(n);
+    }
+    if let Some(n) = opts.pool_queue {
+        builder = builder.pool_queue(n, crate::server::DEFAULT_POOL_QUEUE_BYTES);
+    }
+    if let Some(n) = opts.send_queue_bytes {
+        builder = builder.send_queue_bytes(n);
+    }
+    if let Some(s) = opts.handshake_timeout {
+        builder = builder.handshake_timeout(seconds(s, "handshake-timeout")?);
     }
     if let Some(n) = opts.max_message_size {
         builder = builder.max_message_size(n);
@@ -232,7 +270,10 @@ async fn serve(
     eprintln!("serving \"{name}\" on {}", server.endpoints().join(", "));
     wait_for_signal().await;
     eprintln!("stopping: finishing requests in flight (up to 10s)");
-    server.close(Duration::from_secs(10)).await?;
+    if let Err(e) = server.close(Duration::from_secs(10)).await {
+        // Stopping is what was asked for: say what was cut short, exit 0.
+        eprintln!("zrpc: {e}");
+    }
     Ok(())
 }
 

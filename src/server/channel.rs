@@ -3,38 +3,66 @@
 //! one (`_zpc_hb`, `_zpc_more`, anything else counts as a sign of life).
 
 use super::core::Core;
+use crate::error::ServiceError;
 use crate::logging::hex;
 use crate::protocol::heartbeat::Beat;
 use crate::protocol::{self, msgpack, Event};
+use crate::service::Reply;
 use crate::transport::LinkId;
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-/// Never hold more credit than this per channel, whatever a peer grants
-/// (tokio's semaphore has a hard maximum, and no reader needs more).
-const MAX_CREDIT: usize = 1 << 20;
+/// Never hold more credit than this per channel, whatever a peer grants.
+/// zerorpc readers keep at most about 100 events granted (Python adds
+/// `100 - reserved`, node sets 100 − queued); a client granting millions
+/// while not reading only makes the producer run ahead of it.
+pub(super) const MAX_CREDIT: usize = 1000;
 
 /// Which channel: the client and the raw msgpack id of its request.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) struct ChanKey {
     pub(super) link: LinkId,
     pub(super) identity: Bytes,
     pub(super) id: Bytes,
 }
 
-/// A request running.
+/// A request, running or waiting for a pool slot.
 pub(super) struct Chan {
     /// The frames before the delimiter (identity, envelope), for every
     /// event sent on the channel.
     pub(super) route: Vec<Bytes>,
-    pub(super) task: AbortHandle,
+    pub(super) run: Run,
     pub(super) beat: Beat,
     /// How many more data events the caller has room for.
     pub(super) credit: Arc<Semaphore>,
+    /// A v1 caller (no `v` ≥ 2): errors are sent in its shape.
+    pub(super) legacy: bool,
+}
+
+/// Where a request is.
+pub(super) enum Run {
+    /// Waiting for a pool slot, its handler not yet polled.
+    Waiting(BoxFuture<'static, Result<Reply, ServiceError>>),
+    /// In its own task.
+    Running(AbortHandle),
+}
+
+impl Run {
+    pub(super) fn is_running(&self) -> bool {
+        matches!(self, Run::Running(_))
+    }
+
+    /// Stop the task, if it runs.
+    pub(super) fn abort(&self) {
+        if let Run::Running(task) = self {
+            task.abort();
+        }
+    }
 }
 
 /// An event a request task wants sent on its channel.
@@ -62,6 +90,10 @@ impl Chans {
         self.0.get(key)
     }
 
+    pub(super) fn get_mut(&mut self, key: &ChanKey) -> Option<&mut Chan> {
+        self.0.get_mut(key)
+    }
+
     pub(super) fn contains(&self, key: &ChanKey) -> bool {
         // (Most requests find no request running: skip hashing then.)
         !self.0.is_empty() && self.0.contains_key(key)
@@ -79,17 +111,9 @@ impl Chans {
         self.0.iter_mut()
     }
 
-    /// Cancel and forget the channels whose key matches; how many.
-    pub(super) fn cancel_where(&mut self, pred: impl Fn(&ChanKey) -> bool) -> usize {
-        let before = self.0.len();
-        self.0.retain(|k, c| {
-            let gone = pred(k);
-            if gone {
-                c.task.abort();
-            }
-            !gone
-        });
-        before - self.0.len()
+    /// The channels whose key matches.
+    pub(super) fn keys_where(&self, pred: impl Fn(&ChanKey) -> bool) -> Vec<ChanKey> {
+        self.0.keys().filter(|k| pred(k)).cloned().collect()
     }
 }
 

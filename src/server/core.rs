@@ -2,7 +2,9 @@
 //! the links, dispatches each message (to a channel, or as a new request),
 //! forwards what handler tasks produce, beats, and drains on stop.
 
-use super::channel::{ChanKey, Chans, Out};
+use super::channel::{Chan, ChanKey, Chans, Out, Run};
+use super::pool::Pool;
+use super::request;
 use crate::logging::{hex, RateLimit};
 use crate::protocol::{self, framing, Event};
 use crate::service::Service;
@@ -15,13 +17,18 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use zeromq::ZmqMessage;
 
 /// Most events the core handles in one wake-up before letting other tasks
 /// run (it then wakes itself to carry on).
 const BATCH: usize = 256;
+
+/// Events handler tasks may have waiting for the core. A producer (a
+/// stream) that outruns the core waits here instead of queueing without
+/// bound.
+const OUT_QUEUE: usize = 1024;
 
 /// A [`super::Server::close`] in progress.
 struct Draining {
@@ -36,11 +43,13 @@ pub(super) struct Core {
     pub(super) links: Vec<Link>,
     pub(super) chans: Chans,
     pub(super) heartbeat: Option<Duration>,
-    pub(super) pool: Option<Arc<Semaphore>>,
+    pub(super) pool: Option<Pool>,
     /// Where handler tasks send what they produce.
-    pub(super) out_tx: mpsc::UnboundedSender<Out>,
-    out_rx: mpsc::UnboundedReceiver<Out>,
+    pub(super) out_tx: mpsc::Sender<Out>,
+    out_rx: mpsc::Receiver<Out>,
     pub(super) warned: RateLimit,
+    /// ServerBusy refusals (logged at most once a second).
+    pub(super) busy: RateLimit,
 }
 
 impl Core {
@@ -48,9 +57,9 @@ impl Core {
         service: Arc<Service>,
         links: Vec<Link>,
         heartbeat: Option<Duration>,
-        pool: Option<Arc<Semaphore>>,
+        pool: Option<Pool>,
     ) -> Self {
-        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let (out_tx, out_rx) = mpsc::channel(OUT_QUEUE);
         Core {
             service,
             links,
@@ -60,6 +69,7 @@ impl Core {
             out_tx,
             out_rx,
             warned: RateLimit::default(),
+            busy: RateLimit::default(),
         }
     }
 
@@ -77,11 +87,14 @@ impl Core {
         // once per wake-up, in a fixed order, with the task's own waker (a
         // select loop polls each twice and re-registers wakers in between).
         std::future::poll_fn(|cx| {
-            let mut budget = BATCH;
             // Replies of handlers that ran in their own task.
-            while let Poll::Ready(Some(out)) = self.out_rx.poll_recv(cx) {
-                self.on_out(out);
+            for _ in 0..BATCH {
+                match self.out_rx.poll_recv(cx) {
+                    Poll::Ready(Some(out)) => self.on_out(out),
+                    _ => break,
+                }
             }
+            let mut budget = BATCH;
             while inbound_open {
                 match inbound.poll_recv(cx) {
                     Poll::Ready(Some(ev)) => self.on_link_event(ev, draining.is_some()),
@@ -130,7 +143,7 @@ impl Core {
         })
         .await;
         let cancelled = self.chans.len();
-        self.chans.cancel_where(|_| true);
+        self.end_where(|_| true);
         // Let each link flush what is queued (final replies) before closing.
         for link in std::mem::take(&mut self.links) {
             link.close(Duration::from_millis(500)).await;
@@ -144,9 +157,7 @@ impl Core {
         match ev {
             LinkEvent::Message(link, msg) => self.on_message(link, msg, draining),
             LinkEvent::PeerGone(link, identity) => {
-                let n = self
-                    .chans
-                    .cancel_where(|k| k.link == link && k.identity == identity);
+                let n = self.end_where(|k| k.link == link && k.identity == identity);
                 if n > 0 {
                     tracing::info!(peer = %hex(&identity), cancelled = n, "client disconnected; its requests were cancelled");
                 }
@@ -156,7 +167,7 @@ impl Core {
             // no peer for a moment; each peer's own `PeerGone` covers that,
             // and must: that `Down` can arrive after a new peer's request.)
             LinkEvent::Down(link) if self.links.get(link).is_some_and(|l| l.connected) => {
-                self.chans.cancel_where(|k| k.link == link);
+                self.end_where(|k| k.link == link);
             }
             LinkEvent::Up(_) | LinkEvent::Down(_) => {}
         }
@@ -191,11 +202,7 @@ impl Core {
 
     /// Forward what a request task produced, if its channel is still open.
     fn on_out(&mut self, out: Out) {
-        let chan = if out.last {
-            self.chans.remove(&out.key)
-        } else {
-            None
-        };
+        let chan = if out.last { self.end(&out.key) } else { None };
         let route = match (&chan, self.chans.get(&out.key)) {
             (Some(c), _) | (None, Some(c)) => &c.route,
             (None, None) => return,
@@ -228,9 +235,52 @@ impl Core {
             }
         }
         for key in lost {
-            if let Some(chan) = self.chans.remove(&key) {
-                chan.task.abort();
+            if let Some(chan) = self.end(&key) {
+                chan.run.abort();
                 tracing::info!(peer = %hex(&key.identity), "lost remote after {}s without heartbeat: request cancelled", 2.0 * period.as_secs_f64());
+            }
+        }
+    }
+
+    /// Close channel `key` (its request finished, or is being cancelled:
+    /// the caller aborts it) and give its pool slot to the next in line.
+    fn end(&mut self, key: &ChanKey) -> Option<Chan> {
+        let chan = self.chans.remove(key)?;
+        if let Some(pool) = &mut self.pool {
+            pool.finished(key, chan.run.is_running());
+            self.schedule();
+        }
+        Some(chan)
+    }
+
+    /// Cancel the requests whose channel key matches; how many.
+    fn end_where(&mut self, pred: impl Fn(&ChanKey) -> bool) -> usize {
+        let keys = self.chans.keys_where(pred);
+        for key in &keys {
+            if let Some(chan) = self.end(key) {
+                chan.run.abort();
+            }
+        }
+        keys.len()
+    }
+
+    /// Start the waiting requests that pool slots are free for.
+    pub(super) fn schedule(&mut self) {
+        while let Some(key) = self.pool.as_mut().and_then(Pool::next) {
+            let Some(chan) = self.chans.get_mut(&key) else {
+                continue;
+            };
+            let placeholder = Run::Waiting(Box::pin(std::future::pending()));
+            if let Run::Waiting(call) = std::mem::replace(&mut chan.run, placeholder) {
+                let task = request::spawn(
+                    call,
+                    self.out_tx.clone(),
+                    chan.credit.clone(),
+                    key.clone(),
+                    chan.legacy,
+                    self.links[key.link].room(),
+                );
+                chan.run = Run::Running(task);
             }
         }
     }

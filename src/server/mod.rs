@@ -20,8 +20,11 @@
 
 mod channel;
 mod core;
+mod pool;
 mod reply;
 mod request;
+
+pub use pool::{DEFAULT_POOL_QUEUE, DEFAULT_POOL_QUEUE_BYTES};
 
 use crate::error::Error;
 use crate::service::Service;
@@ -29,7 +32,7 @@ use crate::shutdown::{self, Stop};
 use crate::transport::{Endpoints, Kind};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 
 /// Default heartbeat period, as in zerorpc.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
@@ -41,6 +44,9 @@ pub struct ServerBuilder {
     endpoints: Endpoints,
     heartbeat: Option<Duration>,
     pool_size: Option<usize>,
+    pool_per_client: Option<usize>,
+    pool_queue: usize,
+    pool_queue_bytes: usize,
 }
 
 impl ServerBuilder {
@@ -66,9 +72,49 @@ impl ServerBuilder {
         self
     }
 
-    /// At most `n` requests run at once; the rest wait their turn.
+    /// At most `n` requests run at once (default: no limit); the rest wait
+    /// their turn, round-robin between clients. One client runs at most
+    /// [`pool_per_client`](Self::pool_per_client) of them at once (by
+    /// default `n - 1`, so a slot is always left for another client).
     pub fn pool_size(mut self, n: usize) -> Self {
         self.pool_size = Some(n.max(1));
+        self
+    }
+
+    /// With a pool: the most requests one client runs at once (default
+    /// `pool_size - 1`, at least 1).
+    pub fn pool_per_client(mut self, n: usize) -> Self {
+        self.pool_per_client = Some(n.max(1));
+        self
+    }
+
+    /// With a pool: how many requests, and how many bytes of their
+    /// arguments, may wait for a slot, all clients together (default
+    /// [`DEFAULT_POOL_QUEUE`] and [`DEFAULT_POOL_QUEUE_BYTES`]). Beyond
+    /// that, a client that already has its share of the line (the bound
+    /// divided by the clients waiting) gets `ERR ServerBusy`; a client with
+    /// less is still queued.
+    pub fn pool_queue(mut self, requests: usize, bytes: usize) -> Self {
+        self.pool_queue = requests.max(1);
+        self.pool_queue_bytes = bytes.max(1);
+        self
+    }
+
+    /// How many bytes of replies may wait to be written to one client
+    /// (default [`DEFAULT_SEND_QUEUE_BYTES`](crate::DEFAULT_SEND_QUEUE_BYTES);
+    /// one reply is always taken, whatever its size). Like
+    /// [`send_queue`](Self::send_queue), in bytes: a client that asks for
+    /// large replies and does not read them costs at most this much.
+    pub fn send_queue_bytes(mut self, bytes: usize) -> Self {
+        self.endpoints.limits.send_queue_bytes = bytes.max(1);
+        self
+    }
+
+    /// How long a new connection has to complete the ZeroMQ handshake
+    /// (default 30 s, as libzmq); `None` waits forever. A connection that
+    /// stays silent is closed after it, and logged.
+    pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.endpoints.limits.handshake_timeout = timeout;
         self
     }
 
@@ -95,12 +141,15 @@ impl ServerBuilder {
     pub async fn start(self) -> Result<Server, Error> {
         let (links, endpoints, inbound) = self.endpoints.open(Kind::Router, "server").await?;
         let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
-        let core = core::Core::new(
-            Arc::new(self.service),
-            links,
-            self.heartbeat,
-            self.pool_size.map(|n| Arc::new(Semaphore::new(n))),
-        );
+        let pool = self.pool_size.map(|n| {
+            pool::Pool::new(
+                n,
+                self.pool_per_client,
+                self.pool_queue,
+                self.pool_queue_bytes,
+            )
+        });
+        let core = core::Core::new(Arc::new(self.service), links, self.heartbeat, pool);
         let task = tokio::spawn(core.run(inbound, ctl_rx));
         Ok(Server {
             endpoints,
@@ -126,6 +175,9 @@ impl Server {
             endpoints: Endpoints::default(),
             heartbeat: Some(DEFAULT_HEARTBEAT),
             pool_size: None,
+            pool_per_client: None,
+            pool_queue: DEFAULT_POOL_QUEUE,
+            pool_queue_bytes: DEFAULT_POOL_QUEUE_BYTES,
         }
     }
 

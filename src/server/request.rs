@@ -2,21 +2,24 @@
 //! first poll of its handler, and the task that runs it otherwise (its
 //! reply, or its stream under the caller's credit).
 
-use super::channel::{Chan, ChanKey, Out};
+use super::channel::{Chan, ChanKey, Out, Run};
 use super::core::Core;
+use super::pool::Admission;
 use super::reply::{encode_error, encode_ok};
-use crate::error::ServiceError;
+use crate::error::{clip, ServiceError, QUOTE_LIMIT};
 use crate::logging::hex;
 use crate::protocol::heartbeat::Beat;
 use crate::protocol::{self, framing, msgpack, DecodeError, Event};
 use crate::service::{self, Args, Encoded, ItemStream, Reply, Service};
-use crate::transport::LinkId;
+use crate::transport::{LinkId, PeerRoom};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 impl Core {
@@ -55,7 +58,9 @@ impl Core {
             return self.reject(&key, frames, legacy, e);
         }
         let got = msgpack::type_name(&ev.args);
+        let bytes = ev.args.len();
         let Some(args) = Args::from_raw(ev.args) else {
+            let name = clip(name, QUOTE_LIMIT);
             let e = ServiceError::type_error(format!(
                 "{name}() arguments must be a msgpack array, got {got}"
             ));
@@ -67,33 +72,49 @@ impl Core {
         // this core. A handler that is not ready moves to its own task,
         // which polls it again (with a real waker) before anything else.
         // Under a pool limit every request waits for its slot in a task.
-        let call = if self.pool.is_none() {
-            match poll_once(&self.service, name, args) {
-                Polled::Running(call) => call,
+        let (call, admitted) = match &mut self.pool {
+            None => match poll_once(&self.service, name, args) {
+                Polled::Running(call) => (call, Admission::Run),
                 Polled::Done(Ok(v)) => return self.reply(key.link, frames, encode_ok(&key.id, v)),
                 Polled::Done(Err(e)) => {
                     tracing::debug!(peer = %hex(&key.identity), error = %e, "request failed");
                     let err = encode_error(&key.id, legacy, &e);
                     return self.reply(key.link, frames, err);
                 }
-            }
-        } else {
-            self.service.dispatch(name, args)
+            },
+            Some(pool) => match pool.admit(&key, bytes) {
+                Admission::Busy => {
+                    self.busy.warn(|| tracing::warn!(peer = %hex(&key.identity), "pool queue full: refused a request with ServerBusy"));
+                    let e = ServiceError::new(
+                        "ServerBusy",
+                        "too many requests waiting; try again later",
+                    );
+                    return self.reject(&key, frames, legacy, e);
+                }
+                admitted => (self.service.dispatch(name, args), admitted),
+            },
         };
         let credit = Arc::new(Semaphore::new(1));
-        let task = tokio::spawn(run_request(
-            call,
-            self.pool.clone(),
-            self.out_tx.clone(),
-            credit.clone(),
-            key.clone(),
-            legacy,
-        ));
+        let run = match admitted {
+            Admission::Wait => Run::Waiting(call),
+            _ => Run::Running(spawn(
+                call,
+                self.out_tx.clone(),
+                credit.clone(),
+                key.clone(),
+                legacy,
+                self.links[key.link].room(),
+            )),
+        };
         let chan = Chan {
             route: framing::route(&frames),
-            task: task.abort_handle(),
-            beat: Beat::new(Instant::now(), !legacy),
+            run,
+            // v1 callers are heartbeated and judged lost like v3 ones: a
+            // passive channel was never judged lost, so abandoned v1 calls
+            // ran forever.
+            beat: Beat::new(Instant::now(), true),
             credit,
+            legacy,
         };
         self.chans.insert(key, chan);
     }
@@ -153,55 +174,86 @@ fn poll_once(service: &Service, name: &str, args: Args) -> Polled {
     }
 }
 
-/// Run one request: wait for a pool slot, run the (panic-guarded) handler,
-/// and send its reply (or its stream, one credit per event) through the core.
-async fn run_request(
+/// Run a request in its own task; the handle aborts it.
+pub(super) fn spawn(
     call: BoxFuture<'static, Result<Reply, ServiceError>>,
-    pool: Option<Arc<Semaphore>>,
-    out: mpsc::UnboundedSender<Out>,
+    out: mpsc::Sender<Out>,
     credit: Arc<Semaphore>,
     key: ChanKey,
     legacy: bool,
+    room: PeerRoom,
+) -> AbortHandle {
+    let task = tokio::spawn(run_request(call, out, credit, key, legacy, room));
+    task.abort_handle()
+}
+
+/// Run one request: run the (panic-guarded) handler, and send its reply
+/// (or its stream, one credit per event) through the core.
+async fn run_request(
+    call: BoxFuture<'static, Result<Reply, ServiceError>>,
+    out: mpsc::Sender<Out>,
+    credit: Arc<Semaphore>,
+    key: ChanKey,
+    legacy: bool,
+    room: PeerRoom,
 ) {
-    let _permit = match pool {
-        Some(p) => p.acquire_owned().await.ok(),
-        None => None,
-    };
     let result = service::guarded(call).await;
-    let send = |payload, last| {
-        out.send(Out {
-            key: key.clone(),
-            payload,
-            last,
-        })
-        .is_ok()
-    };
+    let sender = Sender { out, key: &key };
     match result {
         // The first reply always has the caller's initial credit.
         Ok(Reply::Value(v)) => {
-            send(encode_ok(&key.id, v), true);
+            sender.send(encode_ok(&key.id, v), true).await;
         }
         Err(e) => {
             tracing::debug!(error = %e, "request failed");
-            send(encode_error(&key.id, legacy, &e), true);
+            sender.send(encode_error(&key.id, legacy, &e), true).await;
         }
-        Ok(Reply::Stream(items)) => stream_items(items, &credit, &key.id, legacy, send).await,
+        Ok(Reply::Stream(items)) => stream_items(items, &credit, &key, legacy, &room, sender).await,
     }
 }
 
+/// A request task's way to the core.
+struct Sender<'a> {
+    out: mpsc::Sender<Out>,
+    key: &'a ChanKey,
+}
+
+impl Sender<'_> {
+    /// Hand an event to the core; false once the core is gone.
+    async fn send(&self, payload: Bytes, last: bool) -> bool {
+        let key = self.key.clone();
+        self.out.send(Out { key, payload, last }).await.is_ok()
+    }
+}
+
+/// How long a stream waits before looking again at a full peer queue
+/// (doubling up to [`ROOM_WAIT_MAX`]).
+const ROOM_WAIT: Duration = Duration::from_millis(2);
+const ROOM_WAIT_MAX: Duration = Duration::from_millis(100);
+
 /// Send a handler's stream, taking one credit per event (STREAM_DONE and
-/// ERR included: a zerorpc reader's queue holds exactly what it granted).
+/// ERR included: a zerorpc reader's queue holds exactly what it granted),
+/// and producing nothing while the caller's send queue is half full (a
+/// caller that grants credit but does not read would otherwise have the
+/// producer run at full speed into a queue that drops).
 async fn stream_items(
     mut items: ItemStream,
     credit: &Semaphore,
-    id: &[u8],
+    key: &ChanKey,
     legacy: bool,
-    send: impl Fn(Bytes, bool) -> bool,
+    room: &PeerRoom,
+    sender: Sender<'_>,
 ) {
+    let id = &key.id;
     loop {
         match credit.acquire().await {
             Ok(permit) => permit.forget(),
             Err(_) => return,
+        }
+        let mut wait = ROOM_WAIT;
+        while !room.has_room(&key.identity).await {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(ROOM_WAIT_MAX);
         }
         let (payload, last) = match service::guarded(items.next().map(Ok)).await {
             Ok(Some(Ok(item))) => (
@@ -214,7 +266,7 @@ async fn stream_items(
             ),
             Ok(Some(Err(e))) | Err(e) => (encode_error(id, legacy, &e), true),
         };
-        if !send(payload, last) || last {
+        if !sender.send(payload, last).await || last {
             return;
         }
     }

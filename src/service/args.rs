@@ -3,7 +3,7 @@
 //! so a wrong count is reported like Python's `TypeError`), or into dynamic
 //! values.
 
-use crate::error::ServiceError;
+use crate::error::{clip, ServiceError, QUOTE_LIMIT};
 use crate::protocol::msgpack;
 use bytes::Bytes;
 use rmpv::Value;
@@ -50,7 +50,7 @@ impl Args {
 
     /// Deserialize the whole argument array into `T` (a tuple, a `Vec`, …).
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, ServiceError> {
-        rmp_serde::from_slice(&self.raw).map_err(|e| ServiceError::type_error(e.to_string()))
+        rmp_serde::from_slice(&self.raw).map_err(|e| type_error(&e.to_string()))
     }
 
     /// The arguments as dynamic values, msgpack types preserved.
@@ -58,11 +58,15 @@ impl Args {
         match msgpack::read_value(&self.raw) {
             Ok(Value::Array(v)) => Ok(v),
             Ok(_) => Err(ServiceError::type_error("arguments are not an array")),
-            Err(e) => Err(ServiceError::type_error(format!(
-                "cannot decode arguments: {e}"
-            ))),
+            Err(e) => Err(type_error(&format!("cannot decode arguments: {e}"))),
         }
     }
+}
+
+/// A `TypeError` whose message may quote the caller's argument (serde's
+/// messages do): clipped, so a huge argument is not sent back whole.
+fn type_error(message: &str) -> ServiceError {
+    ServiceError::type_error(clip(message, 4 * QUOTE_LIMIT))
 }
 
 /// How many positional arguments `A` takes: `Some(n)` for tuples (and 0 for
@@ -92,11 +96,11 @@ pub(crate) fn decode_typed<A: DeserializeOwned>(
         if n == 0 {
             // `()` deserializes from nil, not from an empty array.
             return A::deserialize(de::value::UnitDeserializer::<de::value::Error>::new())
-                .map_err(|e| ServiceError::type_error(e.to_string()));
+                .map_err(|e| type_error(&e.to_string()));
         }
     }
     rmp_serde::from_slice(args.raw()).map_err(|e| {
-        ServiceError::type_error(format!(
+        type_error(&format!(
             "{method}() expects arguments {}: {e}",
             std::any::type_name::<A>()
         ))

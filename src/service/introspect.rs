@@ -4,7 +4,7 @@
 
 use super::args::decode_typed;
 use super::Args;
-use crate::error::ServiceError;
+use crate::error::{clip, ServiceError, QUOTE_LIMIT};
 use rmpv::Value;
 use std::collections::BTreeMap;
 
@@ -87,7 +87,7 @@ pub(crate) fn answer(
         let (name,): (String,) = decode_typed(method, Some(1), args)?;
         methods
             .get(&name)
-            .ok_or_else(|| ServiceError::new("KeyError", name))
+            .ok_or_else(|| ServiceError::new("KeyError", clip(&name, QUOTE_LIMIT)))
     };
     Some(match name {
         "_zerorpc_list" => Ok(Value::Array(

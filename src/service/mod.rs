@@ -23,7 +23,7 @@ pub(crate) use handler::{guarded, panicked, Encoded, ItemStream, Reply};
 pub use introspect::{ArgInfo, MethodInfo};
 pub use object::RpcService;
 
-use crate::error::ServiceError;
+use crate::error::{clip, ServiceError, QUOTE_LIMIT};
 use crate::protocol::msgpack;
 use futures::future::BoxFuture;
 use futures::stream::{Stream, StreamExt};
@@ -295,7 +295,7 @@ impl Service {
                     return Box::pin(async move { Ok(Reply::Value(Encoded::value(&fut.await?))) });
                 }
                 (Some(_), Err(e)) => Err(e),
-                (None, _) => Err(ServiceError::new("NameError", name)),
+                (None, _) => Err(ServiceError::new("NameError", clip(name, QUOTE_LIMIT))),
             },
         };
         Box::pin(std::future::ready(

@@ -6,7 +6,7 @@ use super::inbound::{polled_reader, reader, Reader, Report};
 use super::outbox::{Direct, Installed, Outbox, Queue};
 use super::{endpoint, Kind, Limits, LinkEvent, LinkId};
 use crate::error::Error;
-use crate::logging::hex;
+use crate::logging::{hex, RateLimit};
 use bytes::Bytes;
 use futures::StreamExt;
 use std::sync::atomic::Ordering;
@@ -27,6 +27,20 @@ const BACKOFF_MAX: Duration = Duration::from_millis(1000);
 /// How long a closing PUB socket stays open for its fanout to finish.
 const PUB_LINGER: Duration = Duration::from_millis(100);
 
+/// Whether a ROUTER's peer can take more messages: its send queue is under
+/// half its bounds. A producer that may send a lot to one peer (a stream)
+/// waits while this is false, instead of having its messages dropped when
+/// the queue fills: a client that stops reading costs a bounded queue, not
+/// a producer at full speed.
+#[derive(Clone)]
+pub(crate) struct PeerRoom(Arc<Outbox>);
+
+impl PeerRoom {
+    pub(crate) async fn has_room(&self, identity: &Bytes) -> bool {
+        self.0.has_room(identity).await
+    }
+}
+
 /// A running link. Dropping it closes the socket.
 pub(crate) struct Link {
     /// Outgoing messages, written by the link's task.
@@ -42,6 +56,12 @@ pub(crate) struct Link {
 }
 
 impl Link {
+    /// A handle that tells whether a peer of this (ROUTER) link has room in
+    /// its send queue.
+    pub(crate) fn room(&self) -> PeerRoom {
+        PeerRoom(self.outbox.clone())
+    }
+
     /// Send a message; never waits. It goes straight to zeromq's queue for
     /// the peer when that can be done at once, in order (the common case:
     /// one peer with room, nothing queued before it), and through the
@@ -141,6 +161,10 @@ trait Halves: Socket + Sized + 'static {
     fn direct(_tx: &Self::Tx) -> Option<Box<dyn Direct>> {
         None
     }
+    /// A ROUTER's send half, for asking about its peers' queues.
+    fn router(_tx: &Self::Tx) -> Option<zeromq::RouterSendHalf> {
+        None
+    }
     /// The receive half as a [`Reader`].
     fn reader(rx: Self::Rx) -> Reader {
         reader(rx)
@@ -154,13 +178,16 @@ trait Halves: Socket + Sized + 'static {
 /// ROUTER and DEALER split into halves that send without waiting (the
 /// [`Outbox`]'s direct path) and receive by polling in place.
 macro_rules! split_socket {
-    ($socket:ty, $kind:expr, $tx:ty, $rx:ty) => {
+    ($socket:ty, $kind:expr, $tx:ty, $rx:ty, $router:expr) => {
         impl Halves for $socket {
             const KIND: Kind = $kind;
             type Tx = $tx;
             type Rx = $rx;
             fn direct(tx: &Self::Tx) -> Option<Box<dyn Direct>> {
                 Some(Box::new(tx.clone()))
+            }
+            fn router(tx: &Self::Tx) -> Option<zeromq::RouterSendHalf> {
+                $router(tx)
             }
             fn reader(rx: Self::Rx) -> Reader {
                 polled_reader(rx)
@@ -177,13 +204,15 @@ split_socket!(
     RouterSocket,
     Kind::Router,
     zeromq::RouterSendHalf,
-    zeromq::RouterRecvHalf
+    zeromq::RouterRecvHalf,
+    |tx: &zeromq::RouterSendHalf| Some(tx.clone())
 );
 split_socket!(
     DealerSocket,
     Kind::Dealer,
     zeromq::DealerSendHalf,
-    zeromq::DealerRecvHalf
+    zeromq::DealerRecvHalf,
+    |_| None
 );
 
 impl Halves for PushSocket {
@@ -337,7 +366,9 @@ async fn serve_socket<S: Halves>(
     }
     let mut peers = 0usize;
     let mut full = FullPeers::default();
-    let mut direct = Installed::new(&out_rx.outbox, tx.as_ref().and_then(S::direct));
+    let mut refused = RateLimit::default();
+    let room = tx.as_ref().and_then(S::router);
+    let mut direct = Installed::new(&out_rx.outbox, tx.as_ref().and_then(S::direct), room);
     loop {
         tokio::select! {
             msg = out_rx.rx.recv() => match (msg, tx.as_mut()) {
@@ -383,6 +414,12 @@ async fn serve_socket<S: Halves>(
                         let _ = events.send(Report::Event(LinkEvent::Up(id))).await;
                     }
                 }
+                // A connection that never became a peer: a handshake that
+                // timed out or failed, another security mechanism, a routing
+                // identity already in use. That connection alone is closed.
+                Some(SocketEvent::AcceptFailed(e)) => refused.warn(
+                    || tracing::warn!(error = %e, "refused an incoming connection"),
+                ),
                 Some(_) => {}
                 // The socket is gone: treat as a disconnect.
                 None => return connected,

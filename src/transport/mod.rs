@@ -38,10 +38,11 @@ mod link;
 mod outbox;
 
 pub(crate) use inbound::Inbound;
-pub(crate) use link::Link;
+pub(crate) use link::{Link, PeerRoom};
 
 use crate::error::Error;
 use bytes::Bytes;
+use std::time::Duration;
 use tokio::sync::mpsc;
 use zeromq::{SocketOptions, ZmqMessage};
 
@@ -86,6 +87,22 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 100 << 20;
 /// client that is reading never hits it.
 pub const DEFAULT_SEND_QUEUE: usize = 10_000;
 
+/// Default bytes that may wait to be written to one peer (beyond the
+/// first message, which is always taken). Past it, as past
+/// [`DEFAULT_SEND_QUEUE`] messages, a server drops replies to that peer: a
+/// client that asks for large replies and never reads them costs this much.
+pub const DEFAULT_SEND_QUEUE_BYTES: usize = 64 << 20;
+
+/// Default time a new connection has to complete the ZMTP handshake
+/// (libzmq's `ZMQ_HANDSHAKE_IVL`); a peer that connects and stays silent is
+/// closed after it.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Most frames one received message may have. zerorpc messages have 2 to
+/// 4; a proxy adds a few. (Each frame is also charged 64 bytes against the
+/// maximum message size, so a flood of empty frames is bounded.)
+pub const MAX_FRAMES_PER_MESSAGE: usize = 64;
+
 /// The lowest maximum message size a socket is given, whatever is asked.
 pub(crate) const MIN_MESSAGE_LIMIT: usize = 1024;
 
@@ -94,6 +111,8 @@ pub(crate) const MIN_MESSAGE_LIMIT: usize = 1024;
 pub(crate) struct Limits {
     pub(crate) max_message_size: usize,
     pub(crate) send_queue: usize,
+    pub(crate) send_queue_bytes: usize,
+    pub(crate) handshake_timeout: Option<Duration>,
 }
 
 impl Default for Limits {
@@ -101,6 +120,8 @@ impl Default for Limits {
         Limits {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             send_queue: DEFAULT_SEND_QUEUE,
+            send_queue_bytes: DEFAULT_SEND_QUEUE_BYTES,
+            handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
         }
     }
 }
@@ -111,7 +132,10 @@ impl Limits {
         // The limit applies to handshake commands too (READY with a long
         // identity is a few hundred bytes): below that, no peer could connect.
         opts.max_message_size(Some(self.max_message_size.max(MIN_MESSAGE_LIMIT)));
+        opts.max_frames_per_message(Some(MAX_FRAMES_PER_MESSAGE));
         opts.send_queue_capacity(self.send_queue);
+        opts.send_queue_bytes(Some(self.send_queue_bytes));
+        opts.handshake_timeout(self.handshake_timeout);
         // Only a ROUTER addresses one peer among many: the others wait, which
         // is the backpressure a PUSH or a DEALER's owner wants.
         opts.router_drop_when_full(kind == Kind::Router);

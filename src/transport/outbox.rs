@@ -16,6 +16,9 @@ pub(super) struct Outbox {
     /// Messages given to the task and not yet handed to zeromq. While there
     /// are any, later messages queue behind them: order is kept.
     pub(super) queued: AtomicUsize,
+    /// A ROUTER's send half, for asking whether a peer's queue has room
+    /// (installed while the socket lives; unlike `direct`, never parked).
+    pub(super) room: Mutex<Option<zeromq::RouterSendHalf>>,
 }
 
 impl Outbox {
@@ -29,6 +32,20 @@ impl Outbox {
                 None => Err(msg),
             },
             Err(_) => Err(msg),
+        }
+    }
+
+    /// Whether the peer `identity` of a ROUTER can take more messages (see
+    /// [`PeerRoom`](super::PeerRoom)).
+    pub(super) async fn has_room(&self, identity: &bytes::Bytes) -> bool {
+        let router = match self.room.lock() {
+            Ok(room) => room.clone(),
+            Err(_) => None,
+        };
+        let peer = zeromq::util::PeerIdentity::try_from(identity.clone()).ok();
+        match (router, peer) {
+            (Some(router), Some(peer)) => router.peer_has_room(&peer).await.unwrap_or(true),
+            _ => true,
         }
     }
 
@@ -67,7 +84,14 @@ pub(super) struct Installed<'a> {
 }
 
 impl<'a> Installed<'a> {
-    pub(super) fn new(outbox: &'a Outbox, direct: Option<Box<dyn Direct>>) -> Self {
+    pub(super) fn new(
+        outbox: &'a Outbox,
+        direct: Option<Box<dyn Direct>>,
+        room: Option<zeromq::RouterSendHalf>,
+    ) -> Self {
+        if let Ok(mut slot) = outbox.room.lock() {
+            *slot = room;
+        }
         let mut me = Installed {
             outbox,
             parked: direct,
@@ -95,6 +119,9 @@ impl<'a> Installed<'a> {
 impl Drop for Installed<'_> {
     fn drop(&mut self) {
         if let Ok(mut slot) = self.outbox.direct.lock() {
+            *slot = None;
+        }
+        if let Ok(mut slot) = self.outbox.room.lock() {
             *slot = None;
         }
     }

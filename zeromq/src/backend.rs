@@ -23,12 +23,52 @@ pub(crate) type DisconnectNotifier = mpsc::Sender<PeerIdentity>;
 
 pub(crate) struct Peer {
     pub(crate) send_queue: mpsc::Sender<Message>,
+    /// zrpc patch: what waits in `send_queue` (and its writer's unflushed
+    /// batch).
+    pub(crate) queued: Arc<QueueLoad>,
 }
 
 #[derive(Clone)]
 struct SinglePeer {
     peer_id: PeerIdentity,
     send_queue: mpsc::Sender<Message>,
+    queued: Arc<QueueLoad>,
+}
+
+/// zrpc patch: messages and bytes waiting in a peer's send queue, added
+/// before a message is queued and subtracted once its batch is written.
+#[derive(Default, Debug)]
+pub(crate) struct QueueLoad {
+    pub(crate) messages: AtomicUsize,
+    pub(crate) bytes: AtomicUsize,
+}
+
+impl QueueLoad {
+    fn add(&self, bytes: usize) {
+        self.messages.fetch_add(1, Ordering::AcqRel);
+        self.bytes.fetch_add(bytes, Ordering::AcqRel);
+    }
+
+    pub(crate) fn sub(&self, messages: usize, bytes: usize) {
+        self.messages.fetch_sub(messages, Ordering::AcqRel);
+        self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
+/// zrpc patch: the bytes a message holds, as counted against
+/// `SocketOptions::send_queue_bytes` (commands count nothing).
+pub(crate) fn message_bytes(message: &Message) -> usize {
+    match message {
+        Message::Message(m) => m.iter().map(|f| f.len() + crate::FRAME_OVERHEAD).sum(),
+        _ => 0,
+    }
+}
+
+/// zrpc patch: whether a queue holding `queued` bytes takes `len` more
+/// under `limit` (an empty queue takes any one message).
+fn admits(queued: &QueueLoad, len: usize, limit: Option<usize>) -> bool {
+    let queued = queued.bytes.load(Ordering::Acquire);
+    limit.is_none_or(|limit| queued == 0 || queued.saturating_add(len) <= limit)
 }
 
 enum CachedSend {
@@ -36,6 +76,7 @@ enum CachedSend {
     Full {
         peer_id: PeerIdentity,
         send_queue: mpsc::Sender<Message>,
+        queued: Arc<QueueLoad>,
         message: Message,
     },
     Disconnected {
@@ -102,7 +143,7 @@ impl GenericSocketBackend {
 
     pub(crate) async fn send_round_robin(&self, message: Message) -> ZmqResult<()> {
         let message = match self
-            .finish_cached_send(self.try_send_cached_single_peer(message, None))
+            .finish_cached_send(self.try_send_cached_single_peer(message, None, None))
             .await?
         {
             SendResolution::Sent => return Ok(()),
@@ -133,7 +174,10 @@ impl GenericSocketBackend {
                 },
             };
             let send_result = match self.peers.get_async(&next_peer_id).await {
-                Some(mut peer) => send_to_peer_queue(&mut peer.send_queue, message).await,
+                Some(mut peer) => {
+                    let peer = &mut *peer;
+                    send_to_peer_queue(&mut peer.send_queue, &peer.queued, message).await
+                }
                 None => continue,
             };
             return match send_result {
@@ -156,7 +200,11 @@ impl GenericSocketBackend {
     ) -> ZmqResult<()> {
         // zrpc patch: optionally never wait on one peer's full queue.
         let drop_when_full = self.socket_options.router_drop_when_full;
-        let cached = self.try_send_cached_single_peer(message, Some(peer_id));
+        let byte_limit = self
+            .socket_options
+            .send_queue_bytes
+            .filter(|_| drop_when_full);
+        let cached = self.try_send_cached_single_peer(message, Some(peer_id), byte_limit);
         if drop_when_full {
             if let CachedSend::Full { .. } = cached {
                 return Err(ZmqError::BufferFull("peer's send queue is full"));
@@ -168,14 +216,26 @@ impl GenericSocketBackend {
         };
 
         let send_result = match self.peers.get_async(peer_id).await {
-            Some(mut peer) if drop_when_full => match peer.send_queue.try_send(message) {
-                Ok(()) => Ok(()),
-                Err(error) if error.is_full() => {
-                    return Err(ZmqError::BufferFull("peer's send queue is full"))
+            Some(mut peer) if drop_when_full => {
+                let len = message_bytes(&message);
+                if !admits(&peer.queued, len, byte_limit) {
+                    return Err(ZmqError::BufferFull("peer's send queue is full"));
                 }
-                Err(error) => Err(error.into_send_error()),
-            },
-            Some(mut peer) => send_to_peer_queue(&mut peer.send_queue, message).await,
+                // (The map's own sender: a fresh clone would always have
+                // room, futures' channels giving each sender one slot.)
+                let queued = peer.queued.clone();
+                match counted(&queued, len, || peer.send_queue.try_send(message)) {
+                    Ok(()) => Ok(()),
+                    Err(error) if error.is_full() => {
+                        return Err(ZmqError::BufferFull("peer's send queue is full"))
+                    }
+                    Err(error) => Err(error.into_send_error()),
+                }
+            }
+            Some(mut peer) => {
+                let peer = &mut *peer;
+                send_to_peer_queue(&mut peer.send_queue, &peer.queued, message).await
+            }
             None => return Err(ZmqError::Other("Destination client not found by identity")),
         };
         match send_result {
@@ -191,6 +251,7 @@ impl GenericSocketBackend {
         &self,
         message: Message,
         expected_peer_id: Option<&PeerIdentity>,
+        byte_limit: Option<usize>,
     ) -> CachedSend {
         if self.peer_count.load(Ordering::Acquire) != 1 {
             return CachedSend::Miss(message);
@@ -207,13 +268,20 @@ impl GenericSocketBackend {
             }
         }
 
-        match single_peer.send_queue.try_send(message) {
+        let len = message_bytes(&message);
+        let full = |single_peer: &SinglePeer, message| CachedSend::Full {
+            peer_id: single_peer.peer_id.clone(),
+            send_queue: single_peer.send_queue.clone(),
+            queued: single_peer.queued.clone(),
+            message,
+        };
+        if !admits(&single_peer.queued, len, byte_limit) {
+            return full(single_peer, message);
+        }
+        let queued = single_peer.queued.clone();
+        match counted(&queued, len, || single_peer.send_queue.try_send(message)) {
             Ok(()) => CachedSend::Sent,
-            Err(error) if error.is_full() => CachedSend::Full {
-                peer_id: single_peer.peer_id.clone(),
-                send_queue: single_peer.send_queue.clone(),
-                message: error.into_inner(),
-            },
+            Err(error) if error.is_full() => full(single_peer, error.into_inner()),
             Err(error) => CachedSend::Disconnected {
                 peer_id: single_peer.peer_id.clone(),
                 error: error.into_send_error(),
@@ -241,7 +309,17 @@ impl GenericSocketBackend {
         if expected_peer_id.is_some_and(|p| single_peer.peer_id != *p) {
             return Err(message);
         }
-        match single_peer.send_queue.try_send(Message::Message(message)) {
+        let message = Message::Message(message);
+        let len = message_bytes(&message);
+        let limit = self.socket_options.send_queue_bytes;
+        if !admits(&single_peer.queued, len, limit) {
+            let Message::Message(message) = message else {
+                unreachable!("wrapped just above")
+            };
+            return Err(message);
+        }
+        let queued = single_peer.queued.clone();
+        match counted(&queued, len, || single_peer.send_queue.try_send(message)) {
             Ok(()) => Ok(()),
             Err(e) => match e.into_inner() {
                 Message::Message(m) => Err(m),
@@ -251,20 +329,42 @@ impl GenericSocketBackend {
         }
     }
 
+    /// zrpc patch: whether `peer_id`'s send queue is under half its bounds
+    /// (messages, and bytes if bounded), so a producer can pause before its
+    /// messages would be dropped or waited for. `None`: no such peer.
+    pub(crate) async fn peer_has_room(&self, peer_id: &PeerIdentity) -> Option<bool> {
+        let options = &self.socket_options;
+        self.peers
+            .read_async(peer_id, |_, peer| {
+                let load = &peer.queued;
+                load.messages.load(Ordering::Acquire) < options.send_queue_capacity / 2
+                    && options
+                        .send_queue_bytes
+                        .is_none_or(|limit| load.bytes.load(Ordering::Acquire) < limit / 2)
+            })
+            .await
+    }
+
     async fn finish_cached_send(&self, cached_send: CachedSend) -> ZmqResult<SendResolution> {
         match cached_send {
             CachedSend::Sent => Ok(SendResolution::Sent),
             CachedSend::Full {
                 peer_id,
                 mut send_queue,
+                queued,
                 message,
-            } => match send_queue.send(message).await {
-                Ok(()) => Ok(SendResolution::Sent),
-                Err(e) => {
-                    self.peer_disconnected(&peer_id);
-                    Err(e.into())
+            } => {
+                let len = message_bytes(&message);
+                queued.add(len);
+                match send_queue.send(message).await {
+                    Ok(()) => Ok(SendResolution::Sent),
+                    Err(e) => {
+                        queued.sub(1, len);
+                        self.peer_disconnected(&peer_id);
+                        Err(e.into())
+                    }
                 }
-            },
+            }
             CachedSend::Disconnected { peer_id, error } => {
                 self.peer_disconnected(&peer_id);
                 Err(error.into())
@@ -282,6 +382,7 @@ impl GenericSocketBackend {
             *single_peer = self.peers.begin_sync().map(|peer| SinglePeer {
                 peer_id: peer.key().clone(),
                 send_queue: peer.send_queue.clone(),
+                queued: peer.queued.clone(),
             });
         } else {
             *single_peer = None;
@@ -291,13 +392,37 @@ impl GenericSocketBackend {
 
 async fn send_to_peer_queue(
     send_queue: &mut mpsc::Sender<Message>,
+    queued: &QueueLoad,
     message: Message,
 ) -> Result<(), mpsc::SendError> {
-    match send_queue.try_send(message) {
+    let len = message_bytes(&message);
+    // Counted before it is queued, so the writer never subtracts it first.
+    queued.add(len);
+    let sent = match send_queue.try_send(message) {
         Ok(()) => Ok(()),
         Err(error) if error.is_full() => send_queue.send(error.into_inner()).await,
         Err(error) => Err(error.into_send_error()),
+    };
+    if sent.is_err() {
+        queued.sub(1, len);
     }
+    sent
+}
+
+/// zrpc patch: `try_send` with its bytes counted in `queued` first (so the
+/// writer, which subtracts them once written, never sees them before they
+/// were added), and taken back if the queue refused.
+fn counted<E>(
+    queued: &QueueLoad,
+    len: usize,
+    send: impl FnOnce() -> Result<(), E>,
+) -> Result<(), E> {
+    queued.add(len);
+    let sent = send();
+    if sent.is_err() {
+        queued.sub(1, len);
+    }
+    sent
 }
 
 impl SocketBackend for GenericSocketBackend {
@@ -334,19 +459,33 @@ impl MultiPeerBackend for GenericSocketBackend {
         let (queue_sender, queue_receiver) = mpsc::channel(self.socket_options.send_queue_capacity);
         // zrpc patch: answer ZMTP heartbeats (libzmq's ZMQ_HEARTBEAT_IVL).
         recv_queue.answer_pings(queue_sender.clone());
-        self.peers
-            .upsert_async(
-                peer_id.clone(),
-                Peer {
-                    send_queue: queue_sender,
-                },
-            )
-            .await;
+        let queued = Arc::new(QueueLoad::default());
+        let peer = Peer {
+            send_queue: queue_sender,
+            queued: queued.clone(),
+        };
+        if self.socket_type == SocketType::ROUTER {
+            // zrpc patch: never replace a peer (another connection with the
+            // same identity that raced past `identity_in_use`): the
+            // newcomer's connection is dropped here, closing it.
+            if self
+                .peers
+                .insert_async(peer_id.clone(), peer)
+                .await
+                .is_err()
+            {
+                log::warn!("refused a second connection with routing identity {peer_id:?}");
+                return;
+            }
+        } else {
+            self.peers.upsert_async(peer_id.clone(), peer).await;
+        }
         self.refresh_single_peer_cache();
         let writer_backend = self.clone();
         let writer_peer_id = peer_id.clone();
         async_rt::task::spawn(async move {
-            if let Err(error) = write_message_queue(queue_receiver, send_queue).await {
+            if let Err(error) = write_message_queue(queue_receiver, send_queue, Some(queued)).await
+            {
                 log::debug!(
                     "Error sending message to peer {:?}: {:?}",
                     writer_peer_id,
@@ -366,6 +505,12 @@ impl MultiPeerBackend for GenericSocketBackend {
                 inner.lock().insert(peer_id.clone(), recv_queue);
             }
         };
+    }
+
+    async fn identity_in_use(&self, peer_id: &PeerIdentity) -> bool {
+        // (Never a `_sync` map call in async code: it blocks the thread on a
+        // bucket that a task parked on this thread may hold.)
+        self.socket_type == SocketType::ROUTER && self.peers.contains_async(peer_id).await
     }
 
     fn peer_disconnected(&self, peer_id: &PeerIdentity) {
@@ -419,7 +564,13 @@ mod tests {
         let (send_queue, recv_queue) = mpsc::channel(8);
         backend
             .peers
-            .upsert_async(peer_id.clone(), Peer { send_queue })
+            .upsert_async(
+                peer_id.clone(),
+                Peer {
+                    send_queue,
+                    queued: Default::default(),
+                },
+            )
             .await;
         backend.refresh_single_peer_cache();
         backend.round_robin.push(peer_id.clone());
@@ -503,7 +654,13 @@ mod tests {
             .expect("prefill peer queue");
         backend
             .peers
-            .upsert_async(peer_id.clone(), Peer { send_queue })
+            .upsert_async(
+                peer_id.clone(),
+                Peer {
+                    send_queue,
+                    queued: Default::default(),
+                },
+            )
             .await;
         backend.refresh_single_peer_cache();
         backend.round_robin.push(peer_id.clone());
@@ -534,7 +691,13 @@ mod tests {
         drop(recv_queue);
         backend
             .peers
-            .upsert_async(peer_id.clone(), Peer { send_queue })
+            .upsert_async(
+                peer_id.clone(),
+                Peer {
+                    send_queue,
+                    queued: Default::default(),
+                },
+            )
             .await;
         backend.refresh_single_peer_cache();
         backend.round_robin.push(peer_id.clone());

@@ -55,6 +55,18 @@ pub enum ZmqError {
     /// maximum message size) and was dropped; the socket carries on.
     #[error("peer dropped: {1}")]
     PeerFailed(crate::util::PeerIdentity, String),
+    /// zrpc patch: the peer's greeting announced another security mechanism.
+    #[error("the peer uses the {0} security mechanism, this socket another")]
+    MechanismMismatch(&'static str),
+    /// zrpc patch: the peer did not finish the handshake in time.
+    #[error("handshake not completed within {0:?}")]
+    HandshakeTimeout(Duration),
+    /// zrpc patch: a ROUTER already has a peer with this identity.
+    #[error("routing identity {0:?} is already in use by another connection")]
+    DuplicateIdentity(crate::util::PeerIdentity),
+    /// zrpc patch: an incoming connection failed before it became a peer.
+    #[error("connection from {0} refused: {1}")]
+    HandshakeFailed(Endpoint, Box<ZmqError>),
 }
 
 impl From<mpsc::TrySendError<Message>> for ZmqError {

@@ -192,7 +192,7 @@ pub mod __bench {
         W: AsyncWrite + Unpin + Send + Sync + 'static,
     {
         let send_queue = ZmqFramedWrite::new(Box::new(writer), ZmqCodec::new());
-        write_message_queue(receiver, send_queue).await
+        write_message_queue(receiver, send_queue, None).await
     }
 }
 
@@ -359,7 +359,21 @@ pub struct SocketOptions {
     pub(crate) send_queue_capacity: usize,
     // zrpc patch: a ROUTER drops (errors) instead of waiting on a full peer.
     pub(crate) router_drop_when_full: bool,
+    // zrpc patch: per-peer send queue bound in bytes (for dropping sends).
+    pub(crate) send_queue_bytes: Option<usize>,
+    // zrpc patch: most frames in one message a peer may send.
+    pub(crate) max_frames_per_message: Option<usize>,
+    // zrpc patch: how long a peer may take to greet and say READY.
+    pub(crate) handshake_timeout: Option<Duration>,
 }
+
+/// zrpc patch: what each received frame is charged against
+/// [`SocketOptions::max_message_size`] on top of its length: the memory a
+/// frame costs whatever it holds (so a flood of empty frames is bounded too).
+pub const FRAME_OVERHEAD: usize = 64;
+
+/// zrpc patch: the default handshake timeout (libzmq's `ZMQ_HANDSHAKE_IVL`).
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for SocketOptions {
     fn default() -> Self {
@@ -372,6 +386,9 @@ impl Default for SocketOptions {
             max_message_size: None,
             send_queue_capacity: 100_000,
             router_drop_when_full: false,
+            send_queue_bytes: None,
+            max_frames_per_message: None,
+            handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
         }
     }
 }
@@ -459,6 +476,33 @@ impl SocketOptions {
         self
     }
 
+    /// zrpc patch: bound each peer's send queue in bytes as well as in
+    /// messages. Only sends that do not wait see it (a ROUTER with
+    /// [`router_drop_when_full`](Self::router_drop_when_full), and
+    /// `try_send_now`): a message that would take a non-empty queue past
+    /// `limit` is refused as full. One message is always accepted into an
+    /// empty queue, whatever its size. `None` (the default): no byte bound.
+    pub fn send_queue_bytes(&mut self, limit: Option<usize>) -> &mut Self {
+        self.send_queue_bytes = limit;
+        self
+    }
+
+    /// zrpc patch: disconnect a peer that sends a message of more than
+    /// `limit` frames. `None` (the default): no limit. (With a maximum
+    /// message size, every frame also costs [`FRAME_OVERHEAD`] bytes of it.)
+    pub fn max_frames_per_message(&mut self, limit: Option<usize>) -> &mut Self {
+        self.max_frames_per_message = limit;
+        self
+    }
+
+    /// zrpc patch: close a connection whose peer has not completed the
+    /// greeting and `READY` exchange within `timeout` (default 30 s, as
+    /// libzmq). `None` waits forever (upstream's behaviour).
+    pub fn handshake_timeout(&mut self, timeout: Option<Duration>) -> &mut Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
     pub fn connect_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.connect_timeout = Some(timeout);
         self
@@ -477,6 +521,12 @@ pub trait MultiPeerBackend: SocketBackend {
     async fn peer_connected(self: Arc<Self>, peer_id: &PeerIdentity, io: FramedIo);
 
     fn peer_disconnected(&self, peer_id: &PeerIdentity);
+
+    /// zrpc patch: whether a connection with this identity must be refused
+    /// because another one has it (ROUTER). Other sockets never refuse.
+    async fn identity_in_use(&self, _peer_id: &PeerIdentity) -> bool {
+        false
+    }
 }
 
 pub trait SocketBackend: Send + Sync {
@@ -526,9 +576,11 @@ where
         let backend = callback_backend.clone();
         async move {
             let result = match result {
+                // zrpc patch: the error names the peer that failed.
                 Ok((io, endpoint)) => util::peer_connected(io, backend.clone())
                     .await
-                    .map(|peer_id| (endpoint, peer_id)),
+                    .map(|peer_id| (endpoint.clone(), peer_id))
+                    .map_err(|e| ZmqError::HandshakeFailed(endpoint, Box::new(e))),
                 Err(error) => Err(error),
             };
 

@@ -185,6 +185,15 @@ impl SocketSend for RouterSendHalf {
 }
 
 impl RouterSendHalf {
+    /// zrpc patch: whether the queue of messages waiting to be written to
+    /// `peer` is under half its bounds (`send_queue_capacity` and, if set,
+    /// `send_queue_bytes`): a producer that checks this before each message
+    /// pauses while a peer is not reading, instead of having its messages
+    /// dropped. `None` if there is no such peer.
+    pub async fn peer_has_room(&self, peer: &PeerIdentity) -> Option<bool> {
+        self.inner.backend.peer_has_room(peer).await
+    }
+
     /// zrpc patch: send without waiting and without allocating, when the
     /// socket has exactly one peer, it is the one addressed (frame 0), and
     /// its queue has room; otherwise the message comes back unchanged, to be

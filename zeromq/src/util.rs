@@ -109,6 +109,12 @@ fn negotiate_version(greeting: Message) -> ZmqResult<ZmtpVersion> {
     let my_version = ZmqGreeting::default().version;
 
     match greeting {
+        // zrpc patch: both sides must use the same security mechanism; a
+        // peer announcing CURVE (or PLAIN) and then sending a NULL READY was
+        // served as if it had said NULL.
+        Message::Greeting(peer) if peer.mechanism != ZmqGreeting::default().mechanism => {
+            Err(ZmqError::MechanismMismatch(peer.mechanism.as_str()))
+        }
         Message::Greeting(peer) => {
             if peer.version >= my_version {
                 // A peer MUST accept higher protocol versions as valid. That is,
@@ -192,7 +198,23 @@ pub(crate) async fn peer_connected(
     mut raw_socket: FramedIo,
     backend: Arc<dyn MultiPeerBackend>,
 ) -> ZmqResult<PeerIdentity> {
-    let peer_id = peer_handshake(&mut raw_socket, backend.clone()).await?;
+    // zrpc patch: a peer that connects and says nothing (or half a
+    // greeting) is closed after the handshake timeout, as libzmq does.
+    let timeout = backend.socket_options().handshake_timeout;
+    let handshake = peer_handshake(&mut raw_socket, backend.clone());
+    let peer_id = match timeout {
+        Some(t) => match async_rt::task::timeout(t, handshake).await {
+            Ok(result) => result?,
+            Err(_) => return Err(ZmqError::HandshakeTimeout(t)),
+        },
+        None => handshake.await?,
+    };
+    // zrpc patch: an identity already in use is refused (libzmq's default,
+    // ZMQ_ROUTER_HANDOVER off): the newcomer used to take over the first
+    // connection's replies.
+    if backend.identity_in_use(&peer_id).await {
+        return Err(ZmqError::DuplicateIdentity(peer_id));
+    }
     backend.peer_connected(&peer_id, raw_socket).await;
     Ok(peer_id)
 }
@@ -326,9 +348,25 @@ pub(crate) mod tests {
     fn new_greeting(version: ZmtpVersion) -> Message {
         Message::Greeting(ZmqGreeting {
             version,
-            mechanism: ZmqMechanism::PLAIN,
+            mechanism: ZmqMechanism::NULL,
             as_server: false,
         })
+    }
+
+    #[test]
+    fn negotiate_version_refuses_another_mechanism() {
+        // zrpc patch: a peer announcing CURVE or PLAIN is not served as NULL.
+        for mechanism in [ZmqMechanism::CURVE, ZmqMechanism::PLAIN] {
+            let greeting = Message::Greeting(ZmqGreeting {
+                version: (3, 0),
+                mechanism,
+                as_server: false,
+            });
+            match negotiate_version(greeting) {
+                Err(ZmqError::MechanismMismatch(m)) => assert_eq!(m, mechanism.as_str()),
+                other => panic!("{mechanism:?} accepted: {other:?}"),
+            }
+        }
     }
 
     #[test]

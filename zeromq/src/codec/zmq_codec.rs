@@ -33,10 +33,17 @@ pub struct ZmqCodec {
     // internal details to higher levels
     buffered_message: Option<ZmqMessage>,
     max_read_chunk_size: usize,
-    // zrpc patch: bytes of the message being assembled, and the limit.
+    // zrpc patch: bytes of the message being assembled (each frame charged
+    // FRAME_OVERHEAD on top of its length), its frames, and the limits.
     buffered_len: usize,
+    buffered_frames: usize,
     max_message_size: Option<usize>,
+    max_frames: Option<usize>,
 }
+
+/// zrpc patch: where the greeting's major version is (after the 10-byte
+/// signature `ff 00*8 7f`).
+const GREETING_VERSION_AT: usize = 10;
 
 /// zrpc patch: never reserve more than this beyond the bytes received, so a
 /// frame header claiming a huge length cannot allocate it up front.
@@ -50,11 +57,16 @@ impl ZmqCodec {
     pub(crate) fn with_options(options: &SocketOptions) -> Self {
         Self {
             state: DecoderState::Greeting,
-            waiting_for: 64, // len of the greeting frame
+            // zrpc patch: the signature and major version first (11 bytes),
+            // so a peer of an older ZMTP is refused instead of waited for:
+            // it sends fewer than 64 bytes and then waits for us.
+            waiting_for: GREETING_VERSION_AT + 1,
             buffered_message: None,
             max_read_chunk_size: options.read_buffer_max_size,
             buffered_len: 0,
+            buffered_frames: 0,
             max_message_size: options.max_message_size,
+            max_frames: options.max_frames_per_message,
         }
     }
 
@@ -100,6 +112,17 @@ impl Decoder for ZmqCodec {
                     if src[0] != 0xff {
                         return Err(CodecError::Decode("Bad first byte of greeting"));
                     }
+                    // zrpc patch: ZMTP 1.0 has no such signature (its 10th
+                    // byte's low bit is 0), ZMTP 2.0 has major version 1.
+                    if src[9] & 1 == 0 || src[GREETING_VERSION_AT] < 3 {
+                        return Err(CodecError::Greeting(
+                            "peer speaks ZMTP 1.0 or 2.0; only 3.x is supported",
+                        ));
+                    }
+                    if src.len() < 64 {
+                        self.waiting_for = 64;
+                        continue;
+                    }
                     self.state = DecoderState::FrameHeader;
                     self.waiting_for = 1;
                     return Ok(Some(Message::Greeting(ZmqGreeting::try_from(
@@ -133,12 +156,25 @@ impl Decoder for ZmqCodec {
                     } else {
                         usize::from(src.get_u8())
                     };
-                    if let Some(max) = self.max_message_size {
-                        if self.buffered_len.saturating_add(frame_len) > max {
-                            return Err(CodecError::Decode(
-                                "Message exceeds the maximum message size",
-                            ));
+                    if !frame.command {
+                        if let Some(max) = self.max_message_size {
+                            let charged = frame_len.saturating_add(crate::FRAME_OVERHEAD);
+                            if self.buffered_len.saturating_add(charged) > max {
+                                return Err(CodecError::Decode(
+                                    "Message exceeds the maximum message size",
+                                ));
+                            }
                         }
+                        if self
+                            .max_frames
+                            .is_some_and(|max| self.buffered_frames >= max)
+                        {
+                            return Err(CodecError::Decode("Message has more frames than allowed"));
+                        }
+                    } else if self.max_message_size.is_some_and(|max| frame_len > max) {
+                        return Err(CodecError::Decode(
+                            "Command exceeds the maximum message size",
+                        ));
                     }
                     self.state = DecoderState::Frame(frame);
                     self.waiting_for = frame_len;
@@ -152,7 +188,8 @@ impl Decoder for ZmqCodec {
                     }
 
                     // process incoming message frame
-                    self.buffered_len += data.len();
+                    self.buffered_len += data.len() + crate::FRAME_OVERHEAD;
+                    self.buffered_frames += 1;
                     match &mut self.buffered_message {
                         Some(v) => v.push_back(data.freeze()),
                         None => self.buffered_message = Some(ZmqMessage::from(data.freeze())),
@@ -160,6 +197,7 @@ impl Decoder for ZmqCodec {
 
                     if !frame.more {
                         self.buffered_len = 0;
+                        self.buffered_frames = 0;
                         // Quoth the Raven “Nevermore.”
                         return Ok(Some(Message::Message(
                             self.buffered_message

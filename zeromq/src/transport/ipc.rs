@@ -18,7 +18,7 @@ use windows::{UnixListener, UnixStream};
 
 #[cfg(target_family = "unix")]
 use super::make_framed;
-use super::AcceptStopHandle;
+use super::{AcceptBackoff, AcceptStopHandle};
 use crate::async_rt;
 use crate::codec::FramedIo;
 use crate::endpoint::Endpoint;
@@ -86,10 +86,15 @@ pub(crate) async fn begin_accept<T>(
 where
     T: std::future::Future<Output = ()> + Send + 'static,
 {
+    // zrpc patch: an error, not a panic (upstream had a `todo!`).
     let wildcard: &Path = "*".as_ref();
     if path == wildcard {
-        todo!("Need to implement support for wildcard paths!");
+        return Err(crate::ZmqError::Socket(
+            "ipc://* (a wildcard path) is not supported: give a socket file path",
+        ));
     }
+    #[cfg(target_family = "unix")]
+    remove_stale_socket(path);
 
     #[cfg(all(feature = "tokio-runtime", target_family = "unix"))]
     let listener = UnixListener::bind(path)?;
@@ -130,6 +135,22 @@ where
     begin_accept_bound(listener, resolved_addr, options, cback).await
 }
 
+/// zrpc patch: a socket file left behind by a process that died (`kill -9`)
+/// made every later bind to that path fail with "address in use". Remove
+/// it, but only when it is a socket and nothing answers on it (a live
+/// server keeps its path).
+#[cfg(target_family = "unix")]
+fn remove_stale_socket(path: &Path) {
+    use std::os::unix::fs::FileTypeExt;
+    let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+    if is_socket && std::os::unix::net::UnixStream::connect(path).is_err() {
+        match std::fs::remove_file(path) {
+            Ok(()) => log::info!("removed stale ipc socket {}", path.display()),
+            Err(e) => log::warn!("cannot remove stale ipc socket {}: {e}", path.display()),
+        }
+    }
+}
+
 async fn begin_accept_bound<T>(
     listener: UnixListener,
     resolved_addr: Option<std::path::PathBuf>,
@@ -143,9 +164,20 @@ where
     let (stop_channel, stop_callback) = oneshot::channel::<()>();
     let task_handle = async_rt::task::spawn(async move {
         let mut stop_callback = stop_callback.fuse();
+        let mut backoff = AcceptBackoff::default();
         loop {
             select! {
                 incoming = listener.accept().fuse() => {
+                    // zrpc patch: out of descriptors, pause instead of spinning.
+                    match &incoming {
+                        Ok(_) => backoff.succeeded(&listener_addr),
+                        Err(error) => if let Some(delay) = backoff.failed(error, &listener_addr) {
+                            select! {
+                                _ = async_rt::task::sleep(delay).fuse() => continue,
+                                _ = stop_callback => break,
+                            }
+                        },
+                    }
                     let maybe_accepted: Result<_, _> = incoming.map(|(raw_socket, peer_addr)| {
                         #[cfg(target_family = "unix")]
                         let peer_addr = pathname_from_unix_addr(peer_addr);

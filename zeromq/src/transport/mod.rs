@@ -79,6 +79,53 @@ pub(crate) async fn connect(
 
 pub struct AcceptStopHandle(pub(crate) TaskHandle<()>);
 
+/// zrpc patch: what an accept loop does about a failed `accept`. When the
+/// process (or the system) is out of file descriptors or memory, `accept`
+/// fails at once, every time: looping straight back spun a core at 100%
+/// and logged nothing. Such a failure now pauses the loop (10 ms, doubling
+/// to 1 s) and is logged once until an accept succeeds again.
+#[derive(Default)]
+pub(crate) struct AcceptBackoff {
+    delay: Option<std::time::Duration>,
+}
+
+impl AcceptBackoff {
+    const FIRST: std::time::Duration = std::time::Duration::from_millis(10);
+    const MAX: std::time::Duration = std::time::Duration::from_secs(1);
+
+    /// An accept failed: how long to pause before the next one, if at all.
+    pub(crate) fn failed(
+        &mut self,
+        error: &std::io::Error,
+        endpoint: &dyn std::fmt::Debug,
+    ) -> Option<std::time::Duration> {
+        // EMFILE, ENFILE, ENOBUFS, ENOMEM: nothing to accept with.
+        let exhausted = matches!(error.raw_os_error(), Some(24 | 23 | 105 | 12))
+            || error.kind() == std::io::ErrorKind::OutOfMemory;
+        if !exhausted {
+            return None;
+        }
+        let delay = match self.delay {
+            None => {
+                log::warn!(
+                    "accept on {endpoint:?} failed: {error}; pausing new connections until it works again"
+                );
+                Self::FIRST
+            }
+            Some(d) => (d * 2).min(Self::MAX),
+        };
+        self.delay = Some(delay);
+        Some(delay)
+    }
+
+    /// An accept succeeded.
+    pub(crate) fn succeeded(&mut self, endpoint: &dyn std::fmt::Debug) {
+        if self.delay.take().is_some() {
+            log::warn!("accept on {endpoint:?} works again");
+        }
+    }
+}
+
 /// Spawns an async task that listens for connections at the provided endpoint.
 ///
 /// `cback` will be invoked when a connection is accepted. If the result was

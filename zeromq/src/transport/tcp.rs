@@ -7,7 +7,7 @@ use tokio::net::{TcpListener, TcpStream};
 use async_std::net::{TcpListener, TcpStream};
 
 use super::make_framed;
-use super::AcceptStopHandle;
+use super::{AcceptBackoff, AcceptStopHandle};
 use crate::async_rt;
 use crate::codec::FramedIo;
 use crate::endpoint::{Endpoint, Host, Port};
@@ -89,11 +89,23 @@ where
     T: std::future::Future<Output = ()> + Send + 'static,
 {
     let (stop_channel, stop_callback) = futures::channel::oneshot::channel::<()>();
+    let listening = endpoint.clone();
     let task_handle = async_rt::task::spawn(async move {
         let mut stop_callback = stop_callback.fuse();
+        let mut backoff = AcceptBackoff::default();
         loop {
             select! {
                 incoming = listener.accept().fuse() => {
+                    // zrpc patch: out of descriptors, pause instead of spinning.
+                    match &incoming {
+                        Ok(_) => backoff.succeeded(&listening),
+                        Err(error) => if let Some(delay) = backoff.failed(error, &listening) {
+                            select! {
+                                _ = async_rt::task::sleep(delay).fuse() => continue,
+                                _ = stop_callback => break,
+                            }
+                        },
+                    }
                     let maybe_accepted: Result<_, _> = incoming
                         .and_then(|(raw_socket, remote_addr)| {
                             raw_socket
