@@ -150,14 +150,16 @@ fn sigterm_stops_the_server_cleanly() {
 
 #[test]
 fn failures_are_one_line_and_non_zero() {
-    // Nothing listens here: the call times out.
+    // Nothing listens here: the call times out. A failure is exit 1 and
+    // exactly one line.
     let ep = format!("tcp://127.0.0.1:{}", free_port());
     let out = zrpc(&["--timeout", "1", &ep, "add", "1", "2"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
-        stderr(&out).trim(),
-        "zrpc: timeout after 1s, when calling remote method add"
+        stderr(&out),
+        "zrpc: timeout after 1s, when calling remote method add\n"
     );
+    // Usage errors are exit 2: one line saying what is wrong, then a hint.
     for bad in [
         &["--server", "--bind", "tcp://127.0.0.1:1", "nosuch"][..],
         &[][..],
@@ -165,10 +167,13 @@ fn failures_are_one_line_and_non_zero() {
         &["not-an-endpoint", "x"][..],
     ] {
         let out = zrpc(bad);
-        assert!(!out.status.success(), "{bad:?}");
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {out:?}");
         let err = stderr(&out);
+        let lines: Vec<&str> = err.lines().collect();
         assert!(
-            err.starts_with("zrpc: ") && !err.contains("panicked"),
+            lines.len() == 2
+                && lines[0].starts_with("zrpc: ")
+                && lines[1] == "Try 'zrpc --help' for more information.",
             "{bad:?}: {err}"
         );
     }
@@ -179,6 +184,40 @@ fn failures_are_one_line_and_non_zero() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("cannot bind"), "{}", stderr(&out));
+}
+
+/// Options go first, as with `zerorpc`: one after a positional, or a
+/// misspelled one, is a usage error instead of an address, a service
+/// argument or a parameter silently ignored.
+#[test]
+fn misplaced_or_misspelled_options_are_usage_errors() {
+    for bad in [
+        &[
+            "--server",
+            "--bind",
+            "tcp://127.0.0.1:1",
+            "calc",
+            "--max-message-size",
+            "4096",
+            "--pool-size",
+            "1",
+            "--bogus",
+        ][..],
+        &["--tiemout", "5", "tcp://127.0.0.1:1", "add", "1", "2"][..],
+        &["--server", "--bind", "tcp://127.0.0.1:1", "calc", "extra"][..],
+        &["tcp://127.0.0.1:1", "add", "-pj", "1"][..],
+    ] {
+        let out = zrpc(bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {out:?}");
+        let err = stderr(&out);
+        assert!(
+            err.starts_with("zrpc: ") && !err.contains("panicked"),
+            "{bad:?}: {err}"
+        );
+    }
+    // Negative numbers are parameters, not options.
+    let (_srv, ep) = server(&["calc"]);
+    assert_eq!(stdout(&zrpc(&[&ep, "add", "-2", "3"])), "1\n");
 }
 
 #[test]

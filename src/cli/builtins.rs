@@ -95,11 +95,18 @@ impl Num {
                 s.parse::<i64>()
                     .map(Num::Int)
                     .or_else(|_| s.parse::<f64>().map(Num::Float))
-                    .map_err(|_| ServiceError::type_error(format!("expected a number, got {s:?}")))
+                    .map_err(|_| {
+                        let s = crate::error::clip(s, crate::error::QUOTE_LIMIT);
+                        ServiceError::type_error(format!("expected a number, got {s:?}"))
+                    })
             }
-            other => Err(ServiceError::type_error(format!(
-                "expected a number, got {other}"
-            ))),
+            other => {
+                let other = other.to_string();
+                let other = crate::error::clip(&other, crate::error::QUOTE_LIMIT);
+                Err(ServiceError::type_error(format!(
+                    "expected a number, got {other}"
+                )))
+            }
         }
     }
 

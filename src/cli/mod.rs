@@ -109,7 +109,12 @@ enum CliError {
 
 impl From<Error> for CliError {
     fn from(e: Error) -> Self {
-        CliError::Failed(e)
+        match e {
+            // What the user typed cannot work (an endpoint that does not
+            // parse): a usage error.
+            Error::Config(m) => CliError::Usage(m),
+            e => CliError::Failed(e),
+        }
     }
 }
 

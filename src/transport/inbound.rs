@@ -152,7 +152,7 @@ impl From<zeromq::ZmqResult<ZmqMessage>> for Received {
 
 /// Whether a receive error is the connection failing (an I/O error
 /// somewhere in its sources) rather than the peer misbehaving.
-fn io_failure(e: &zeromq::ZmqError) -> bool {
+pub(super) fn io_failure(e: &zeromq::ZmqError) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
         if err.is::<std::io::Error>() {

@@ -2,7 +2,7 @@
 //! which connects, reconnects with backoff, watches the socket monitor for
 //! peers coming and going, and writes what its owner queued.
 
-use super::inbound::{polled_reader, reader, Reader, Report};
+use super::inbound::{io_failure, polled_reader, reader, Reader, Report};
 use super::outbox::{Direct, Installed, Outbox, Queue};
 use super::{endpoint, Kind, Limits, LinkEvent, LinkId};
 use crate::error::Error;
@@ -417,6 +417,11 @@ async fn serve_socket<S: Halves>(
                 // A connection that never became a peer: a handshake that
                 // timed out or failed, another security mechanism, a routing
                 // identity already in use. That connection alone is closed.
+                // (A connection that merely closed early is no fault: a TCP
+                // health check, a port scan.)
+                Some(SocketEvent::AcceptFailed(e)) if io_failure(&e) => {
+                    tracing::debug!(error = %e, "an incoming connection closed during its handshake")
+                }
                 Some(SocketEvent::AcceptFailed(e)) => refused.warn(
                     || tracing::warn!(error = %e, "refused an incoming connection"),
                 ),

@@ -7,6 +7,10 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use zeromq::ZmqMessage;
 
+/// Messages waiting for a link's task beyond which producers that can wait
+/// (streams) do: see [`Outbox::has_room`].
+const LINK_BACKLOG: usize = 256;
+
 /// The owner's way past the link's task: a clone of the live socket's send
 /// half, installed by the task while the socket is connected. Saves a task
 /// hop per message (measured: a large share of a call's cost on loopback).
@@ -38,6 +42,11 @@ impl Outbox {
     /// Whether the peer `identity` of a ROUTER can take more messages (see
     /// [`PeerRoom`](super::PeerRoom)).
     pub(super) async fn has_room(&self, identity: &bytes::Bytes) -> bool {
+        // Messages waiting for the link task wait for every peer: a
+        // producer that outruns the task delays everyone's replies.
+        if self.queued.load(Ordering::Acquire) >= LINK_BACKLOG {
+            return false;
+        }
         let router = match self.room.lock() {
             Ok(room) => room.clone(),
             Err(_) => None,

@@ -240,7 +240,22 @@ impl Lines {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("spawn child process");
-        let out = child.stdout.take().expect("stdout");
+        let out: Box<dyn std::io::Read + Send> = Box::new(child.stdout.take().expect("stdout"));
+        Self::reading(child, out)
+    }
+
+    /// Start `cmd` with its stderr (the log of a `zrpc` command) captured
+    /// line by line, and stdout discarded.
+    pub fn spawn_stderr(cmd: &mut Command) -> Lines {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn child process");
+        let err: Box<dyn std::io::Read + Send> = Box::new(child.stderr.take().expect("stderr"));
+        Self::reading(child, err)
+    }
+
+    fn reading(child: Child, out: Box<dyn std::io::Read + Send>) -> Lines {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {

@@ -66,7 +66,7 @@ pub enum ZmqError {
     DuplicateIdentity(crate::util::PeerIdentity),
     /// zrpc patch: an incoming connection failed before it became a peer.
     #[error("connection from {0} refused: {1}")]
-    HandshakeFailed(Endpoint, Box<ZmqError>),
+    HandshakeFailed(Endpoint, #[source] Box<ZmqError>),
 }
 
 impl From<mpsc::TrySendError<Message>> for ZmqError {
