@@ -138,3 +138,232 @@ async fn a_reply_whose_id_comes_back_as_a_str_is_matched() {
         .unwrap();
     assert_eq!(sum, 5);
 }
+
+/// The reader's credit pattern, byte for byte what zerorpc-python sends:
+/// nothing before the first item, then `_zpc_more [100]`, then `[51]` once
+/// 51 more were read.
+#[tokio::test]
+async fn the_reader_grants_like_zerorpc_python() {
+    use futures::StreamExt;
+    let (mut router, ep) = raw_router().await;
+    let client = Client::builder()
+        .connect(&ep)
+        .heartbeat(None)
+        .start()
+        .await
+        .unwrap();
+    let c = client.clone();
+    let reader = tokio::spawn(async move {
+        let s = c.stream::<_, u64>("count", ()).await?;
+        Ok::<_, zerorpc::Error>(s.collect::<Vec<_>>().await)
+    });
+    let request = recv(&mut router).await;
+    let id = Event::decode(&request[2])
+        .unwrap()
+        .message_id
+        .unwrap()
+        .to_vec();
+    let identity = request[0].clone();
+    let send = |name: &str, args: &[u8]| {
+        send_frames(vec![
+            identity.clone(),
+            Bytes::new(),
+            protocol::encode_reply(&id, name, args).into(),
+        ])
+    };
+    let grant = |frames: &[Bytes]| -> u64 {
+        let ev = Event::decode(&frames[2]).unwrap();
+        assert_eq!(ev.name, Ok(protocol::MORE));
+        rmpv::decode::read_value(&mut &ev.args[..]).unwrap()[0]
+            .as_u64()
+            .unwrap()
+    };
+    router.send(send(protocol::STREAM, &[0x00])).await.unwrap();
+    assert_eq!(grant(&recv(&mut router).await), 100);
+    for i in 1..=51u8 {
+        router.send(send(protocol::STREAM, &[i])).await.unwrap();
+    }
+    assert_eq!(grant(&recv(&mut router).await), 51);
+    drop(reader);
+}
+
+/// A server that sends more than its credit (two events before any
+/// `_zpc_more`) gets its stream failed with a protocol error, as a
+/// zerorpc-python reader kills such a channel.
+#[tokio::test]
+async fn a_stream_that_overruns_its_credit_fails() {
+    use futures::StreamExt;
+    let (mut router, ep) = raw_router().await;
+    let client = Client::builder()
+        .connect(&ep)
+        .heartbeat(None)
+        .start()
+        .await
+        .unwrap();
+    let reader = tokio::spawn(async move {
+        let s = client.stream::<_, u64>("count", ()).await?;
+        Ok::<_, zerorpc::Error>(s.collect::<Vec<_>>().await)
+    });
+    let request = recv(&mut router).await;
+    let id = Event::decode(&request[2])
+        .unwrap()
+        .message_id
+        .unwrap()
+        .to_vec();
+    let overrun = send_frames(vec![
+        request[0].clone(),
+        Bytes::new(),
+        protocol::encode_reply(&id, protocol::STREAM, &[0x00]).into(),
+    ]);
+    router.send(overrun.clone()).await.unwrap();
+    router.send(overrun).await.unwrap();
+    let items = tokio::time::timeout(Duration::from_secs(5), reader)
+        .await
+        .expect("the reader ended")
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(items.last(), Some(Err(zerorpc::Error::Protocol(_)))),
+        "an overrun must fail the stream: {items:?}"
+    );
+}
+
+/// A server never holds more than 1 000 events of credit for a call,
+/// whatever a client grants: a reader that grants a million and reads
+/// nothing gets about a thousand events, not a million.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_caps_the_credit_a_client_grants() {
+    use zeromq::DealerSocket;
+    let server =
+        zerorpc::Server::builder(zerorpc::Service::new("s").stream("count", |(n,): (u64,)| {
+            futures::stream::iter(0..n).map(Ok::<_, zerorpc::ServiceError>)
+        }))
+        .bind("tcp://127.0.0.1:0")
+        .heartbeat(None)
+        .start()
+        .await
+        .unwrap();
+    use futures::StreamExt;
+    let mut dealer = DealerSocket::new();
+    dealer.connect(&server.endpoints()[0]).await.unwrap();
+    let (id, request) = protocol::encode_request("count", &[0x91, 0xce, 0, 0x0f, 0x42, 0x40]);
+    dealer
+        .send(send_frames(vec![Bytes::new(), request.into()]))
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), dealer.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        Event::decode(first.get(1).unwrap()).unwrap().name,
+        Ok(protocol::STREAM)
+    );
+    // A million more, at once.
+    let more = protocol::encode_reply(
+        &id.to_raw(),
+        protocol::MORE,
+        &[0x91, 0xce, 0, 0x0f, 0x42, 0x40],
+    );
+    dealer
+        .send(send_frames(vec![Bytes::new(), more.into()]))
+        .await
+        .unwrap();
+    let mut events = 0;
+    while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(500), dealer.recv()).await {
+        events += 1;
+    }
+    assert!(
+        (900..=1000).contains(&events),
+        "{events} events after a grant of a million (the cap is 1000)"
+    );
+    server.close(Duration::ZERO).await.ok();
+}
+
+/// With several servers, every event of a call (its heartbeats included)
+/// goes to the server that got its request.
+#[tokio::test]
+async fn each_call_stays_on_the_connection_that_carried_it() {
+    use futures::StreamExt;
+    let (mut a, ep_a) = raw_router().await;
+    let (mut b, ep_b) = raw_router().await;
+    let (mut seen_a, mut seen_b) = (a.monitor(), b.monitor());
+    let client = Client::builder()
+        .connect(&ep_a)
+        .connect(&ep_b)
+        // Lost after 3 silent periods (the routers never beat back): 0.9 s.
+        .heartbeat(Some(Duration::from_millis(300)))
+        .start()
+        .await
+        .unwrap();
+    // Both connections up before calling (else the first one up takes all).
+    for monitor in [&mut seen_a, &mut seen_b] {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !matches!(
+                monitor.next().await,
+                Some(zeromq::SocketEvent::Accepted(..))
+            ) {}
+        })
+        .await
+        .expect("the client connected to both");
+    }
+    let calls: Vec<_> = (0..8)
+        .map(|i| {
+            let c = client.clone();
+            tokio::spawn(async move { c.call::<_, i64>("add", (i, 0)).await })
+        })
+        .collect();
+    // Read both routers for a while: where each request went, and where
+    // each heartbeat went.
+    let mut requests = std::collections::HashMap::new(); // id -> (router, identity)
+    let mut beats = Vec::new(); // (router, id)
+    let end = std::time::Instant::now() + Duration::from_millis(700);
+    while std::time::Instant::now() < end {
+        for (r, router) in [&mut a, &mut b].into_iter().enumerate() {
+            let Ok(Ok(msg)) = tokio::time::timeout(Duration::from_millis(10), router.recv()).await
+            else {
+                continue;
+            };
+            let frames = msg.into_vec();
+            let ev = Event::decode(&frames[2]).unwrap();
+            match (ev.response_to, ev.name) {
+                (None, Ok("add")) => {
+                    requests.insert(ev.message_id.unwrap().to_vec(), (r, frames[0].clone()));
+                }
+                (Some(rt), Ok(protocol::HEARTBEAT)) => beats.push((r, rt.to_vec())),
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(requests.len(), 8);
+    let on = |r: usize| requests.values().filter(|(at, _)| *at == r).count();
+    assert!(
+        on(0) > 0 && on(1) > 0,
+        "calls not spread: {} and {}",
+        on(0),
+        on(1)
+    );
+    assert!(beats.len() >= 8, "only {} heartbeats", beats.len());
+    for (r, id) in &beats {
+        assert_eq!(
+            requests.get(id).map(|(at, _)| at),
+            Some(r),
+            "a heartbeat went to another server than its call"
+        );
+    }
+    for (id, (r, identity)) in &requests {
+        let ok = protocol::encode_reply(id, protocol::OK, &[0x91, 0x00]);
+        let router = if *r == 0 { &mut a } else { &mut b };
+        router
+            .send(send_frames(vec![identity.clone(), Bytes::new(), ok.into()]))
+            .await
+            .unwrap();
+    }
+    for call in calls {
+        tokio::time::timeout(Duration::from_secs(5), call)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+}

@@ -22,7 +22,7 @@ use clap::Parser;
         Built-in services: time, calc, echo. --exec runs commands for remote callers:\n\
         only expose it on endpoints you trust."
 )]
-#[command(group(clap::ArgGroup::new("role").args(["client", "server", "push", "pull", "publish", "subscribe"])))]
+#[command(group(clap::ArgGroup::new("role").args(["client", "server", "push", "pull", "publish", "subscribe", "conformance"])))]
 pub(super) struct Opts {
     /// Run as a client (the default).
     #[arg(long)]
@@ -43,6 +43,16 @@ pub(super) struct Opts {
     /// Print every published event as a JSON line until interrupted (SUB).
     #[arg(long = "sub")]
     pub(super) subscribe: bool,
+    /// Check another zerorpc implementation against the protocol: probe the
+    /// server at ADDRESS (optionally with a STREAM_METHOD and its PARAMS),
+    /// or with --bind, check every client that calls. One line per check;
+    /// exit 0 only when none failed.
+    #[arg(long)]
+    pub(super) conformance: bool,
+    /// With --conformance: the server's method that sleeps for its one
+    /// argument in seconds (for the long-call heartbeat checks).
+    #[arg(long, default_value = "sleep", value_name = "NAME")]
+    pub(super) sleep_method: String,
     /// Connect to ADDRESS (repeatable).
     #[arg(long, value_name = "ADDRESS")]
     pub(super) connect: Vec<String>,

@@ -4,6 +4,7 @@
 //! can be tested as a library.
 
 mod builtins;
+mod conformance;
 mod exec;
 mod flags;
 pub(crate) mod json;
@@ -170,6 +171,22 @@ async fn run(opts: Opts) -> Result<(), CliError> {
     let command = rest.next();
     let params: Vec<String> = rest.collect();
     let heartbeat = seconds(opts.heartbeat, "heartbeat")?;
+    if opts.conformance {
+        let stream = match command {
+            Some(method) => Some((method, parse_params(&params, opts.json)?)),
+            None => None,
+        };
+        return conformance::run(conformance::Request {
+            connects,
+            binds,
+            period: heartbeat.unwrap_or(crate::server::DEFAULT_HEARTBEAT),
+            timeout: seconds(opts.timeout, "timeout")?.unwrap_or(Duration::from_secs(3600)),
+            sleep_method: opts.sleep_method.clone(),
+            stream,
+            json: opts.print_json,
+        })
+        .await;
+    }
     if opts.server {
         if let Some(extra) = params.first() {
             return Err(CliError::Usage(format!(

@@ -5,7 +5,7 @@
 //! receive half.
 
 use super::{LinkEvent, LinkId};
-use crate::logging::hex;
+use crate::logging::{hex, RateLimit};
 use futures::StreamExt;
 use std::task::{Context, Poll};
 use tokio::sync::mpsc;
@@ -82,15 +82,18 @@ impl Inbound {
 /// skipped (one peer failing never stops the others), and the stream ends
 /// when the socket is closed.
 pub(super) fn reader<R: SocketRecv + Send + 'static>(rx: R) -> Reader {
-    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
-        loop {
-            match rx.recv().await.into() {
-                Received::Message(msg) => return Some((msg, rx)),
-                Received::End => return None,
-                Received::Skip => {}
+    Box::pin(futures::stream::unfold(
+        (rx, RateLimit::default()),
+        |(mut rx, mut warned)| async move {
+            loop {
+                match received(rx.recv().await, &mut warned) {
+                    Received::Message(msg) => return Some((msg, (rx, warned))),
+                    Received::End => return None,
+                    Received::Skip => {}
+                }
             }
-        }
-    }))
+        },
+    ))
 }
 
 /// A receive half with a poll function (the vendored patch's `poll_recv`).
@@ -112,8 +115,9 @@ impl PollRecv for zeromq::RouterRecvHalf {
 
 /// [`reader`], polled in place: no boxed future per message.
 pub(super) fn polled_reader<R: PollRecv>(mut rx: R) -> Reader {
+    let mut warned = RateLimit::default();
     Box::pin(futures::stream::poll_fn(move |cx| loop {
-        match std::task::ready!(rx.poll_recv(cx)).into() {
+        match received(std::task::ready!(rx.poll_recv(cx)), &mut warned) {
             Received::Message(msg) => return Poll::Ready(Some(msg)),
             Received::End => return Poll::Ready(None),
             Received::Skip => {}
@@ -130,24 +134,25 @@ enum Received {
     Skip,
 }
 
-impl From<zeromq::ZmqResult<ZmqMessage>> for Received {
-    fn from(r: zeromq::ZmqResult<ZmqMessage>) -> Self {
-        match r {
-            Ok(msg) => return Received::Message(msg),
-            Err(zeromq::ZmqError::NoMessage) => return Received::End,
-            // A ROUTER names the peer it dropped.
-            Err(zeromq::ZmqError::PeerFailed(peer, why)) => {
-                tracing::warn!(peer = %hex(&peer), error = %why, "dropped a peer that sent bad data")
-            }
-            // A peer's connection broke (reset, closed mid-frame): not
-            // bad data; the disconnect is reported on its own.
-            Err(e) if io_failure(&e) => tracing::debug!(error = %e, "a peer's connection failed"),
-            // One peer broke the protocol (or went over the size limit);
-            // zeromq has dropped it. The others carry on.
-            Err(e) => tracing::warn!(error = %e, "dropped a peer that sent bad data"),
-        }
-        Received::Skip
+/// What a receive result means to a [`Reader`]; errors are logged here, at
+/// most once a second per socket (a peer that reconnects to send bad data
+/// again and again cannot flood the log).
+fn received(r: zeromq::ZmqResult<ZmqMessage>, warned: &mut RateLimit) -> Received {
+    match r {
+        Ok(msg) => return Received::Message(msg),
+        Err(zeromq::ZmqError::NoMessage) => return Received::End,
+        // A ROUTER names the peer it dropped.
+        Err(zeromq::ZmqError::PeerFailed(peer, why)) => warned.warn(
+            || tracing::warn!(peer = %hex(&peer), error = %why, "dropped a peer that sent bad data"),
+        ),
+        // A peer's connection broke (reset, closed mid-frame): not bad
+        // data; the disconnect is reported on its own.
+        Err(e) if io_failure(&e) => tracing::debug!(error = %e, "a peer's connection failed"),
+        // One peer broke the protocol (or went over the size limit);
+        // zeromq has dropped it. The others carry on.
+        Err(e) => warned.warn(|| tracing::warn!(error = %e, "dropped a peer that sent bad data")),
     }
+    Received::Skip
 }
 
 /// Whether a receive error is the connection failing (an I/O error

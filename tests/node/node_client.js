@@ -123,6 +123,17 @@ const scenarios = {
   },
 };
 
+// Against `zrpc --conformance --bind`: a plain call, a call longer than two
+// heartbeats, and a stream.
+scenarios.conformance = async function () {
+  const c = client({ timeout: 20, heartbeatInterval: 1000 });
+  await call(c, "add", 1, 2);
+  assert.strictEqual(await call(c, "slow"), "slow done");
+  const items = await stream(c, "count", 300);
+  assert.strictEqual(items.length, 300);
+  c.close();
+};
+
 const run = scenarios[scenario];
 if (!run) fail("no such scenario");
 const guard = setTimeout(function () {

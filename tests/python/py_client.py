@@ -122,5 +122,14 @@ def streams():
             gevent.sleep(0.2)
 
 
+def conformance():
+    # Against `zrpc --conformance --bind`: a plain call, a call longer than
+    # two heartbeats, and a stream.
+    c = client(timeout=20, heartbeat=1)
+    c.add(1, 2)
+    assert c.slow() == "slow done"
+    assert list(c.count(300)) == list(range(300))
+
+
 globals()[scenario]()
 print("PASS", scenario, flush=True)

@@ -79,8 +79,11 @@ impl SocketRecv for DealerSocket {
                 Some((_peer_id, Ok(_))) => {
                     // Ignore non-message frames
                 }
-                Some((_peer_id, Err(e))) => {
-                    // Handle potential errors from the fair queue
+                // zrpc patch: drop the peer whose stream failed, as ROUTER,
+                // PULL and SUB do; reading on after a decode error only
+                // met more garbage (an error per read, forever).
+                Some((peer_id, Err(e))) => {
+                    self.backend.peer_disconnected(&peer_id);
                     return Err(e.into());
                 }
                 None => {
@@ -197,7 +200,9 @@ impl DealerRecvHalf {
                     return Poll::Ready(Ok(message));
                 }
                 Some((_peer_id, Ok(_))) => {}
-                Some((_peer_id, Err(e))) => {
+                // zrpc patch: as in `recv`, the failed peer is dropped.
+                Some((peer_id, Err(e))) => {
+                    self._inner.backend.peer_disconnected(&peer_id);
                     return Poll::Ready(Err(e.into()));
                 }
                 None => {
