@@ -183,7 +183,11 @@ fn failures_are_one_line_and_non_zero() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("cannot bind"), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.lines().count() == 1 && err.starts_with("zrpc: ") && err.contains("cannot bind"),
+        "{err}"
+    );
 }
 
 /// Options go first, as with `zerorpc`: one after a positional, or a

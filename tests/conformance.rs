@@ -16,6 +16,8 @@ use zerorpc::Client;
 
 /// The kit's JSON report, and its exit code.
 struct Kit {
+    /// Every check reported, whatever its result.
+    all: BTreeSet<String>,
     failed: BTreeSet<String>,
     not_run: BTreeSet<String>,
     passed: usize,
@@ -46,6 +48,10 @@ fn parse(out: Output) -> Kit {
             .collect()
     };
     Kit {
+        all: ["pass", "fail", "not run"]
+            .into_iter()
+            .flat_map(names)
+            .collect(),
         failed: names("fail"),
         not_run: names("not run"),
         passed: report["passed"].as_u64().unwrap() as usize,
@@ -61,6 +67,23 @@ fn set(names: &[&str]) -> BTreeSet<String> {
 /// Every check of a server probe.
 const SERVER_CHECKS: usize = 26;
 
+/// The checks PROTOCOL.md's conformance table lists as checks `of` a
+/// server or of a client, so the reference and the kit cannot drift apart.
+fn documented(of: &str) -> BTreeSet<String> {
+    include_str!("../PROTOCOL.md")
+        .lines()
+        .filter_map(|row| {
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            match cells.as_slice() {
+                ["", name, role, _, ""] if *role == of && name.starts_with('`') => {
+                    Some(name.trim_matches('`').to_string())
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zrpc_server_passes_everything() {
     let (_server, ep) = start_server(Some(Duration::from_secs(1))).await;
@@ -73,6 +96,11 @@ async fn zrpc_server_passes_everything() {
         report.raw
     );
     assert_eq!(report.passed, SERVER_CHECKS, "{}", report.raw);
+    assert_eq!(
+        report.all,
+        documented("server"),
+        "PROTOCOL.md §13 vs the kit"
+    );
     assert_eq!(report.code, Some(0));
 }
 
@@ -170,6 +198,11 @@ fn zrpc_client_passes_everything() {
         report.failed.is_empty() && report.not_run.is_empty(),
         "{}",
         report.raw
+    );
+    assert_eq!(
+        report.all,
+        documented("client"),
+        "PROTOCOL.md §13 vs the kit"
     );
     assert_eq!(report.code, Some(0));
 }

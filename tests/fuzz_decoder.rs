@@ -87,15 +87,24 @@ proptest! {
     }
 
     #[test]
-    fn well_formed_events_decode_exactly((ev, id, rt, name, _v) in event()) {
+    fn well_formed_events_decode_exactly((ev, id, rt, name, v) in event()) {
         let frame = Bytes::from(encode(&ev));
         let got = Event::decode(&frame).expect("a well-formed event decodes");
         prop_assert_eq!(got.message_id, Some(&encode(&id)[..]));
         prop_assert_eq!(got.response_to.map(<[u8]>::to_vec), rt.as_ref().map(encode));
         prop_assert_eq!(got.name.as_deref(), Ok(name.as_str()));
+        prop_assert_eq!(got.version, v.as_i64());
         prop_assert_eq!(&got.args[..], &encode(&ev.as_array().unwrap()[2])[..]);
-        let req = event::request_id(&frame);
-        prop_assert_eq!(req.is_some(), rt.is_none());
+        // request_id: the same id (byte for byte) and version, for a
+        // request only.
+        match event::request_id(&frame) {
+            Some((req_id, version)) => {
+                prop_assert!(rt.is_none());
+                prop_assert_eq!(&req_id[..], &encode(&id)[..]);
+                prop_assert_eq!(version, v.as_i64());
+            }
+            None => prop_assert!(rt.is_some()),
+        }
     }
 
     #[test]
@@ -122,5 +131,70 @@ proptest! {
             prop_assert!(event::validate(&ev.args).is_ok());
         }
         let _ = event::request_id(&frame);
+    }
+}
+
+/// Counts the bytes this test binary allocates, so hostile input can be
+/// shown to cost nothing in proportion to what it claims.
+struct Counting;
+
+thread_local! {
+    // Per thread, so proptest cases running beside this test are not counted.
+    // A const-initialised Cell needs no allocation of its own.
+    static ALLOCATED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the
+// counter only adds an atomic increment.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        let _ = ALLOCATED.try_with(|n| n.set(n.get() + layout.size()));
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static COUNTING: Counting = Counting;
+
+/// Headers claiming 4 G items or bytes, and a million levels of nesting,
+/// are rejected having allocated (almost) nothing: at most 4 KiB each,
+/// whatever size they claim.
+#[test]
+fn hostile_payloads_are_rejected_cheaply() {
+    let mut deep = vec![0x93, 0x80, 0xa1, b'x'];
+    deep.extend(std::iter::repeat_n(0x91, 1_000_000));
+    deep.push(0x00);
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            vec![0xdd, 0xff, 0xff, 0xff, 0xff],
+            "array claiming 4G items",
+        ),
+        (
+            vec![0x93, 0xdf, 0xff, 0xff, 0xff, 0xff],
+            "map claiming 4G entries",
+        ),
+        (
+            vec![0x93, 0x80, 0xdb, 0xff, 0xff, 0xff, 0xff],
+            "str claiming 4 GiB",
+        ),
+        (
+            vec![0x93, 0x80, 0xa1, b'x', 0xc6, 0xff, 0xff, 0xff, 0xff],
+            "bin claiming 4 GiB",
+        ),
+        (deep, "a million levels of nesting"),
+    ];
+    for (bytes, what) in cases {
+        let frame = Bytes::from(bytes);
+        let before = ALLOCATED.with(|n| n.get());
+        let decoded = Event::decode(&frame);
+        let allocated = ALLOCATED.with(|n| n.get()) - before;
+        assert!(decoded.is_err(), "{what} must be rejected");
+        // The skip stack may spill to the heap, bounded by MAX_DEPTH u64s
+        // (2 KiB) grown by doubling: under 4 KiB in all.
+        assert!(allocated <= 4096, "{what}: {allocated} bytes allocated");
     }
 }

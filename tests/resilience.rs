@@ -381,13 +381,24 @@ async fn a_killed_server_fails_calls_fast_and_a_restarted_one_is_found() {
 }
 
 /// The acceptance run: every kind of malformed event, from one raw
-/// DEALER, at `zrpc --server calc`; it keeps running and answers `add(2, 3)`.
+/// DEALER, at `zrpc --server calc` (with `--exec slow=sleep`); it keeps
+/// running and answers `add(2, 3)`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_events_leave_zrpc_server_calc_answering() {
-    use zeromq::{DealerSocket, Socket, SocketSend, ZmqMessage};
+    use zeromq::{DealerSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
     let ep = format!("tcp://127.0.0.1:{}", free_port());
     let mut srv = spawn_until(
-        Command::new(env!("CARGO_BIN_EXE_zrpc")).args(["--server", "--bind", &ep, "calc"]),
+        Command::new(env!("CARGO_BIN_EXE_zrpc")).args([
+            "--server",
+            "--bind",
+            &ep,
+            "--exec",
+            "slow=sleep",
+            // One at a time: a duplicate that ran would be refused ServerBusy.
+            "--exec-max",
+            "1",
+            "calc",
+        ]),
         "serving",
         true,
     );
@@ -455,8 +466,8 @@ async fn hostile_events_leave_zrpc_server_calc_answering() {
     more.extend_from_slice(b"\xa9_zpc_more\x91\xa1x");
     hostile.push(more);
     // The same id twice while the first is running, and random bytes.
-    hostile.push(event(b"h", b"\xa5sleep\x91\x01"));
-    hostile.push(event(b"h", b"\xa5sleep\x91\x01"));
+    hostile.push(event(b"h", b"\xa4slow\x91\x01"));
+    hostile.push(event(b"h", b"\xa4slow\x91\x01"));
     for n in [1, 7, 64, 1000, 100_000] {
         hostile.push(random(n));
     }
@@ -467,7 +478,38 @@ async fn hostile_events_leave_zrpc_server_calc_answering() {
         m.push_back(p.into());
         raw.send(m).await.unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // `slow(1)` (sleep 1) under id "h" is answered once; its duplicate, sent while
+    // it ran, is dropped (a second answer would arrive within a second).
+    // The name of an event answering id "h", heartbeats aside.
+    let answer_to_h = |m: &ZmqMessage| -> Option<String> {
+        let payload = m.get(m.len() - 1).unwrap();
+        let ev = rmpv::decode::read_value(&mut &payload[..]).unwrap();
+        let ev = ev.as_array().unwrap();
+        let to_h = ev[0]
+            .as_map()
+            .unwrap()
+            .iter()
+            .any(|(k, v)| k.as_str() == Some("response_to") && v.as_slice() == Some(&b"h"[..]));
+        let name = ev[1].as_str().unwrap().to_string();
+        (to_h && name != "_zpc_hb").then_some(name)
+    };
+    let mut next_answer = async |limit: Duration| {
+        tokio::time::timeout(limit, async {
+            loop {
+                if let Some(name) = answer_to_h(&raw.recv().await.unwrap()) {
+                    return name;
+                }
+            }
+        })
+        .await
+    };
+    let first = next_answer(Duration::from_secs(5)).await;
+    assert_eq!(first.as_deref(), Ok("OK"), "slow(1) under id h is answered");
+    let second = next_answer(Duration::from_millis(1500)).await;
+    assert!(
+        second.is_err(),
+        "the duplicate request was answered too: {second:?}"
+    );
     assert!(srv.0.try_wait().unwrap().is_none(), "the server died");
     let client = Client::connect(&ep).await.unwrap();
     let sum: i64 = client.call("add", (2, 3)).await.unwrap();

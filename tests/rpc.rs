@@ -166,7 +166,7 @@ async fn blocking_work_does_not_stall_other_calls() {
             tokio::spawn(async move { c.call::<_, bool>("spin", (2500,)).await })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until_running(&client, 4).await;
     let start = Instant::now();
     assert_eq!(client.call::<_, i64>("add", (1, 2)).await.unwrap(), 3);
     assert!(
@@ -391,7 +391,11 @@ async fn close_fails_calls_and_disconnects_body() {
         .unwrap();
     let c = client.clone();
     let pending = tokio::spawn(async move { c.call::<_, ()>("wait", ()).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while started.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the call never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     assert!(!pending.is_finished(), "the call should still be running");
     let closed = client.close(Duration::ZERO).await.unwrap_err();
     assert!(
@@ -506,7 +510,7 @@ async fn client_reconnects_after_server_restart_body() {
         let c = client.clone();
         tokio::spawn(async move { c.call::<_, String>("sleep", (10,)).await })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until_running(&client, 1).await;
     drop(server); // abrupt stop, mid-call
     let e = pending.await.unwrap().unwrap_err();
     assert!(matches!(e, Error::LostRemote { .. }), "{e:?}");
@@ -590,9 +594,17 @@ async fn stop_drains_in_flight_calls_and_refuses_new_ones() {
         let c = client.clone();
         tokio::spawn(async move { c.call::<_, String>("sleep", (0.5,)).await })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    until_running(&client, 1).await;
     let stopping = tokio::spawn(async move { server.close(Duration::from_secs(5)).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Closing takes effect before the next request: retry until it does.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while client.call::<_, i64>("add", (1, 1)).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the server kept serving after close"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let refused = client.call::<_, i64>("add", (1, 1)).await.unwrap_err();
     assert_eq!(
         refused.remote().map(|r| r.name.as_str()),
@@ -640,6 +652,15 @@ async fn recv_reply(sock: &mut DealerSocket) -> Value {
     rmpv::decode::read_value(&mut &payload[..]).unwrap()
 }
 
+fn response_to(reply: &Value) -> Value {
+    let header = reply.as_array().unwrap()[0].as_map().unwrap();
+    header
+        .iter()
+        .find(|(k, _)| k.as_str() == Some("response_to"))
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| panic!("no response_to in {reply}"))
+}
+
 fn err_of(reply: &Value) -> (String, Vec<Value>) {
     let arr = reply.as_array().unwrap();
     (
@@ -677,55 +698,56 @@ async fn malformed_requests_get_errors_or_are_dropped_and_the_server_keeps_servi
     assert_eq!(err_of(&reply).0, "OK", "{reply}");
     assert_eq!(err_of(&reply).1, vec![Value::from(3)]);
 
-    let cases: Vec<(ZmqMessage, &str, &str)> = vec![
+    let cases: Vec<(&[u8], Vec<u8>, &str, &str)> = vec![
         (
-            request(b"add", &[0x05]),
+            b"add",
+            vec![0x05],
             "TypeError",
             "must be a msgpack array, got int",
         ),
-        (request(b"add", &[0xc0]), "TypeError", "got nil"),
+        (b"add", vec![0xc0], "TypeError", "got nil"),
+        (b"add", vec![0x81, 0xa1, b'x', 0x01], "TypeError", "got map"),
+        (b"nosuch", vec![0x90], "NameError", "nosuch"),
+        (b"add", vec![0x93, 1, 2, 3], "TypeError", "but 3 were given"),
         (
-            request(b"add", &[0x81, 0xa1, b'x', 0x01]),
-            "TypeError",
-            "got map",
-        ),
-        (request(b"nosuch", &[0x90]), "NameError", "nosuch"),
-        (
-            request(b"add", &[0x93, 1, 2, 3]),
-            "TypeError",
-            "but 3 were given",
-        ),
-        (
-            request(b"add", &[0x92, 0xa1, b'x', 2]),
+            b"add",
+            vec![0x92, 0xa1, b'x', 2],
             "TypeError",
             "expects arguments",
         ),
         // The rest of these are not valid msgpack, but their request id is
         // readable, so the caller is told what was wrong.
         (
-            request(b"add", &[0x91; 1_000_000]),
+            b"add",
+            vec![0x91; 1_000_000],
             "ProtocolError",
             "nested deeper than",
         ),
         (
-            request(b"add", &[0x91, 0xdb, 0xff, 0xff, 0xff, 0xff, b'x']),
+            b"add",
+            vec![0x91, 0xdb, 0xff, 0xff, 0xff, 0xff, b'x'],
             "ProtocolError",
             "malformed request",
         ),
         (
-            request(b"add", &[0x92, 0x01]),
+            b"add",
+            vec![0x92, 0x01],
             "ProtocolError",
             "malformed request",
         ),
         (
-            request(b"add", &[0x91, 0xc1]),
+            b"add",
+            vec![0x91, 0xc1],
             "ProtocolError",
             "malformed request",
         ),
     ];
-    for (msg, name, fragment) in cases {
-        raw.send(msg).await.unwrap();
+    for (i, (method, args, name, fragment)) in cases.into_iter().enumerate() {
+        // A different id per case, so each answer is shown to be to its own request.
+        let id: [u8; 32] = std::array::from_fn(|k| b'a' + ((i + k) % 26) as u8);
+        raw.send(request_with_id(&id, method, &args)).await.unwrap();
         let reply = recv_reply(&mut raw).await;
+        assert_eq!(response_to(&reply), Value::Binary(id.to_vec()), "{reply}");
         let (ev, args) = err_of(&reply);
         assert_eq!(ev, "ERR", "{reply}");
         assert_eq!(args[0].as_str(), Some(name), "{reply}");
@@ -741,15 +763,8 @@ async fn malformed_requests_get_errors_or_are_dropped_and_the_server_keeps_servi
     raw.send(frames(p)).await.unwrap();
     let reply = recv_reply(&mut raw).await;
     assert_eq!(err_of(&reply).1[0].as_str(), Some("NameError"), "{reply}");
-    let header = reply.as_array().unwrap()[0].as_map().unwrap().clone();
-    let rt = header
-        .iter()
-        .find(|(k, _)| k.as_str() == Some("response_to"))
-        .unwrap()
-        .1
-        .clone();
     assert_eq!(
-        rt,
+        response_to(&reply),
         Value::Binary(b"ffffffffffffffffffffffffffffffff".to_vec())
     );
 
@@ -764,14 +779,7 @@ async fn malformed_requests_get_errors_or_are_dropped_and_the_server_keeps_servi
         p.extend_from_slice(b"\xa1v\x03\xa3add\x92\x01\x02");
         raw.send(frames(p)).await.unwrap();
         let reply = recv_reply(&mut raw).await;
-        let header = reply.as_array().unwrap()[0].as_map().unwrap().clone();
-        let rt = header
-            .iter()
-            .find(|(k, _)| k.as_str() == Some("response_to"))
-            .unwrap()
-            .1
-            .clone();
-        assert_eq!(rt, expect);
+        assert_eq!(response_to(&reply), expect);
     }
 
     // A v1 request (no `v`) gets a one-element ERR, as zerorpc-python sends.
@@ -781,7 +789,7 @@ async fn malformed_requests_get_errors_or_are_dropped_and_the_server_keeps_servi
     let reply = recv_reply(&mut raw).await;
     assert_eq!(
         err_of(&reply).1,
-        vec![Value::from("NameError(\"nosuch\")")],
+        vec![Value::from("NameError('nosuch')")],
         "{reply}"
     );
 

@@ -139,38 +139,70 @@ async fn a_reply_whose_id_comes_back_as_a_str_is_matched() {
     assert_eq!(sum, 5);
 }
 
+/// A client (heartbeats off) reading stream `count()` from a bare ROUTER:
+/// the router, the reader's task (all items, errors included), and a way
+/// to send the router's events on the call.
+struct RawStream {
+    router: zeromq::RouterSocket,
+    reader: tokio::task::JoinHandle<Result<Vec<Result<u64, zerorpc::Error>>, zerorpc::Error>>,
+    identity: Bytes,
+    id: Vec<u8>,
+}
+
+impl RawStream {
+    async fn start() -> RawStream {
+        use futures::StreamExt;
+        let (mut router, ep) = raw_router().await;
+        let client = Client::builder()
+            .connect(&ep)
+            .heartbeat(None)
+            .start()
+            .await
+            .unwrap();
+        let reader = tokio::spawn(async move {
+            let s = client.stream::<_, u64>("count", ()).await?;
+            Ok(s.collect::<Vec<_>>().await)
+        });
+        let request = recv(&mut router).await;
+        let id = Event::decode(&request[2])
+            .unwrap()
+            .message_id
+            .unwrap()
+            .to_vec();
+        RawStream {
+            router,
+            reader,
+            identity: request[0].clone(),
+            id,
+        }
+    }
+
+    /// Send `name args` on the call.
+    async fn send(&mut self, name: &str, args: &[u8]) {
+        let frames = vec![
+            self.identity.clone(),
+            Bytes::new(),
+            protocol::encode_reply(&self.id, name, args).into(),
+        ];
+        self.router.send(send_frames(frames)).await.unwrap();
+    }
+
+    /// Every item the reader got, once its stream ended.
+    async fn items(self) -> Vec<Result<u64, zerorpc::Error>> {
+        tokio::time::timeout(Duration::from_secs(5), self.reader)
+            .await
+            .expect("the reader ended")
+            .unwrap()
+            .unwrap()
+    }
+}
+
 /// The reader's credit pattern, byte for byte what zerorpc-python sends:
 /// nothing before the first item, then `_zpc_more [100]`, then `[51]` once
 /// 51 more were read.
 #[tokio::test]
 async fn the_reader_grants_like_zerorpc_python() {
-    use futures::StreamExt;
-    let (mut router, ep) = raw_router().await;
-    let client = Client::builder()
-        .connect(&ep)
-        .heartbeat(None)
-        .start()
-        .await
-        .unwrap();
-    let c = client.clone();
-    let reader = tokio::spawn(async move {
-        let s = c.stream::<_, u64>("count", ()).await?;
-        Ok::<_, zerorpc::Error>(s.collect::<Vec<_>>().await)
-    });
-    let request = recv(&mut router).await;
-    let id = Event::decode(&request[2])
-        .unwrap()
-        .message_id
-        .unwrap()
-        .to_vec();
-    let identity = request[0].clone();
-    let send = |name: &str, args: &[u8]| {
-        send_frames(vec![
-            identity.clone(),
-            Bytes::new(),
-            protocol::encode_reply(&id, name, args).into(),
-        ])
-    };
+    let mut raw = RawStream::start().await;
     let grant = |frames: &[Bytes]| -> u64 {
         let ev = Event::decode(&frames[2]).unwrap();
         assert_eq!(ev.name, Ok(protocol::MORE));
@@ -178,13 +210,12 @@ async fn the_reader_grants_like_zerorpc_python() {
             .as_u64()
             .unwrap()
     };
-    router.send(send(protocol::STREAM, &[0x00])).await.unwrap();
-    assert_eq!(grant(&recv(&mut router).await), 100);
+    raw.send(protocol::STREAM, &[0x00]).await;
+    assert_eq!(grant(&recv(&mut raw.router).await), 100);
     for i in 1..=51u8 {
-        router.send(send(protocol::STREAM, &[i])).await.unwrap();
+        raw.send(protocol::STREAM, &[i]).await;
     }
-    assert_eq!(grant(&recv(&mut router).await), 51);
-    drop(reader);
+    assert_eq!(grant(&recv(&mut raw.router).await), 51);
 }
 
 /// A server that sends more than its credit (two events before any
@@ -192,39 +223,28 @@ async fn the_reader_grants_like_zerorpc_python() {
 /// zerorpc-python reader kills such a channel.
 #[tokio::test]
 async fn a_stream_that_overruns_its_credit_fails() {
-    use futures::StreamExt;
-    let (mut router, ep) = raw_router().await;
-    let client = Client::builder()
-        .connect(&ep)
-        .heartbeat(None)
-        .start()
-        .await
-        .unwrap();
-    let reader = tokio::spawn(async move {
-        let s = client.stream::<_, u64>("count", ()).await?;
-        Ok::<_, zerorpc::Error>(s.collect::<Vec<_>>().await)
-    });
-    let request = recv(&mut router).await;
-    let id = Event::decode(&request[2])
-        .unwrap()
-        .message_id
-        .unwrap()
-        .to_vec();
-    let overrun = send_frames(vec![
-        request[0].clone(),
-        Bytes::new(),
-        protocol::encode_reply(&id, protocol::STREAM, &[0x00]).into(),
-    ]);
-    router.send(overrun.clone()).await.unwrap();
-    router.send(overrun).await.unwrap();
-    let items = tokio::time::timeout(Duration::from_secs(5), reader)
-        .await
-        .expect("the reader ended")
-        .unwrap()
-        .unwrap();
+    let mut raw = RawStream::start().await;
+    raw.send(protocol::STREAM, &[0x00]).await;
+    raw.send(protocol::STREAM, &[0x00]).await;
+    let items = raw.items().await;
     assert!(
         matches!(items.last(), Some(Err(zerorpc::Error::Protocol(_)))),
         "an overrun must fail the stream: {items:?}"
+    );
+}
+
+/// A final event needs no credit: `STREAM_DONE` right behind the first
+/// item (before any `_zpc_more`) ends the stream cleanly, as zerorpc-python
+/// and zerorpc-node readers take it.
+#[tokio::test]
+async fn a_final_event_without_credit_ends_the_stream() {
+    let mut raw = RawStream::start().await;
+    raw.send(protocol::STREAM, &[0x07]).await;
+    raw.send(protocol::STREAM_DONE, &[0x90]).await;
+    let items = raw.items().await;
+    assert_eq!(
+        items.into_iter().collect::<Result<Vec<_>, _>>().unwrap(),
+        vec![7]
     );
 }
 
@@ -366,4 +386,57 @@ async fn each_call_stays_on_the_connection_that_carried_it() {
             .unwrap()
             .unwrap();
     }
+}
+
+/// A client that echoes its request's bin id as a str in its heartbeats is
+/// still heard: a server matches ids by what they hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_hears_heartbeats_whose_id_was_retyped() {
+    use zeromq::DealerSocket;
+    let server = zerorpc::Server::builder(zerorpc::Service::new("s").method(
+        "sleep",
+        |(s,): (f64,)| async move {
+            tokio::time::sleep(Duration::from_secs_f64(s)).await;
+            Ok::<_, zerorpc::ServiceError>("slept")
+        },
+    ))
+    .bind("tcp://127.0.0.1:0")
+    .heartbeat(Some(Duration::from_millis(200)))
+    .start()
+    .await
+    .unwrap();
+    let mut dealer = DealerSocket::new();
+    dealer.connect(&server.endpoints()[0]).await.unwrap();
+    // sleep(1.5): far longer than the 0.6 s a silent client lasts.
+    let (id, request) =
+        protocol::encode_request("sleep", &[0x91, 0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0]);
+    dealer
+        .send(send_frames(vec![Bytes::new(), request.into()]))
+        .await
+        .unwrap();
+    let mut as_str = vec![0xd9, 32];
+    as_str.extend_from_slice(id.as_bytes());
+    let deadline = std::time::Instant::now() + Duration::from_secs(4);
+    let reply = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reply: the call was cancelled"
+        );
+        let hb = protocol::encode_reply(&as_str, protocol::HEARTBEAT, &[0x91, 0x00]);
+        dealer
+            .send(send_frames(vec![Bytes::new(), hb.into()]))
+            .await
+            .unwrap();
+        if let Ok(Ok(msg)) = tokio::time::timeout(Duration::from_millis(150), dealer.recv()).await {
+            let frames = msg.into_vec();
+            let ev = Event::decode(&frames[1]).unwrap();
+            if ev.name != Ok(protocol::HEARTBEAT) {
+                // Replies carry the id as it was sent: bin.
+                assert_eq!(ev.response_to, Some(&id.to_raw()[..]));
+                break ev.name.unwrap().to_string();
+            }
+        }
+    };
+    assert_eq!(reply, "OK");
+    server.close(Duration::ZERO).await.ok();
 }

@@ -75,7 +75,12 @@ fn with_causes(e: &dyn std::error::Error) -> String {
     let mut line = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        line.push_str(&format!(": {s}"));
+        // Many errors already quote their cause (zeromq's "Network Error:
+        // <io error>"): say it once.
+        let text = s.to_string();
+        if !line.ends_with(&text) {
+            line.push_str(&format!(": {text}"));
+        }
         source = s.source();
     }
     line
@@ -281,11 +286,11 @@ async fn serve(
         builder = builder.send_queue(n);
     }
     for ep in &binds {
-        eprintln!("binding to \"{ep}\"");
+        tracing::debug!("binding to \"{ep}\"");
         builder = builder.bind(ep);
     }
     for ep in &connects {
-        eprintln!("connecting to \"{ep}\"");
+        tracing::debug!("connecting to \"{ep}\"");
         builder = builder.connect(ep);
     }
     let server = builder.start().await?;

@@ -298,8 +298,12 @@ impl Core {
             tracing::debug!(%name, "unable to route event (call finished)");
             return None;
         };
-        if call.credit == 0 {
-            // zerorpc-python kills such a channel too (queue overflow).
+        let streaming = name == protocol::STREAM;
+        // Only STREAM items can pile up unread: a final event (OK, ERR,
+        // STREAM_DONE) sent without credit is taken, as zerorpc-python and
+        // zerorpc-node do; a server that streams past its credit is cut off
+        // (zerorpc-python kills such a channel too, at 100 unread).
+        if call.credit == 0 && streaming {
             tracing::warn!(method = %call.method, "server sent more than the credit it was granted; stream closed");
             if let Some(call) = self.calls.remove(&id) {
                 let e = Error::Protocol(format!(
@@ -310,9 +314,8 @@ impl Core {
             }
             return None;
         }
-        call.credit -= 1;
+        call.credit = call.credit.saturating_sub(1);
         call.deadline = None;
-        let streaming = name == protocol::STREAM;
         if streaming {
             call.beat.heard(Instant::now());
         }

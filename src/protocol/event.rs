@@ -362,23 +362,13 @@ mod tests {
     }
 
     #[test]
-    fn hostile_payloads_are_rejected_cheaply() {
+    fn malformed_events_are_rejected() {
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (vec![], "empty"),
             (vec![0x92, 0x80, 0xa1], "array of 2"),
             (vec![0xc1], "reserved marker"),
-            (
-                vec![0xdd, 0xff, 0xff, 0xff, 0xff],
-                "array claiming 4G items",
-            ),
-            (
-                vec![0x93, 0xdf, 0xff, 0xff, 0xff, 0xff],
-                "map claiming 4G entries",
-            ),
-            (
-                vec![0x93, 0x80, 0xdb, 0xff, 0xff, 0xff, 0xff],
-                "str claiming 4 GiB",
-            ),
+            // Huge length claims: tests/fuzz_decoder.rs also measures
+            // that rejecting them allocates nothing to speak of.
             (vec![0x93, 0x80, 0xa3, b'a'], "truncated name"),
             (vec![0x01], "not an array"),
         ];

@@ -307,6 +307,25 @@ pub(crate) fn write_value(buf: &mut Vec<u8>, v: &Value) {
     }
 }
 
+/// The contents of a complete raw msgpack str or bin (of any length
+/// width); `None` for any other type.
+pub(crate) fn str_or_bin(raw: &[u8]) -> Option<&[u8]> {
+    let (len, at) = match *raw.first()? {
+        m @ 0xa0..=0xbf => (usize::from(m & 0x1f), 1),
+        0xd9 | 0xc4 => (usize::from(*raw.get(1)?), 2),
+        0xda | 0xc5 => (
+            usize::from(u16::from_be_bytes([*raw.get(1)?, *raw.get(2)?])),
+            3,
+        ),
+        0xdb | 0xc6 => (
+            u32::from_be_bytes(raw.get(1..5)?.try_into().ok()?) as usize,
+            5,
+        ),
+        _ => return None,
+    };
+    raw.get(at..usize::checked_add(at, len)?)
+}
+
 /// Decode one dynamic value, refusing nesting deeper than [`MAX_DEPTH`].
 pub(crate) fn read_value(raw: &[u8]) -> Result<Value, rmpv::decode::Error> {
     rmpv::decode::read_value_with_max_depth(&mut &raw[..], MAX_DEPTH + 1)
@@ -364,6 +383,17 @@ mod tests {
         assert!(validate(&short).is_err(), "the sibling is missing");
         v.push(0x03);
         assert!(validate(&v).is_err(), "a trailing byte");
+    }
+
+    #[test]
+    fn str_and_bin_contents_whatever_their_width() {
+        assert_eq!(str_or_bin(&hex("a3616263")), Some(&b"abc"[..]));
+        assert_eq!(str_or_bin(&hex("d903616263")), Some(&b"abc"[..]));
+        assert_eq!(str_or_bin(&hex("c40361626 3")), Some(&b"abc"[..]));
+        assert_eq!(str_or_bin(&hex("da0003616263")), Some(&b"abc"[..]));
+        assert_eq!(str_or_bin(&hex("c6000000 03616263")), Some(&b"abc"[..]));
+        assert_eq!(str_or_bin(&hex("cd3039")), None, "an int");
+        assert_eq!(str_or_bin(&hex("c40461")), None, "truncated");
     }
 
     #[test]

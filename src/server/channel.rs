@@ -23,12 +23,44 @@ use tokio::time::Instant;
 /// while not reading only makes the producer run ahead of it.
 pub(super) const MAX_CREDIT: usize = 1000;
 
-/// Which channel: the client and the raw msgpack id of its request.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// Which channel: the client, and its request's id. Ids are compared by
+/// what they hold, whatever their msgpack type and length width (a peer
+/// that echoes a bin id as a str, as a Go implementation does, still
+/// reaches its channel); every event the server sends carries the id as it
+/// came (`id`), byte for byte.
+#[derive(Clone, Debug)]
 pub(super) struct ChanKey {
     pub(super) link: LinkId,
     pub(super) identity: Bytes,
+    /// The request's `message_id`, raw msgpack, as it came.
     pub(super) id: Bytes,
+}
+
+impl ChanKey {
+    /// What the id is compared by: the contents of a str or bin, or the
+    /// whole raw value of another type.
+    fn held(&self) -> (bool, &[u8]) {
+        match msgpack::str_or_bin(&self.id) {
+            Some(content) => (true, content),
+            None => (false, &self.id),
+        }
+    }
+}
+
+impl PartialEq for ChanKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.link == other.link && self.identity == other.identity && self.held() == other.held()
+    }
+}
+
+impl Eq for ChanKey {}
+
+impl std::hash::Hash for ChanKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.link.hash(state);
+        self.identity.hash(state);
+        self.held().hash(state);
+    }
 }
 
 /// A request, running or waiting for a pool slot.

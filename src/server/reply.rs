@@ -37,7 +37,7 @@ pub(super) fn encode_error(response_to: &[u8], legacy: bool, e: &ServiceError) -
             protocol::ERR,
             |o| {
                 o.push(0x91);
-                msgpack::write_str(o, &format!("{}({:?})", e.name, e.message));
+                msgpack::write_str(o, &format!("{}({})", e.name, py_repr(&e.message)));
             },
         );
         return out.into();
@@ -50,4 +50,49 @@ pub(super) fn encode_error(response_to: &[u8], legacy: bool, e: &ServiceError) -
         e.traceback.clone()
     };
     protocol::encode_err(response_to, &e.name, &e.message, &tb).into()
+}
+
+/// A string as Python's `repr` writes it (what a v1 `ERR` carries:
+/// `ValueError('bad input')`): single quotes unless the text has a single
+/// quote and no double one, backslash escapes for the quote, `\\` and
+/// control characters.
+fn py_repr(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::py_repr;
+
+    #[test]
+    fn reprs_like_python() {
+        assert_eq!(py_repr("bad input"), "'bad input'");
+        assert_eq!(py_repr("it's"), "\"it's\"");
+        assert_eq!(py_repr("it's \"x\""), "'it\\'s \"x\"'");
+        assert_eq!(py_repr("a\nb\\c\u{1}"), "'a\\nb\\\\c\\x01'");
+    }
 }

@@ -19,7 +19,14 @@ pub struct Point {
 
 /// The service the interop tests call.
 pub fn test_service() -> Service {
+    // How many `sleep` and `spin` calls are running, for `until_running`.
+    let running = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (r_sleep, r_spin) = (Counted(running.clone()), Counted(running.clone()));
     Service::new("test")
+        .method("running", move |(): ()| {
+            let n = running.load(std::sync::atomic::Ordering::SeqCst);
+            async move { Ok::<_, ServiceError>(n) }
+        })
         .method("add", |(a, b): (i64, i64)| async move {
             Ok::<_, ServiceError>(a + b)
         })
@@ -50,9 +57,13 @@ pub fn test_service() -> Service {
             }
             Ok(a / b)
         })
-        .method("sleep", |(secs,): (f64,)| async move {
-            tokio::time::sleep(Duration::from_secs_f64(secs)).await;
-            Ok::<_, ServiceError>(format!("slept {secs:?}"))
+        .method("sleep", move |(secs,): (f64,)| {
+            let guard = r_sleep.enter();
+            async move {
+                let _guard = guard;
+                tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+                Ok::<_, ServiceError>(format!("slept {secs:?}"))
+            }
         })
         .stream("count", |(n,): (u64,)| {
             futures::stream::iter(0..n).map(Ok::<_, ServiceError>)
@@ -67,7 +78,8 @@ pub fn test_service() -> Service {
                 }
             })
         })
-        .method_blocking("spin", |(ms,): (u64,)| {
+        .method_blocking("spin", move |(ms,): (u64,)| {
+            let _guard = r_spin.enter();
             // Busy CPU work: must not stall other calls or heartbeats.
             let end = std::time::Instant::now() + Duration::from_millis(ms);
             let mut n = 0u64;
@@ -76,6 +88,39 @@ pub fn test_service() -> Service {
             }
             Ok::<_, ServiceError>(n > 0)
         })
+}
+
+/// Counts the calls of a method that are running.
+#[derive(Clone)]
+struct Counted(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+struct Running(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Counted {
+    fn enter(&self) -> Running {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Running(self.0.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Wait (up to 5 s) until the test service runs at least `n` `sleep` or
+/// `spin` calls: the condition tests otherwise guessed with a sleep.
+pub async fn until_running(client: &zerorpc::Client, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now: usize = client.call("running", ()).await.expect("running()");
+        if now >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "only {now} of {n} calls started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// Start the test service on a free loopback port.
