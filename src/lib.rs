@@ -40,6 +40,10 @@
 //! | [`server`] | ROUTER server: the core task, channels (heartbeats, credit), requests, replies |
 //! | [`client`] | DEALER client: the call table (`core`), who reads the sockets (`driver`, `relay`), [`ReplyStream`], what a call sends (`call`) |
 //! | [`oneway`] | fire-and-forget events: [`Pusher`] → [`Puller`] (cast), [`Publisher`] → [`Subscriber`] (fanout) |
+//! | `context` | [`Context`]: what a handler knows of its request (method, peer, deadline, header keys, [`TraceParent`]) |
+//! | [`middleware`] | tower layers around a server's dispatch, [`CallHook`](middleware::CallHook)s around a client's calls |
+//! | `telemetry` | metrics through the `metrics` facade |
+//! | `names` | tables keyed by method name |
 //! | [`error`] | [`Error`] (what callers see) and [`ServiceError`] (what handlers raise) |
 //! | `logging` | how faults are logged (rate limits, peer ids) |
 //! | `shutdown` | the one shape of `close(grace)` |
@@ -56,10 +60,13 @@
 //!   their command-line parser, logging setup and built-in services. A
 //!   library user compiles none of that.
 //!
-//! ## Logging
+//! ## Logging, tracing, metrics
 //!
 //! zrpc logs through [`tracing`]; install any subscriber to see it, e.g.
 //! `tracing_subscriber::fmt().with_env_filter("zerorpc=info").init()`.
+//! Each request has a `zrpc.request` span and each call a `zrpc.call` span
+//! (debug level). Metrics go through the `metrics` facade: install a
+//! recorder before starting servers and clients (the README lists them).
 
 #![warn(missing_docs)]
 
@@ -68,16 +75,21 @@ pub mod bench;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod client;
+mod context;
 pub mod error;
 mod logging;
+pub mod middleware;
+mod names;
 pub mod oneway;
 pub mod protocol;
 pub mod server;
 pub mod service;
 mod shutdown;
+mod telemetry;
 mod transport;
 
 pub use client::{CallOptions, Client, ClientBuilder, ReplyStream, Response};
+pub use context::{Context, TraceParent};
 pub use error::{Error, RemoteError, ServiceError};
 pub use oneway::{Publisher, Puller, Pusher, Receiver, Subscriber};
 pub use server::{Server, ServerBuilder};

@@ -220,3 +220,197 @@ fn sigterm_drains_a_call_in_flight() {
         .expect("the server exits");
     assert!(status.success(), "{status:?}");
 }
+
+/// `GET /metrics` on a raw TCP connection (no HTTP client in the tree).
+fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(addr).expect("the metrics endpoint");
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        conn,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    let _ = conn.read_to_string(&mut body);
+    body
+}
+
+#[test]
+fn metrics_serves_prometheus_text_over_http() {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let (_srv, ep) = server(&["--metrics", &addr, "calc"]);
+    for _ in 0..2 {
+        assert!(zrpc(&[&ep, "add", "1", "2"]).status.success());
+    }
+    assert_eq!(zrpc(&[&ep, "divide", "1", "0"]).status.code(), Some(1));
+    let body = scrape(&addr);
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    for line in [
+        "zrpc_server_requests_total{method=\"add\",outcome=\"ok\"} 2",
+        "zrpc_server_requests_total{method=\"divide\",outcome=\"error\"} 1",
+        "zrpc_server_request_duration_seconds_count{method=\"add\"} 2",
+        "zrpc_server_in_flight 0",
+    ] {
+        assert!(body.contains(line), "no {line:?} in:\n{body}");
+    }
+    // Buckets, so the histogram adds up across servers.
+    assert!(
+        body.contains("zrpc_server_request_duration_seconds_bucket{method=\"add\",le=\"0.001\"}"),
+        "{body}"
+    );
+    // A port in use is one line and exit 1.
+    let out = Command::new(env!("CARGO_BIN_EXE_zrpc"))
+        .args([
+            "--server",
+            "--metrics",
+            &addr,
+            "--bind",
+            "tcp://127.0.0.1:0",
+            "calc",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.lines().count() == 1 && err.contains("cannot serve metrics"),
+        "{err}"
+    );
+}
+
+/// A Rust server whose `slow` notes when it is dropped and whose `hdr(key)`
+/// returns a request header key.
+async fn context_server() -> (
+    zerorpc::Server,
+    String,
+    std::sync::Arc<std::sync::Mutex<Option<Instant>>>,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use zerorpc::{Context, Service, ServiceError, Value};
+    let dropped = Arc::new(Mutex::new(None));
+    let started = Arc::new(AtomicBool::new(false));
+    struct Guard(Arc<Mutex<Option<Instant>>>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            *self.0.lock().unwrap() = Some(Instant::now());
+        }
+    }
+    let (d, s) = (dropped.clone(), started.clone());
+    let svc = Service::new("ctx")
+        .method("slow", move |(): ()| {
+            let guard = Guard(d.clone());
+            s.store(true, Ordering::SeqCst);
+            async move {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                drop(guard);
+                Ok::<_, ServiceError>(())
+            }
+        })
+        .method("hdr", |(key,): (String,)| async move {
+            let ctx = Context::current().expect("a context");
+            Ok::<_, ServiceError>(ctx.header(&key).unwrap_or(Value::Nil))
+        });
+    let server = zerorpc::Server::builder(svc)
+        .bind("tcp://127.0.0.1:0")
+        .start()
+        .await
+        .unwrap();
+    let ep = server.endpoints()[0].clone();
+    (server, ep, dropped, started)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_cancels_the_call_on_the_server() {
+    use std::sync::atomic::Ordering;
+    let (_server, ep, dropped, started) = context_server().await;
+    let child = Command::new(env!("CARGO_BIN_EXE_zrpc"))
+        .args([&ep, "slow"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut proc = Proc(child);
+    let mut stderr = proc.0.stderr.take().unwrap();
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut s).unwrap();
+        s
+    });
+    let t0 = Instant::now();
+    while !started.load(Ordering::SeqCst) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the call never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    proc.signal(2); // SIGINT, as Ctrl-C sends
+    let interrupted = Instant::now();
+    let status = tokio::task::spawn_blocking(move || proc.wait_for(Duration::from_secs(5)))
+        .await
+        .unwrap()
+        .expect("zrpc exits after Ctrl-C");
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    assert_eq!(
+        err.join().unwrap(),
+        "zrpc: interrupted; the call was cancelled\n"
+    );
+    let t1 = Instant::now();
+    let at = loop {
+        if let Some(at) = *dropped.lock().unwrap() {
+            break at;
+        }
+        assert!(t1.elapsed() < Duration::from_secs(3), "the handler ran on");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(
+        at.saturating_duration_since(interrupted) < Duration::from_millis(1000),
+        "cancelled {:?} after Ctrl-C",
+        at.saturating_duration_since(interrupted)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_flag_sends_metadata() {
+    let (_server, ep, _, _) = context_server().await;
+    let ep2 = ep.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        zrpc(&[
+            "--header",
+            "tenant=acme",
+            "--header",
+            "n=5",
+            "-pj",
+            &ep2,
+            "hdr",
+            "n",
+        ])
+    })
+    .await
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "5\n", "{out:?}");
+    let out = tokio::task::spawn_blocking(move || {
+        zrpc(&["--header", "tenant=acme", &ep, "hdr", "tenant"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "acme\n", "{out:?}");
+    let out = zrpc(&["--header", "novalue", "tcp://127.0.0.1:1", "hdr", "x"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn debug_logs_are_plain_text_when_piped() {
+    let (_srv, ep) = server(&["calc"]);
+    let out = zrpc(&["-d", &ep, "add", "1", "2"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("DEBUG"), "no debug log: {err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "colour codes in a piped log: {err:?}"
+    );
+}

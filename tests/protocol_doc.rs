@@ -42,3 +42,20 @@ fn every_vector_decodes_and_re_encodes_byte_for_byte() {
         assert_eq!(Some(arr[1].as_str().unwrap()), ev.name.ok());
     }
 }
+
+/// zrpc's own encoder writes the documented zrpc request (its fresh id
+/// swapped for the vector's).
+#[test]
+fn the_zrpc_request_vector_is_what_zrpc_sends() {
+    let doc = vectors();
+    let mut extra = zerorpc::protocol::HeaderExtra::default();
+    extra.set_timeout_ms(30_000);
+    let (id, mut ours) =
+        zerorpc::protocol::encode_request_with_header("add", &extra, &[0x92, 0x01, 0x02]);
+    let at = ours
+        .windows(32)
+        .position(|w| w == id.as_bytes())
+        .expect("the id is in the frame");
+    ours[at..at + 32].copy_from_slice(b"0123456789abcdef0123456789abcdef");
+    assert!(doc.contains(&ours), "not in PROTOCOL.md: {ours:02x?}");
+}

@@ -242,6 +242,7 @@ async fn mixed_timeouts_each_fire_on_their_own_deadline_body() {
         tokio::spawn(async move {
             let opts = CallOptions {
                 timeout: timeout.map(Some),
+                ..CallOptions::default()
             };
             let start = Instant::now();
             let r = c.call_with::<_, String>("sleep", (secs,), opts).await;

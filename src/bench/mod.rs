@@ -79,6 +79,14 @@ struct Opts {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
+    /// Install a Prometheus metrics recorder first (to measure what
+    /// recording metrics costs).
+    #[arg(long)]
+    metrics: bool,
+    /// Install a tracing subscriber taking zrpc's debug spans first (output
+    /// discarded; to measure what spans cost).
+    #[arg(long)]
+    spans: bool,
 }
 
 /// Entry point of `zrpc-bench`.
@@ -90,6 +98,22 @@ pub fn main() -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
+    if opts.metrics {
+        // The Prometheus recorder, as `zrpc --server --metrics` installs it
+        // (without its HTTP listener): what recording costs.
+        if let Err(e) = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+            eprintln!("zrpc-bench: cannot install the metrics recorder: {e}");
+            return 1;
+        }
+    }
+    if opts.spans {
+        // A subscriber that takes every zrpc span and event at debug level,
+        // formatting them to nowhere: what tracing costs.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("zerorpc=debug")
+            .with_writer(std::io::sink)
+            .try_init();
+    }
     let rt = match opts.runtime.as_str() {
         "current" => tokio::runtime::Builder::new_current_thread()
             .enable_all()

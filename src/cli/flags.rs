@@ -116,6 +116,15 @@ pub(super) struct Opts {
     /// Debug logging, and remote tracebacks on errors.
     #[arg(short = 'd', long)]
     pub(super) debug: bool,
+    /// Serve Prometheus metrics at http://ADDRESS/metrics (server; e.g.
+    /// 127.0.0.1:9100).
+    #[arg(long, value_name = "ADDRESS")]
+    pub(super) metrics: Option<String>,
+    /// Send KEY: VALUE in the request header (client; repeatable). VALUE is
+    /// read like a parameter (a number, true, false, null, else a string;
+    /// strict JSON with -j).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub(super) header: Vec<String>,
     /// Serve a shell command as method NAME (server; repeatable). Arguments
     /// become argv, stdout is the result, a non-zero exit is an error.
     #[arg(long, value_name = "NAME=COMMAND")]

@@ -4,7 +4,9 @@ use super::core::Core;
 use super::driver::Shared;
 use super::{Client, Inner, DEFAULT_TIMEOUT};
 use crate::error::Error;
+use crate::middleware::CallHook;
 use crate::transport::{Endpoints, Kind};
+use rmpv::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +18,18 @@ pub struct ClientBuilder {
     timeout: Option<Duration>,
     heartbeat: Option<Duration>,
     passive: bool,
+    headers: Vec<(String, Value)>,
+    hooks: Hooks,
+}
+
+/// The client's [`CallHook`]s, in order.
+#[derive(Clone, Default)]
+pub(super) struct Hooks(pub(super) Vec<Arc<dyn CallHook>>);
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} hooks", self.0.len())
+    }
 }
 
 impl Default for ClientBuilder {
@@ -25,6 +39,8 @@ impl Default for ClientBuilder {
             timeout: Some(DEFAULT_TIMEOUT),
             heartbeat: Some(crate::server::DEFAULT_HEARTBEAT),
             passive: false,
+            headers: Vec::new(),
+            hooks: Hooks::default(),
         }
     }
 }
@@ -72,6 +88,23 @@ impl ClientBuilder {
         self
     }
 
+    /// A header key sent with every call (metadata: a token, a tenant, a
+    /// zerorpc-python server's task context). A call's own
+    /// [`CallOptions::header`](super::CallOptions::header) wins over it.
+    /// The protocol's keys (`message_id`, `v`, `response_to`,
+    /// `timeout_ms`) are refused when a call is made.
+    pub fn header(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.headers.push((key.into(), value.into()));
+        self
+    }
+
+    /// Run `hook` around every call (see [`crate::middleware`]): hooks run
+    /// in the order added before a call, in reverse after it.
+    pub fn hook(mut self, hook: impl CallHook) -> Self {
+        self.hooks.0.push(Arc::new(hook));
+        self
+    }
+
     /// Start the client. Connecting happens in the background: this returns
     /// at once, and calls made before a server is reachable wait for it
     /// (bounded by their timeout). Binding errors are reported here.
@@ -85,6 +118,8 @@ impl ClientBuilder {
                 core: shared,
                 timeout: self.timeout,
                 endpoints,
+                headers: self.headers,
+                hooks: self.hooks,
                 task,
             }),
         })

@@ -4,7 +4,7 @@
 
 use super::core::First;
 use crate::error::{Error, RemoteError, Source};
-use crate::protocol::{self, msgpack, MessageId};
+use crate::protocol::{self, msgpack, HeaderExtra, MessageId};
 use bytes::Bytes;
 use rmpv::Value;
 use serde::de::DeserializeOwned;
@@ -32,23 +32,32 @@ fn encode_args_into<A: Serialize>(out: &mut Vec<u8>, args: &A) -> Result<(), Err
     Ok(())
 }
 
-/// A request frame for typed args, encoded in place.
+/// A request frame for typed args, encoded in place, with `extra` header
+/// entries.
 pub(super) fn request_serde<A: Serialize>(
     method: &str,
+    extra: &HeaderExtra,
     args: &A,
 ) -> Result<(MessageId, Vec<u8>), Error> {
     let mut result = Ok(());
-    let request = protocol::encode_request_with(method, 64, |out| {
+    let request = protocol::encode_request_extra(method, Some(extra), 64, |out| {
         result = encode_args_into(out, args);
     });
     result.map(|()| request)
 }
 
-/// A request frame for dynamic args, encoded in place.
-pub(super) fn request_dynamic(method: &str, args: Vec<Value>) -> (MessageId, Vec<u8>) {
+/// A request frame for dynamic args, encoded in place, with `extra` header
+/// entries.
+pub(super) fn request_dynamic(
+    method: &str,
+    extra: &HeaderExtra,
+    args: Vec<Value>,
+) -> (MessageId, Vec<u8>) {
     let args = Value::Array(args);
     let len = msgpack::len_hint(&args);
-    protocol::encode_request_with(method, len, |out| msgpack::write_value(out, &args))
+    protocol::encode_request_extra(method, Some(extra), len, |out| {
+        msgpack::write_value(out, &args)
+    })
 }
 
 /// The value of a one-event reply: `OK [value]`, or the error of `ERR`.

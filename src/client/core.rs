@@ -8,6 +8,7 @@ use crate::error::Error;
 use crate::logging::RateLimit;
 use crate::protocol::heartbeat::Beat;
 use crate::protocol::{self, framing, Event, MessageId};
+use crate::telemetry::{CallMetrics, ClientMetrics};
 use crate::transport::{Inbound, Link, LinkEvent, LinkId};
 use bytes::Bytes;
 use std::cmp::Reverse;
@@ -84,6 +85,13 @@ impl Waiter {
     }
 }
 
+/// What a started call is counted with.
+pub(super) struct Started {
+    /// `None` when no recorder is installed.
+    pub(super) handles: Option<Arc<CallMetrics>>,
+    pub(super) in_flight: metrics::Gauge,
+}
+
 /// The call table and the client's links.
 pub(super) struct Core {
     /// The sockets' receive side (`None` once closed).
@@ -106,6 +114,7 @@ pub(super) struct Core {
     deadlines: BinaryHeap<Reverse<(Instant, MessageId)>>,
     /// When the core task's timer fires (`None`: it is not set).
     pub(super) armed: Option<Instant>,
+    metrics: ClientMetrics,
     /// The core task's watchdog is off (no call was waiting): the next call
     /// wakes the core task to start it. (Never set on a multi-thread
     /// runtime, where callers do not lead and nothing needs watching.)
@@ -133,12 +142,14 @@ impl Core {
             closed: false,
             deadlines: BinaryHeap::new(),
             armed: None,
+            metrics: ClientMetrics::default(),
             unwatched: false,
         }
     }
 
     /// Register a call and send it (or queue it until a server is up).
-    /// True when the core task's timer must be set earlier.
+    /// True when the core task's timer must be set earlier; and the call's
+    /// metric handles.
     pub(super) fn start(
         &mut self,
         id: MessageId,
@@ -146,11 +157,16 @@ impl Core {
         method: String,
         timeout: Option<Duration>,
         reply: Arc<Slot<Answer>>,
-    ) -> Result<bool, Error> {
+        now: Instant,
+    ) -> Result<(bool, Started), Error> {
         if self.closed {
             return Err(Error::Closed);
         }
-        let now = Instant::now();
+        let started = Started {
+            handles: self.metrics.method(&method),
+            in_flight: self.metrics.in_flight.clone(),
+        };
+        started.in_flight.increment(1.0);
         let deadline = timeout.map(|t| (now + t, t));
         let call = Call {
             frame: Some(frame),
@@ -166,7 +182,7 @@ impl Core {
         self.flush_pending(now);
         let wake = std::mem::take(&mut self.unwatched);
         let Some((at, _)) = deadline else {
-            return Ok(wake);
+            return Ok((wake, started));
         };
         // Finished calls leave their entries behind: drop them before they
         // outnumber the calls in flight (amortised O(1) per call).
@@ -180,7 +196,25 @@ impl Core {
         if earlier {
             self.armed = Some(at);
         }
-        Ok(earlier || wake)
+        Ok((earlier || wake, started))
+    }
+
+    /// The caller gave up on call `id` (dropped its future or stream):
+    /// forget it, and if its request went out, send `_zpc_cancel` so a zrpc
+    /// server stops the handler at once (other servers ignore the event;
+    /// PROTOCOL.md §7).
+    pub(super) fn abandon(&mut self, id: MessageId) {
+        if let Some(call) = self.calls.remove(&id) {
+            self.cancel(id, &call);
+        }
+    }
+
+    fn cancel(&self, id: MessageId, call: &Call) {
+        let Some(link) = call.link.and_then(|l| self.links.get(l)) else {
+            return;
+        };
+        let cancel = protocol::encode_reply(&id.to_raw(), protocol::CANCEL, &[0x90]);
+        link.send(framing::message(&[], cancel.into()));
     }
 
     /// Fail the calls whose deadline passed; returns when to look next.
@@ -200,6 +234,9 @@ impl Core {
                 continue;
             }
             if let Some(call) = self.calls.remove(&id) {
+                // (A zrpc server stops at the deadline by itself; others
+                // may still be working.)
+                self.cancel(id, &call);
                 let after = call.deadline.map_or(Duration::ZERO, |(_, t)| t);
                 call.waiter.fail(Error::Timeout {
                     method: call.method,
@@ -407,7 +444,7 @@ impl Core {
             }
         }
         for id in abandoned {
-            self.calls.remove(&id);
+            self.abandon(id);
         }
         self.pending.retain(|id| self.calls.contains_key(id));
         for id in lost {

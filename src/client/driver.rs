@@ -19,7 +19,7 @@
 //! parallel with the callers is faster there (a caller reading for everyone
 //! serialised the two, costing a third of the 64 KiB throughput).
 
-use super::core::{Answer, Core};
+use super::core::{Answer, Core, Started};
 use super::relay::{self, Relay, Slot};
 use crate::error::Error;
 use crate::protocol::MessageId;
@@ -80,11 +80,18 @@ impl Shared {
         method: String,
         timeout: Option<Duration>,
         reply: Arc<Slot<Answer>>,
-    ) -> Result<(), Error> {
-        if self.lock().start(id, frame, method, timeout, reply)? {
+        now: Instant,
+    ) -> Result<Started, Error> {
+        let (wake, started) = self.lock().start(id, frame, method, timeout, reply, now)?;
+        if wake {
             self.rearm.notify_one();
         }
-        Ok(())
+        Ok(started)
+    }
+
+    /// The caller gave up on call `id`: forget it, and tell its server.
+    pub(super) fn abandon(&self, id: MessageId) {
+        self.lock().abandon(id);
     }
 
     /// Read what the sockets have (up to [`BATCH`] events) and route it.
@@ -246,6 +253,9 @@ impl Drop for FirstEvent<'_> {
                 self.shared.relay.resign(self.token);
             }
             self.slot.leave();
+            // Dropped before its answer: the caller gave up. The server is
+            // told at once, so it stops working for nobody.
+            self.shared.abandon(self.id);
         }
     }
 }

@@ -41,8 +41,11 @@ pub(crate) use call::encode_args;
 pub use stream::ReplyStream;
 
 use self::core::First;
+use crate::context;
 use crate::error::Error;
-use crate::protocol::{self, msgpack, MessageId};
+use crate::middleware::{self, Outgoing};
+use crate::protocol::{self, msgpack, HeaderExtra, MessageId};
+use crate::telemetry::{CallMetrics, CallOutcome};
 use bytes::Bytes;
 use call::{decode_serde, decode_value, request_dynamic, request_serde, single_value, Decode};
 use driver::{FirstEvent, Shared};
@@ -52,15 +55,26 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// Default call timeout, as in zerorpc.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Per-call options.
+///
+/// ```
+/// use std::time::Duration;
+/// use zerorpc::CallOptions;
+/// let opts = CallOptions::timeout(Duration::from_secs(2)).header("tenant", "acme");
+/// # let _ = opts;
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct CallOptions {
     /// Overrides the client's timeout for this call (`Some(None)` = forever).
     pub timeout: Option<Option<Duration>>,
+    /// Header keys sent with this call, after (and over) the client's own
+    /// ([`ClientBuilder::header`]).
+    pub headers: Vec<(String, Value)>,
 }
 
 impl CallOptions {
@@ -68,7 +82,15 @@ impl CallOptions {
     pub fn timeout(t: Duration) -> Self {
         CallOptions {
             timeout: Some(Some(t)),
+            ..CallOptions::default()
         }
+    }
+
+    /// Add a header key to this call (metadata the server's handler reads
+    /// with [`Context::header`](crate::Context::header)).
+    pub fn header(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.headers.push((key.into(), value.into()));
+        self
     }
 }
 
@@ -84,6 +106,9 @@ struct Inner {
     core: Arc<Shared>,
     timeout: Option<Duration>,
     endpoints: Vec<String>,
+    /// Header keys of every call.
+    headers: Vec<(String, Value)>,
+    hooks: builder::Hooks,
     /// The core task (see `driver.rs`).
     task: tokio::task::JoinHandle<()>,
 }
@@ -101,6 +126,26 @@ pub enum Response {
     Value(Value),
     /// The method streams (`STREAM` ...).
     Stream(ReplyStream<Value>),
+}
+
+/// A call waiting for its first event (counted in `zrpc_client_in_flight`);
+/// dropped unfinished, its caller gave up on it (counted as cancelled).
+struct Waiting {
+    slot: Arc<Slot<self::core::Answer>>,
+    in_flight: metrics::Gauge,
+    /// `None` when no recorder is installed.
+    handles: Option<Arc<CallMetrics>>,
+    started: Instant,
+    finished: bool,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.in_flight.decrement(1.0);
+        if let (false, Some(handles)) = (self.finished, &self.handles) {
+            handles.ended(CallOutcome::Cancelled, self.started.elapsed());
+        }
+    }
 }
 
 impl Client {
@@ -136,8 +181,8 @@ impl Client {
         args: A,
         opts: CallOptions,
     ) -> Result<R, Error> {
-        let request = request_serde(method, &args)?;
-        let result = self.call_raw(method, request, opts).await?;
+        let encode = |extra: &HeaderExtra| request_serde(method, extra, &args);
+        let result = self.call_raw(method, encode, opts).await?;
         rmp_serde::from_slice(&result)
             .map_err(|e| Error::decode(format!("the result of {method}"), e))
     }
@@ -155,9 +200,8 @@ impl Client {
         args: Vec<Value>,
         opts: CallOptions,
     ) -> Result<Value, Error> {
-        let result = self
-            .call_raw(method, request_dynamic(method, args), opts)
-            .await?;
+        let encode = |extra: &HeaderExtra| Ok(request_dynamic(method, extra, args));
+        let result = self.call_raw(method, encode, opts).await?;
         msgpack::read_value(&result)
             .map_err(|e| Error::decode(format!("the result of {method}"), e))
     }
@@ -192,8 +236,8 @@ impl Client {
         args: A,
         opts: CallOptions,
     ) -> Result<ReplyStream<R>, Error> {
-        let request = request_serde(method, &args)?;
-        let (id, first) = self.first_event(method, request, opts).await?;
+        let encode = |extra: &HeaderExtra| request_serde(method, extra, &args);
+        let (id, first) = self.first_event(method, encode, opts).await?;
         self.make_stream(method, id, first, decode_serde::<R>)
     }
 
@@ -205,8 +249,8 @@ impl Client {
         args: Vec<Value>,
         opts: CallOptions,
     ) -> Result<Response, Error> {
-        let request = request_dynamic(method, args);
-        let (id, first) = self.first_event(method, request, opts).await?;
+        let encode = |extra: &HeaderExtra| Ok(request_dynamic(method, extra, args));
+        let (id, first) = self.first_event(method, encode, opts).await?;
         if first.is_stream() {
             return self
                 .make_stream(method, id, first, decode_value)
@@ -248,14 +292,14 @@ impl Client {
         ))
     }
 
-    /// Send an encoded request; returns the raw result.
+    /// Send a request; returns the raw result.
     async fn call_raw(
         &self,
         method: &str,
-        request: (MessageId, Vec<u8>),
+        encode: impl FnOnce(&HeaderExtra) -> Result<(MessageId, Vec<u8>), Error>,
         opts: CallOptions,
     ) -> Result<Bytes, Error> {
-        let (_, first) = self.first_event(method, request, opts).await?;
+        let (_, first) = self.first_event(method, encode, opts).await?;
         if first.is_stream() {
             return Err(Error::Protocol(format!(
                 "{method} streams its reply: read it with Client::stream"
@@ -264,18 +308,159 @@ impl Client {
         single_value(method, first)
     }
 
-    /// Send a request and wait (bounded by the timeout) for its first event.
+    /// Send a request (`encode` writes it with the header entries the call
+    /// carries) and wait, bounded by the timeout, for its first event.
     async fn first_event(
         &self,
         method: &str,
-        (id, frame): (MessageId, Vec<u8>),
+        encode: impl FnOnce(&HeaderExtra) -> Result<(MessageId, Vec<u8>), Error>,
         opts: CallOptions,
     ) -> Result<(MessageId, First), Error> {
+        // (The one clock reading of a call's start: its deadline, heartbeat
+        // clock and duration all count from it.)
+        let started = Instant::now();
+        let span = tracing::debug_span!(
+            "zrpc.call",
+            method = tracing::field::Empty,
+            id = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
+        );
+        if !span.is_disabled() {
+            span.record("method", method);
+        }
+        let sent = self.send(method, encode, opts, &span, started);
+        let (id, mut waiting) = match sent {
+            Ok(sent) => sent,
+            Err(e) => {
+                self.ended(method, None, &span, started.elapsed(), Err(&e));
+                return Err(e);
+            }
+        };
+        // (The span is not entered while waiting: nothing of the call runs
+        // then; it lives from the request to the answer.)
+        let answer = FirstEvent::new(&self.inner.core, id, waiting.slot.clone()).await;
+        waiting.finished = true;
+        let err;
+        let result = match &answer {
+            Ok(first) if first.name == protocol::ERR => {
+                err = Error::Remote(call::parse_err(&first.args));
+                Err(&err)
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        // (No clock reading when nobody wants the duration.)
+        let timed =
+            waiting.handles.is_some() || !span.is_disabled() || !self.inner.hooks.0.is_empty();
+        let elapsed = if timed {
+            started.elapsed()
+        } else {
+            Duration::ZERO
+        };
+        self.ended(method, waiting.handles.as_deref(), &span, elapsed, result);
+        drop(waiting);
+        Ok((id, answer?))
+    }
+
+    /// Everything a call does before it waits: the header it carries (the
+    /// client's and the call's keys, the hooks' say, the deadline, the
+    /// trace), then the request handed to the core.
+    fn send(
+        &self,
+        method: &str,
+        encode: impl FnOnce(&HeaderExtra) -> Result<(MessageId, Vec<u8>), Error>,
+        opts: CallOptions,
+        span: &tracing::Span,
+        at: Instant,
+    ) -> Result<(MessageId, Waiting), Error> {
+        let inner = &self.inner;
+        let mut timeout = opts.timeout.unwrap_or(inner.timeout);
+        // Inside a handler: no longer than its caller waits, same trace.
+        let mut trace = None;
+        if let Some((remaining, parent)) = context::inherited() {
+            if let Some(left) = remaining {
+                timeout = Some(timeout.map_or(left, |t| t.min(left)));
+            }
+            trace = parent;
+        }
+        let mut extra = HeaderExtra::default();
+        if !(inner.headers.is_empty() && opts.headers.is_empty() && inner.hooks.0.is_empty()) {
+            let mut headers = inner.headers.clone();
+            for (k, v) in opts.headers {
+                match headers.iter_mut().find(|(key, _)| *key == k) {
+                    Some(entry) => entry.1 = v,
+                    None => headers.push((k, v)),
+                }
+            }
+            for hook in &inner.hooks.0 {
+                hook.before(&mut Outgoing {
+                    method,
+                    headers: &mut headers,
+                    timeout,
+                })?;
+            }
+            if let Some((key, _)) = headers.iter().find(|(k, _)| middleware::reserved(k)) {
+                return Err(Error::Config(format!(
+                    "header key {key:?} is the protocol's own"
+                )));
+            }
+            // A trace context the caller set itself wins.
+            if headers.iter().any(|(k, _)| k == protocol::TRACEPARENT) {
+                trace = None;
+            }
+            middleware::encode_headers(&mut extra, &headers);
+        }
+        if let Some(t) = timeout {
+            let ms = t
+                .as_millis()
+                .clamp(u128::from(!t.is_zero()), u128::from(u64::MAX));
+            extra.set_timeout_ms(ms as u64);
+        }
+        if let Some(t) = trace {
+            if !span.is_disabled() {
+                span.record("trace_id", t.trace_id_hex());
+            }
+            extra.push(protocol::TRACEPARENT, &Value::from(t.to_string()));
+        }
+        let (id, frame) = encode(&extra)?;
+        if !span.is_disabled() {
+            span.record("id", String::from_utf8_lossy(id.as_bytes()).as_ref());
+        }
         let slot = Slot::new();
-        let timeout = opts.timeout.unwrap_or(self.inner.timeout);
-        let shared = &self.inner.core;
-        shared.start(id, frame, method.to_string(), timeout, slot.clone())?;
-        Ok((id, FirstEvent::new(shared, id, slot).await?))
+        let started = inner
+            .core
+            .start(id, frame, method.to_string(), timeout, slot.clone(), at)?;
+        let waiting = Waiting {
+            slot,
+            in_flight: started.in_flight,
+            handles: started.handles,
+            started: at,
+            finished: false,
+        };
+        Ok((id, waiting))
+    }
+
+    /// Count a call that ended (for a stream: that got its first event),
+    /// close its span, and tell the hooks, last added first.
+    fn ended(
+        &self,
+        method: &str,
+        metrics: Option<&CallMetrics>,
+        span: &tracing::Span,
+        elapsed: Duration,
+        result: Result<(), &Error>,
+    ) {
+        let outcome = CallOutcome::of(&result);
+        if let Some(m) = metrics {
+            m.ended(outcome, elapsed);
+        }
+        span.record("outcome", outcome.as_str());
+        span.record("duration_ms", elapsed.as_secs_f64() * 1e3);
+        for hook in self.inner.hooks.0.iter().rev() {
+            hook.after(method, result, elapsed);
+        }
     }
 
     /// Stop taking calls (new ones fail with [`Error::Closed`]), let the

@@ -75,6 +75,15 @@ impl<T> ReplyStream<T> {
 
 impl<T> Unpin for ReplyStream<T> {}
 
+impl<T> Drop for ReplyStream<T> {
+    fn drop(&mut self) {
+        // Dropped before its end: tell the server to stop producing.
+        if self.rx.is_some() {
+            self.client.core.abandon(self.id);
+        }
+    }
+}
+
 impl<T> futures::Stream for ReplyStream<T> {
     type Item = Result<T, Error>;
 

@@ -1,12 +1,14 @@
 //! The receiving side of one-way events: a [`Receiver`] (a puller or a
 //! subscriber) dispatching every event into an ordinary [`Service`].
 
+use crate::context::Context;
 use crate::error::Error;
 use crate::logging::{hex, RateLimit};
 use crate::protocol::{framing, msgpack, Event};
 use crate::service::{self, Args, Reply, Service};
 use crate::shutdown::{self, Stop};
 use crate::transport::{Endpoints, Inbound, Kind, LinkEvent};
+use bytes::Bytes;
 use futures::StreamExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -194,6 +196,16 @@ impl ReceiverCore {
             Ok(name) => name.to_owned(),
             Err(why) => return self.warn(|| tracing::warn!(why, "dropped an event")),
         };
+        // A one-way event has no peer to name and no deadline; its header's
+        // extra keys (a sender's task context) are there for the handler.
+        let ctx = Context::new(
+            payload,
+            ev.name.unwrap_or_default(),
+            ev.message_id.unwrap_or_default(),
+            ev.header,
+            Bytes::new(),
+            None,
+        );
         let got = msgpack::type_name(&ev.args);
         let Some(args) = Args::from_raw(ev.args) else {
             return self.warn(
@@ -205,9 +217,11 @@ impl ReceiverCore {
             return;
         };
         let id = ev.message_id.map(hex).unwrap_or_default();
-        let call = self.service.dispatch(&name, args);
+        let call = ctx
+            .clone()
+            .sync_scope(|| self.service.dispatch(&name, args));
         let warned = self.warned.clone();
-        self.tasks.spawn(async move {
+        self.tasks.spawn(ctx.scope(async move {
             let _permit = permit;
             let result = match service::guarded(call).await {
                 Ok(Reply::Value(_)) => Ok(()),
@@ -228,7 +242,7 @@ impl ReceiverCore {
             } else {
                 tracing::debug!(method = %name, "one-way event handled");
             }
-        });
+        }));
     }
 
     fn warn(&self, log: impl FnOnce()) {

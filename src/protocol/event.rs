@@ -50,6 +50,10 @@ pub struct Event<'a> {
     pub response_to: Option<&'a [u8]>,
     /// Header `v`, if present and an integer.
     pub version: Option<i64>,
+    /// Header `timeout_ms`: the caller's remaining time when it sent the
+    /// request, if present and a non-negative integer (zrpc's deadline;
+    /// other peers ignore the key).
+    pub timeout_ms: Option<u64>,
     /// The event name (method name or a reserved name), if it was a valid str.
     pub name: Result<&'a str, &'static str>,
     /// Raw msgpack of the whole header (a map for v2+ peers), for the keys
@@ -77,6 +81,7 @@ impl<'a> Event<'a> {
             message_id,
             response_to,
             version,
+            timeout_ms,
         } = header(&mut r)?;
         let header = &buf[header_start..r.pos];
         let name = match r.str_or_skip()? {
@@ -89,6 +94,7 @@ impl<'a> Event<'a> {
             message_id,
             response_to,
             version,
+            timeout_ms,
             name,
             header,
             args: frame.slice(args_start..r.pos),
@@ -115,6 +121,7 @@ struct Ids<'a> {
     message_id: Option<&'a [u8]>,
     response_to: Option<&'a [u8]>,
     version: Option<i64>,
+    timeout_ms: Option<u64>,
 }
 
 /// The message id and version of a request whose header is readable even
@@ -130,10 +137,15 @@ pub fn request_id(frame: &Bytes) -> Option<(Bytes, Option<i64>)> {
             message_id: Some(id),
             response_to: None,
             version,
+            ..
         } => Some((frame.slice_ref(id), version)),
         _ => None,
     }
 }
+
+/// The header key of a request carrying the caller's remaining time, in
+/// milliseconds (zrpc's deadline; PROTOCOL.md §5).
+pub const TIMEOUT_KEY: &str = "timeout_ms";
 
 /// Header of an outgoing event.
 #[derive(Clone, Copy, Debug)]
@@ -144,6 +156,49 @@ pub struct Header<'a> {
     pub response_to: Option<&'a [u8]>,
 }
 
+/// Extra header entries of an outgoing request: metadata, `timeout_ms`,
+/// `traceparent`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HeaderExtra {
+    /// `timeout_ms`, written straight into the frame (every zrpc call
+    /// carries it: no buffer of its own).
+    timeout_ms: Option<u64>,
+    count: usize,
+    /// Other entries, encoded as msgpack key/value pairs.
+    pairs: Vec<u8>,
+}
+
+impl HeaderExtra {
+    /// No extra entries.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0 && self.timeout_ms.is_none()
+    }
+
+    /// Add `key: value`.
+    pub fn push(&mut self, key: &str, value: &rmpv::Value) {
+        write_str(&mut self.pairs, key);
+        super::msgpack::write_value(&mut self.pairs, value);
+        self.count += 1;
+    }
+
+    /// Set `timeout_ms`: the caller's remaining time, in milliseconds.
+    pub fn set_timeout_ms(&mut self, ms: u64) {
+        self.timeout_ms = Some(ms);
+    }
+
+    fn entries(&self) -> usize {
+        self.count + usize::from(self.timeout_ms.is_some())
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        if let Some(ms) = self.timeout_ms {
+            out.extend_from_slice(b"\xaatimeout_ms");
+            let _ = rmp::encode::write_uint(out, ms);
+        }
+        out.extend_from_slice(&self.pairs);
+    }
+}
+
 /// Encode `[header, name, args]` into `out`; `args` writes the raw msgpack of
 /// the args value.
 pub(crate) fn encode_with(
@@ -152,12 +207,20 @@ pub(crate) fn encode_with(
     name: &str,
     args: impl FnOnce(&mut Vec<u8>),
 ) {
+    encode_with_extra(out, header, None, name, args)
+}
+
+/// [`encode_with`] plus extra header entries after the standard ones.
+pub(crate) fn encode_with_extra(
+    out: &mut Vec<u8>,
+    header: Header<'_>,
+    extra: Option<&HeaderExtra>,
+    name: &str,
+    args: impl FnOnce(&mut Vec<u8>),
+) {
     out.push(0x93);
-    out.push(if header.response_to.is_some() {
-        0x83
-    } else {
-        0x82
-    });
+    let entries = 2 + usize::from(header.response_to.is_some()) + extra.map_or(0, |e| e.entries());
+    let _ = rmp::encode::write_map_len(out, entries as u32);
     out.extend_from_slice(b"\xaamessage_id\xc4\x20");
     out.extend_from_slice(header.message_id.as_bytes());
     out.extend_from_slice(b"\xa1v");
@@ -165,6 +228,9 @@ pub(crate) fn encode_with(
     if let Some(rt) = header.response_to {
         out.extend_from_slice(b"\xabresponse_to");
         out.extend_from_slice(rt);
+    }
+    if let Some(extra) = extra {
+        extra.write(out);
     }
     write_str(out, name);
     args(out);
@@ -180,13 +246,15 @@ pub fn encode(header: Header<'_>, name: &str, args: &[u8]) -> Vec<u8> {
 /// Encode a new event that opens a channel (a request) or stands alone (a
 /// one-way event): a fresh id and no `response_to`.
 pub fn encode_request(name: &str, args: &[u8]) -> (MessageId, Vec<u8>) {
-    encode_request_with(name, args.len(), |o| o.extend_from_slice(args))
+    encode_request_extra(name, None, args.len(), |o| o.extend_from_slice(args))
 }
 
-/// [`encode_request`] with the args written in place by `args` (no
-/// separate buffer to copy from); `args_len` is a capacity hint.
-pub(crate) fn encode_request_with(
+/// [`encode_request`] with extra header entries, and the args written in
+/// place by `args` (no separate buffer to copy from); `args_len` is a
+/// capacity hint.
+pub(crate) fn encode_request_extra(
     name: &str,
+    extra: Option<&HeaderExtra>,
     args_len: usize,
     args: impl FnOnce(&mut Vec<u8>),
 ) -> (MessageId, Vec<u8>) {
@@ -195,9 +263,19 @@ pub(crate) fn encode_request_with(
         message_id: &id,
         response_to: None,
     };
-    let mut out = Vec::with_capacity(64 + name.len() + args_len);
-    encode_with(&mut out, header, name, args);
+    let extra_len = extra.map_or(0, |e| e.pairs.len() + 20);
+    let mut out = Vec::with_capacity(64 + name.len() + extra_len + args_len);
+    encode_with_extra(&mut out, header, extra, name, args);
     (id, out)
+}
+
+/// [`encode_request`] with extra header entries (metadata, `timeout_ms`).
+pub fn encode_request_with_header(
+    name: &str,
+    extra: &HeaderExtra,
+    args: &[u8],
+) -> (MessageId, Vec<u8>) {
+    encode_request_extra(name, Some(extra), args.len(), |o| o.extend_from_slice(args))
 }
 
 /// Encode an event on the channel `response_to` (raw msgpack id, echoed
@@ -238,6 +316,7 @@ fn header<'a>(r: &mut Reader<'a>) -> Result<Ids<'a>, DecodeError> {
         message_id: None,
         response_to: None,
         version: None,
+        timeout_ms: None,
     };
     let header_start = r.pos;
     match r.container()? {
@@ -252,6 +331,9 @@ fn header<'a>(r: &mut Reader<'a>) -> Result<Ids<'a>, DecodeError> {
                     Some(b"message_id") => ids.message_id = Some(raw),
                     Some(b"response_to") => ids.response_to = Some(raw),
                     Some(b"v") => ids.version = read_int(raw),
+                    Some(k) if k == TIMEOUT_KEY.as_bytes() => {
+                        ids.timeout_ms = read_int(raw).and_then(|ms| u64::try_from(ms).ok())
+                    }
                     _ => {}
                 }
             }

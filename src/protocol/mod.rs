@@ -26,9 +26,10 @@ mod message_id;
 pub(crate) mod msgpack;
 
 pub use event::{
-    encode, encode_err, encode_reply, encode_request, request_id, DecodeError, Event, Header,
+    encode, encode_err, encode_reply, encode_request, encode_request_with_header, request_id,
+    DecodeError, Event, Header, HeaderExtra, TIMEOUT_KEY,
 };
-pub(crate) use event::{encode_request_with, encode_with, owned_name, HEARTBEAT_ARGS};
+pub(crate) use event::{encode_request_extra, encode_with, owned_name, HEARTBEAT_ARGS};
 pub use message_id::MessageId;
 pub use msgpack::validate;
 
@@ -46,6 +47,10 @@ pub const STREAM_DONE: &str = "STREAM_DONE";
 pub const HEARTBEAT: &str = "_zpc_hb";
 /// Flow-control credit on a channel: args `[n]`.
 pub const MORE: &str = "_zpc_more";
+/// The caller abandoned the call (zrpc; other peers ignore it): args `[]`.
+pub const CANCEL: &str = "_zpc_cancel";
+/// The header key of a W3C trace context (`00-<trace id>-<span id>-<flags>`).
+pub const TRACEPARENT: &str = "traceparent";
 
 /// Maximum nesting of arrays and maps accepted from the network. Deep enough
 /// for any real payload, shallow enough that recursive decoders in handlers

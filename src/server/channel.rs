@@ -3,11 +3,13 @@
 //! one (`_zpc_hb`, `_zpc_more`, anything else counts as a sign of life).
 
 use super::core::Core;
+use crate::context::Context;
 use crate::error::ServiceError;
 use crate::logging::hex;
 use crate::protocol::heartbeat::Beat;
 use crate::protocol::{self, msgpack, Event};
 use crate::service::Reply;
+use crate::telemetry::{MethodMetrics, Outcome};
 use crate::transport::LinkId;
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -65,6 +67,14 @@ impl std::hash::Hash for ChanKey {
 
 /// A request, running or waiting for a pool slot.
 pub(super) struct Chan {
+    /// When it arrived, and its method's metrics.
+    pub(super) started: Instant,
+    pub(super) metrics: Arc<MethodMetrics>,
+    /// Its tracing span (disabled unless a subscriber wants it).
+    pub(super) span: tracing::Span,
+    /// When its caller stops waiting (its key in the core's deadlines),
+    /// until its reply or its stream's first item is sent.
+    pub(super) deadline: Option<(Instant, u64)>,
     /// The frames before the delimiter (identity, envelope), for every
     /// event sent on the channel.
     pub(super) route: Vec<Bytes>,
@@ -79,9 +89,11 @@ pub(super) struct Chan {
 /// Where a request is.
 pub(super) enum Run {
     /// Waiting for a pool slot, its handler not yet polled.
-    Waiting(BoxFuture<'static, Result<Reply, ServiceError>>),
+    Waiting(BoxFuture<'static, Result<Reply, ServiceError>>, Context),
     /// In its own task.
     Running(AbortHandle),
+    /// Moving from waiting to running (only while the core starts it).
+    Starting,
 }
 
 impl Run {
@@ -101,8 +113,9 @@ impl Run {
 pub(super) struct Out {
     pub(super) key: ChanKey,
     pub(super) payload: Bytes,
-    /// OK, ERR or STREAM_DONE: the channel closes after it.
-    pub(super) last: bool,
+    /// OK, ERR or STREAM_DONE: the channel closes after it, with this
+    /// outcome.
+    pub(super) last: Option<Outcome>,
 }
 
 /// Every open channel.
@@ -116,10 +129,6 @@ impl Chans {
 
     pub(super) fn is_empty(&self) -> bool {
         self.0.is_empty()
-    }
-
-    pub(super) fn get(&self, key: &ChanKey) -> Option<&Chan> {
-        self.0.get(key)
     }
 
     pub(super) fn get_mut(&mut self, key: &ChanKey) -> Option<&mut Chan> {
@@ -160,6 +169,13 @@ impl Core {
         let now = Instant::now();
         match ev.name {
             Ok(protocol::HEARTBEAT) => chan.beat.heard_heartbeat(now),
+            Ok(protocol::CANCEL) => {
+                // The caller abandoned the call: stop it, send nothing.
+                if let Some(chan) = self.end(key, Outcome::Cancelled) {
+                    chan.run.abort();
+                    tracing::debug!(peer = %hex(&key.identity), "request cancelled by its caller");
+                }
+            }
             Ok(protocol::MORE) => {
                 chan.beat.heard(now);
                 match more_credit(&ev.args) {

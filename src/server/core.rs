@@ -3,18 +3,18 @@
 //! forwards what handler tasks produce, beats, and drains on stop.
 
 use super::channel::{Chan, ChanKey, Chans, Out, Run};
+use super::dispatch::Dispatch;
 use super::pool::Pool;
 use super::request;
 use crate::logging::{hex, RateLimit};
 use crate::protocol::{self, framing, Event};
-use crate::service::Service;
 use crate::shutdown::Stop;
+use crate::telemetry::{Lost, Outcome, ServerMetrics};
 use crate::transport::{Inbound, Link, LinkEvent, LinkId};
 use bytes::Bytes;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -39,7 +39,7 @@ struct Draining {
 }
 
 pub(super) struct Core {
-    pub(super) service: Arc<Service>,
+    pub(super) dispatch: Dispatch,
     pub(super) links: Vec<Link>,
     pub(super) chans: Chans,
     pub(super) heartbeat: Option<Duration>,
@@ -50,18 +50,30 @@ pub(super) struct Core {
     pub(super) warned: RateLimit,
     /// ServerBusy refusals (logged at most once a second).
     pub(super) busy: RateLimit,
+    pub(super) metrics: ServerMetrics,
+    /// Requests' deadlines, earliest first (the number tells apart equal
+    /// instants); an entry leaves when its request ends.
+    pub(super) deadlines: BTreeMap<(Instant, u64), ChanKey>,
+    pub(super) next_deadline: u64,
+    /// Fires at the earliest deadline.
+    timer: Pin<Box<tokio::time::Sleep>>,
+    timer_at: Option<Instant>,
+    /// The clock, read once per wake-up: when the requests read in it
+    /// arrived (deadlines and durations count from it).
+    pub(super) now: Instant,
 }
 
 impl Core {
     pub(super) fn new(
-        service: Arc<Service>,
+        dispatch: Dispatch,
         links: Vec<Link>,
         heartbeat: Option<Duration>,
         pool: Option<Pool>,
     ) -> Self {
         let (out_tx, out_rx) = mpsc::channel(OUT_QUEUE);
+        let metrics = ServerMetrics::new(dispatch.service().method_names());
         Core {
-            service,
+            dispatch,
             links,
             chans: Chans::default(),
             heartbeat,
@@ -70,6 +82,12 @@ impl Core {
             out_rx,
             warned: RateLimit::default(),
             busy: RateLimit::default(),
+            metrics,
+            deadlines: BTreeMap::new(),
+            next_deadline: 0,
+            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            timer_at: None,
+            now: Instant::now(),
         }
     }
 
@@ -87,6 +105,7 @@ impl Core {
         // once per wake-up, in a fixed order, with the task's own waker (a
         // select loop polls each twice and re-registers wakers in between).
         std::future::poll_fn(|cx| {
+            self.now = Instant::now();
             // Replies of handlers that ran in their own task.
             for _ in 0..BATCH {
                 match self.out_rx.poll_recv(cx) {
@@ -114,6 +133,7 @@ impl Core {
                     self.on_tick(period);
                 }
             }
+            self.poll_deadlines(cx);
             if draining.is_none() {
                 if let Poll::Ready(Some(stop)) = ctl.poll_recv(cx) {
                     tracing::info!(
@@ -143,7 +163,7 @@ impl Core {
         })
         .await;
         let cancelled = self.chans.len();
-        self.end_where(|_| true);
+        self.end_where(|_| true, None);
         // Let each link flush what is queued (final replies) before closing.
         for link in std::mem::take(&mut self.links) {
             link.close(Duration::from_millis(500)).await;
@@ -157,7 +177,10 @@ impl Core {
         match ev {
             LinkEvent::Message(link, msg) => self.on_message(link, msg, draining),
             LinkEvent::PeerGone(link, identity) => {
-                let n = self.end_where(|k| k.link == link && k.identity == identity);
+                let n = self.end_where(
+                    |k| k.link == link && k.identity == identity,
+                    Some(Lost::Disconnect),
+                );
                 if n > 0 {
                     tracing::info!(peer = %hex(&identity), cancelled = n, "client disconnected; its requests were cancelled");
                 }
@@ -167,7 +190,7 @@ impl Core {
             // no peer for a moment; each peer's own `PeerGone` covers that,
             // and must: that `Down` can arrive after a new peer's request.)
             LinkEvent::Down(link) if self.links.get(link).is_some_and(|l| l.connected) => {
-                self.end_where(|k| k.link == link);
+                self.end_where(|k| k.link == link, Some(Lost::Disconnect));
             }
             LinkEvent::Up(_) | LinkEvent::Down(_) => {}
         }
@@ -202,14 +225,26 @@ impl Core {
 
     /// Forward what a request task produced, if its channel is still open.
     fn on_out(&mut self, out: Out) {
-        let chan = if out.last { self.end(&out.key) } else { None };
-        let route = match (&chan, self.chans.get(&out.key)) {
-            (Some(c), _) | (None, Some(c)) => &c.route,
-            (None, None) => return,
+        let Some(link) = self.links.get(out.key.link) else {
+            return;
         };
-        if let Some(l) = self.links.get(out.key.link) {
-            l.send(framing::message(route, out.payload));
+        if let Some(outcome) = out.last {
+            if let Some(chan) = self.end(&out.key, outcome) {
+                if let Some(link) = self.links.get(out.key.link) {
+                    link.send(framing::message(&chan.route, out.payload));
+                }
+            }
+            return;
         }
+        let Some(chan) = self.chans.get_mut(&out.key) else {
+            return;
+        };
+        // A stream's first item: its caller has its answer, so the deadline
+        // no longer applies (heartbeats bound the rest, as for the caller).
+        if let Some(at) = chan.deadline.take() {
+            self.deadlines.remove(&at);
+        }
+        link.send(framing::message(&chan.route, out.payload));
     }
 
     /// Answer a request with one event, reusing its frames (see
@@ -234,8 +269,9 @@ impl Core {
                 }
             }
         }
+        self.metrics.lost(Lost::Heartbeat, lost.len());
         for key in lost {
-            if let Some(chan) = self.end(&key) {
+            if let Some(chan) = self.end(&key, Outcome::Cancelled) {
                 chan.run.abort();
                 tracing::info!(peer = %hex(&key.identity), "lost remote after {}s without heartbeat: request cancelled", 2.0 * period.as_secs_f64());
             }
@@ -243,9 +279,18 @@ impl Core {
     }
 
     /// Close channel `key` (its request finished, or is being cancelled:
-    /// the caller aborts it) and give its pool slot to the next in line.
-    fn end(&mut self, key: &ChanKey) -> Option<Chan> {
+    /// the caller aborts it), count how it ended, and give its pool slot to
+    /// the next in line.
+    pub(super) fn end(&mut self, key: &ChanKey, outcome: Outcome) -> Option<Chan> {
         let chan = self.chans.remove(key)?;
+        let elapsed = chan.started.elapsed();
+        chan.metrics.ended(outcome, elapsed);
+        self.metrics.in_flight.decrement(1.0);
+        chan.span.record("outcome", outcome.as_str());
+        chan.span.record("duration_ms", elapsed.as_secs_f64() * 1e3);
+        if let Some(at) = chan.deadline {
+            self.deadlines.remove(&at);
+        }
         if let Some(pool) = &mut self.pool {
             pool.finished(key, chan.run.is_running());
             self.schedule();
@@ -253,15 +298,52 @@ impl Core {
         Some(chan)
     }
 
-    /// Cancel the requests whose channel key matches; how many.
-    fn end_where(&mut self, pred: impl Fn(&ChanKey) -> bool) -> usize {
+    /// Cancel the requests whose channel key matches (their client went
+    /// away, when `lost` says why); how many.
+    fn end_where(&mut self, pred: impl Fn(&ChanKey) -> bool, lost: Option<Lost>) -> usize {
         let keys = self.chans.keys_where(pred);
+        if let Some(why) = lost {
+            self.metrics.lost(why, keys.len());
+        }
         for key in &keys {
-            if let Some(chan) = self.end(key) {
+            if let Some(chan) = self.end(key, Outcome::Cancelled) {
                 chan.run.abort();
             }
         }
         keys.len()
+    }
+
+    /// Note a request's deadline; returns its key in `deadlines`.
+    pub(super) fn add_deadline(&mut self, at: Instant, key: ChanKey) -> (Instant, u64) {
+        self.next_deadline += 1;
+        let slot = (at, self.next_deadline);
+        self.deadlines.insert(slot, key);
+        slot
+    }
+
+    /// Cancel the requests whose caller stopped waiting (no reply: it
+    /// would arrive late), and set the timer for the next deadline.
+    fn poll_deadlines(&mut self, cx: &mut std::task::Context<'_>) {
+        loop {
+            let Some((&(at, n), _)) = self.deadlines.first_key_value() else {
+                self.timer_at = None;
+                return;
+            };
+            if self.timer_at != Some(at) {
+                self.timer.as_mut().reset(at);
+                self.timer_at = Some(at);
+            }
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return;
+            }
+            self.timer_at = None;
+            if let Some(key) = self.deadlines.remove(&(at, n)) {
+                if let Some(chan) = self.end(&key, Outcome::DeadlineExceeded) {
+                    chan.run.abort();
+                    tracing::debug!(peer = %hex(&key.identity), "deadline passed: request cancelled");
+                }
+            }
+        }
     }
 
     /// Start the waiting requests that pool slots are free for.
@@ -270,8 +352,7 @@ impl Core {
             let Some(chan) = self.chans.get_mut(&key) else {
                 continue;
             };
-            let placeholder = Run::Waiting(Box::pin(std::future::pending()));
-            if let Run::Waiting(call) = std::mem::replace(&mut chan.run, placeholder) {
+            if let Run::Waiting(call, ctx) = std::mem::replace(&mut chan.run, Run::Starting) {
                 let task = request::spawn(
                     call,
                     self.out_tx.clone(),
@@ -279,6 +360,8 @@ impl Core {
                     key.clone(),
                     chan.legacy,
                     self.links[key.link].room(),
+                    ctx,
+                    chan.span.clone(),
                 );
                 chan.run = Run::Running(task);
             }

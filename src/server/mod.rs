@@ -20,6 +20,7 @@
 
 mod channel;
 mod core;
+mod dispatch;
 mod pool;
 mod reply;
 mod request;
@@ -27,6 +28,7 @@ mod request;
 pub use pool::{DEFAULT_POOL_QUEUE, DEFAULT_POOL_QUEUE_BYTES};
 
 use crate::error::Error;
+use crate::middleware::{BoxError, Handlers, Request, Response, Stack};
 use crate::service::Service;
 use crate::shutdown::{self, Stop};
 use crate::transport::{Endpoints, Kind};
@@ -41,6 +43,8 @@ pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 #[must_use = "a builder does nothing until `start` is awaited"]
 pub struct ServerBuilder {
     service: Service,
+    /// Tower layers, first added outermost.
+    layers: Vec<Box<dyn FnOnce(Stack) -> Stack + Send>>,
     endpoints: Endpoints,
     heartbeat: Option<Duration>,
     pool_size: Option<usize>,
@@ -136,6 +140,41 @@ impl ServerBuilder {
         self
     }
 
+    /// Wrap every request's dispatch in a [tower] layer (see
+    /// [`crate::middleware`]): any `tower::Layer` whose service takes a
+    /// [`Request`] and answers a [`Response`]. Layers added first are
+    /// outermost. A layer's error answers the caller with an `ERR` (a
+    /// [`ServiceError`](crate::ServiceError) chooses its name).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use zerorpc::{Server, Service, ServiceError};
+    /// # async fn demo() -> Result<(), zerorpc::Error> {
+    /// let service = Service::new("s")
+    ///     .method("add", |(a, b): (i64, i64)| async move { Ok::<_, ServiceError>(a + b) });
+    /// let server = Server::builder(service)
+    ///     .bind("tcp://127.0.0.1:0")
+    ///     // At most 100 requests run at once; none runs longer than 10 s.
+    ///     .layer(tower::limit::ConcurrencyLimitLayer::new(100))
+    ///     .layer(tower::timeout::TimeoutLayer::new(Duration::from_secs(10)))
+    ///     .start()
+    ///     .await?;
+    /// # let _ = server; Ok(()) }
+    /// ```
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: tower::Layer<Stack> + Send + 'static,
+        L::Service: tower::Service<Request, Response = Response> + Clone + Send + 'static,
+        <L::Service as tower::Service<Request>>::Error: Into<BoxError>,
+        <L::Service as tower::Service<Request>>::Future: Send + 'static,
+    {
+        use tower::ServiceExt;
+        self.layers.push(Box::new(move |inner: Stack| {
+            Stack::new(layer.layer(inner).map_err(Into::into))
+        }));
+        self
+    }
+
     /// Bind and connect everything, then serve in the background. Binding
     /// errors are reported here; connects happen in the background.
     pub async fn start(self) -> Result<Server, Error> {
@@ -149,7 +188,15 @@ impl ServerBuilder {
                 self.pool_queue_bytes,
             )
         });
-        let core = core::Core::new(Arc::new(self.service), links, self.heartbeat, pool);
+        let service = Arc::new(self.service);
+        let dispatch = if self.layers.is_empty() {
+            dispatch::Dispatch::Direct(service)
+        } else {
+            let inner = Stack::new(Handlers::new(service.clone()));
+            let stack = self.layers.into_iter().rev().fold(inner, |s, wrap| wrap(s));
+            dispatch::Dispatch::Layered(service, stack)
+        };
+        let core = core::Core::new(dispatch, links, self.heartbeat, pool);
         let task = tokio::spawn(core.run(inbound, ctl_rx));
         Ok(Server {
             endpoints,
@@ -172,6 +219,7 @@ impl Server {
     pub fn builder(service: Service) -> ServerBuilder {
         ServerBuilder {
             service,
+            layers: Vec::new(),
             endpoints: Endpoints::default(),
             heartbeat: Some(DEFAULT_HEARTBEAT),
             pool_size: None,

@@ -4,13 +4,16 @@
 
 use super::channel::{Chan, ChanKey, Out, Run};
 use super::core::Core;
+use super::dispatch::Dispatch;
 use super::pool::Admission;
 use super::reply::{encode_error, encode_ok};
+use crate::context::{self, Context};
 use crate::error::{clip, ServiceError, QUOTE_LIMIT};
 use crate::logging::hex;
 use crate::protocol::heartbeat::Beat;
 use crate::protocol::{self, framing, msgpack, DecodeError, Event};
-use crate::service::{self, Args, Encoded, ItemStream, Reply, Service};
+use crate::service::{self, Args, Encoded, ItemStream, Reply};
+use crate::telemetry::{Outcome, Rejected};
 use crate::transport::{LinkId, PeerRoom};
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -20,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::AbortHandle;
-use tokio::time::Instant;
+use tracing::{Instrument, Span};
 
 impl Core {
     /// A request (an event with no `response_to`): rejected with an `ERR`
@@ -39,64 +42,112 @@ impl Core {
             self.warned.warn(
                 || tracing::warn!(peer = %hex(&identity), "dropped a request without message_id"),
             );
+            self.metrics.rejected(Rejected::Malformed);
             return;
         };
         let key = ChanKey { link, identity, id };
         if self.chans.contains(&key) {
             self.warned.warn(|| tracing::warn!(peer = %hex(&key.identity), "dropped a request reusing the message_id of a running one"));
+            self.metrics.rejected(Rejected::Duplicate);
             return;
         }
         let legacy = ev.version.unwrap_or(1) < 2;
         let name = match ev.name {
             Ok(name) => name,
             Err(why) => {
-                return self.reject(&key, frames, legacy, ServiceError::new("NameError", why))
+                self.metrics.rejected(Rejected::Malformed);
+                return self.reject(&key, frames, legacy, ServiceError::new("NameError", why));
             }
         };
         if draining {
+            self.metrics.rejected(Rejected::Stopping);
             let e = ServiceError::new("ServerStopping", "the server is shutting down");
             return self.reject(&key, frames, legacy, e);
         }
+        // When it arrived (this wake-up of the core: one clock reading for
+        // the whole batch).
+        let now = self.now;
+        // The caller's deadline: past it, nobody reads a reply.
+        let deadline = match ev.timeout_ms {
+            Some(0) => {
+                self.metrics.rejected(Rejected::Expired);
+                return tracing::debug!(peer = %hex(&key.identity), method = %name, "dropped a request whose deadline had passed");
+            }
+            Some(ms) => now.checked_add(Duration::from_millis(ms)),
+            None => None,
+        };
         let got = msgpack::type_name(&ev.args);
         let bytes = ev.args.len();
         let Some(args) = Args::from_raw(ev.args) else {
+            self.metrics
+                .method(name)
+                .ended(Outcome::Error, Duration::ZERO);
             let name = clip(name, QUOTE_LIMIT);
             let e = ServiceError::type_error(format!(
                 "{name}() arguments must be a msgpack array, got {got}"
             ));
             return self.reject(&key, frames, legacy, e);
         };
-        tracing::debug!(method = %name, "request");
+        let ctx = Context::new(
+            payload,
+            name,
+            &key.id,
+            ev.header,
+            key.identity.clone(),
+            deadline,
+        );
+        let span = request_span(&ctx);
         // Most handlers finish without waiting: poll once here (a panic
         // caught) and reply at once, saving a task and two hops through
         // this core. A handler that is not ready moves to its own task,
         // which polls it again (with a real waker) before anything else.
         // Under a pool limit every request waits for its slot in a task.
-        let (call, admitted) = match &mut self.pool {
-            None => match poll_once(&self.service, name, args) {
-                Polled::Running(call) => (call, Admission::Run),
-                Polled::Done(Ok(v)) => return self.reply(key.link, frames, encode_ok(&key.id, v)),
-                Polled::Done(Err(e)) => {
-                    tracing::debug!(peer = %hex(&key.identity), error = %e, "request failed");
-                    let err = encode_error(&key.id, legacy, &e);
-                    return self.reply(key.link, frames, err);
+        let (call, ctx, admitted) = match &mut self.pool {
+            None => match poll_once(&self.dispatch, name, args, ctx, &span) {
+                Polled::Running(call, ctx) => (call, ctx, Admission::Run),
+                Polled::Done(result) => {
+                    let outcome = if result.is_ok() {
+                        Outcome::Ok
+                    } else {
+                        Outcome::Error
+                    };
+                    // (The one clock reading of an inline request, it began
+                    // when this wake-up of the core did; and none when
+                    // nobody records it.)
+                    let timed = self.metrics.enabled || !span.is_disabled();
+                    let elapsed = if timed { now.elapsed() } else { Duration::ZERO };
+                    self.metrics.method(name).ended(outcome, elapsed);
+                    span.record("outcome", outcome.as_str());
+                    span.record("duration_ms", elapsed.as_secs_f64() * 1e3);
+                    let reply = match result {
+                        Ok(v) => encode_ok(&key.id, v),
+                        Err(e) => {
+                            tracing::debug!(parent: &span, error = %e, "request failed");
+                            encode_error(&key.id, legacy, &e)
+                        }
+                    };
+                    return self.reply(key.link, frames, reply);
                 }
             },
             Some(pool) => match pool.admit(&key, bytes) {
                 Admission::Busy => {
                     self.busy.warn(|| tracing::warn!(peer = %hex(&key.identity), "pool queue full: refused a request with ServerBusy"));
+                    self.metrics.rejected(Rejected::Busy);
                     let e = ServiceError::new(
                         "ServerBusy",
                         "too many requests waiting; try again later",
                     );
                     return self.reject(&key, frames, legacy, e);
                 }
-                admitted => (self.service.dispatch(name, args), admitted),
+                admitted => {
+                    let call = ctx.clone().sync_scope(|| self.dispatch.call(name, args));
+                    (call, ctx, admitted)
+                }
             },
         };
         let credit = Arc::new(Semaphore::new(1));
         let run = match admitted {
-            Admission::Wait => Run::Waiting(call),
+            Admission::Wait => Run::Waiting(call, ctx),
             _ => Run::Running(spawn(
                 call,
                 self.out_tx.clone(),
@@ -104,18 +155,26 @@ impl Core {
                 key.clone(),
                 legacy,
                 self.links[key.link].room(),
+                ctx,
+                span.clone(),
             )),
         };
+        let deadline = deadline.map(|at| self.add_deadline(at, key.clone()));
         let chan = Chan {
+            started: now,
+            metrics: self.metrics.method(name).clone(),
+            span,
+            deadline,
             route: framing::route(&frames),
             run,
             // v1 callers are heartbeated and judged lost like v3 ones: a
             // passive channel was never judged lost, so abandoned v1 calls
             // ran forever.
-            beat: Beat::new(Instant::now(), true),
+            beat: Beat::new(now, true),
             credit,
             legacy,
         };
+        self.metrics.in_flight.increment(1.0);
         self.chans.insert(key, chan);
     }
 
@@ -133,6 +192,7 @@ impl Core {
         if let Some((id, version)) = protocol::request_id(payload) {
             let key = ChanKey { link, identity, id };
             if !self.chans.contains(&key) {
+                self.metrics.rejected(Rejected::Malformed);
                 let err = ServiceError::new("ProtocolError", format!("malformed request: {e}"));
                 self.reject(&key, frames, version.unwrap_or(1) < 2, err);
             }
@@ -148,33 +208,77 @@ impl Core {
 
 /// A request after its first poll.
 enum Polled {
-    /// Not finished, or a stream (streams always run in a task).
-    Running(BoxFuture<'static, Result<Reply, ServiceError>>),
+    /// Not finished, or a stream (streams always run in a task); with its
+    /// context.
+    Running(BoxFuture<'static, Result<Reply, ServiceError>>, Context),
     /// Answered (or panicked) at once.
     Done(Result<Encoded, ServiceError>),
 }
 
-/// Start a request and poll it once, catching a panic.
-fn poll_once(service: &Service, name: &str, args: Args) -> Polled {
+/// Start a request and poll it once (inside its span, its context
+/// current), catching a panic.
+fn poll_once(dispatch: &Dispatch, name: &str, args: Args, ctx: Context, span: &Span) -> Polled {
     use std::task::Poll;
+    let _entered = span.enter();
     let first = std::panic::AssertUnwindSafe(|| {
-        let mut call = service.dispatch(name, args);
-        let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
-        let polled = call.as_mut().poll(&mut cx);
-        (call, polled)
+        ctx.sync_scope(|| {
+            let mut call = dispatch.call(name, args);
+            let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+            let polled = call.as_mut().poll(&mut cx);
+            // The context goes on with the request only when it runs on
+            // (so most requests never copy it).
+            let ctx = match &polled {
+                Poll::Pending | Poll::Ready(Ok(Reply::Stream(_))) => Context::current(),
+                _ => None,
+            };
+            (call, polled, ctx)
+        })
     });
     match std::panic::catch_unwind(first) {
-        Ok((call, Poll::Pending)) => Polled::Running(call),
-        Ok((_, Poll::Ready(Ok(Reply::Stream(items))))) => {
-            Polled::Running(futures::future::ready(Ok(Reply::Stream(items))).boxed())
-        }
-        Ok((_, Poll::Ready(Ok(Reply::Value(v))))) => Polled::Done(Ok(v)),
-        Ok((_, Poll::Ready(Err(e)))) => Polled::Done(Err(e)),
+        Ok((call, Poll::Pending, Some(ctx))) => Polled::Running(call, ctx),
+        Ok((_, Poll::Ready(Ok(Reply::Stream(items))), Some(ctx))) => Polled::Running(
+            futures::future::ready(Ok(Reply::Stream(items))).boxed(),
+            ctx,
+        ),
+        Ok((_, Poll::Ready(Ok(Reply::Value(v))), _)) => Polled::Done(Ok(v)),
+        Ok((_, Poll::Ready(Err(e)), _)) => Polled::Done(Err(e)),
+        Ok((_, _, None)) => Polled::Done(Err(ServiceError::new(
+            "InternalError",
+            "the request lost its context",
+        ))),
         Err(panic) => Polled::Done(Err(service::panicked(&*panic))),
     }
 }
 
-/// Run a request in its own task; the handle aborts it.
+/// A request's span: `zrpc.request` at debug level, so a subscriber that
+/// wants it pays for it and nobody else does. Its trace id is the caller's
+/// (`traceparent`), so one trace crosses processes.
+fn request_span(ctx: &Context) -> Span {
+    use tracing::field::Empty;
+    let span = tracing::debug_span!(
+        "zrpc.request",
+        method = Empty,
+        peer = Empty,
+        id = Empty,
+        trace_id = Empty,
+        outcome = Empty,
+        duration_ms = Empty,
+    );
+    // Fields are worked out only for a subscriber that wants the span.
+    if !span.is_disabled() {
+        span.record("method", ctx.method());
+        span.record("peer", hex(ctx.peer()));
+        span.record("id", context::id_text(ctx.request_id()));
+        if let Some(t) = ctx.traceparent() {
+            span.record("trace_id", t.trace_id_hex());
+        }
+    }
+    span
+}
+
+/// Run a request in its own task (inside its span, its context current);
+/// the handle aborts it.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn spawn(
     call: BoxFuture<'static, Result<Reply, ServiceError>>,
     out: mpsc::Sender<Out>,
@@ -182,8 +286,16 @@ pub(super) fn spawn(
     key: ChanKey,
     legacy: bool,
     room: PeerRoom,
+    ctx: Context,
+    span: Span,
 ) -> AbortHandle {
-    let task = tokio::spawn(run_request(call, out, credit, key, legacy, room));
+    let rest = ctx.clone().without_deadline();
+    let run = ctx.scope(run_request(call, out, credit, key, legacy, room, rest));
+    let task = if span.is_disabled() {
+        tokio::spawn(run)
+    } else {
+        tokio::spawn(run.instrument(span))
+    };
     task.abort_handle()
 }
 
@@ -196,19 +308,23 @@ async fn run_request(
     key: ChanKey,
     legacy: bool,
     room: PeerRoom,
+    after_first: Context,
 ) {
     let result = service::guarded(call).await;
     let sender = Sender { out, key: &key };
     match result {
         // The first reply always has the caller's initial credit.
         Ok(Reply::Value(v)) => {
-            sender.send(encode_ok(&key.id, v), true).await;
+            sender.send(encode_ok(&key.id, v), Some(Outcome::Ok)).await;
         }
         Err(e) => {
             tracing::debug!(error = %e, "request failed");
-            sender.send(encode_error(&key.id, legacy, &e), true).await;
+            let err = encode_error(&key.id, legacy, &e);
+            sender.send(err, Some(Outcome::Error)).await;
         }
-        Ok(Reply::Stream(items)) => stream_items(items, &credit, &key, legacy, &room, sender).await,
+        Ok(Reply::Stream(items)) => {
+            stream_items(items, &credit, &key, legacy, &room, sender, after_first).await
+        }
     }
 }
 
@@ -219,8 +335,9 @@ struct Sender<'a> {
 }
 
 impl Sender<'_> {
-    /// Hand an event to the core; false once the core is gone.
-    async fn send(&self, payload: Bytes, last: bool) -> bool {
+    /// Hand an event to the core (the last one with the request's
+    /// outcome); false once the core is gone.
+    async fn send(&self, payload: Bytes, last: Option<Outcome>) -> bool {
         let key = self.key.clone();
         self.out.send(Out { key, payload, last }).await.is_ok()
     }
@@ -243,31 +360,48 @@ async fn stream_items(
     legacy: bool,
     room: &PeerRoom,
     sender: Sender<'_>,
+    after_first: Context,
 ) {
-    let id = &key.id;
-    loop {
-        match credit.acquire().await {
-            Ok(permit) => permit.forget(),
-            Err(_) => return,
-        }
-        let mut wait = ROOM_WAIT;
-        while !room.has_room(&key.identity).await {
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(ROOM_WAIT_MAX);
-        }
-        let (payload, last) = match service::guarded(items.next().map(Ok)).await {
-            Ok(Some(Ok(item))) => (
-                protocol::encode_reply(id, protocol::STREAM, &item).into(),
-                false,
-            ),
-            Ok(None) => (
-                protocol::encode_reply(id, protocol::STREAM_DONE, &[0xc0]).into(),
-                true,
-            ),
-            Ok(Some(Err(e))) | Err(e) => (encode_error(id, legacy, &e), true),
-        };
-        if !sender.send(payload, last).await || last {
-            return;
-        }
+    // The first item under the caller's deadline (the request's context),
+    // the rest without it: like the caller's timeout, it covers the first.
+    if !stream_one(&mut items, credit, key, legacy, room, &sender).await {
+        return;
     }
+    after_first
+        .scope(async { while stream_one(&mut items, credit, key, legacy, room, &sender).await {} })
+        .await
+}
+
+/// Send the stream's next event once there is credit and room for it;
+/// false when the stream is over (or its channel gone).
+async fn stream_one(
+    items: &mut ItemStream,
+    credit: &Semaphore,
+    key: &ChanKey,
+    legacy: bool,
+    room: &PeerRoom,
+    sender: &Sender<'_>,
+) -> bool {
+    let id = &key.id;
+    match credit.acquire().await {
+        Ok(permit) => permit.forget(),
+        Err(_) => return false,
+    }
+    let mut wait = ROOM_WAIT;
+    while !room.has_room(&key.identity).await {
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(ROOM_WAIT_MAX);
+    }
+    let (payload, last) = match service::guarded(items.next().map(Ok)).await {
+        Ok(Some(Ok(item))) => (
+            protocol::encode_reply(id, protocol::STREAM, &item).into(),
+            None,
+        ),
+        Ok(None) => (
+            protocol::encode_reply(id, protocol::STREAM_DONE, &[0xc0]).into(),
+            Some(Outcome::Ok),
+        ),
+        Ok(Some(Err(e))) | Err(e) => (encode_error(id, legacy, &e), Some(Outcome::Error)),
+    };
+    sender.send(payload, last).await && last.is_none()
 }

@@ -77,6 +77,16 @@ pub(crate) fn placeholder_names(arity: Option<usize>) -> Option<Vec<ArgInfo>> {
 
 /// Answer a reserved introspection method of the service `service` with
 /// these `methods`; `None` when `name` is not one.
+/// The methods every service answers itself.
+pub(crate) const INTROSPECTION: [&str; 6] = [
+    "_zerorpc_list",
+    "_zerorpc_name",
+    "_zerorpc_ping",
+    "_zerorpc_inspect",
+    "_zerorpc_help",
+    "_zerorpc_args",
+];
+
 pub(crate) fn answer(
     service: &str,
     methods: &BTreeMap<String, MethodInfo>,

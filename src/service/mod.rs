@@ -20,10 +20,12 @@ mod object;
 
 pub use args::Args;
 pub(crate) use handler::{guarded, panicked, Encoded, ItemStream, Reply};
+pub(crate) use introspect::INTROSPECTION;
 pub use introspect::{ArgInfo, MethodInfo};
 pub use object::RpcService;
 
 use crate::error::{clip, ServiceError, QUOTE_LIMIT};
+use crate::names::NameMap;
 use crate::protocol::msgpack;
 use futures::future::BoxFuture;
 use futures::stream::{Stream, StreamExt};
@@ -31,7 +33,7 @@ use handler::{encode_result, encode_typed, Handler};
 use rmpv::Value;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -55,7 +57,7 @@ pub struct Service {
     name: String,
     /// What introspection says of each method, sorted by name.
     infos: BTreeMap<String, MethodInfo>,
-    handlers: HashMap<String, Handler>,
+    handlers: NameMap<Handler>,
     last: Option<String>,
     catch_all: Option<CatchAll>,
 }
@@ -66,7 +68,7 @@ impl Service {
         Service {
             name: name.into(),
             infos: BTreeMap::new(),
-            handlers: HashMap::new(),
+            handlers: NameMap::default(),
             last: None,
             catch_all: None,
         }
@@ -172,9 +174,15 @@ impl Service {
         let method = name.to_string();
         let handler: Handler = Arc::new(move |args: Args| {
             let f = f.clone();
+            // The blocking thread has no task: carry the context there.
+            let ctx = crate::Context::current();
             match args::decode_typed::<A>(&method, arity, &args) {
                 Ok(a) => Box::pin(async move {
-                    match tokio::task::spawn_blocking(move || f(a)).await {
+                    let run = move || match ctx {
+                        Some(ctx) => ctx.sync_scope(|| f(a)),
+                        None => f(a),
+                    };
+                    match tokio::task::spawn_blocking(run).await {
                         Ok(r) => encode_result(r.map_err(Into::into)?),
                         Err(e) => Err(ServiceError::new("Panic", e.to_string())),
                     }
@@ -278,7 +286,8 @@ impl Service {
     }
 
     /// Find the handler for `name`, answering the introspection methods
-    /// itself. Unknown names give `NameError`, as in Python.
+    /// itself. Unknown names give `NameError`, as in Python. (Whoever
+    /// polls the future makes the request's [`crate::Context`] current.)
     pub(crate) fn dispatch(
         &self,
         name: &str,

@@ -365,6 +365,9 @@ async fn serve_socket<S: Halves>(
         }
     }
     let mut peers = 0usize;
+    // Clients connected to a server's bound endpoints.
+    let connected_peers = (S::KIND == Kind::Router && !connected)
+        .then(|| metrics::gauge!("zrpc_server_connected_peers"));
     let mut full = FullPeers::default();
     let mut refused = RateLimit::default();
     let room = tx.as_ref().and_then(S::router);
@@ -377,7 +380,12 @@ async fn serve_socket<S: Halves>(
                     let peer = (S::KIND == Kind::Router).then(|| msg.get(0).cloned()).flatten();
                     match tx.send(msg).await {
                         Ok(()) => full.sent(peer),
-                        Err(zeromq::ZmqError::BufferFull(_)) => full.dropped(peer),
+                        Err(zeromq::ZmqError::BufferFull(_)) => {
+                            if S::KIND == Kind::Router {
+                                metrics::counter!("zrpc_server_dropped_replies_total").increment(1);
+                            }
+                            full.dropped(peer)
+                        }
                         Err(e) => tracing::debug!(error = %e, "send failed"),
                     }
                     out_rx.outbox.done();
@@ -400,6 +408,9 @@ async fn serve_socket<S: Halves>(
                         return true;
                     }
                     let peer: Bytes = peer.into();
+                    if let Some(g) = &connected_peers {
+                        g.decrement(1.0);
+                    }
                     full.gone(&peer);
                     direct.open(full.0.is_empty());
                     let _ = events.send(Report::Event(LinkEvent::PeerGone(id, peer))).await;
@@ -409,6 +420,9 @@ async fn serve_socket<S: Halves>(
                     }
                 }
                 Some(SocketEvent::Accepted(..)) if !connected => {
+                    if let Some(g) = &connected_peers {
+                        g.increment(1.0);
+                    }
                     peers += 1;
                     if peers == 1 {
                         let _ = events.send(Report::Event(LinkEvent::Up(id))).await;

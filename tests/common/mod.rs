@@ -289,6 +289,18 @@ impl Lines {
         Self::reading(child, out)
     }
 
+    /// Start `cmd` with its stdout captured line by line and its stderr
+    /// written to the file `log`.
+    pub fn spawn_with_stderr(cmd: &mut Command, log: &std::path::Path) -> Lines {
+        let file = std::fs::File::create(log).expect("create the log file");
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(file));
+        let mut child = cmd.spawn().expect("spawn child process");
+        let out: Box<dyn std::io::Read + Send> = Box::new(child.stdout.take().expect("stdout"));
+        Self::reading(child, out)
+    }
+
     /// Start `cmd` with its stderr (the log of a `zrpc` command) captured
     /// line by line, and stdout discarded.
     pub fn spawn_stderr(cmd: &mut Command) -> Lines {
