@@ -44,6 +44,7 @@ pub struct Context {
     header: (u32, u32),
     peer: Bytes,
     deadline: Option<Instant>,
+    client_key: Option<[u8; 32]>,
 }
 
 impl Context {
@@ -80,7 +81,22 @@ impl Context {
             payload: payload.clone(),
             peer,
             deadline,
+            client_key: None,
         }
+    }
+
+    /// The same request, from a client that authenticated with this CURVE
+    /// key.
+    pub(crate) fn with_client_key(mut self, key: [u8; 32]) -> Context {
+        self.client_key = Some(key);
+        self
+    }
+
+    /// The CURVE public key the caller authenticated with (on a server
+    /// secured with [`Curve`](crate::security::Curve); `None` otherwise):
+    /// who is calling, for handlers that decide per client.
+    pub fn client_key(&self) -> Option<[u8; 32]> {
+        self.client_key
     }
 
     /// The same request, without a deadline (a stream's items after its

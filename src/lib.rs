@@ -43,6 +43,7 @@
 //! | `context` | [`Context`]: what a handler knows of its request (method, peer, deadline, header keys, [`TraceParent`]) |
 //! | [`middleware`] | tower layers around a server's dispatch, [`CallHook`](middleware::CallHook)s around a client's calls |
 //! | `telemetry` | metrics through the `metrics` facade |
+//! | [`security`] | CurveZMQ: [`Curve`](security::Curve) roles, keys, allow-lists (the handshake itself is in the transport package) |
 //! | `names` | tables keyed by method name |
 //! | [`error`] | [`Error`] (what callers see) and [`ServiceError`] (what handlers raise) |
 //! | `logging` | how faults are logged (rate limits, peer ids) |
@@ -82,6 +83,7 @@ pub mod middleware;
 mod names;
 pub mod oneway;
 pub mod protocol;
+pub mod security;
 pub mod server;
 pub mod service;
 mod shutdown;

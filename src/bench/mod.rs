@@ -79,6 +79,10 @@ struct Opts {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
+    /// Measure CURVE against NULL instead (zrpc both times, in the same
+    /// run): sequential, pipelined and 64 KiB calls.
+    #[arg(long)]
+    curve: bool,
     /// Install a Prometheus metrics recorder first (to measure what
     /// recording metrics costs).
     #[arg(long)]
@@ -136,6 +140,7 @@ pub fn main() -> i32 {
     let result = rt.block_on(async {
         match &opts.connect {
             Some(addr) => live(&opts, addr).await,
+            None if opts.curve => curve_vs_null(&opts).await,
             None => side_by_side(&opts).await,
         }
     });
@@ -453,10 +458,15 @@ fn fmt_num(v: f64) -> String {
 }
 
 fn print_table(title: &str, rows: &[Row], notes: &[String]) {
+    print_table_of(title, ["raw zeromq", "zrpc", "zrpc/raw"], rows, notes)
+}
+
+/// A table whose two columns (and their ratio) are named `heads`.
+fn print_table_of(title: &str, heads: [&str; 3], rows: &[Row], notes: &[String]) {
     println!("{title}");
     println!(
         "{:<34} {:>12} {:>12} {:>10}",
-        "", "raw zeromq", "zrpc", "zrpc/raw"
+        "", heads[0], heads[1], heads[2]
     );
     for r in rows {
         let raw = r
@@ -478,6 +488,117 @@ fn print_table(title: &str, rows: &[Row], notes: &[String]) {
     for n in notes {
         println!("{n}");
     }
+}
+
+/// `zrpc-bench --curve`: the same zrpc calls over NULL and over CURVE,
+/// alternating round by round.
+async fn curve_vs_null(o: &Opts) -> Result<(), String> {
+    use crate::security::{Curve, CurveKeyPair};
+    let (server_keys, client_keys) = (CurveKeyPair::generate(), CurveKeyPair::generate());
+    let start = |curve: Option<Curve>| async move {
+        let mut b = Server::builder(echo_service()).bind("tcp://127.0.0.1:0");
+        if let Some(c) = curve {
+            b = b.curve(c);
+        }
+        b.start().await.map_err(|e| e.to_string())
+    };
+    let null_server = start(None).await?;
+    let curve_server = start(Some(
+        Curve::server(server_keys.clone()).allow(client_keys.public()),
+    ))
+    .await?;
+    let null = zrpc_client(&null_server.endpoints()[0]).await?;
+    let curve = Client::builder()
+        .connect(curve_server.endpoints()[0].clone())
+        .timeout(Some(Duration::from_secs(30)))
+        .curve(Curve::client(client_keys, server_keys.public()))
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
+    let payload = Bytes::from(vec![0x5a; o.size]);
+    let big = Bytes::from(vec![0xa5; 64 << 10]);
+    let (args, big_args) = (CallArgs::Bytes(&payload), CallArgs::Bytes(&big));
+    progress("warming up");
+    let warm = (o.seq / 10).clamp(1, 500);
+    for c in [&null, &curve] {
+        zrpc_sequential(c, "echo", args, warm).await?;
+    }
+    let rounds = o.rounds;
+    let (mut seq, mut pipe, mut large) = (
+        [Timed::default(), Timed::default()],
+        [vec![], vec![]],
+        [vec![], vec![]],
+    );
+    for r in 1..=rounds {
+        progress(&format!("NULL and CURVE, round {r}/{rounds}"));
+        for (i, c) in [&null, &curve].into_iter().enumerate() {
+            seq[i].add(zrpc_sequential(c, "echo", args, (o.seq / rounds).max(1)).await?);
+            let n = (o.pipelined / rounds).max(1);
+            pipe[i].push(zrpc_pipelined(c, "echo", args, n, o.window).await?);
+            let n = ((o.large_mb << 20) / big.len() / rounds).max(2);
+            large[i]
+                .push(zrpc_pipelined(c, "echo", big_args, n, 8).await? * big.len() as f64 / 1e6);
+        }
+    }
+    done_progress();
+    let [seq_null, seq_curve] = seq.map(latency);
+    let [pipe_null, pipe_curve] = pipe.map(median);
+    let [large_null, large_curve] = large.map(median);
+    if o.json {
+        let mut json = serde_json::Map::new();
+        for (k, v) in [
+            ("null_rtt_us", seq_null.median_us),
+            ("curve_rtt_us", seq_curve.median_us),
+            ("null_calls_per_s", pipe_null),
+            ("curve_calls_per_s", pipe_curve),
+            ("null_64k_mb_per_s", large_null),
+            ("curve_64k_mb_per_s", large_curve),
+        ] {
+            json.insert(k.to_string(), json_number(v));
+        }
+        println!("{}", serde_json::Value::Object(json));
+        return Ok(());
+    }
+    let row = |what: &str, unit, null: f64, curve: f64, lower_better| Row {
+        what: what.into(),
+        unit,
+        raw: Some(null),
+        zrpc: curve,
+        lower_better,
+    };
+    let rows = [
+        row(
+            "sequential round trip, median",
+            "µs",
+            seq_null.median_us,
+            seq_curve.median_us,
+            true,
+        ),
+        row(
+            &format!("pipelined ({} in flight) per s", o.window),
+            "/s",
+            pipe_null,
+            pipe_curve,
+            false,
+        ),
+        row(
+            "64 KiB payload, MB/s (8 in flight)",
+            "MB/s",
+            large_null,
+            large_curve,
+            false,
+        ),
+    ];
+    print_table_of(
+        &format!(
+            "zrpc-bench --curve: loopback, {}-byte payload, echo, NULL vs CURVE",
+            o.size
+        ),
+        ["NULL", "CURVE", "CURVE/NULL"],
+        &rows,
+        &[],
+    );
+    Ok(())
 }
 
 fn json_number(v: f64) -> serde_json::Value {

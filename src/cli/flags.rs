@@ -116,6 +116,29 @@ pub(super) struct Opts {
     /// Debug logging, and remote tracebacks on errors.
     #[arg(short = 'd', long)]
     pub(super) debug: bool,
+    /// Print a new CURVE key pair (public key, then secret key; Z85, one per
+    /// line) and exit.
+    #[arg(long)]
+    pub(super) keygen: bool,
+    /// This side's CURVE secret key (Z85, or @FILE holding it; a --keygen
+    /// output file works). With --curve-server this side is a CURVE client,
+    /// otherwise the CURVE server (and needs --curve-allow or
+    /// --curve-allow-any).
+    #[arg(long, value_name = "KEY|@FILE")]
+    pub(super) curve_secret: Option<String>,
+    /// The CURVE server's public key (this side is a CURVE client; its own
+    /// key is --curve-secret, or a new one).
+    #[arg(long, value_name = "KEY|@FILE")]
+    pub(super) curve_server: Option<String>,
+    /// A CURVE client public key the server lets in (repeatable).
+    #[arg(long, value_name = "KEY|@FILE")]
+    pub(super) curve_allow: Vec<String>,
+    /// Let in any CURVE client that completes the handshake.
+    #[arg(long)]
+    pub(super) curve_allow_any: bool,
+    /// Serve --exec methods on a non-loopback address without CURVE anyway.
+    #[arg(long)]
+    pub(super) insecure: bool,
     /// Serve Prometheus metrics at http://ADDRESS/metrics (server; e.g.
     /// 127.0.0.1:9100).
     #[arg(long, value_name = "ADDRESS")]

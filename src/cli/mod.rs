@@ -10,6 +10,7 @@ mod flags;
 pub(crate) mod json;
 mod oneway;
 mod output;
+mod security;
 
 use crate::client::{CallOptions, Client, Response};
 use crate::error::Error;
@@ -163,6 +164,10 @@ fn check_positionals(rest: &[String]) -> Result<(), CliError> {
 }
 
 async fn run(opts: Opts) -> Result<(), CliError> {
+    if opts.keygen {
+        security::keygen();
+        return Ok(());
+    }
     check_positionals(&opts.rest)?;
     let mut rest = opts.rest.clone().into_iter();
     let mut connects = opts.connect.clone();
@@ -181,6 +186,7 @@ async fn run(opts: Opts) -> Result<(), CliError> {
     let command = rest.next();
     let params: Vec<String> = rest.collect();
     let heartbeat = seconds(opts.heartbeat, "heartbeat")?;
+    let curve = security::curve(&opts)?;
     if opts.conformance {
         let stream = match command {
             Some(method) => Some((method, parse_params(&params, opts.json)?)),
@@ -203,20 +209,21 @@ async fn run(opts: Opts) -> Result<(), CliError> {
                 "--server takes one SERVICE (got {extra:?} after it)"
             )));
         }
-        serve(&opts, connects, binds, command, heartbeat).await
+        security::check_exec_exposure(&opts, &binds, &connects, curve.is_some())?;
+        serve(&opts, connects, binds, command, heartbeat, curve).await
     } else if opts.push || opts.publish {
         let timeout = seconds(opts.timeout, "timeout")?.unwrap_or(Duration::MAX);
         let method =
             command.ok_or_else(|| CliError::Usage("--push and --pub need a METHOD".into()))?;
         let args = parse_params(&params, opts.json)?;
-        oneway::send(opts.push, &connects, &binds, &method, args, timeout).await
+        oneway::send(opts.push, &connects, &binds, &method, args, timeout, curve).await
     } else if opts.pull || opts.subscribe {
         if let Some(extra) = command {
             return Err(CliError::Usage(format!(
                 "--pull and --sub take no method or service (got {extra:?}): they print every event"
             )));
         }
-        oneway::listen(opts.pull, &connects, &binds, opts.max_message_size).await
+        oneway::listen(opts.pull, &connects, &binds, opts.max_message_size, curve).await
     } else {
         let timeout = seconds(opts.timeout, "timeout")?;
         let mut builder = Client::builder()
@@ -225,6 +232,9 @@ async fn run(opts: Opts) -> Result<(), CliError> {
             .passive_heartbeat(!opts.active_hb);
         if let Some(n) = opts.max_message_size {
             builder = builder.max_message_size(n);
+        }
+        if let Some(c) = curve {
+            builder = builder.curve(c);
         }
         for h in &opts.header {
             let (key, value) = h
@@ -259,6 +269,7 @@ async fn serve(
     binds: Vec<String>,
     command: Option<String>,
     heartbeat: Option<Duration>,
+    curve: Option<crate::security::Curve>,
 ) -> Result<(), CliError> {
     let mut service = match command.as_deref() {
         Some(name) => builtins::service(name).ok_or_else(|| {
@@ -284,6 +295,9 @@ async fn serve(
         serve_metrics(addr)?;
     }
     let mut builder = Server::builder(service).heartbeat(heartbeat);
+    if let Some(c) = curve {
+        builder = builder.curve(c);
+    }
     if let Some(n) = opts.pool_size {
         builder = builder.pool_size(n);
     }

@@ -5,6 +5,7 @@ use super::json::to_json;
 use super::CliError;
 use crate::error::ServiceError;
 use crate::oneway::{Publisher, Puller, Pusher, SenderBuilder, Subscriber};
+use crate::security::Curve;
 use crate::Service;
 use crate::Value;
 use std::io::Write;
@@ -23,15 +24,16 @@ pub(super) async fn send(
     method: &str,
     args: Vec<Value>,
     timeout: Duration,
+    curve: Option<Curve>,
 ) -> Result<(), CliError> {
     if push {
-        let pusher = endpoints(Pusher::builder(), connects, binds)
+        let pusher = endpoints(Pusher::builder(), connects, binds, curve)
             .start()
             .await?;
         pusher.push_dynamic(method, args)?;
         pusher.close(timeout).await?;
     } else {
-        let publisher = endpoints(Publisher::builder(), connects, binds)
+        let publisher = endpoints(Publisher::builder(), connects, binds, curve)
             .start()
             .await?;
         // A subscriber still connected after the settle time has had its
@@ -64,7 +66,11 @@ fn endpoints<T>(
     mut b: SenderBuilder<T>,
     connects: &[String],
     binds: &[String],
+    curve: Option<Curve>,
 ) -> SenderBuilder<T> {
+    if let Some(c) = curve {
+        b = b.curve(c);
+    }
     for ep in connects {
         b = b.connect(ep);
     }
@@ -80,6 +86,7 @@ pub(super) async fn listen(
     connects: &[String],
     binds: &[String],
     max_message_size: Option<usize>,
+    curve: Option<Curve>,
 ) -> Result<(), CliError> {
     let printer = Service::new("zrpc").catch_all(|method: String, args: Vec<Value>| async move {
         let line = event_line(&method, &args);
@@ -97,6 +104,9 @@ pub(super) async fn listen(
     builder = builder.pool_size(1);
     if let Some(n) = max_message_size {
         builder = builder.max_message_size(n);
+    }
+    if let Some(c) = curve {
+        builder = builder.curve(c);
     }
     for ep in binds {
         builder = builder.bind(ep);

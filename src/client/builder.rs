@@ -53,6 +53,13 @@ impl ClientBuilder {
         self
     }
 
+    /// Secure every connection with CURVE (encryption, and on the CURVE
+    /// server side the allow-list of client keys; see [`crate::security`]).
+    pub fn curve(mut self, curve: crate::security::Curve) -> Self {
+        self.endpoints.curve = Some(curve);
+        self
+    }
+
     /// Bind an endpoint for servers to connect to (workers layout;
     /// repeatable).
     pub fn bind(mut self, endpoint: impl Into<String>) -> Self {

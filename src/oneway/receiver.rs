@@ -59,6 +59,13 @@ impl ReceiverBuilder {
         }
     }
 
+    /// Secure every connection with CURVE (encryption, and on the CURVE
+    /// server side the allow-list of client keys; see [`crate::security`]).
+    pub fn curve(mut self, curve: crate::security::Curve) -> Self {
+        self.endpoints.curve = Some(curve);
+        self
+    }
+
     /// Bind an endpoint for senders to connect to (repeatable).
     pub fn bind(mut self, endpoint: impl Into<String>) -> Self {
         self.endpoints.binds.push(endpoint.into());

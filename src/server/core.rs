@@ -61,6 +61,8 @@ pub(super) struct Core {
     /// The clock, read once per wake-up: when the requests read in it
     /// arrived (deadlines and durations count from it).
     pub(super) now: Instant,
+    /// The server is a CURVE server: requests carry their client's key.
+    pub(super) curve_server: bool,
 }
 
 impl Core {
@@ -88,6 +90,7 @@ impl Core {
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             timer_at: None,
             now: Instant::now(),
+            curve_server: false,
         }
     }
 

@@ -54,6 +54,13 @@ pub struct ServerBuilder {
 }
 
 impl ServerBuilder {
+    /// Secure every connection with CURVE (encryption, and on the CURVE
+    /// server side the allow-list of client keys; see [`crate::security`]).
+    pub fn curve(mut self, curve: crate::security::Curve) -> Self {
+        self.endpoints.curve = Some(curve);
+        self
+    }
+
     /// Bind a ROUTER endpoint (`tcp://127.0.0.1:4242`, `tcp://*:4242`,
     /// `tcp://127.0.0.1:0` for any free port, `ipc:///tmp/x.sock`).
     /// Repeatable.
@@ -196,7 +203,12 @@ impl ServerBuilder {
             let stack = self.layers.into_iter().rev().fold(inner, |s, wrap| wrap(s));
             dispatch::Dispatch::Layered(service, stack)
         };
-        let core = core::Core::new(dispatch, links, self.heartbeat, pool);
+        let mut core = core::Core::new(dispatch, links, self.heartbeat, pool);
+        core.curve_server = self
+            .endpoints
+            .curve
+            .as_ref()
+            .is_some_and(crate::security::Curve::is_server);
         let task = tokio::spawn(core.run(inbound, ctl_rx));
         Ok(Server {
             endpoints,

@@ -88,7 +88,7 @@ impl Core {
             ));
             return self.reject(&key, frames, legacy, e);
         };
-        let ctx = Context::new(
+        let mut ctx = Context::new(
             payload,
             name,
             &key.id,
@@ -96,6 +96,11 @@ impl Core {
             key.identity.clone(),
             deadline,
         );
+        if self.curve_server {
+            if let Some(client) = self.links[key.link].peer_key(&key.identity) {
+                ctx = ctx.with_client_key(client);
+            }
+        }
         let span = request_span(&ctx);
         // Most handlers finish without waiting: poll once here (a panic
         // caught) and reply at once, saving a task and two hops through

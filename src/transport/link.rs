@@ -62,6 +62,11 @@ impl Link {
         PeerRoom(self.outbox.clone())
     }
 
+    /// The CURVE public key a peer of this (ROUTER) link authenticated with.
+    pub(crate) fn peer_key(&self, identity: &Bytes) -> Option<[u8; 32]> {
+        self.outbox.peer_key(identity)
+    }
+
     /// Send a message; never waits. It goes straight to zeromq's queue for
     /// the peer when that can be done at once, in order (the common case:
     /// one peer with room, nothing queued before it), and through the
@@ -297,6 +302,9 @@ async fn run_connected<S: Halves>(
     limits: Limits,
 ) {
     let mut backoff = BACKOFF_MIN;
+    // A security failure is the user's to fix: said once (per reason), not
+    // at every retry.
+    let mut refused: Option<String> = None;
     loop {
         let mut opts = limits.socket_options(S::KIND);
         opts.connect_timeout(CONNECT_ATTEMPT);
@@ -332,7 +340,17 @@ async fn run_connected<S: Halves>(
                 }
             }
             Err(e) => {
-                tracing::debug!(endpoint = %ep, error = %e, "connect attempt failed");
+                let security = matches!(
+                    e,
+                    zeromq::ZmqError::Curve(_) | zeromq::ZmqError::MechanismMismatch(_)
+                );
+                let reason = e.to_string();
+                if security && refused.as_deref() != Some(reason.as_str()) {
+                    tracing::warn!(endpoint = %ep, error = %reason, "cannot connect");
+                    refused = Some(reason);
+                } else {
+                    tracing::debug!(endpoint = %ep, error = %e, "connect attempt failed");
+                }
                 if out_rx.rx.is_closed() {
                     return;
                 }

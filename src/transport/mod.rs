@@ -106,13 +106,15 @@ pub const MAX_FRAMES_PER_MESSAGE: usize = 64;
 /// The lowest maximum message size a socket is given, whatever is asked.
 pub(crate) const MIN_MESSAGE_LIMIT: usize = 1024;
 
-/// Per-socket limits.
-#[derive(Debug, Clone, Copy)]
+/// Per-socket limits and security.
+#[derive(Debug, Clone)]
 pub(crate) struct Limits {
     pub(crate) max_message_size: usize,
     pub(crate) send_queue: usize,
     pub(crate) send_queue_bytes: usize,
     pub(crate) handshake_timeout: Option<Duration>,
+    /// CURVE (`None`: the NULL mechanism).
+    pub(crate) curve: Option<zeromq::curve::CurveConfig>,
 }
 
 impl Default for Limits {
@@ -122,6 +124,7 @@ impl Default for Limits {
             send_queue: DEFAULT_SEND_QUEUE,
             send_queue_bytes: DEFAULT_SEND_QUEUE_BYTES,
             handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
+            curve: None,
         }
     }
 }
@@ -136,6 +139,7 @@ impl Limits {
         opts.send_queue_capacity(self.send_queue);
         opts.send_queue_bytes(Some(self.send_queue_bytes));
         opts.handshake_timeout(self.handshake_timeout);
+        opts.curve(self.curve.clone());
         // Only a ROUTER addresses one peer among many: the others wait, which
         // is the backpressure a PUSH or a DEALER's owner wants.
         opts.router_drop_when_full(kind == Kind::Router);
@@ -154,6 +158,8 @@ pub(crate) struct Endpoints {
     pub(crate) binds: Vec<String>,
     pub(crate) connects: Vec<String>,
     pub(crate) limits: Limits,
+    /// CURVE, as the builder was given it.
+    pub(crate) curve: Option<crate::security::Curve>,
 }
 
 impl Endpoints {
@@ -169,7 +175,9 @@ impl Endpoints {
                 "a {owner} needs at least one endpoint to bind or connect"
             )));
         }
-        open(kind, &self.binds, &self.connects, self.limits).await
+        let mut limits = self.limits.clone();
+        limits.curve = self.curve.as_ref().map(|c| c.config()).transpose()?;
+        open(kind, &self.binds, &self.connects, limits).await
     }
 }
 
@@ -186,7 +194,7 @@ async fn open(
     let (events_tx, events_rx) = mpsc::channel(REPORT_QUEUE);
     let mut links = Vec::with_capacity(binds.len() + connects.len());
     for ep in binds {
-        links.push(link::bind(kind, links.len(), ep, events_tx.clone(), limits).await?);
+        links.push(link::bind(kind, links.len(), ep, events_tx.clone(), limits.clone()).await?);
     }
     for ep in connects {
         links.push(link::connect(
@@ -194,7 +202,7 @@ async fn open(
             links.len(),
             ep,
             events_tx.clone(),
-            limits,
+            limits.clone(),
         )?);
     }
     let endpoints = links.iter().map(|l| l.endpoint.clone()).collect();

@@ -58,6 +58,13 @@ impl Outbox {
         }
     }
 
+    /// The CURVE public key the ROUTER peer `identity` authenticated with.
+    pub(super) fn peer_key(&self, identity: &bytes::Bytes) -> Option<[u8; 32]> {
+        let router = self.room.lock().ok()?.clone()?;
+        let peer = zeromq::util::PeerIdentity::try_from(identity.clone()).ok()?;
+        router.peer_public_key(&peer)
+    }
+
     /// The task handed a queued message to zeromq (or dropped it).
     pub(super) fn done(&self) {
         self.queued.fetch_sub(1, Ordering::AcqRel);

@@ -123,6 +123,17 @@ pub async fn until_running(client: &zerorpc::Client, n: usize) {
     }
 }
 
+/// Serve `service` on a free loopback port.
+pub async fn serve(service: Service) -> (Server, String) {
+    let server = Server::builder(service)
+        .bind("tcp://127.0.0.1:0")
+        .start()
+        .await
+        .expect("server starts");
+    let ep = server.endpoints()[0].clone();
+    (server, ep)
+}
+
 /// Start the test service on a free loopback port.
 pub async fn start_server(heartbeat: Option<Duration>) -> (Server, String) {
     let server = Server::builder(test_service())

@@ -102,6 +102,8 @@ pub(crate) struct GenericSocketBackend {
     peer_count: AtomicUsize,
     /// Notifiers for reconnection tasks - keyed by `peer_id`
     disconnect_notifiers: Mutex<HashMap<PeerIdentity, DisconnectNotifier>>,
+    /// zrpc patch: the CURVE public key of each peer that authenticated.
+    peer_keys: Mutex<HashMap<PeerIdentity, [u8; 32]>>,
 }
 
 impl GenericSocketBackend {
@@ -120,7 +122,13 @@ impl GenericSocketBackend {
             single_peer: Mutex::new(None),
             peer_count: AtomicUsize::new(0),
             disconnect_notifiers: Mutex::new(HashMap::new()),
+            peer_keys: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// zrpc patch: the CURVE public key peer `peer_id` authenticated with.
+    pub(crate) fn peer_key(&self, peer_id: &PeerIdentity) -> Option<[u8; 32]> {
+        self.peer_keys.lock().get(peer_id).copied()
     }
 
     /// Register a notifier to be called when a peer disconnects.
@@ -162,7 +170,7 @@ impl GenericSocketBackend {
                     Message::Greeting(_) => {
                         return Err(ZmqError::Socket("Sending greeting is not supported"))
                     }
-                    Message::Command(_) => {
+                    Message::Command(_) | Message::Raw(_) => {
                         return Err(ZmqError::Socket("Sending commands is not supported"))
                     }
                     Message::Message(m) => {
@@ -513,7 +521,14 @@ impl MultiPeerBackend for GenericSocketBackend {
         self.socket_type == SocketType::ROUTER && self.peers.contains_async(peer_id).await
     }
 
+    fn set_peer_key(&self, peer_id: &PeerIdentity, key: [u8; 32]) {
+        if self.socket_type == SocketType::ROUTER {
+            self.peer_keys.lock().insert(peer_id.clone(), key);
+        }
+    }
+
     fn peer_disconnected(&self, peer_id: &PeerIdentity) {
+        self.peer_keys.lock().remove(peer_id);
         let peer_removed = self.peers.remove_sync(peer_id).is_some();
         self.refresh_single_peer_cache();
         match &self.fair_queue_inner {

@@ -67,6 +67,13 @@ pub enum ZmqError {
     /// zrpc patch: an incoming connection failed before it became a peer.
     #[error("connection from {0} refused: {1}")]
     HandshakeFailed(Endpoint, #[source] Box<ZmqError>),
+    /// zrpc patch: the CURVE handshake failed (a wrong key, a box that does
+    /// not open, a malformed command, or the peer's ERROR).
+    #[error("CURVE handshake failed: {0}")]
+    Curve(String),
+    /// zrpc patch: a CURVE client whose public key is not allowed.
+    #[error("CURVE client key {} is not allowed", crate::curve::z85::encode(.0).unwrap_or_default())]
+    CurveRefused([u8; 32]),
 }
 
 impl From<mpsc::TrySendError<Message>> for ZmqError {

@@ -3,6 +3,7 @@
 mod async_rt;
 mod backend;
 mod codec;
+pub mod curve;
 mod dealer;
 mod endpoint;
 mod error;
@@ -365,6 +366,8 @@ pub struct SocketOptions {
     pub(crate) max_frames_per_message: Option<usize>,
     // zrpc patch: how long a peer may take to greet and say READY.
     pub(crate) handshake_timeout: Option<Duration>,
+    // zrpc patch: the CURVE mechanism (None: NULL).
+    pub(crate) curve: Option<curve::CurveConfig>,
 }
 
 /// zrpc patch: what each received frame is charged against
@@ -389,6 +392,7 @@ impl Default for SocketOptions {
             send_queue_bytes: None,
             max_frames_per_message: None,
             handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
+            curve: None,
         }
     }
 }
@@ -442,6 +446,14 @@ impl SocketOptions {
         self.read_buffer_initial_size = initial_size;
         self.read_buffer_max_size = max_size;
         self.read_buffer_short_reads = short_reads;
+        self
+    }
+
+    /// zrpc patch: secure every connection with CURVE in this role
+    /// (`None`, the default: the NULL mechanism, no security). A peer using
+    /// another mechanism is refused.
+    pub fn curve(&mut self, config: Option<curve::CurveConfig>) -> &mut Self {
+        self.curve = config;
         self
     }
 
@@ -527,6 +539,10 @@ pub trait MultiPeerBackend: SocketBackend {
     async fn identity_in_use(&self, _peer_id: &PeerIdentity) -> bool {
         false
     }
+
+    /// zrpc patch: the CURVE public key a peer authenticated with (kept by
+    /// sockets that can tell peers apart: ROUTER).
+    fn set_peer_key(&self, _peer_id: &PeerIdentity, _key: [u8; 32]) {}
 }
 
 pub trait SocketBackend: Send + Sync {

@@ -113,6 +113,12 @@ impl SocketSend for RouterSocket {
 }
 
 impl RouterSocket {
+    /// zrpc patch: the CURVE public key `peer` authenticated with (`None`
+    /// without CURVE, or for no such peer).
+    pub fn peer_public_key(&self, peer: &PeerIdentity) -> Option<[u8; 32]> {
+        self.backend.peer_key(peer)
+    }
+
     /// Splits the socket into separate send and recv halves, allowing concurrent
     /// sending and receiving from independent async tasks.
     ///
@@ -185,6 +191,12 @@ impl SocketSend for RouterSendHalf {
 }
 
 impl RouterSendHalf {
+    /// zrpc patch: the CURVE public key `peer` authenticated with (`None`
+    /// without CURVE, or for no such peer).
+    pub fn peer_public_key(&self, peer: &PeerIdentity) -> Option<[u8; 32]> {
+        self.inner.backend.peer_key(peer)
+    }
+
     /// zrpc patch: whether the queue of messages waiting to be written to
     /// `peer` is under half its bounds (`send_queue_capacity` and, if set,
     /// `send_queue_bytes`): a producer that checks this before each message

@@ -105,14 +105,14 @@ pub(crate) struct Peer {
 /// Given the result of the greetings exchange, determines the version of the
 /// ZMTP protocol that should be used for communication with the peer according
 /// to [ZeroMQ RFC 23](https://rfc.zeromq.org/spec/23/#version-negotiation).
-fn negotiate_version(greeting: Message) -> ZmqResult<ZmtpVersion> {
-    let my_version = ZmqGreeting::default().version;
+fn negotiate_version(greeting: Message, ours: &ZmqGreeting) -> ZmqResult<ZmtpVersion> {
+    let my_version = ours.version;
 
     match greeting {
         // zrpc patch: both sides must use the same security mechanism; a
         // peer announcing CURVE (or PLAIN) and then sending a NULL READY was
         // served as if it had said NULL.
-        Message::Greeting(peer) if peer.mechanism != ZmqGreeting::default().mechanism => {
+        Message::Greeting(peer) if peer.mechanism != ours.mechanism => {
             Err(ZmqError::MechanismMismatch(peer.mechanism.as_str()))
         }
         Message::Greeting(peer) => {
@@ -138,17 +138,24 @@ fn negotiate_version(greeting: Message) -> ZmqResult<ZmtpVersion> {
     }
 }
 
-pub(crate) async fn greet_exchange(raw_socket: &mut FramedIo) -> ZmqResult<ZmtpVersion> {
-    raw_socket
-        .write_half
-        .send(Message::Greeting(ZmqGreeting::default()))
-        .await?;
+pub(crate) async fn greet_exchange(
+    raw_socket: &mut FramedIo,
+    options: &SocketOptions,
+) -> ZmqResult<ZmtpVersion> {
+    // zrpc patch: the greeting names the mechanism (and, for CURVE, the
+    // role).
+    let mut ours = ZmqGreeting::default();
+    if let Some(curve) = &options.curve {
+        ours.mechanism = crate::codec::mechanism::ZmqMechanism::CURVE;
+        ours.as_server = curve.is_server();
+    }
+    raw_socket.write_half.send(Message::Greeting(ours)).await?;
 
     let greeting = match raw_socket.read_half.next().await {
         Some(message) => message?,
         None => return Err(ZmqError::Other("Failed Greeting exchange")),
     };
-    negotiate_version(greeting)
+    negotiate_version(greeting, &ours)
 }
 
 pub(crate) async fn ready_exchange(
@@ -201,8 +208,8 @@ pub(crate) async fn peer_connected(
     // zrpc patch: a peer that connects and says nothing (or half a
     // greeting) is closed after the handshake timeout, as libzmq does.
     let timeout = backend.socket_options().handshake_timeout;
-    let handshake = peer_handshake(&mut raw_socket, backend.clone());
-    let peer_id = match timeout {
+    let handshake = peer_handshake_keyed(&mut raw_socket, backend.clone());
+    let (peer_id, key) = match timeout {
         Some(t) => match async_rt::task::timeout(t, handshake).await {
             Ok(result) => result?,
             Err(_) => return Err(ZmqError::HandshakeTimeout(t)),
@@ -215,6 +222,11 @@ pub(crate) async fn peer_connected(
     if backend.identity_in_use(&peer_id).await {
         return Err(ZmqError::DuplicateIdentity(peer_id));
     }
+    // zrpc patch: the key the peer authenticated with (CURVE), before its
+    // first message can arrive.
+    if let Some(key) = key {
+        backend.set_peer_key(&peer_id, key);
+    }
     backend.peer_connected(&peer_id, raw_socket).await;
     Ok(peer_id)
 }
@@ -223,14 +235,38 @@ pub(crate) async fn peer_handshake(
     raw_socket: &mut FramedIo,
     backend: Arc<dyn MultiPeerBackend>,
 ) -> ZmqResult<PeerIdentity> {
-    greet_exchange(raw_socket).await?;
+    let (peer_id, key) = peer_handshake_keyed(raw_socket, backend.clone()).await?;
+    if let Some(key) = key {
+        backend.set_peer_key(&peer_id, key);
+    }
+    Ok(peer_id)
+}
+
+/// zrpc patch: the handshake, and the CURVE public key the peer
+/// authenticated with (when this side is a CURVE server).
+async fn peer_handshake_keyed(
+    raw_socket: &mut FramedIo,
+    backend: Arc<dyn MultiPeerBackend>,
+) -> ZmqResult<(PeerIdentity, Option<[u8; 32]>)> {
+    let options = backend.socket_options().clone();
+    greet_exchange(raw_socket, &options).await?;
+    if let Some(curve) = &options.curve {
+        return crate::curve::handshake(
+            raw_socket,
+            curve,
+            backend.socket_type(),
+            options.peer_id.as_ref(),
+        )
+        .await;
+    }
     let mut props = None;
     if let Some(identity) = &backend.socket_options().peer_id {
         let mut connect_ops = HashMap::new();
         connect_ops.insert("Identity".to_string(), identity.clone().into());
         props = Some(connect_ops);
     }
-    ready_exchange(raw_socket, backend.socket_type(), props).await
+    let peer_id = ready_exchange(raw_socket, backend.socket_type(), props).await?;
+    Ok((peer_id, None))
 }
 
 pub(crate) async fn run_with_timeout<T, F>(duration: Option<Duration>, future: F) -> ZmqResult<T>
@@ -362,7 +398,7 @@ pub(crate) mod tests {
                 mechanism,
                 as_server: false,
             });
-            match negotiate_version(greeting) {
+            match negotiate_version(greeting, &ZmqGreeting::default()) {
                 Err(ZmqError::MechanismMismatch(m)) => assert_eq!(m, mechanism.as_str()),
                 other => panic!("{mechanism:?} accepted: {other:?}"),
             }
@@ -374,7 +410,8 @@ pub(crate) mod tests {
         // if both peers are using the same protocol version, negotiation is trivial
         let peer_version = ZmqGreeting::default().version;
         let expected = ZmqGreeting::default().version;
-        let actual = negotiate_version(new_greeting(peer_version)).unwrap();
+        let actual =
+            negotiate_version(new_greeting(peer_version), &ZmqGreeting::default()).unwrap();
         assert_eq!(actual, expected);
     }
 
@@ -383,7 +420,8 @@ pub(crate) mod tests {
         // if the other end is using a newer protocol version, they should adjust to us
         let peer_version = (3, 1);
         let expected = ZmqGreeting::default().version;
-        let actual = negotiate_version(new_greeting(peer_version)).unwrap();
+        let actual =
+            negotiate_version(new_greeting(peer_version), &ZmqGreeting::default()).unwrap();
         assert_eq!(actual, expected);
     }
 
@@ -393,7 +431,7 @@ pub(crate) mod tests {
         // them, but interoperability with older peers is not implemented at the
         // moment, so we just give up immediately, which is allowed by the spec
         let peer_version = (2, 1);
-        let actual = negotiate_version(new_greeting(peer_version));
+        let actual = negotiate_version(new_greeting(peer_version), &ZmqGreeting::default());
         match actual {
             Err(ZmqError::UnsupportedVersion(version)) => assert_eq!(version, peer_version),
             _ => panic!("Unexpected result"),
@@ -404,7 +442,7 @@ pub(crate) mod tests {
     fn negotiate_version_invalid_greeting() {
         // unexpected message during greetings exchange
         let message = Message::Message(ZmqMessage::from(""));
-        let actual = negotiate_version(message);
+        let actual = negotiate_version(message, &ZmqGreeting::default());
         match actual {
             Err(ZmqError::Other(_)) => {}
             _ => panic!("Unexpected result"),

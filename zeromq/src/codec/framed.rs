@@ -52,6 +52,11 @@ impl ZmqFramedRead {
         }
     }
 
+    /// zrpc patch: the codec (to switch it to CURVE after the handshake).
+    pub(crate) fn codec_mut(&mut self) -> &mut ZmqCodec {
+        &mut self.codec
+    }
+
     /// zrpc patch: answer PING commands by queueing a PONG on `queue` (the
     /// peer's send queue); the PINGs are then not passed on.
     pub(crate) fn answer_pings(&mut self, queue: futures::channel::mpsc::Sender<Message>) {

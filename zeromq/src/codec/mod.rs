@@ -24,4 +24,7 @@ pub enum Message {
     Greeting(ZmqGreeting),
     Command(ZmqCommand),
     Message(ZmqMessage),
+    /// zrpc patch: a command frame as it is (name and body), for the CURVE
+    /// handshake, whose commands are not property lists.
+    Raw(bytes::Bytes),
 }

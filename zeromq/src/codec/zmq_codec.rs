@@ -2,6 +2,7 @@ use super::command::ZmqCommand;
 use super::error::CodecError;
 use super::greeting::ZmqGreeting;
 use super::Message;
+use crate::curve::{CurveRx, CurveTx, MAX_HANDSHAKE_COMMAND};
 use crate::{SocketOptions, ZmqMessage};
 
 use asynchronous_codec::{Decoder, Encoder};
@@ -39,6 +40,13 @@ pub struct ZmqCodec {
     buffered_frames: usize,
     max_message_size: Option<usize>,
     max_frames: Option<usize>,
+    /// zrpc patch: during a CURVE handshake, command frames are passed on
+    /// as they are (`Message::Raw`), and none longer than a handshake needs.
+    pub(crate) raw_commands: bool,
+    /// zrpc patch: after a CURVE handshake, frames are opened (reading) or
+    /// sealed (writing) as MESSAGE commands.
+    pub(crate) curve_rx: Option<CurveRx>,
+    pub(crate) curve_tx: Option<CurveTx>,
 }
 
 /// zrpc patch: where the greeting's major version is (after the 10-byte
@@ -67,6 +75,9 @@ impl ZmqCodec {
             buffered_frames: 0,
             max_message_size: options.max_message_size,
             max_frames: options.max_frames_per_message,
+            raw_commands: false,
+            curve_rx: None,
+            curve_tx: None,
         }
     }
 
@@ -175,15 +186,36 @@ impl Decoder for ZmqCodec {
                         return Err(CodecError::Decode(
                             "Command exceeds the maximum message size",
                         ));
+                    } else if self.raw_commands && frame_len > MAX_HANDSHAKE_COMMAND {
+                        return Err(CodecError::Decode("CURVE handshake command too long"));
                     }
                     self.state = DecoderState::Frame(frame);
                     self.waiting_for = frame_len;
                 }
                 DecoderState::Frame(frame) => {
-                    let data = src.split_to(self.waiting_for);
+                    let mut data = src.split_to(self.waiting_for);
                     self.state = DecoderState::FrameHeader;
                     self.waiting_for = 1;
-                    if frame.command {
+                    let mut more = frame.more;
+                    if let Some(rx) = self.curve_rx.as_mut() {
+                        // zrpc patch: every frame is a sealed MESSAGE.
+                        let (flags, opened) = rx.open(data)?;
+                        if flags & 0x02 != 0 {
+                            return Ok(Some(Message::Command(ZmqCommand::try_from(opened)?)));
+                        }
+                        more = flags & 0x01 != 0;
+                        if let Some(max) = self.max_message_size {
+                            let charged = opened.len().saturating_add(crate::FRAME_OVERHEAD);
+                            if self.buffered_len.saturating_add(charged) > max {
+                                return Err(CodecError::Decode(
+                                    "Message exceeds the maximum message size",
+                                ));
+                            }
+                        }
+                        data = BytesMut::from(opened);
+                    } else if frame.command && self.raw_commands {
+                        return Ok(Some(Message::Raw(data.freeze())));
+                    } else if frame.command {
                         return Ok(Some(Message::Command(ZmqCommand::try_from(data.freeze())?)));
                     }
 
@@ -195,7 +227,7 @@ impl Decoder for ZmqCodec {
                         None => self.buffered_message = Some(ZmqMessage::from(data.freeze())),
                     }
 
-                    if !frame.more {
+                    if !more {
                         self.buffered_len = 0;
                         self.buffered_frames = 0;
                         // Quoth the Raven “Nevermore.”
@@ -231,20 +263,49 @@ fn encode_frame(frame: &Bytes, dst: &mut BytesMut, more: bool) {
     dst.extend_from_slice(frame.as_ref());
 }
 
+/// zrpc patch: a command frame around `body` (name and data).
+fn encode_command(body: &Bytes, dst: &mut BytesMut) {
+    let len = body.len();
+    if len > 255 {
+        dst.reserve(len + 9);
+        dst.extend_from_slice(&[0b110]);
+        dst.extend_from_slice(&(len as u64).to_be_bytes());
+    } else {
+        dst.reserve(len + 2);
+        dst.extend_from_slice(&[0b100, len as u8]);
+    }
+    dst.extend_from_slice(body);
+}
+
 impl Encoder for ZmqCodec {
     type Error = CodecError;
     type Item<'a> = Message;
 
     fn encode(&mut self, message: Self::Item<'_>, dst: &mut BytesMut) -> Result<(), Self::Error> {
-        match message {
-            Message::Greeting(payload) => dst.unsplit(payload.into()),
-            Message::Command(command) => dst.unsplit(command.into()),
-            Message::Message(message) => {
+        match (message, self.curve_tx.as_mut()) {
+            (Message::Greeting(payload), _) => dst.unsplit(payload.into()),
+            (Message::Command(command), None) => dst.unsplit(command.into()),
+            (Message::Message(message), None) => {
                 let last_element = message.len() - 1;
                 for (idx, part) in message.iter().enumerate() {
                     encode_frame(part, dst, idx != last_element);
                 }
             }
+            // zrpc patch: CURVE. Each frame goes sealed in a MESSAGE of its
+            // own (its more and command flags inside the box), as libzmq does.
+            (Message::Command(command), Some(tx)) => {
+                let framed: BytesMut = command.into();
+                let header = if framed[0] & 0b10 != 0 { 9 } else { 2 };
+                encode_frame(&tx.seal(0x02, &framed[header..]), dst, false);
+            }
+            (Message::Message(message), Some(tx)) => {
+                let last_element = message.len() - 1;
+                for (idx, part) in message.iter().enumerate() {
+                    let flags = u8::from(idx != last_element);
+                    encode_frame(&tx.seal(flags, part), dst, false);
+                }
+            }
+            (Message::Raw(command), _) => encode_command(&command, dst),
         }
         Ok(())
     }
