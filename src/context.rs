@@ -99,6 +99,12 @@ impl Context {
         self.client_key
     }
 
+    /// A context of no request (what the service macro's code gets outside
+    /// one).
+    pub(crate) fn empty() -> Context {
+        Context::new(&Bytes::new(), "", &[], &[], Bytes::new(), None)
+    }
+
     /// The same request, without a deadline (a stream's items after its
     /// first: heartbeats bound them, as they do for the caller).
     pub(crate) fn without_deadline(mut self) -> Context {

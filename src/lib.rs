@@ -36,13 +36,14 @@
 //! |---|---|
 //! | [`protocol`] | the wire: event codec (`event`), message ids, framing of ZeroMQ messages, msgpack primitives, heartbeat rules |
 //! | `transport` | the adapter over our ZeroMQ package: links (one socket each, reconnecting), sending (`outbox`), receiving (`inbound`), endpoints |
-//! | [`service`] | the name → handler table: argument decoding (`args`), handlers and their guards (`handler`), introspection, [`RpcService`] objects |
+//! | [`service`](mod@service) | the name → handler table: argument decoding (`args`), handlers and their guards (`handler`), introspection, [`RpcService`] objects |
 //! | [`server`] | ROUTER server: the core task, channels (heartbeats, credit), requests, replies |
 //! | [`client`] | DEALER client: the call table (`core`), who reads the sockets (`driver`, `relay`), [`ReplyStream`], what a call sends (`call`) |
 //! | [`oneway`] | fire-and-forget events: [`Pusher`] → [`Puller`] (cast), [`Publisher`] → [`Subscriber`] (fanout) |
 //! | `context` | [`Context`]: what a handler knows of its request (method, peer, deadline, header keys, [`TraceParent`]) |
 //! | [`middleware`] | tower layers around a server's dispatch, [`CallHook`](middleware::CallHook)s around a client's calls |
 //! | `telemetry` | metrics through the `metrics` facade |
+//! | [`macro@service`] (`macros/`) | `#[zerorpc::service]`: a trait becomes a service and a typed client (its runtime side: `__private`) |
 //! | [`security`] | CurveZMQ: [`Curve`](security::Curve) roles, keys, allow-lists (the handshake itself is in the transport package) |
 //! | `names` | tables keyed by method name |
 //! | [`error`] | [`Error`] (what callers see) and [`ServiceError`] (what handlers raise) |
@@ -71,6 +72,9 @@
 
 #![warn(missing_docs)]
 
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
 #[cfg(feature = "cli")]
 pub mod bench;
 #[cfg(feature = "cli")]
@@ -103,6 +107,95 @@ pub use rmpv::Value;
 
 /// The attribute that [`RpcService`] implementations use.
 pub use async_trait::async_trait;
+
+/// Define a service once, as a trait: the macro adds `into_service()` (the
+/// handler table, with each method's docs and argument names for
+/// introspection) and writes a typed client, `<Trait>Client`.
+///
+/// ```
+/// use futures::StreamExt;
+/// use zerorpc::{Client, Context, Server, ServiceError};
+///
+/// /// A calculator.
+/// #[zerorpc::service(name = "calc")] // the service name (default: the trait's)
+/// pub trait Calc {
+///     /// Add two integers.               <- `_zerorpc_help`, `zrpc -?`
+///     async fn add(&self, a: i64, b: i64) -> i64;
+///
+///     /// Divide; an `Err` is an `ERR` (any `E: Into<ServiceError>`).
+///     async fn divide(&self, a: f64, b: f64) -> Result<f64, ServiceError>;
+///
+///     /// A trailing `Option` may be left out by callers (a Python default).
+///     #[zerorpc(name = "sayHello")] // the wire name, if not the Rust one
+///     async fn say_hello(&self, name: String, title: Option<String>) -> String;
+///
+///     /// A stream: a plain `fn` returning `impl Stream<Item = T>`.
+///     fn count(&self, n: u64) -> impl Stream<Item = u64>;
+///
+///     /// CPU-heavy work runs on the blocking pool.
+///     #[zerorpc(blocking)]
+///     fn fib(&self, n: u32) -> u64;
+///
+///     /// A `Context` parameter is the request's context, not an argument.
+///     async fn deadline_ms(&self, ctx: Context) -> Option<u128>;
+/// }
+///
+/// struct Calculator;
+///
+/// impl Calc for Calculator {
+///     async fn add(&self, a: i64, b: i64) -> i64 {
+///         a + b
+///     }
+///     async fn divide(&self, a: f64, b: f64) -> Result<f64, ServiceError> {
+///         if b == 0.0 {
+///             return Err(ServiceError::new("ZeroDivisionError", "division by zero"));
+///         }
+///         Ok(a / b)
+///     }
+///     async fn say_hello(&self, name: String, title: Option<String>) -> String {
+///         format!("Hello, {}{name}!", title.map(|t| t + " ").unwrap_or_default())
+///     }
+///     fn count(&self, n: u64) -> impl futures::Stream<Item = u64> + Send + 'static {
+///         futures::stream::iter(0..n)
+///     }
+///     fn fib(&self, n: u32) -> u64 {
+///         (0..n).fold((0, 1), |(a, b), _| (b, a + b)).0
+///     }
+///     async fn deadline_ms(&self, ctx: Context) -> Option<u128> {
+///         ctx.remaining().map(|d| d.as_millis())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), zerorpc::Error> {
+/// // Serve it (dynamic methods may be added to the service too)...
+/// let server = Server::builder(Calculator.into_service())
+///     .bind("tcp://127.0.0.1:0")
+///     .start()
+///     .await?;
+/// // ...and call it: argument and result types are checked by the compiler.
+/// let calc = CalcClient::new(Client::connect(&server.endpoints()[0]).await?);
+/// assert_eq!(calc.add(2, 3).await?, 5);
+/// assert_eq!(calc.say_hello("Ada".into(), None).await?, "Hello, Ada!");
+/// let items: Vec<u64> = calc.count(3).await?.map(|i| i.unwrap()).collect().await;
+/// assert_eq!(items, [0, 1, 2]);
+/// # Ok(()) }
+/// ```
+///
+/// Each method is `&self` first. Arguments arrive positionally, named by
+/// their Rust names in introspection; a caller giving too few or too many
+/// gets Python's `TypeError` (`add() missing 1 required positional
+/// argument: 'b'`). Results are a plain `T: Serialize` or a `Result<T, E>`;
+/// argument and result types must be serde types (`Value` for "anything").
+/// The trait's async methods must return `Send` futures (the server runs
+/// them on any thread); streams must be `Send + 'static`. The client's
+/// `with_options` sets per-call options (timeout, header keys).
+#[doc(inline)]
+pub use zerorpc_macros::service;
+
+// The service macro's code names this crate `::zerorpc`, also from inside
+// it (the command line's built-in services).
+extern crate self as zerorpc;
 
 /// The README's Rust examples, compiled as doctests so they cannot drift.
 #[cfg(doctest)]

@@ -64,7 +64,7 @@ fn calc_service_does_what_users_mean() {
     let out = zrpc(&[&ep, "add", "1"]);
     assert_eq!(
         stderr(&out).trim(),
-        "zrpc: remote error TypeError: add() takes 2 positional arguments but 1 was given"
+        "zrpc: remote error TypeError: add() missing 1 required positional argument: 'b'"
     );
     let out = zrpc(&[&ep, "add", "x", "1"]);
     assert_eq!(out.status.code(), Some(1));

@@ -83,6 +83,10 @@ struct Opts {
     /// run): sequential, pipelined and 64 KiB calls.
     #[arg(long)]
     curve: bool,
+    /// Measure a method defined with `#[zerorpc::service]` against the same
+    /// method registered as a closure (in the same run).
+    #[arg(long)]
+    typed: bool,
     /// Install a Prometheus metrics recorder first (to measure what
     /// recording metrics costs).
     #[arg(long)]
@@ -141,6 +145,7 @@ pub fn main() -> i32 {
         match &opts.connect {
             Some(addr) => live(&opts, addr).await,
             None if opts.curve => curve_vs_null(&opts).await,
+            None if opts.typed => typed_vs_closure(&opts).await,
             None => side_by_side(&opts).await,
         }
     });
@@ -515,12 +520,64 @@ async fn curve_vs_null(o: &Opts) -> Result<(), String> {
         .start()
         .await
         .map_err(|e| e.to_string())?;
+    a_against_b(o, ["NULL", "CURVE"], "null", "curve", [&null, &curve]).await
+}
+
+/// A service with `echo` defined with `#[zerorpc::service]`.
+#[crate::service(name = "bench")]
+trait TypedEcho {
+    /// Return the bytes.
+    async fn echo(&self, b: serde_bytes::ByteBuf) -> serde_bytes::ByteBuf;
+}
+
+struct Echo;
+
+impl TypedEcho for Echo {
+    async fn echo(&self, b: serde_bytes::ByteBuf) -> serde_bytes::ByteBuf {
+        b
+    }
+}
+
+/// `zrpc-bench --typed`: the same calls to a closure-registered `echo` and
+/// to one defined with `#[zerorpc::service]`, alternating round by round.
+async fn typed_vs_closure(o: &Opts) -> Result<(), String> {
+    let start = |service: Service| async move {
+        Server::builder(service)
+            .bind("tcp://127.0.0.1:0")
+            .start()
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let closure_server = start(echo_service()).await?;
+    let typed_server = start(Echo.into_service()).await?;
+    let closure = zrpc_client(&closure_server.endpoints()[0]).await?;
+    let typed = zrpc_client(&typed_server.endpoints()[0]).await?;
+    a_against_b(
+        o,
+        ["closure", "macro"],
+        "closure",
+        "typed",
+        [&closure, &typed],
+    )
+    .await
+}
+
+/// Sequential, pipelined and 64 KiB calls of `echo` through two clients
+/// (`heads`: what each is), alternating round by round; one table or one
+/// JSON object (keys prefixed `keys[i]_`).
+async fn a_against_b(
+    o: &Opts,
+    heads: [&str; 2],
+    prefix_a: &str,
+    prefix_b: &str,
+    clients: [&Client; 2],
+) -> Result<(), String> {
     let payload = Bytes::from(vec![0x5a; o.size]);
     let big = Bytes::from(vec![0xa5; 64 << 10]);
     let (args, big_args) = (CallArgs::Bytes(&payload), CallArgs::Bytes(&big));
     progress("warming up");
     let warm = (o.seq / 10).clamp(1, 500);
-    for c in [&null, &curve] {
+    for c in clients {
         zrpc_sequential(c, "echo", args, warm).await?;
     }
     let rounds = o.rounds;
@@ -530,8 +587,11 @@ async fn curve_vs_null(o: &Opts) -> Result<(), String> {
         [vec![], vec![]],
     );
     for r in 1..=rounds {
-        progress(&format!("NULL and CURVE, round {r}/{rounds}"));
-        for (i, c) in [&null, &curve].into_iter().enumerate() {
+        progress(&format!(
+            "{} and {}, round {r}/{rounds}",
+            heads[0], heads[1]
+        ));
+        for (i, c) in clients.into_iter().enumerate() {
             seq[i].add(zrpc_sequential(c, "echo", args, (o.seq / rounds).max(1)).await?);
             let n = (o.pipelined / rounds).max(1);
             pipe[i].push(zrpc_pipelined(c, "echo", args, n, o.window).await?);
@@ -541,60 +601,61 @@ async fn curve_vs_null(o: &Opts) -> Result<(), String> {
         }
     }
     done_progress();
-    let [seq_null, seq_curve] = seq.map(latency);
-    let [pipe_null, pipe_curve] = pipe.map(median);
-    let [large_null, large_curve] = large.map(median);
+    let [seq_a, seq_b] = seq.map(latency);
+    let [pipe_a, pipe_b] = pipe.map(median);
+    let [large_a, large_b] = large.map(median);
     if o.json {
         let mut json = serde_json::Map::new();
         for (k, v) in [
-            ("null_rtt_us", seq_null.median_us),
-            ("curve_rtt_us", seq_curve.median_us),
-            ("null_calls_per_s", pipe_null),
-            ("curve_calls_per_s", pipe_curve),
-            ("null_64k_mb_per_s", large_null),
-            ("curve_64k_mb_per_s", large_curve),
+            (format!("{prefix_a}_rtt_us"), seq_a.median_us),
+            (format!("{prefix_b}_rtt_us"), seq_b.median_us),
+            (format!("{prefix_a}_calls_per_s"), pipe_a),
+            (format!("{prefix_b}_calls_per_s"), pipe_b),
+            (format!("{prefix_a}_64k_mb_per_s"), large_a),
+            (format!("{prefix_b}_64k_mb_per_s"), large_b),
         ] {
-            json.insert(k.to_string(), json_number(v));
+            json.insert(k, json_number(v));
         }
         println!("{}", serde_json::Value::Object(json));
         return Ok(());
     }
-    let row = |what: &str, unit, null: f64, curve: f64, lower_better| Row {
+    let row = |what: &str, unit, a: f64, b: f64, lower_better| Row {
         what: what.into(),
         unit,
-        raw: Some(null),
-        zrpc: curve,
+        raw: Some(a),
+        zrpc: b,
         lower_better,
     };
     let rows = [
         row(
             "sequential round trip, median",
             "µs",
-            seq_null.median_us,
-            seq_curve.median_us,
+            seq_a.median_us,
+            seq_b.median_us,
             true,
         ),
         row(
             &format!("pipelined ({} in flight) per s", o.window),
             "/s",
-            pipe_null,
-            pipe_curve,
+            pipe_a,
+            pipe_b,
             false,
         ),
         row(
             "64 KiB payload, MB/s (8 in flight)",
             "MB/s",
-            large_null,
-            large_curve,
+            large_a,
+            large_b,
             false,
         ),
     ];
+    let ratio = format!("{}/{}", heads[1], heads[0]);
     print_table_of(
         &format!(
-            "zrpc-bench --curve: loopback, {}-byte payload, echo, NULL vs CURVE",
-            o.size
+            "zrpc-bench: loopback, {}-byte payload, echo, {} vs {}",
+            o.size, heads[0], heads[1]
         ),
-        ["NULL", "CURVE", "CURVE/NULL"],
+        [heads[0], heads[1], &ratio],
         &rows,
         &[],
     );

@@ -3,7 +3,6 @@
 
 use crate::{Service, ServiceError, Value};
 use chrono::format::{Item, StrftimeItems};
-use futures::StreamExt;
 use std::time::Duration;
 
 /// Names of the built-in services.
@@ -19,33 +18,50 @@ pub(super) fn service(name: &str) -> Option<Service> {
     }
 }
 
+/// The current time, and waiting.
+#[crate::service(name = "time")]
+trait Time {
+    /// Return the current time in seconds since the Epoch, as a float.
+    async fn time(&self) -> f64;
+
+    /// Format the current local time, e.g. strftime('%Y/%m/%d').
+    // Formatting is work in proportion to the format (4 MiB of `%c` made
+    // 1.3 GB): bounded, and off the server's core.
+    #[zerorpc(blocking)]
+    fn strftime(&self, format: String) -> Result<String, ServiceError>;
+
+    /// Wait for the given number of seconds (without blocking other calls).
+    async fn sleep(&self, seconds: f64) -> Result<(), ServiceError>;
+}
+
+struct Clock;
+
+impl Time for Clock {
+    async fn time(&self) -> f64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64()
+    }
+
+    fn strftime(&self, format: String) -> Result<String, ServiceError> {
+        strftime(&format)
+    }
+
+    async fn sleep(&self, seconds: f64) -> Result<(), ServiceError> {
+        if !(0.0..=1e9).contains(&seconds) {
+            return Err(ServiceError::new(
+                "ValueError",
+                "sleep length must be a non-negative number of seconds",
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+        Ok(())
+    }
+}
+
 fn time() -> Service {
-    Service::new("time")
-        .method("time", |(): ()| async {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
-            Ok::<_, ServiceError>(now.as_secs_f64())
-        })
-        .doc("Return the current time in seconds since the Epoch, as a float.")
-        .args(Vec::<String>::new())
-        // Formatting is work in proportion to the format (4 MiB of `%c`
-        // made 1.3 GB): bounded, and off the server's core.
-        .method_blocking("strftime", |(format,): (String,)| strftime(&format))
-        .doc("Format the current local time, e.g. strftime('%Y/%m/%d').")
-        .args(["format"])
-        .method("sleep", |(seconds,): (f64,)| async move {
-            if !(0.0..=1e9).contains(&seconds) {
-                return Err(ServiceError::new(
-                    "ValueError",
-                    "sleep length must be a non-negative number of seconds",
-                ));
-            }
-            tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
-            Ok(())
-        })
-        .doc("Wait for the given number of seconds (without blocking other calls).")
-        .args(["seconds"])
+    Clock.into_service()
 }
 
 /// The longest format `strftime` takes.
@@ -142,47 +158,83 @@ fn arith(
     }
 }
 
-// Two typed `Value` arguments: the arity check and its message come from
-// the shared typed-handler path; numeric strings are accepted by `Num`.
-fn calc() -> Service {
-    Service::new("calc")
-        .method("hello", |(name,): (Value,)| async move {
-            let name = match &name {
-                Value::String(s) => s.as_str().unwrap_or("").to_string(),
-                other => other.to_string(),
-            };
-            Ok::<_, ServiceError>(format!("Hello, {name}!"))
-        })
-        .doc("Greet someone by name.")
-        .args(["name"])
-        .method("add", |(a, b): (Value, Value)| async move {
-            arith(&a, &b, i64::checked_add, |x, y| x + y)
-        })
-        .doc("Add two numbers.")
-        .args(["a", "b"])
-        .method("subtract", |(a, b): (Value, Value)| async move {
-            arith(&a, &b, i64::checked_sub, |x, y| x - y)
-        })
-        .doc("Subtract b from a.")
-        .args(["a", "b"])
-        .method("multiply", |(a, b): (Value, Value)| async move {
-            arith(&a, &b, i64::checked_mul, |x, y| x * y)
-        })
-        .doc("Multiply two numbers.")
-        .args(["a", "b"])
-        .method("divide", |(a, b): (Value, Value)| async move {
-            let (a, b) = (Num::from_value(&a)?.f(), Num::from_value(&b)?.f());
-            if b == 0.0 {
-                return Err(ServiceError::new("ZeroDivisionError", "division by zero"));
-            }
-            Ok(Value::F64(a / b))
-        })
-        .doc("Divide a by b (true division; dividing by zero raises ZeroDivisionError).")
-        .args(["a", "b"])
+/// Arithmetic on numbers or numeric strings (the `zerorpc` command line
+/// sends every argument as a string).
+#[crate::service(name = "calc")]
+trait Calc {
+    /// Greet someone by name.
+    async fn hello(&self, name: Value) -> String;
+
+    /// Add two numbers.
+    async fn add(&self, a: Value, b: Value) -> Result<Value, ServiceError>;
+
+    /// Subtract b from a.
+    async fn subtract(&self, a: Value, b: Value) -> Result<Value, ServiceError>;
+
+    /// Multiply two numbers.
+    async fn multiply(&self, a: Value, b: Value) -> Result<Value, ServiceError>;
+
+    /// Divide a by b (true division; dividing by zero raises ZeroDivisionError).
+    async fn divide(&self, a: Value, b: Value) -> Result<Value, ServiceError>;
 }
 
+struct Calculator;
+
+impl Calc for Calculator {
+    async fn hello(&self, name: Value) -> String {
+        let name = match &name {
+            Value::String(s) => s.as_str().unwrap_or("").to_string(),
+            other => other.to_string(),
+        };
+        format!("Hello, {name}!")
+    }
+
+    async fn add(&self, a: Value, b: Value) -> Result<Value, ServiceError> {
+        arith(&a, &b, i64::checked_add, |x, y| x + y)
+    }
+
+    async fn subtract(&self, a: Value, b: Value) -> Result<Value, ServiceError> {
+        arith(&a, &b, i64::checked_sub, |x, y| x - y)
+    }
+
+    async fn multiply(&self, a: Value, b: Value) -> Result<Value, ServiceError> {
+        arith(&a, &b, i64::checked_mul, |x, y| x * y)
+    }
+
+    async fn divide(&self, a: Value, b: Value) -> Result<Value, ServiceError> {
+        let (a, b) = (Num::from_value(&a)?.f(), Num::from_value(&b)?.f());
+        if b == 0.0 {
+            return Err(ServiceError::new("ZeroDivisionError", "division by zero"));
+        }
+        Ok(Value::F64(a / b))
+    }
+}
+
+fn calc() -> Service {
+    Calculator.into_service()
+}
+
+/// A stream to read (`echo` itself is added dynamically: see [`echo`]).
+#[crate::service(name = "echo")]
+trait Counting {
+    /// Stream the integers 0 to n-1, one item each.
+    fn count(&self, n: u64) -> impl Stream<Item = u64>;
+}
+
+struct Counter;
+
+impl Counting for Counter {
+    fn count(&self, n: u64) -> impl futures::Stream<Item = u64> + Send + 'static {
+        futures::stream::iter(0..n)
+    }
+}
+
+/// `echo` is a dynamic method: it returns exactly what it got, msgpack
+/// types and all (ext types, strings that are not UTF-8), which decoding
+/// into a typed `Value` parameter would not keep.
 fn echo() -> Service {
-    Service::new("echo")
+    Counter
+        .into_service()
         .dynamic("echo", |args| async move {
             match <[Value; 1]>::try_from(args) {
                 Ok([v]) => Ok(v),
@@ -194,9 +246,4 @@ fn echo() -> Service {
         })
         .doc("Return the value unchanged, msgpack type included.")
         .args(["value"])
-        .stream("count", |(n,): (u64,)| {
-            futures::stream::iter(0..n).map(Ok::<_, ServiceError>)
-        })
-        .doc("Stream the integers 0 to n-1, one item each.")
-        .args(["n"])
 }

@@ -63,6 +63,106 @@ impl Args {
     }
 }
 
+/// Reads a call's arguments one by one, by name: what the methods of a
+/// `#[zerorpc::service]` decode with. Counts are checked first and reported
+/// as Python does (`add() missing 1 required positional argument: 'b'`),
+/// then each argument names itself in its error.
+#[doc(hidden)]
+pub struct ArgReader<'a> {
+    method: &'a str,
+    reader: msgpack::Reader<'a>,
+    given: usize,
+    next: usize,
+}
+
+impl<'a> ArgReader<'a> {
+    /// Check `args` against parameters `names`, the first `required` of
+    /// which must be given.
+    pub fn new(
+        method: &'a str,
+        args: &'a Args,
+        names: &[&str],
+        required: usize,
+    ) -> Result<ArgReader<'a>, ServiceError> {
+        let (given, total) = (args.len(), names.len());
+        if given > total {
+            let takes = if required == total {
+                format!("{total} positional argument{}", plural(total))
+            } else {
+                format!("from {required} to {total} positional arguments")
+            };
+            let verb = if given == 1 { "was" } else { "were" };
+            return Err(ServiceError::type_error(format!(
+                "{method}() takes {takes} but {given} {verb} given"
+            )));
+        }
+        if given < required {
+            let missing: Vec<String> = names[given..required]
+                .iter()
+                .map(|n| format!("'{n}'"))
+                .collect();
+            let list = match missing.as_slice() {
+                [one] => one.clone(),
+                [init @ .., last] => format!("{} and {last}", init.join(", ")),
+                [] => String::new(),
+            };
+            return Err(ServiceError::type_error(format!(
+                "{method}() missing {} required positional argument{}: {list}",
+                missing.len(),
+                plural(missing.len())
+            )));
+        }
+        let mut reader = msgpack::Reader::new(args.raw());
+        reader
+            .container()
+            .map_err(|e| type_error(&format!("{method}() arguments: {e}")))?;
+        Ok(ArgReader {
+            method,
+            reader,
+            given,
+            next: 0,
+        })
+    }
+
+    /// The next argument, `name`, as a `T`.
+    pub fn arg<T: DeserializeOwned>(&mut self, name: &str) -> Result<T, ServiceError> {
+        let start = self.reader.pos;
+        self.reader
+            .skip(1)
+            .map_err(|e| type_error(&format!("{}() argument '{name}': {e}", self.method)))?;
+        self.next += 1;
+        let raw = &self.reader.buf[start..self.reader.pos];
+        rmp_serde::from_slice(raw).map_err(|e| {
+            type_error(&format!(
+                "{}() argument '{name}' must be {}: {e}",
+                self.method,
+                std::any::type_name::<T>()
+            ))
+        })
+    }
+
+    /// The next argument if the caller gave it (a trailing optional one).
+    pub fn optional<T: DeserializeOwned>(&mut self, name: &str) -> Result<Option<T>, ServiceError> {
+        if self.next >= self.given {
+            return Ok(None);
+        }
+        self.arg::<Option<T>>(name)
+    }
+
+    /// Every argument was read (the counts were checked up front).
+    pub fn done(self) -> Result<(), ServiceError> {
+        Ok(())
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
 /// A `TypeError` whose message may quote the caller's argument (serde's
 /// messages do): clipped, so a huge argument is not sent back whole.
 fn type_error(message: &str) -> ServiceError {

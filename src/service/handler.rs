@@ -15,7 +15,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 /// What a handler produced, already encoded as msgpack.
-pub(crate) enum Reply {
+#[doc(hidden)]
+pub enum Reply {
     /// A single value (sent as `OK [value]`).
     Value(Encoded),
     /// Items sent one by one as `STREAM item`, then `STREAM_DONE`; an error
@@ -74,7 +75,8 @@ fn write_typed<R: Serialize>(buf: &mut Vec<u8>, r: &R) -> Result<(), ServiceErro
 /// A reply value encoded after [`Encoded::HEADROOM`] spare bytes, so the
 /// server writes the `OK` event's header in front of it instead of copying
 /// the value into a new frame (a 1 MiB result is never copied again).
-pub(crate) struct Encoded(Vec<u8>);
+#[doc(hidden)]
+pub struct Encoded(Vec<u8>);
 
 impl Encoded {
     /// Room for the `OK` header: 66 bytes plus the echoed request id (34

@@ -18,6 +18,8 @@ pub(crate) mod handler;
 mod introspect;
 mod object;
 
+#[doc(hidden)]
+pub use args::ArgReader;
 pub use args::Args;
 pub(crate) use handler::{guarded, panicked, Encoded, ItemStream, Reply};
 pub(crate) use introspect::INTROSPECTION;
@@ -87,6 +89,11 @@ impl Service {
     /// Introspection data of every method, sorted by name.
     pub fn methods(&self) -> Vec<&MethodInfo> {
         self.infos.values().collect()
+    }
+
+    /// Register `handler` as method `name` (no argument names yet).
+    pub(crate) fn insert_handler(self, name: &str, handler: Handler) -> Self {
+        self.insert(name, None, handler)
     }
 
     fn insert(mut self, name: &str, args: Option<Vec<ArgInfo>>, handler: Handler) -> Self {

@@ -122,6 +122,30 @@ def streams():
             gevent.sleep(0.2)
 
 
+def typed():
+    # Against a service defined with #[zerorpc::service] (tests/typed.rs).
+    c = client()
+    names = c._zerorpc_list()
+    assert "add" in names and "sayHello" in names, names
+    inspect = c._zerorpc_inspect()
+    assert inspect["name"] == "calc", inspect
+    add = inspect["methods"]["add"]
+    assert add["doc"] == "Add two integers.\n\nReturns their sum.", add
+    assert add["args"] == [{"name": "a"}, {"name": "b"}], add
+    hello = inspect["methods"]["sayHello"]
+    assert hello["args"] == [{"name": "name"}, {"name": "title", "default": None}], hello
+    assert c._zerorpc_help("add").startswith("Add two integers.")
+    expect_error(lambda: c.add(1), "TypeError",
+                 "add() missing 1 required positional argument: 'b'")
+    expect_error(lambda: c.add(1, 2, 3), "TypeError",
+                 "add() takes 2 positional arguments but 3 were given")
+    expect_error(lambda: c.add(1, "x"), "TypeError", "add() argument 'b' must be i64")
+    assert c.add(2, 3) == 5
+    assert c.sayHello("Ada") == "Hello, Ada!"
+    assert c.sayHello("Ada", "Dr") == "Hello, Dr Ada!"
+    assert list(c.count(3)) == [0, 1, 2]
+
+
 def conformance():
     # Against `zrpc --conformance --bind`: a plain call, a call longer than
     # two heartbeats, and a stream.
