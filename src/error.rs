@@ -112,6 +112,23 @@ pub enum Error {
 }
 
 impl Error {
+    /// The kind of failure as one word (`Timeout`, `LostRemote`,
+    /// `RemoteError` …): what a failed call is counted under.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Remote(_) => "RemoteError",
+            Error::Timeout { .. } => "Timeout",
+            Error::LostRemote { .. } => "LostRemote",
+            Error::Transport { .. } => "TransportError",
+            Error::Config(_) => "ConfigError",
+            Error::Encode { .. } => "EncodeError",
+            Error::Decode { .. } => "DecodeError",
+            Error::Protocol(_) => "ProtocolError",
+            Error::Unfinished { .. } => "Unfinished",
+            Error::Closed => "Closed",
+        }
+    }
+
     /// The remote exception, if this is one.
     pub fn remote(&self) -> Option<&RemoteError> {
         match self {
@@ -272,19 +289,10 @@ impl From<RemoteError> for ServiceError {
 /// `LostRemote`, …).
 impl From<Error> for ServiceError {
     fn from(e: Error) -> Self {
-        let name = match &e {
-            Error::Remote(r) => return r.clone().into(),
-            Error::Timeout { .. } => "Timeout",
-            Error::LostRemote { .. } => "LostRemote",
-            Error::Transport { .. } => "TransportError",
-            Error::Config(_) => "ConfigError",
-            Error::Encode { .. } => "EncodeError",
-            Error::Decode { .. } => "DecodeError",
-            Error::Protocol(_) => "ProtocolError",
-            Error::Unfinished { .. } => "Unfinished",
-            Error::Closed => "Closed",
-        };
-        ServiceError::new(name, e.to_string())
+        if let Error::Remote(r) = &e {
+            return r.clone().into();
+        }
+        ServiceError::new(e.kind(), e.to_string())
     }
 }
 

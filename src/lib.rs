@@ -94,7 +94,12 @@ mod shutdown;
 mod telemetry;
 mod transport;
 
-pub use client::{CallOptions, Client, ClientBuilder, ReplyStream, Response};
+#[cfg(feature = "dns")]
+pub use client::DnsResolver;
+pub use client::{
+    CallOptions, Client, ClientBuilder, ReplyStream, Resolver, Response, Retry, ServerInfo,
+    SystemResolver, DEFAULT_RESOLVE_EVERY,
+};
 pub use context::{Context, TraceParent};
 pub use error::{Error, RemoteError, ServiceError};
 pub use oneway::{Publisher, Puller, Pusher, Receiver, Subscriber};

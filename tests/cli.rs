@@ -465,3 +465,55 @@ fn bench_rejects_zero_counts() {
         assert!(err.contains("must be at least 1"), "{opt} 0: {err}");
     }
 }
+
+/// Several `--connect`s, host names among them: the CLI calls through the
+/// pool, and `zrpc-bench` reports which server answered how many calls.
+#[test]
+fn a_pool_of_servers_by_address_and_by_host_name() {
+    let (_a, ep_a) = server(&["calc"]);
+    let (_b, ep_b) = server(&["calc"]);
+    let port_b = ep_b.rsplit(':').next().unwrap();
+    let by_name = format!("tcp://localhost:{port_b}");
+    let out = zrpc(&["--client", "--connect", &by_name, "add", "1", "2"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out).trim(), "3");
+    let out = zrpc(&[
+        "--client",
+        "--connect",
+        &ep_a,
+        "--connect",
+        &by_name,
+        "add",
+        "2",
+        "2",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out).trim(), "4");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_zrpc-bench"))
+        .args(["--connect", &ep_a, "--connect", &by_name])
+        .args(["--method", "add", "--args", "[2, 3]"])
+        .args([
+            "--seq",
+            "50",
+            "--pipelined",
+            "2000",
+            "--window",
+            "16",
+            "--json",
+        ])
+        .output()
+        .expect("run zrpc-bench");
+    assert!(out.status.success(), "{out:?}");
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let per = j["per_endpoint_calls"]
+        .as_object()
+        .expect("per_endpoint_calls");
+    for ep in [&ep_a, &ep_b] {
+        let n = per.get(ep.as_str()).and_then(|n| n.as_u64()).unwrap_or(0);
+        assert!(n > 100, "{ep} answered {n} calls: {j}");
+    }
+    let total: u64 = per.values().filter_map(|n| n.as_u64()).sum();
+    assert!(total >= 2050, "{j}");
+    assert_eq!(j["errors"], serde_json::json!({}), "{j}");
+}

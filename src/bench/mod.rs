@@ -67,9 +67,11 @@ struct Opts {
     /// Python interpreter that has zerorpc (default: $ZRPC_PYTHON, else .venv/bin/python).
     #[arg(long, value_name = "PATH")]
     python_bin: Option<String>,
-    /// Benchmark a live server at ADDRESS instead (with --method and --args).
+    /// Benchmark live servers instead (with --method and --args):
+    /// repeatable, a pool of servers balanced as any client does; a host
+    /// name stands for every address it resolves to.
     #[arg(long, value_name = "ADDRESS")]
-    connect: Option<String>,
+    connect: Vec<String>,
     /// Method to call with --connect.
     #[arg(long, default_value = "_zerorpc_ping", value_name = "NAME")]
     method: String,
@@ -142,11 +144,14 @@ pub fn main() -> i32 {
         }
     };
     let result = rt.block_on(async {
-        match &opts.connect {
-            Some(addr) => live(&opts, addr).await,
-            None if opts.curve => curve_vs_null(&opts).await,
-            None if opts.typed => typed_vs_closure(&opts).await,
-            None => side_by_side(&opts).await,
+        if !opts.connect.is_empty() {
+            live(&opts).await
+        } else if opts.curve {
+            curve_vs_null(&opts).await
+        } else if opts.typed {
+            typed_vs_closure(&opts).await
+        } else {
+            side_by_side(&opts).await
         }
     });
     match result {
@@ -870,14 +875,21 @@ fn human_size(n: usize) -> String {
     }
 }
 
-/// Benchmark a live server: sequential and pipelined calls of one method.
-async fn live(o: &Opts, addr: &str) -> Result<(), String> {
+/// Benchmark live servers: sequential and pipelined calls of one method,
+/// over every server given (balanced as any client does). Failed calls
+/// are counted by kind, not fatal: a pool may lose a server mid-run.
+async fn live(o: &Opts) -> Result<(), String> {
     let args: Vec<Value> = match serde_json::from_str::<serde_json::Value>(&o.args) {
         Ok(serde_json::Value::Array(a)) => a.iter().map(from_json).collect(),
         _ => return Err(format!("--args must be a JSON array, got {:?}", o.args)),
     };
-    let client = zrpc_client(addr).await?;
-    progress(&format!("connecting to {addr}"));
+    let shown = o.connect.join(", ");
+    let mut builder = Client::builder().timeout(Some(Duration::from_secs(30)));
+    for ep in &o.connect {
+        builder = builder.connect(ep);
+    }
+    let client = builder.start().await.map_err(|e| e.to_string())?;
+    progress(&format!("connecting to {shown}"));
     // Every zerorpc server answers a ping at once: a wrong address fails
     // in seconds, not after the 30 s a slow method may need.
     let ping = CallOptions::timeout(PING_TIMEOUT);
@@ -888,39 +900,77 @@ async fn live(o: &Opts, addr: &str) -> Result<(), String> {
         Ok(_) => {}
         Err(crate::Error::Timeout { .. }) => {
             return Err(format!(
-                "no zerorpc server answered at {addr} within {} s",
+                "no zerorpc server answered at {shown} within {} s",
                 PING_TIMEOUT.as_secs()
             ))
         }
         Err(e) => return Err(format!("_zerorpc_ping: {e}")),
     }
+    // The others get a moment to connect too, so the pool is measured.
+    let settle = Instant::now() + Duration::from_secs(1);
+    while client.servers().iter().any(|s| !s.connected) && Instant::now() < settle {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     call_once(&client, &o.method, CallArgs::Values(&args)).await?;
+    let mut errors = std::collections::BTreeMap::<&'static str, usize>::new();
     progress(&format!("[1/2] {} sequential calls of {}", o.seq, o.method));
-    let seq = latency(zrpc_sequential(&client, &o.method, CallArgs::Values(&args), o.seq).await?);
+    let mut samples = Vec::with_capacity(o.seq);
+    let started = Instant::now();
+    for _ in 0..o.seq {
+        let t = Instant::now();
+        match client.call_dynamic(&o.method, args.clone()).await {
+            Ok(_) => samples.push(t.elapsed()),
+            Err(e) => *errors.entry(e.kind()).or_default() += 1,
+        }
+    }
+    let seq = latency(Timed {
+        samples,
+        total: started.elapsed(),
+    });
     progress(&format!(
         "[2/2] {} pipelined calls, {} in flight",
         o.pipelined, o.window
     ));
-    let pipe = zrpc_pipelined(
-        &client,
-        &o.method,
-        CallArgs::Values(&args),
-        o.pipelined,
-        o.window,
-    )
-    .await?;
+    let started = Instant::now();
+    let mut calls = futures::stream::iter(0..o.pipelined)
+        .map(|_| client.call_dynamic(&o.method, args.clone()))
+        .buffer_unordered(o.window);
+    let mut answered = 0usize;
+    while let Some(r) = calls.next().await {
+        match r {
+            Ok(_) => answered += 1,
+            Err(e) => *errors.entry(e.kind()).or_default() += 1,
+        }
+    }
+    let pipe = answered as f64 / started.elapsed().as_secs_f64();
+    drop(calls);
     done_progress();
+    let per_endpoint: Vec<(String, u64)> = client
+        .servers()
+        .into_iter()
+        .map(|s| (s.endpoint, s.answered))
+        .collect();
     if o.json {
         let mut j = serde_json::Map::new();
-        j.insert("endpoint".into(), addr.into());
+        j.insert("endpoints".into(), o.connect.clone().into());
         j.insert("method".into(), o.method.clone().into());
         j.insert("call_rtt_us".into(), json_number(seq.median_us));
         j.insert("call_rtt_p99_us".into(), json_number(seq.p99_us));
         j.insert("seq_calls_per_s".into(), json_number(seq.per_s));
         j.insert("calls_per_s".into(), json_number(pipe));
+        let per: serde_json::Map<String, serde_json::Value> = per_endpoint
+            .into_iter()
+            .map(|(ep, n)| (ep, n.into()))
+            .collect();
+        j.insert("per_endpoint_calls".into(), per.into());
+        let errs: serde_json::Map<String, serde_json::Value> = errors
+            .into_iter()
+            .map(|(k, n)| (k.to_string(), n.into()))
+            .collect();
+        j.insert("errors".into(), errs.into());
         println!("{}", serde_json::Value::Object(j));
     } else {
-        println!("zrpc-bench: {} on {addr}", o.method);
+        println!("zrpc-bench: {} on {shown}", o.method);
         println!(
             "sequential round trip: median {:.1} µs, p99 {:.1} µs, {} calls/s",
             seq.median_us,
@@ -932,6 +982,12 @@ async fn live(o: &Opts, addr: &str) -> Result<(), String> {
             o.window,
             fmt_num(pipe)
         );
+        for (ep, n) in per_endpoint {
+            println!("  {ep}: {n} calls answered");
+        }
+        for (kind, n) in errors {
+            println!("  failed with {kind}: {n}");
+        }
     }
     Ok(())
 }

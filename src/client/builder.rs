@@ -1,7 +1,9 @@
 //! Configuring a [`Client`].
 
 use super::core::Core;
+use super::discovery::{self, Resolver, DEFAULT_RESOLVE_EVERY};
 use super::driver::Shared;
+use super::retry::Retry;
 use super::{Client, Inner, DEFAULT_TIMEOUT};
 use crate::error::Error;
 use crate::middleware::CallHook;
@@ -20,6 +22,19 @@ pub struct ClientBuilder {
     passive: bool,
     headers: Vec<(String, Value)>,
     hooks: Hooks,
+    retry: Option<Retry>,
+    resolver: Option<SharedResolver>,
+    resolve_every: Duration,
+}
+
+/// A [`Resolver`] shared by the clones of a builder.
+#[derive(Clone)]
+struct SharedResolver(Arc<dyn Resolver>);
+
+impl std::fmt::Debug for SharedResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a resolver")
+    }
 }
 
 /// The client's [`CallHook`]s, in order.
@@ -41,13 +56,22 @@ impl Default for ClientBuilder {
             passive: false,
             headers: Vec::new(),
             hooks: Hooks::default(),
+            retry: None,
+            resolver: None,
+            resolve_every: DEFAULT_RESOLVE_EVERY,
         }
     }
 }
 
 impl ClientBuilder {
-    /// Connect to a server endpoint (repeatable; calls are spread over the
-    /// connected servers).
+    /// Connect to a server endpoint (repeatable). Each call goes to the
+    /// healthy server with the fewest calls in flight from this client.
+    ///
+    /// An endpoint that names servers instead of giving an address
+    /// (`tcp://calc.internal:4242`, `srv://_zrpc._tcp.calc.internal`) is
+    /// resolved to every address it stands for, one connection each, and
+    /// resolved again every [`resolve_every`](Self::resolve_every), servers
+    /// coming and going with the answer (see [`Resolver`]).
     pub fn connect(mut self, endpoint: impl Into<String>) -> Self {
         self.endpoints.connects.push(endpoint.into());
         self
@@ -105,6 +129,30 @@ impl ClientBuilder {
         self
     }
 
+    /// Retry every call lost with its server (connection closed, heartbeats
+    /// lapsed) before it was answered, on another server, by this policy.
+    /// Only for services whose methods are safe to run twice: see
+    /// [`Retry`]. A call's [`CallOptions::retry`](super::CallOptions::retry)
+    /// wins over it.
+    pub fn retry(mut self, policy: Retry) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// How names given to [`connect`](Self::connect) are resolved (default:
+    /// `DnsResolver::system` with the `dns` feature, else
+    /// [`SystemResolver`](crate::SystemResolver)).
+    pub fn resolver(mut self, resolver: impl Resolver) -> Self {
+        self.resolver = Some(SharedResolver(Arc::new(resolver)));
+        self
+    }
+
+    /// Time between two resolutions of a name (10 s; at least 100 ms).
+    pub fn resolve_every(mut self, every: Duration) -> Self {
+        self.resolve_every = every.max(Duration::from_millis(100));
+        self
+    }
+
     /// Run `hook` around every call (see [`crate::middleware`]): hooks run
     /// in the order added before a call, in reverse after it.
     pub fn hook(mut self, hook: impl CallHook) -> Self {
@@ -116,18 +164,49 @@ impl ClientBuilder {
     /// at once, and calls made before a server is reachable wait for it
     /// (bounded by their timeout). Binding errors are reported here.
     pub async fn start(self) -> Result<Client, Error> {
-        let (links, endpoints, inbound) = self.endpoints.open(Kind::Dealer, "client").await?;
-        let core = Core::new(inbound, links, self.heartbeat, self.passive);
+        let mut endpoints = self.endpoints;
+        let (names, addresses) = std::mem::take(&mut endpoints.connects)
+            .into_iter()
+            .partition::<Vec<_>, _>(|ep| discovery::is_name(ep));
+        endpoints.connects = addresses;
+        if endpoints.binds.is_empty() && endpoints.connects.is_empty() && names.is_empty() {
+            return Err(Error::Config(
+                "a client needs at least one endpoint to bind or connect".into(),
+            ));
+        }
+        let resolver = match (names.is_empty(), self.resolver) {
+            (true, _) => None,
+            (false, Some(r)) => Some(r.0),
+            (false, None) => Some(discovery::default_resolver()?),
+        };
+        if let Some(r) = &resolver {
+            for name in &names {
+                r.check(name)?;
+            }
+        }
+        let (links, mut shown, inbound, opener) = endpoints.open_growable(Kind::Dealer).await?;
+        let core = Core::new(inbound, links, Some(opener), self.heartbeat, self.passive);
         let shared = Arc::new(Shared::new(core));
         let task = tokio::spawn(Shared::run(shared.clone()));
+        let discovery = resolver.map(|r| {
+            tokio::spawn(discovery::run(
+                Arc::downgrade(&shared),
+                r,
+                names.clone(),
+                self.resolve_every,
+            ))
+        });
+        shown.extend(names);
         Ok(Client {
             inner: Arc::new(Inner {
                 core: shared,
                 timeout: self.timeout,
-                endpoints,
+                retry: self.retry,
+                endpoints: shown,
                 headers: self.headers,
                 hooks: self.hooks,
                 task,
+                discovery,
             }),
         })
     }

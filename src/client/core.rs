@@ -3,13 +3,15 @@
 //! beyond handing messages to links; [`super::driver`] decides who feeds it
 //! what the sockets received.
 
+use super::balance::{Server, Servers};
 use super::relay::Slot;
+use super::retry::Retry;
 use crate::error::Error;
 use crate::logging::RateLimit;
 use crate::protocol::heartbeat::Beat;
 use crate::protocol::{self, framing, Event, MessageId};
 use crate::telemetry::{CallMetrics, ClientMetrics};
-use crate::transport::{Inbound, Link, LinkEvent, LinkId};
+use crate::transport::{Inbound, Link, LinkEvent, LinkId, Opener};
 use bytes::Bytes;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -54,6 +56,20 @@ pub(super) struct Call {
     waiter: Waiter,
     /// Data events the server may still send (one for the first reply).
     credit: usize,
+    /// The call may be sent again if its server is lost before answering.
+    retry: Option<Retrying>,
+    /// When its request left (timed only with several servers).
+    sent: Option<Instant>,
+}
+
+/// A retryable call's copy of its request and what is left of its policy.
+struct Retrying {
+    frame: Vec<u8>,
+    policy: Retry,
+    /// Attempts made so far (the first send included).
+    attempts: u32,
+    /// The server it was lost on.
+    avoid: Option<LinkId>,
 }
 
 /// Who receives a call's events.
@@ -85,6 +101,12 @@ impl Waiter {
     }
 }
 
+/// How long a call may take, and whether it may be sent twice.
+pub(super) struct Terms {
+    pub(super) timeout: Option<Duration>,
+    pub(super) retry: Option<Retry>,
+}
+
 /// What a started call is counted with.
 pub(super) struct Started {
     /// `None` when no recorder is installed.
@@ -96,12 +118,11 @@ pub(super) struct Started {
 pub(super) struct Core {
     /// The sockets' receive side (`None` once closed).
     pub(super) inbound: Option<Inbound>,
-    pub(super) links: Vec<Link>,
-    up: Vec<bool>,
-    /// Links whose server re-typed an id (warned once each).
-    retyped: Vec<bool>,
+    pub(super) servers: Servers,
+    /// Opens the links of discovered addresses (`None` in tests of the
+    /// table alone).
+    opener: Option<Opener>,
     warned: RateLimit,
-    next: usize,
     /// Calls waiting for a connected link, oldest first.
     pending: VecDeque<MessageId>,
     pub(super) calls: HashMap<MessageId, Call, BuildHasherDefault<IdHash>>,
@@ -115,6 +136,11 @@ pub(super) struct Core {
     /// When the core task's timer fires (`None`: it is not set).
     pub(super) armed: Option<Instant>,
     metrics: ClientMetrics,
+    /// Retried calls waiting for their backoff, earliest first.
+    retries: BinaryHeap<Reverse<(Instant, MessageId)>>,
+    /// The timer must be reset earlier than it was armed (a retry was
+    /// scheduled while the sockets were read).
+    pub(super) rearm: bool,
     /// The core task's watchdog is off (no call was waiting): the next call
     /// wakes the core task to start it. (Never set on a multi-thread
     /// runtime, where callers do not lead and nothing needs watching.)
@@ -125,16 +151,19 @@ impl Core {
     pub(super) fn new(
         inbound: Inbound,
         links: Vec<Link>,
+        opener: Option<Opener>,
         heartbeat: Option<Duration>,
         passive: bool,
     ) -> Self {
+        let mut servers = Servers::default();
+        for link in links {
+            servers.push(Server::new(link, None));
+        }
         Core {
             inbound: Some(inbound),
-            up: vec![false; links.len()],
-            retyped: vec![false; links.len()],
+            servers,
+            opener,
             warned: RateLimit::default(),
-            links,
-            next: 0,
             pending: VecDeque::new(),
             calls: HashMap::default(),
             heartbeat,
@@ -143,6 +172,8 @@ impl Core {
             deadlines: BinaryHeap::new(),
             armed: None,
             metrics: ClientMetrics::default(),
+            retries: BinaryHeap::new(),
+            rearm: false,
             unwatched: false,
         }
     }
@@ -155,10 +186,11 @@ impl Core {
         id: MessageId,
         frame: Vec<u8>,
         method: String,
-        timeout: Option<Duration>,
+        terms: Terms,
         reply: Arc<Slot<Answer>>,
         now: Instant,
     ) -> Result<(bool, Started), Error> {
+        let Terms { timeout, retry } = terms;
         if self.closed {
             return Err(Error::Closed);
         }
@@ -168,6 +200,12 @@ impl Core {
         };
         started.in_flight.increment(1.0);
         let deadline = timeout.map(|t| (now + t, t));
+        let retry = retry.filter(|r| r.attempts > 1).map(|policy| Retrying {
+            frame: frame.clone(),
+            policy,
+            attempts: 0,
+            avoid: None,
+        });
         let call = Call {
             frame: Some(frame),
             deadline,
@@ -176,6 +214,8 @@ impl Core {
             method,
             waiter: Waiter::First(reply),
             credit: 1,
+            retry,
+            sent: None,
         };
         self.calls.insert(id, call);
         self.pending.push_back(id);
@@ -204,13 +244,33 @@ impl Core {
     /// server stops the handler at once (other servers ignore the event;
     /// PROTOCOL.md §7).
     pub(super) fn abandon(&mut self, id: MessageId) {
-        if let Some(call) = self.calls.remove(&id) {
+        if let Some(call) = self.forget(id) {
             self.cancel(id, &call);
         }
     }
 
+    /// Remove call `id` from the table (and from its server's load).
+    fn forget(&mut self, id: MessageId) -> Option<Call> {
+        let call = self.calls.remove(&id)?;
+        if let Some(l) = call.link {
+            self.unload(l);
+        }
+        Some(call)
+    }
+
+    /// A call left server `l`; a retiring server closes once idle.
+    fn unload(&mut self, l: LinkId) {
+        let Some(s) = self.servers.get_mut(l) else {
+            return;
+        };
+        s.load = s.load.saturating_sub(1);
+        if s.retiring && s.load == 0 {
+            self.remove_server(l);
+        }
+    }
+
     fn cancel(&self, id: MessageId, call: &Call) {
-        let Some(link) = call.link.and_then(|l| self.links.get(l)) else {
+        let Some(link) = call.link.and_then(|l| self.servers.link(l)) else {
             return;
         };
         let cancel = protocol::encode_reply(&id.to_raw(), protocol::CANCEL, &[0x90]);
@@ -219,10 +279,38 @@ impl Core {
 
     /// Fail the calls whose deadline passed; returns when to look next.
     pub(super) fn expire(&mut self, now: Instant) -> Option<Instant> {
+        self.due_retries(now);
+        let next = self.expire_deadlines(now);
+        let retry = self.retries.peek().map(|Reverse((at, _))| *at);
+        self.armed = match (next, retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.armed
+    }
+
+    /// Retried calls whose backoff is over go back in the queue.
+    fn due_retries(&mut self, now: Instant) {
+        let mut any = false;
+        while let Some(Reverse((at, id))) = self.retries.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.retries.pop();
+            if self.calls.contains_key(&id) {
+                self.pending.push_front(id);
+                any = true;
+            }
+        }
+        if any {
+            self.flush_pending(now);
+        }
+    }
+
+    fn expire_deadlines(&mut self, now: Instant) -> Option<Instant> {
         while let Some(Reverse((at, id))) = self.deadlines.peek().copied() {
             if at > now {
-                self.armed = Some(at);
-                return self.armed;
+                return Some(at);
             }
             self.deadlines.pop();
             let due = self
@@ -233,7 +321,7 @@ impl Core {
             if !due {
                 continue;
             }
-            if let Some(call) = self.calls.remove(&id) {
+            if let Some(call) = self.forget(id) {
                 // (A zrpc server stops at the deadline by itself; others
                 // may still be working.)
                 self.cancel(id, &call);
@@ -244,7 +332,6 @@ impl Core {
                 });
             }
         }
-        self.armed = None;
         None
     }
 
@@ -260,19 +347,24 @@ impl Core {
         }
         match ev {
             LinkEvent::Up(l) => {
-                self.up[l] = true;
+                let s = self.servers.get_mut(l)?;
+                s.up = true;
+                s.suspect = false;
                 self.flush_pending(Instant::now());
             }
             LinkEvent::Down(l) => {
-                self.up[l] = false;
-                let ep = self.links[l].endpoint.clone();
-                self.fail_where(
-                    |c| c.link == Some(l),
-                    |method| Error::LostRemote {
-                        method,
-                        reason: format!("connection to {ep} closed"),
-                    },
-                );
+                let s = self.servers.get_mut(l)?;
+                s.up = false;
+                let reason = format!("connection to {} closed", s.link.endpoint);
+                let ids: Vec<MessageId> = self
+                    .calls
+                    .iter()
+                    .filter(|(_, c)| c.link == Some(l))
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in ids {
+                    self.lost(id, &reason, Instant::now());
+                }
             }
             LinkEvent::Message(l, msg) => return self.on_message(l, msg, mine),
             LinkEvent::PeerGone(..) => {}
@@ -286,11 +378,17 @@ impl Core {
         msg: ZmqMessage,
         mine: Option<MessageId>,
     ) -> Option<Answer> {
+        let server = self.servers.get_mut(link)?;
+        if server.suspect {
+            server.suspect = false;
+            tracing::info!(endpoint = %server.link.endpoint, "server answers again; sending it calls");
+            self.flush_pending(Instant::now());
+        }
         let payload = framing::payload(&msg)?;
         let ev = match Event::decode(payload) {
             Ok(ev) => ev,
             Err(e) => {
-                let ep = &self.links[link].endpoint;
+                let ep = self.servers.endpoint(link);
                 self.warned.warn(
                     || tracing::warn!(endpoint = %ep, error = %e, "dropped an undecodable reply"),
                 );
@@ -301,14 +399,21 @@ impl Core {
             tracing::debug!(name = ?ev.name, "unable to route event (no known response_to)");
             return None;
         };
-        if !exact && !std::mem::replace(&mut self.retyped[link], true) {
+        let server = self.servers.get_mut(link)?;
+        if !exact && !std::mem::replace(&mut server.retyped, true) {
             // A Go peer, say: it turns every bin into a str.
             tracing::warn!(
-                endpoint = %self.links[link].endpoint,
+                endpoint = %server.link.endpoint,
                 "the server echoes message ids with another msgpack type than sent (str for bin); matching them by their bytes"
             );
         }
         let name = ev.name.ok()?;
+        // Only the server that runs a call speaks for it (a retried call's
+        // first server may still answer).
+        if self.calls.get(&id).is_some_and(|c| c.link != Some(link)) {
+            tracing::debug!(%name, "event from a server the call left; dropped");
+            return None;
+        }
         let heartbeat = name == protocol::HEARTBEAT;
         if !heartbeat && name != protocol::MORE {
             return self.on_data(id, protocol::owned_name(name), ev.args, mine);
@@ -342,7 +447,7 @@ impl Core {
         // (zerorpc-python kills such a channel too, at 100 unread).
         if call.credit == 0 && streaming {
             tracing::warn!(method = %call.method, "server sent more than the credit it was granted; stream closed");
-            if let Some(call) = self.calls.remove(&id) {
+            if let Some(call) = self.forget(id) {
                 let e = Error::Protocol(format!(
                     "the server of {} ignored flow control",
                     call.method
@@ -353,6 +458,16 @@ impl Core {
         }
         call.credit = call.credit.saturating_sub(1);
         call.deadline = None;
+        if matches!(call.waiter, Waiter::First(_)) {
+            // Answered: never retried from here on.
+            call.retry = None;
+            if let Some(s) = call.link.and_then(|l| self.servers.get_mut(l)) {
+                s.answered += 1;
+                if let Some(sent) = call.sent {
+                    s.timed(sent.elapsed());
+                }
+            }
+        }
         if streaming {
             call.beat.heard(Instant::now());
         }
@@ -360,7 +475,7 @@ impl Core {
             Waiter::Stream(tx) => {
                 let _ = tx.send(Ok((name, args)));
                 if !streaming {
-                    self.calls.remove(&id);
+                    self.forget(id);
                 }
             }
             Waiter::First(_) if streaming => {
@@ -376,7 +491,7 @@ impl Core {
                         return Some(Ok(first));
                     }
                     if !slot.fill(Ok(first)) {
-                        self.calls.remove(&id);
+                        self.forget(id);
                     }
                 }
             }
@@ -384,7 +499,7 @@ impl Core {
                 if let Some(Call {
                     waiter: Waiter::First(slot),
                     ..
-                }) = self.calls.remove(&id)
+                }) = self.forget(id)
                 {
                     let first = First {
                         name,
@@ -412,7 +527,7 @@ impl Core {
         args.push(0x91);
         let _ = rmp::encode::write_uint(&mut args, n as u64);
         let more = protocol::encode_reply(&id.to_raw(), protocol::MORE, &args);
-        if let Some(link) = self.links.get(link) {
+        if let Some(link) = self.servers.link(link) {
             link.send(framing::message(&[], more.into()));
         }
     }
@@ -438,7 +553,7 @@ impl Core {
                     protocol::HEARTBEAT,
                     protocol::HEARTBEAT_ARGS,
                 );
-                if let Some(link) = self.links.get(link) {
+                if let Some(link) = self.servers.link(link) {
                     link.send(framing::message(&[], hb.into()));
                 }
             }
@@ -447,24 +562,90 @@ impl Core {
             self.abandon(id);
         }
         self.pending.retain(|id| self.calls.contains_key(id));
+        let reason = format!(
+            "no heartbeat for more than {}",
+            crate::error::fmt_secs(2 * period)
+        );
         for id in lost {
-            if let Some(call) = self.calls.remove(&id) {
-                let reason = format!(
-                    "no heartbeat for more than {}",
-                    crate::error::fmt_secs(2 * period)
-                );
-                call.waiter.fail(Error::LostRemote {
-                    method: call.method,
-                    reason,
-                });
+            // Its server is suspect until it speaks again.
+            let l = self.calls.get(&id).and_then(|c| c.link);
+            if let Some(s) = l.and_then(|l| self.servers.get_mut(l)) {
+                if !std::mem::replace(&mut s.suspect, true) {
+                    tracing::warn!(endpoint = %s.link.endpoint, "server stopped answering heartbeats; no new calls go to it until it answers");
+                }
             }
+            self.lost(id, &reason, now);
+        }
+        self.probe_suspects();
+        self.servers.decay();
+    }
+
+    /// A `_zerorpc_ping` to each suspect server: any answer clears it.
+    fn probe_suspects(&self) {
+        for (_, s) in self.servers.iter().filter(|(_, s)| s.suspect && s.up) {
+            let (_, ping) =
+                protocol::encode_request_extra(protocol::PING, None, 1, |out| out.push(0x90));
+            s.link.send(framing::message(&[], ping.into()));
         }
     }
 
-    /// Hand waiting requests to connected links, round-robin.
+    /// Call `id`'s server is lost (its connection closed or its heartbeats
+    /// lapsed): send it elsewhere if it may be retried, else fail it with
+    /// `LostRemote`.
+    fn lost(&mut self, id: MessageId, reason: &str, now: Instant) {
+        let retry_at = {
+            let Some(call) = self.calls.get_mut(&id) else {
+                return;
+            };
+            match &mut call.retry {
+                Some(r) if r.attempts < r.policy.attempts => {
+                    let at = now + r.policy.backoff_after(r.attempts);
+                    call.frame = Some(r.frame.clone());
+                    Some(at)
+                }
+                _ => None,
+            }
+        };
+        let Some(at) = retry_at else {
+            if let Some(call) = self.forget(id) {
+                call.waiter.fail(Error::LostRemote {
+                    method: call.method,
+                    reason: reason.to_string(),
+                });
+            }
+            return;
+        };
+        // Off its server (which it will avoid next time), back in line
+        // once its backoff is over.
+        let l = self.calls.get_mut(&id).and_then(|c| c.link.take());
+        if let Some(l) = l {
+            self.unload(l);
+            if let Some(call) = self.calls.get_mut(&id) {
+                call.beat = Beat::new(now, !self.passive);
+                if let Some(r) = &mut call.retry {
+                    r.avoid = Some(l);
+                }
+            }
+        }
+        tracing::debug!(reason, "call lost; retrying it on another server");
+        self.retries.push(Reverse((at, id)));
+        if self.armed.is_none_or(|armed| at < armed) {
+            self.armed = Some(at);
+            self.rearm = true;
+        }
+    }
+
+    /// Hand waiting requests to the least-loaded healthy servers.
     fn flush_pending(&mut self, now: Instant) {
         while let Some(id) = self.pending.front().copied() {
-            let Some(link) = self.pick_link() else { return };
+            let Some(call) = self.calls.get(&id) else {
+                self.pending.pop_front();
+                continue;
+            };
+            let avoid = call.retry.as_ref().and_then(|r| r.avoid);
+            let Some(link) = self.servers.pick(avoid) else {
+                return;
+            };
             self.pending.pop_front();
             let Some(call) = self.calls.get_mut(&id) else {
                 continue;
@@ -473,22 +654,79 @@ impl Core {
                 continue;
             };
             call.link = Some(link);
+            if let Some(r) = &mut call.retry {
+                r.attempts += 1;
+            }
             // The heartbeat clock starts when the request leaves.
             call.beat = Beat::new(now, !self.passive);
-            self.links[link].send(framing::message(&[], frame.into()));
+            if self.servers.timing() {
+                call.sent = Some(now);
+            }
+            if let Some(s) = self.servers.get_mut(link) {
+                s.load += 1;
+                s.link.send(framing::message(&[], frame.into()));
+            }
         }
     }
 
-    fn pick_link(&mut self) -> Option<LinkId> {
-        let n = self.links.len();
-        for i in 0..n {
-            let l = (self.next + i) % n;
-            if self.up[l] {
-                self.next = l + 1;
-                return Some(l);
+    /// The addresses discovered name number `origin` stands for now:
+    /// connect the new ones, retire those that went (they finish their
+    /// calls, then close).
+    pub(super) fn set_addresses(&mut self, origin: usize, endpoints: &[String]) {
+        if self.closed {
+            return;
+        }
+        let mine: Vec<(LinkId, String, bool)> = self
+            .servers
+            .iter()
+            .filter(|(_, s)| s.origin == Some(origin))
+            .map(|(l, s)| (l, s.link.endpoint.clone(), s.retiring))
+            .collect();
+        for (l, ep, retiring) in &mine {
+            let wanted = endpoints.contains(ep);
+            if wanted != *retiring {
+                continue;
+            }
+            let Some(s) = self.servers.get_mut(*l) else {
+                continue;
+            };
+            s.retiring = !wanted;
+            if wanted {
+                tracing::info!(endpoint = %ep, "server is back in its name's addresses");
+            } else {
+                tracing::info!(endpoint = %ep, "server left its name's addresses; closing it once its calls end");
+                if s.load == 0 {
+                    self.remove_server(*l);
+                }
             }
         }
-        None
+        for ep in endpoints {
+            if mine.iter().any(|(_, e, _)| e == ep) {
+                continue;
+            }
+            let Some(opener) = &self.opener else { return };
+            let id = self.servers.slots.len();
+            match opener.connect(id, ep) {
+                Ok(link) => {
+                    tracing::info!(endpoint = %ep, "discovered a server");
+                    self.servers.push(Server::new(link, Some(origin)));
+                }
+                Err(e) => {
+                    self.warned
+                        .warn(|| tracing::warn!(endpoint = %ep, error = %e, "cannot use a discovered address"));
+                }
+            }
+        }
+    }
+
+    /// Close server `l` for good (it has no call in flight).
+    fn remove_server(&mut self, l: LinkId) {
+        if let Some(s) = self.servers.slots.get_mut(l).and_then(Option::take) {
+            tracing::debug!(endpoint = %s.link.endpoint, "closed a retired server");
+            if let Some(inbound) = self.inbound.as_mut() {
+                inbound.forget(l);
+            }
+        }
     }
 
     /// Fail every call matching `pred` with the error `err(method)`.
@@ -504,7 +742,7 @@ impl Core {
             .map(|(id, _)| *id)
             .collect();
         for id in ids {
-            if let Some(call) = self.calls.remove(&id) {
+            if let Some(call) = self.forget(id) {
                 call.waiter.fail(err(call.method));
             }
         }

@@ -19,7 +19,7 @@
 //! parallel with the callers is faster there (a caller reading for everyone
 //! serialised the two, costing a third of the 64 KiB throughput).
 
-use super::core::{Answer, Core, Started};
+use super::core::{Answer, Core, Started, Terms};
 use super::relay::{self, Relay, Slot};
 use crate::error::Error;
 use crate::protocol::MessageId;
@@ -78,11 +78,11 @@ impl Shared {
         id: MessageId,
         frame: Vec<u8>,
         method: String,
-        timeout: Option<Duration>,
+        terms: Terms,
         reply: Arc<Slot<Answer>>,
         now: Instant,
     ) -> Result<Started, Error> {
-        let (wake, started) = self.lock().start(id, frame, method, timeout, reply, now)?;
+        let (wake, started) = self.lock().start(id, frame, method, terms, reply, now)?;
         if wake {
             self.rearm.notify_one();
         }
@@ -103,6 +103,7 @@ impl Shared {
     fn pump_locked(&self, core: &mut Core, mine: Option<MessageId>) -> Option<Answer> {
         let mut cx = Context::from_waker(&self.socket_waker);
         let mut answer = None;
+        let mut more = true;
         for _ in 0..BATCH {
             let Some(inbound) = core.inbound.as_mut() else {
                 return answer;
@@ -119,11 +120,20 @@ impl Shared {
                     self.relay.wake_core();
                     return answer;
                 }
-                Poll::Pending => return answer,
+                Poll::Pending => {
+                    more = false;
+                    break;
+                }
             }
         }
-        // More may be waiting: whoever reads is woken to go on.
-        self.socket_waker.wake_by_ref();
+        if std::mem::take(&mut core.rearm) {
+            // A retry waits for a backoff earlier than the timer.
+            self.rearm.notify_one();
+        }
+        if more {
+            // More may be waiting: whoever reads is woken to go on.
+            self.socket_waker.wake_by_ref();
+        }
         answer
     }
 
@@ -182,7 +192,11 @@ impl Shared {
                 timer.as_mut().reset(armed.unwrap_or_else(never));
             }
             while tick.poll_tick(cx).is_ready() {
-                self.lock().on_tick(period);
+                let mut core = self.lock();
+                core.on_tick(period);
+                if std::mem::take(&mut core.rearm) {
+                    timer.as_mut().reset(core.armed.unwrap_or_else(never));
+                }
             }
             while timer.as_mut().poll(cx).is_ready() {
                 let next = self.lock().expire(Instant::now());

@@ -9,9 +9,13 @@
 //! future (noticed on the next tick), is forgotten, which stops its
 //! heartbeats: that is how zerorpc cancels a call.
 //!
-//! Each endpoint is its own link, and every event of a call goes through the
+//! Each server is its own link, and every event of a call goes through the
 //! link that carried its request, so heartbeats always reach the server that
-//! runs the call even when a client is connected to several servers.
+//! runs the call even when a client is connected to several servers. A call
+//! goes to the healthy server with the fewest calls in flight (`balance`);
+//! a call lost with its server fails with `LostRemote` unless its caller
+//! allowed a [`Retry`]; servers given by name are found and followed by
+//! `discovery`.
 //!
 //! A streamed reply (the first event is `STREAM`) becomes a [`ReplyStream`].
 //! It grants the server credit as the application reads, exactly as
@@ -22,22 +26,32 @@
 //! | file | concept |
 //! |---|---|
 //! | `mod.rs` | the [`Client`] handle and its calls |
+//! | `balance` | the servers, their health and load, and where a call goes |
 //! | `builder` | [`ClientBuilder`] |
 //! | `call` | what a call sends and how its answer reads |
 //! | `core` | the call table: deadlines, heartbeats, routing of events |
+//! | `discovery` | servers found by name: [`Resolver`] and the built-in ones |
 //! | `driver` | who reads the sockets: a waiting caller, or the core task |
 //! | `relay` | the hand-off of socket wake-ups between them |
+//! | `retry` | what a caller may allow to be sent twice: [`Retry`] |
 //! | `stream` | [`ReplyStream`] and its credit |
 
+mod balance;
 mod builder;
 mod call;
 mod core;
+mod discovery;
 mod driver;
 mod relay;
+mod retry;
 mod stream;
 
 pub use builder::ClientBuilder;
 pub(crate) use call::encode_args;
+#[cfg(feature = "dns")]
+pub use discovery::DnsResolver;
+pub use discovery::{Resolver, SystemResolver, DEFAULT_RESOLVE_EVERY};
+pub use retry::Retry;
 pub use stream::ReplyStream;
 
 use self::core::First;
@@ -75,6 +89,9 @@ pub struct CallOptions {
     /// Header keys sent with this call, after (and over) the client's own
     /// ([`ClientBuilder::header`]).
     pub headers: Vec<(String, Value)>,
+    /// Send the call again if its server is lost before answering (see
+    /// [`Retry`]); overrides [`ClientBuilder::retry`].
+    pub retry: Option<Retry>,
 }
 
 impl CallOptions {
@@ -92,6 +109,29 @@ impl CallOptions {
         self.headers.push((key.into(), value.into()));
         self
     }
+
+    /// Allow this call to be sent again, to another server, if its server
+    /// is lost before answering: only for a call that is safe to run twice.
+    pub fn retry(mut self, policy: Retry) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+}
+
+/// One server of a [`Client`], as [`Client::servers`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerInfo {
+    /// Its endpoint (for a discovered server, the address found).
+    pub endpoint: String,
+    /// Connected now.
+    pub connected: bool,
+    /// Skipped by new calls: it let a call's heartbeats lapse and has not
+    /// answered since, or it left its name's addresses.
+    pub skipped: bool,
+    /// Calls of this client in flight on it.
+    pub in_flight: usize,
+    /// Calls it answered.
+    pub answered: u64,
 }
 
 /// A connection to one or more zerorpc servers. Cheap to clone; all clones
@@ -105,17 +145,23 @@ pub struct Client {
 struct Inner {
     core: Arc<Shared>,
     timeout: Option<Duration>,
+    retry: Option<Retry>,
     endpoints: Vec<String>,
     /// Header keys of every call.
     headers: Vec<(String, Value)>,
     hooks: builder::Hooks,
     /// The core task (see `driver.rs`).
     task: tokio::task::JoinHandle<()>,
+    /// Resolves the names among the endpoints (see `discovery.rs`).
+    discovery: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(d) = &self.discovery {
+            d.abort();
+        }
     }
 }
 
@@ -159,9 +205,15 @@ impl Client {
         ClientBuilder::default()
     }
 
-    /// The endpoints (bound ones resolved).
+    /// The endpoints (bound ones resolved; names as given).
     pub fn endpoints(&self) -> &[String] {
         &self.inner.endpoints
+    }
+
+    /// Every server this client knows now (given, bound or discovered),
+    /// with its state and load.
+    pub fn servers(&self) -> Vec<ServerInfo> {
+        self.inner.core.lock().servers.info()
     }
 
     /// Call `method` with `args` (a tuple such as `(1, 2)`, `()` for none, or
@@ -429,9 +481,13 @@ impl Client {
             span.record("id", String::from_utf8_lossy(id.as_bytes()).as_ref());
         }
         let slot = Slot::new();
+        let terms = self::core::Terms {
+            timeout,
+            retry: opts.retry.or(inner.retry),
+        };
         let started = inner
             .core
-            .start(id, frame, method.to_string(), timeout, slot.clone(), at)?;
+            .start(id, frame, method.to_string(), terms, slot.clone(), at)?;
         let waiting = Waiting {
             slot,
             in_flight: started.in_flight,
@@ -483,8 +539,11 @@ impl Client {
             let mut core = shared.lock();
             let failed = core.calls.len();
             core.fail_where(|_| true, |_| Error::Closed);
-            (failed, std::mem::take(&mut core.links), core.inbound.take())
+            (failed, core.servers.take_links(), core.inbound.take())
         };
+        if let Some(d) = &self.inner.discovery {
+            d.abort();
+        }
         for link in links {
             link.close(Duration::from_millis(200)).await;
         }

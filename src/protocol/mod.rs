@@ -49,6 +49,8 @@ pub const HEARTBEAT: &str = "_zpc_hb";
 pub const MORE: &str = "_zpc_more";
 /// The caller abandoned the call (zrpc; other peers ignore it): args `[]`.
 pub const CANCEL: &str = "_zpc_cancel";
+/// The liveness probe every zerorpc server answers (`["pong", name]`).
+pub(crate) const PING: &str = "_zerorpc_ping";
 /// The header key of a W3C trace context (`00-<trace id>-<span id>-<flags>`).
 pub const TRACEPARENT: &str = "traceparent";
 

@@ -30,6 +30,8 @@ pub(crate) struct Inbound {
     pub(super) reports: mpsc::Receiver<Report>,
     pub(super) reports_open: bool,
     pub(super) readers: Vec<Option<Reader>>,
+    /// Links the owner removed: what they still report is dropped.
+    pub(super) forgotten: Vec<bool>,
     /// The link read first next time (so one busy link cannot starve others).
     pub(super) next: usize,
 }
@@ -40,12 +42,28 @@ impl Inbound {
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
+    /// Stop reading link `id` (the owner closed it), now and for good.
+    pub(crate) fn forget(&mut self, id: LinkId) {
+        if self.forgotten.len() <= id {
+            self.forgotten.resize(id + 1, false);
+        }
+        self.forgotten[id] = true;
+        if let Some(r) = self.readers.get_mut(id) {
+            *r = None;
+        }
+    }
+
+    fn is_forgotten(&self, id: LinkId) -> bool {
+        self.forgotten.get(id).copied().unwrap_or(false)
+    }
+
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<LinkEvent>> {
         // State changes first: a new connection's reader is installed
         // before its messages are read, after the `Up` that announced it.
         while self.reports_open {
             match self.reports.poll_recv(cx) {
                 Poll::Ready(Some(Report::Event(ev))) => return Poll::Ready(Some(ev)),
+                Poll::Ready(Some(Report::Reader(id, _))) if self.is_forgotten(id) => {}
                 Poll::Ready(Some(Report::Reader(id, reader))) => {
                     if self.readers.len() <= id {
                         self.readers.resize_with(id + 1, || None);

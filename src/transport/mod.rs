@@ -175,9 +175,42 @@ impl Endpoints {
                 "a {owner} needs at least one endpoint to bind or connect"
             )));
         }
+        let (links, endpoints, inbound, _) = self.open_growable(kind).await?;
+        Ok((links, endpoints, inbound))
+    }
+
+    /// [`Endpoints::open`], also returning the [`Opener`] that connects
+    /// more links later (a client's discovered servers). No endpoint at all
+    /// is fine here: the links may all come later.
+    pub(crate) async fn open_growable(
+        &self,
+        kind: Kind,
+    ) -> Result<(Vec<Link>, Vec<String>, Inbound, Opener), Error> {
         let mut limits = self.limits.clone();
         limits.curve = self.curve.as_ref().map(|c| c.config()).transpose()?;
         open(kind, &self.binds, &self.connects, limits).await
+    }
+}
+
+/// Connects further links of one owner after it started: they report to
+/// the same [`Inbound`].
+pub(crate) struct Opener {
+    kind: Kind,
+    events: mpsc::Sender<inbound::Report>,
+    limits: Limits,
+}
+
+impl Opener {
+    /// Start a link connecting to `endpoint` as link `id` (an id the owner
+    /// never used before).
+    pub(crate) fn connect(&self, id: LinkId, endpoint: &str) -> Result<Link, Error> {
+        link::connect(
+            self.kind,
+            id,
+            endpoint,
+            self.events.clone(),
+            self.limits.clone(),
+        )
     }
 }
 
@@ -190,7 +223,7 @@ async fn open(
     binds: &[String],
     connects: &[String],
     limits: Limits,
-) -> Result<(Vec<Link>, Vec<String>, Inbound), Error> {
+) -> Result<(Vec<Link>, Vec<String>, Inbound, Opener), Error> {
     let (events_tx, events_rx) = mpsc::channel(REPORT_QUEUE);
     let mut links = Vec::with_capacity(binds.len() + connects.len());
     for ep in binds {
@@ -210,7 +243,13 @@ async fn open(
         reports: events_rx,
         reports_open: true,
         readers: Vec::new(),
+        forgotten: Vec::new(),
         next: 0,
     };
-    Ok((links, endpoints, inbound))
+    let opener = Opener {
+        kind,
+        events: events_tx,
+        limits,
+    };
+    Ok((links, endpoints, inbound, opener))
 }
