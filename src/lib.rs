@@ -38,7 +38,7 @@
 //! | `transport` | the adapter over our ZeroMQ package: links (one socket each, reconnecting), sending (`outbox`), receiving (`inbound`), endpoints |
 //! | [`service`](mod@service) | the name → handler table: argument decoding (`args`), handlers and their guards (`handler`), introspection, [`RpcService`] objects |
 //! | [`server`] | ROUTER server: the core task, channels (heartbeats, credit), requests, replies |
-//! | [`client`] | DEALER client: the call table (`core`), who reads the sockets (`driver`, `relay`), [`ReplyStream`], what a call sends (`call`) |
+//! | [`client`] | the client: the call table (`core`), who reads the sockets (`driver`, `relay`), [`ReplyStream`], what a call sends (`call`), where a call goes (`balance`), servers found by name (`discovery`, [`Resolver`]), what may be sent twice (`retry`, [`Retry`]) |
 //! | [`oneway`] | fire-and-forget events: [`Pusher`] → [`Puller`] (cast), [`Publisher`] → [`Subscriber`] (fanout) |
 //! | `context` | [`Context`]: what a handler knows of its request (method, peer, deadline, header keys, [`TraceParent`]) |
 //! | [`middleware`] | tower layers around a server's dispatch, [`CallHook`](middleware::CallHook)s around a client's calls |

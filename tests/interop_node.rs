@@ -102,6 +102,55 @@ async fn rust_client_calls_node_server() {
     assert_no_node_errors(&mut server);
 }
 
+/// Workers layout with node workers: the zrpc client binds (a ROUTER), two
+/// zerorpc-node servers connect to it; calls reach both, and calls longer
+/// than two heartbeats keep their heartbeats on their worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_workers_connect_to_a_bound_rust_client() {
+    let client = Client::builder()
+        .bind("tcp://127.0.0.1:0")
+        .heartbeat(Some(Duration::from_millis(500)))
+        .start()
+        .await
+        .unwrap();
+    let ep = client.endpoints()[0].clone();
+    let mut workers: Vec<Lines> = (0..2)
+        .map(|_| {
+            let mut w = Lines::spawn(Command::new("node").current_dir(node()).args([
+                "node_server.js",
+                ep.as_str(),
+                "500",
+                "connect",
+            ]));
+            w.expect("READY", Duration::from_secs(20));
+            w
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.servers().iter().filter(|s| s.connected).count() < 2 {
+        assert!(Instant::now() < deadline, "{:?}", client.servers());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let calls: Vec<_> = (0..4)
+        .map(|_| {
+            let c = client.clone();
+            tokio::spawn(async move { c.call::<_, String>("sleep", (1.5,)).await })
+        })
+        .collect();
+    for c in calls {
+        c.await
+            .unwrap()
+            .expect("a 3-heartbeat call on a node worker");
+    }
+    let sum: i64 = client.call("add", (2, 3)).await.unwrap();
+    assert_eq!(sum, 5);
+    let busy = client.servers().iter().filter(|s| s.answered >= 2).count();
+    assert_eq!(busy, 2, "both workers took calls: {:?}", client.servers());
+    for w in &mut workers {
+        assert_no_node_errors(w);
+    }
+}
+
 /// The credit a zrpc reader grants reaches node (it drops events without
 /// the empty delimiter: the stream stalled after its first item).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

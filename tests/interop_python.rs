@@ -82,6 +82,54 @@ async fn rust_client_calls_python_server() {
     }
 }
 
+/// Workers layout with Python workers: the zrpc client binds (a ROUTER),
+/// two zerorpc-python servers connect to it; calls reach both, and long
+/// calls (beyond two heartbeats) keep their heartbeats on their worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_workers_connect_to_a_bound_rust_client() {
+    let client = Client::builder()
+        .bind("tcp://127.0.0.1:0")
+        .heartbeat(Some(Duration::from_millis(500)))
+        .start()
+        .await
+        .unwrap();
+    let ep = client.endpoints()[0].clone();
+    let workers: Vec<Proc> = (0..2)
+        .map(|_| {
+            spawn_until(
+                Command::new(python()).arg(script("py_server.py")).args([
+                    ep.as_str(),
+                    "0.5",
+                    "connect",
+                ]),
+                "READY",
+                false,
+            )
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.servers().iter().filter(|s| s.connected).count() < 2 {
+        assert!(Instant::now() < deadline, "{:?}", client.servers());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let calls: Vec<_> = (0..4)
+        .map(|i| {
+            let c = client.clone();
+            tokio::spawn(async move { c.call::<_, String>("sleep", (1.5,)).await.map(|_| i) })
+        })
+        .collect();
+    for c in calls {
+        c.await
+            .unwrap()
+            .expect("a 3-heartbeat call on a Python worker");
+    }
+    let sum: i64 = client.call("add", (2, 3)).await.unwrap();
+    assert_eq!(sum, 5);
+    let busy = client.servers().iter().filter(|s| s.answered >= 2).count();
+    assert_eq!(busy, 2, "both workers took calls: {:?}", client.servers());
+    drop(workers);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_client_gets_python_errors_with_traceback() {
     let (_py, ep) = python_server(5.0);

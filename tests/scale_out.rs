@@ -67,6 +67,82 @@ async fn calls_go_to_the_least_loaded_server() {
     drop((fast, slow));
 }
 
+/// Workers layout: the client binds, workers connect to it. Calls are
+/// balanced over the workers by the same rule, every event of a call
+/// reaches the worker that runs it (calls longer than two heartbeats
+/// succeed), and a worker that goes takes only its own calls with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bound_client_balances_over_its_workers() {
+    let client = Client::builder()
+        .bind("tcp://127.0.0.1:0")
+        .heartbeat(Some(Duration::from_millis(100)))
+        .start()
+        .await
+        .unwrap();
+    let ep = client.endpoints()[0].clone();
+    let fast = Replica::worker(&ep, "fast", Duration::from_millis(1));
+    let slow = Replica::worker(&ep, "slow", Duration::from_millis(50));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while client.servers().iter().filter(|s| s.connected).count() < 2 {
+        assert!(Instant::now() < deadline, "{:?}", client.servers());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let t = hammer(
+        &client,
+        8,
+        usize::MAX,
+        Instant::now() + Duration::from_millis(1500),
+    )
+    .await;
+    println!(
+        "workers: fast {} slow {} errors {:?}",
+        t.get("fast"),
+        t.get("slow"),
+        t.errors
+    );
+    assert!(t.errors.is_empty(), "{:?}", t.errors);
+    assert!(t.get("slow") * 4 < t.ok() / 2, "{t:?}");
+    drop((fast, slow));
+
+    // Long calls (10 heartbeats) on three workers at once: each worker
+    // hears its calls' heartbeats, so none is cancelled.
+    let long: Vec<Replica> = (0..3)
+        .map(|i| Replica::worker(&ep, &format!("long{i}"), Duration::from_millis(1000)))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while client.servers().iter().filter(|s| s.connected).count() < 3 {
+        assert!(Instant::now() < deadline, "{:?}", client.servers());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let t = hammer(&client, 6, 6, Instant::now() + Duration::from_secs(10)).await;
+    assert_eq!(t.ok(), 6, "{t:?}");
+    assert_eq!(t.by_server.len(), 3, "spread over the three workers: {t:?}");
+
+    // One worker dies mid-call: its calls fail, the others' succeed.
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            let c = client.clone();
+            tokio::spawn(async move { c.call::<_, String>("whoami", ()).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut long = long;
+    long.remove(0).kill();
+    let mut ok = 0;
+    let mut lost = 0;
+    for c in calls {
+        match c.await.unwrap() {
+            Ok(name) => {
+                assert_ne!(name, "long0");
+                ok += 1
+            }
+            Err(Error::LostRemote { .. }) => lost += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!((ok, lost), (4, 2), "two calls were on the dead worker");
+}
+
 // ---- health ---------------------------------------------------------------
 
 fn zrpc_server(port: u16) -> Proc {

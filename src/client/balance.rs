@@ -1,5 +1,9 @@
-//! The client's servers: one link per server endpoint, its health and its
-//! load, and the rule that picks where the next call goes.
+//! The client's servers, their health and load, and the rule that picks
+//! where the next call goes. A server is a connected link (one socket per
+//! endpoint the client connects to), or one peer of a bound link (a worker
+//! that connected to the client: the bound socket is a ROUTER, so each
+//! worker is addressed by its identity and every event of a call reaches
+//! the worker that runs it).
 //!
 //! A call goes to the healthy server with the fewest calls in flight from
 //! this client, ties taken in turn, with one correction for speed: each
@@ -10,17 +14,29 @@
 //! servers of about the same speed share calls evenly, sequential callers
 //! included, while one four times slower than the rest gets a call only
 //! when they each have three more in flight than it does. Healthy means
-//! connected, not suspected
-//! (a server that let a call's heartbeats lapse is skipped until it speaks
-//! again: each tick sends it a `_zerorpc_ping`) and not retiring (a
-//! discovered address that disappeared from its name: it finishes its
-//! calls and is then closed).
+//! connected, not suspected (a server that let a call's heartbeats lapse is
+//! skipped until it speaks again: each tick sends it a `_zerorpc_ping`) and
+//! not retiring (a discovered address that disappeared from its name: it
+//! finishes its calls and is then closed).
 
+use crate::logging::hex;
+use crate::protocol::framing;
 use crate::transport::{Link, LinkId};
+use bytes::Bytes;
+use std::collections::HashMap;
+use zeromq::ZmqMessage;
+
+/// Index of a server within its client (never reused).
+pub(super) type ServerId = usize;
 
 /// One server as this client sees it.
 pub(super) struct Server {
-    pub(super) link: Link,
+    /// The socket it is reached through.
+    link: LinkId,
+    /// Its identity, when it is a peer of a bound link.
+    peer: Option<Bytes>,
+    /// Its endpoint (for a worker: the bound endpoint and its identity).
+    pub(super) endpoint: String,
     /// Connected right now.
     pub(super) up: bool,
     /// A call's heartbeats lapsed: no new calls until it answers again.
@@ -42,9 +58,11 @@ pub(super) struct Server {
 }
 
 impl Server {
-    pub(super) fn new(link: Link, origin: Option<usize>) -> Self {
+    fn new(link: LinkId, peer: Option<Bytes>, endpoint: String, origin: Option<usize>) -> Self {
         Server {
             link,
+            peer,
+            endpoint,
             up: false,
             suspect: false,
             retiring: false,
@@ -87,39 +105,116 @@ impl Server {
     }
 }
 
-/// Every server of a client, by link id (a removed server leaves a hole:
-/// ids are never reused, so a late event of a removed link finds nothing).
+/// Every link and server of a client (a removed one leaves a hole: ids are
+/// never reused, so a late event of a removed one finds nothing).
 #[derive(Default)]
 pub(super) struct Servers {
-    pub(super) slots: Vec<Option<Server>>,
+    slots: Vec<Option<Server>>,
+    links: Vec<Option<Link>>,
+    /// The server of each connected link.
+    by_link: Vec<Option<ServerId>>,
+    /// The servers that are peers of bound links.
+    by_peer: HashMap<(LinkId, Bytes), ServerId>,
     /// Where the next tie-break starts.
     next: usize,
 }
 
 impl Servers {
-    pub(super) fn get(&self, l: LinkId) -> Option<&Server> {
-        self.slots.get(l).and_then(Option::as_ref)
+    pub(super) fn get(&self, id: ServerId) -> Option<&Server> {
+        self.slots.get(id).and_then(Option::as_ref)
     }
 
-    pub(super) fn get_mut(&mut self, l: LinkId) -> Option<&mut Server> {
-        self.slots.get_mut(l).and_then(Option::as_mut)
+    pub(super) fn get_mut(&mut self, id: ServerId) -> Option<&mut Server> {
+        self.slots.get_mut(id).and_then(Option::as_mut)
     }
 
-    pub(super) fn link(&self, l: LinkId) -> Option<&Link> {
-        self.get(l).map(|s| &s.link)
+    pub(super) fn endpoint(&self, id: ServerId) -> String {
+        self.get(id)
+            .map_or_else(String::new, |s| s.endpoint.clone())
     }
 
-    pub(super) fn endpoint(&self, l: LinkId) -> String {
-        self.get(l)
-            .map_or_else(String::new, |s| s.link.endpoint.clone())
+    /// The id the next link gets.
+    pub(super) fn next_link(&self) -> LinkId {
+        self.links.len()
     }
 
-    pub(super) fn push(&mut self, server: Server) -> LinkId {
-        self.slots.push(Some(server));
-        self.slots.len() - 1
+    /// Add a link: a connected one is a server (returned); a bound one
+    /// gets a server per peer as they connect ([`Servers::peer_up`]).
+    pub(super) fn add_link(&mut self, link: Link, origin: Option<usize>) -> Option<ServerId> {
+        let l = self.links.len();
+        let server = link.connected.then(|| {
+            let s = Server::new(l, None, link.endpoint.clone(), origin);
+            self.slots.push(Some(s));
+            self.slots.len() - 1
+        });
+        self.by_link.push(server);
+        self.links.push(Some(link));
+        server
     }
 
-    pub(super) fn iter(&self) -> impl Iterator<Item = (LinkId, &Server)> {
+    /// The server of connected link `l`.
+    pub(super) fn of_link(&self, l: LinkId) -> Option<ServerId> {
+        self.by_link.get(l).copied().flatten()
+    }
+
+    /// The server a message received on link `l` comes from.
+    pub(super) fn of_message(&self, l: LinkId, msg: &ZmqMessage) -> Option<ServerId> {
+        match self.of_link(l) {
+            Some(id) => Some(id),
+            None => self.by_peer.get(&(l, msg.get(0)?.clone())).copied(),
+        }
+    }
+
+    /// A worker connected to bound link `l`.
+    pub(super) fn peer_up(&mut self, l: LinkId, peer: Bytes) -> Option<ServerId> {
+        let link = self.links.get(l)?.as_ref()?;
+        if link.connected {
+            return None;
+        }
+        let endpoint = format!("{}#{}", link.endpoint, hex(&peer));
+        let mut s = Server::new(l, Some(peer.clone()), endpoint, None);
+        s.up = true;
+        self.slots.push(Some(s));
+        let id = self.slots.len() - 1;
+        self.by_peer.insert((l, peer), id);
+        Some(id)
+    }
+
+    /// A worker of bound link `l` went: its server, now removed.
+    pub(super) fn peer_gone(&mut self, l: LinkId, peer: Bytes) -> Option<ServerId> {
+        let id = self.by_peer.remove(&(l, peer))?;
+        if let Some(s) = self.get_mut(id) {
+            s.up = false;
+        }
+        Some(id)
+    }
+
+    /// Send `payload` to server `id`.
+    pub(super) fn send(&self, id: ServerId, payload: Bytes) {
+        let Some(s) = self.get(id) else { return };
+        let Some(link) = self.links.get(s.link).and_then(Option::as_ref) else {
+            return;
+        };
+        let route = s.peer.as_slice();
+        link.send(framing::message(route, payload));
+    }
+
+    /// Forget server `id`; returns its link if that closed with it (to be
+    /// forgotten by the inbound side too).
+    pub(super) fn remove(&mut self, id: ServerId) -> Option<LinkId> {
+        let s = self.slots.get_mut(id)?.take()?;
+        if let Some(peer) = s.peer {
+            self.by_peer.remove(&(s.link, peer));
+            return None;
+        }
+        if let Some(entry) = self.by_link.get_mut(s.link) {
+            *entry = None;
+        }
+        self.links.get_mut(s.link)?.take();
+        Some(s.link)
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = (ServerId, &Server)> {
         self.slots
             .iter()
             .enumerate()
@@ -129,7 +224,7 @@ impl Servers {
     /// The healthy server with the fewest calls in flight, other than
     /// `avoid` when another healthy one exists (a retried call does not go
     /// back where it just failed).
-    pub(super) fn pick(&mut self, avoid: Option<LinkId>) -> Option<LinkId> {
+    pub(super) fn pick(&mut self, avoid: Option<ServerId>) -> Option<ServerId> {
         let n = self.slots.len();
         let fastest = self
             .slots
@@ -138,7 +233,7 @@ impl Servers {
             .filter(|s| s.healthy() && s.rtt_ns > 0.0)
             .map(|s| s.rtt_ns)
             .fold(f64::INFINITY, f64::min);
-        let mut best: Option<(bool, u64, LinkId)> = None;
+        let mut best: Option<(bool, u64, ServerId)> = None;
         for i in 0..n {
             let l = (self.next + i) % n;
             let Some(s) = &self.slots[l] else { continue };
@@ -174,10 +269,12 @@ impl Servers {
 
     /// Take every link out (closing the client).
     pub(super) fn take_links(&mut self) -> Vec<Link> {
-        std::mem::take(&mut self.slots)
+        self.slots.clear();
+        self.by_link.clear();
+        self.by_peer.clear();
+        std::mem::take(&mut self.links)
             .into_iter()
             .flatten()
-            .map(|s| s.link)
             .collect()
     }
 }
@@ -187,7 +284,7 @@ impl Servers {
     pub(super) fn info(&self) -> Vec<super::ServerInfo> {
         self.iter()
             .map(|(_, s)| super::ServerInfo {
-                endpoint: s.link.endpoint.clone(),
+                endpoint: s.endpoint.clone(),
                 connected: s.up,
                 skipped: s.suspect || s.retiring,
                 in_flight: s.load,

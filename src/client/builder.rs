@@ -85,7 +85,8 @@ impl ClientBuilder {
     }
 
     /// Bind an endpoint for servers to connect to (workers layout;
-    /// repeatable).
+    /// repeatable). Each worker that connects is one more server, balanced
+    /// like the others (the bound socket is a ROUTER addressing each).
     pub fn bind(mut self, endpoint: impl Into<String>) -> Self {
         self.endpoints.binds.push(endpoint.into());
         self
@@ -184,7 +185,8 @@ impl ClientBuilder {
                 r.check(name)?;
             }
         }
-        let (links, mut shown, inbound, opener) = endpoints.open_growable(Kind::Dealer).await?;
+        let (links, mut shown, inbound, opener) =
+            endpoints.open_growable(Kind::Dealer, Kind::Router).await?;
         let core = Core::new(inbound, links, Some(opener), self.heartbeat, self.passive);
         let shared = Arc::new(Shared::new(core));
         let task = tokio::spawn(Shared::run(shared.clone()));

@@ -3,7 +3,7 @@
 //! beyond handing messages to links; [`super::driver`] decides who feeds it
 //! what the sockets received.
 
-use super::balance::{Server, Servers};
+use super::balance::{ServerId, Servers};
 use super::relay::Slot;
 use super::retry::Retry;
 use crate::error::Error;
@@ -50,7 +50,8 @@ pub(super) struct Call {
     frame: Option<Vec<u8>>,
     /// Until the first event: when the call times out, and its timeout.
     deadline: Option<(Instant, Duration)>,
-    link: Option<LinkId>,
+    /// The server it was sent to.
+    server: Option<ServerId>,
     beat: Beat,
     method: String,
     waiter: Waiter,
@@ -69,7 +70,7 @@ struct Retrying {
     /// Attempts made so far (the first send included).
     attempts: u32,
     /// The server it was lost on.
-    avoid: Option<LinkId>,
+    avoid: Option<ServerId>,
 }
 
 /// Who receives a call's events.
@@ -157,7 +158,7 @@ impl Core {
     ) -> Self {
         let mut servers = Servers::default();
         for link in links {
-            servers.push(Server::new(link, None));
+            servers.add_link(link, None);
         }
         Core {
             inbound: Some(inbound),
@@ -209,7 +210,7 @@ impl Core {
         let call = Call {
             frame: Some(frame),
             deadline,
-            link: None,
+            server: None,
             beat: Beat::new(now, !self.passive),
             method,
             waiter: Waiter::First(reply),
@@ -252,29 +253,29 @@ impl Core {
     /// Remove call `id` from the table (and from its server's load).
     fn forget(&mut self, id: MessageId) -> Option<Call> {
         let call = self.calls.remove(&id)?;
-        if let Some(l) = call.link {
-            self.unload(l);
+        if let Some(s) = call.server {
+            self.unload(s);
         }
         Some(call)
     }
 
-    /// A call left server `l`; a retiring server closes once idle.
-    fn unload(&mut self, l: LinkId) {
-        let Some(s) = self.servers.get_mut(l) else {
+    /// A call left server `s`; a retiring server closes once idle.
+    fn unload(&mut self, s: ServerId) {
+        let Some(server) = self.servers.get_mut(s) else {
             return;
         };
-        s.load = s.load.saturating_sub(1);
-        if s.retiring && s.load == 0 {
-            self.remove_server(l);
+        server.load = server.load.saturating_sub(1);
+        if server.retiring && server.load == 0 {
+            self.remove_server(s);
         }
     }
 
     fn cancel(&self, id: MessageId, call: &Call) {
-        let Some(link) = call.link.and_then(|l| self.servers.link(l)) else {
+        let Some(s) = call.server else {
             return;
         };
         let cancel = protocol::encode_reply(&id.to_raw(), protocol::CANCEL, &[0x90]);
-        link.send(framing::message(&[], cancel.into()));
+        self.servers.send(s, cancel.into());
     }
 
     /// Fail the calls whose deadline passed; returns when to look next.
@@ -347,29 +348,52 @@ impl Core {
         }
         match ev {
             LinkEvent::Up(l) => {
-                let s = self.servers.get_mut(l)?;
-                s.up = true;
-                s.suspect = false;
-                self.flush_pending(Instant::now());
+                let s = self.servers.of_link(l)?;
+                self.server_up(s);
+            }
+            LinkEvent::PeerUp(l, peer) => {
+                let s = self.servers.peer_up(l, peer)?;
+                tracing::debug!(endpoint = %self.servers.endpoint(s), "a worker connected");
+                self.server_up(s);
             }
             LinkEvent::Down(l) => {
-                let s = self.servers.get_mut(l)?;
-                s.up = false;
-                let reason = format!("connection to {} closed", s.link.endpoint);
-                let ids: Vec<MessageId> = self
-                    .calls
-                    .iter()
-                    .filter(|(_, c)| c.link == Some(l))
-                    .map(|(id, _)| *id)
-                    .collect();
-                for id in ids {
-                    self.lost(id, &reason, Instant::now());
-                }
+                let s = self.servers.of_link(l)?;
+                self.server_down(s);
+            }
+            LinkEvent::PeerGone(l, peer) => {
+                let s = self.servers.peer_gone(l, peer)?;
+                self.server_down(s);
+                self.remove_server(s);
             }
             LinkEvent::Message(l, msg) => return self.on_message(l, msg, mine),
-            LinkEvent::PeerGone(..) => {}
         }
         None
+    }
+
+    fn server_up(&mut self, s: ServerId) {
+        if let Some(server) = self.servers.get_mut(s) {
+            server.up = true;
+            server.suspect = false;
+        }
+        self.flush_pending(Instant::now());
+    }
+
+    /// Server `s`'s connection closed: its calls are lost.
+    fn server_down(&mut self, s: ServerId) {
+        let Some(server) = self.servers.get_mut(s) else {
+            return;
+        };
+        server.up = false;
+        let reason = format!("connection to {} closed", server.endpoint);
+        let ids: Vec<MessageId> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.server == Some(s))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.lost(id, &reason, Instant::now());
+        }
     }
 
     fn on_message(
@@ -378,17 +402,18 @@ impl Core {
         msg: ZmqMessage,
         mine: Option<MessageId>,
     ) -> Option<Answer> {
-        let server = self.servers.get_mut(link)?;
+        let from = self.servers.of_message(link, &msg)?;
+        let server = self.servers.get_mut(from)?;
         if server.suspect {
             server.suspect = false;
-            tracing::info!(endpoint = %server.link.endpoint, "server answers again; sending it calls");
+            tracing::info!(endpoint = %server.endpoint, "server answers again; sending it calls");
             self.flush_pending(Instant::now());
         }
         let payload = framing::payload(&msg)?;
         let ev = match Event::decode(payload) {
             Ok(ev) => ev,
             Err(e) => {
-                let ep = self.servers.endpoint(link);
+                let ep = self.servers.endpoint(from);
                 self.warned.warn(
                     || tracing::warn!(endpoint = %ep, error = %e, "dropped an undecodable reply"),
                 );
@@ -399,18 +424,18 @@ impl Core {
             tracing::debug!(name = ?ev.name, "unable to route event (no known response_to)");
             return None;
         };
-        let server = self.servers.get_mut(link)?;
+        let server = self.servers.get_mut(from)?;
         if !exact && !std::mem::replace(&mut server.retyped, true) {
             // A Go peer, say: it turns every bin into a str.
             tracing::warn!(
-                endpoint = %server.link.endpoint,
+                endpoint = %server.endpoint,
                 "the server echoes message ids with another msgpack type than sent (str for bin); matching them by their bytes"
             );
         }
         let name = ev.name.ok()?;
         // Only the server that runs a call speaks for it (a retried call's
         // first server may still answer).
-        if self.calls.get(&id).is_some_and(|c| c.link != Some(link)) {
+        if self.calls.get(&id).is_some_and(|c| c.server != Some(from)) {
             tracing::debug!(%name, "event from a server the call left; dropped");
             return None;
         }
@@ -461,7 +486,7 @@ impl Core {
         if matches!(call.waiter, Waiter::First(_)) {
             // Answered: never retried from here on.
             call.retry = None;
-            if let Some(s) = call.link.and_then(|l| self.servers.get_mut(l)) {
+            if let Some(s) = call.server.and_then(|s| self.servers.get_mut(s)) {
                 s.answered += 1;
                 if let Some(sent) = call.sent {
                     s.timed(sent.elapsed());
@@ -521,15 +546,13 @@ impl Core {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        let Some(link) = call.link else { return };
+        let Some(server) = call.server else { return };
         call.credit += n;
         let mut args = Vec::with_capacity(10);
         args.push(0x91);
         let _ = rmp::encode::write_uint(&mut args, n as u64);
         let more = protocol::encode_reply(&id.to_raw(), protocol::MORE, &args);
-        if let Some(link) = self.servers.link(link) {
-            link.send(framing::message(&[], more.into()));
-        }
+        self.servers.send(server, more.into());
     }
 
     pub(super) fn on_tick(&mut self, period: Duration) {
@@ -541,7 +564,7 @@ impl Core {
                 abandoned.push(*id);
                 continue;
             }
-            let Some(link) = call.link else { continue };
+            let Some(server) = call.server else { continue };
             if self.heartbeat.is_none() {
                 continue;
             }
@@ -553,9 +576,7 @@ impl Core {
                     protocol::HEARTBEAT,
                     protocol::HEARTBEAT_ARGS,
                 );
-                if let Some(link) = self.servers.link(link) {
-                    link.send(framing::message(&[], hb.into()));
-                }
+                self.servers.send(server, hb.into());
             }
         }
         for id in abandoned {
@@ -568,10 +589,10 @@ impl Core {
         );
         for id in lost {
             // Its server is suspect until it speaks again.
-            let l = self.calls.get(&id).and_then(|c| c.link);
-            if let Some(s) = l.and_then(|l| self.servers.get_mut(l)) {
+            let server = self.calls.get(&id).and_then(|c| c.server);
+            if let Some(s) = server.and_then(|s| self.servers.get_mut(s)) {
                 if !std::mem::replace(&mut s.suspect, true) {
-                    tracing::warn!(endpoint = %s.link.endpoint, "server stopped answering heartbeats; no new calls go to it until it answers");
+                    tracing::warn!(endpoint = %s.endpoint, "server stopped answering heartbeats; no new calls go to it until it answers");
                 }
             }
             self.lost(id, &reason, now);
@@ -582,10 +603,10 @@ impl Core {
 
     /// A `_zerorpc_ping` to each suspect server: any answer clears it.
     fn probe_suspects(&self) {
-        for (_, s) in self.servers.iter().filter(|(_, s)| s.suspect && s.up) {
+        for (id, _) in self.servers.iter().filter(|(_, s)| s.suspect && s.up) {
             let (_, ping) =
                 protocol::encode_request_extra(protocol::PING, None, 1, |out| out.push(0x90));
-            s.link.send(framing::message(&[], ping.into()));
+            self.servers.send(id, ping.into());
         }
     }
 
@@ -617,13 +638,13 @@ impl Core {
         };
         // Off its server (which it will avoid next time), back in line
         // once its backoff is over.
-        let l = self.calls.get_mut(&id).and_then(|c| c.link.take());
-        if let Some(l) = l {
-            self.unload(l);
+        let server = self.calls.get_mut(&id).and_then(|c| c.server.take());
+        if let Some(s) = server {
+            self.unload(s);
             if let Some(call) = self.calls.get_mut(&id) {
                 call.beat = Beat::new(now, !self.passive);
                 if let Some(r) = &mut call.retry {
-                    r.avoid = Some(l);
+                    r.avoid = Some(s);
                 }
             }
         }
@@ -643,7 +664,7 @@ impl Core {
                 continue;
             };
             let avoid = call.retry.as_ref().and_then(|r| r.avoid);
-            let Some(link) = self.servers.pick(avoid) else {
+            let Some(server) = self.servers.pick(avoid) else {
                 return;
             };
             self.pending.pop_front();
@@ -653,7 +674,7 @@ impl Core {
             let Some(frame) = call.frame.take() else {
                 continue;
             };
-            call.link = Some(link);
+            call.server = Some(server);
             if let Some(r) = &mut call.retry {
                 r.attempts += 1;
             }
@@ -662,10 +683,10 @@ impl Core {
             if self.servers.timing() {
                 call.sent = Some(now);
             }
-            if let Some(s) = self.servers.get_mut(link) {
+            if let Some(s) = self.servers.get_mut(server) {
                 s.load += 1;
-                s.link.send(framing::message(&[], frame.into()));
             }
+            self.servers.send(server, frame.into());
         }
     }
 
@@ -676,11 +697,11 @@ impl Core {
         if self.closed {
             return;
         }
-        let mine: Vec<(LinkId, String, bool)> = self
+        let mine: Vec<(ServerId, String, bool)> = self
             .servers
             .iter()
             .filter(|(_, s)| s.origin == Some(origin))
-            .map(|(l, s)| (l, s.link.endpoint.clone(), s.retiring))
+            .map(|(id, s)| (id, s.endpoint.clone(), s.retiring))
             .collect();
         for (l, ep, retiring) in &mine {
             let wanted = endpoints.contains(ep);
@@ -705,11 +726,10 @@ impl Core {
                 continue;
             }
             let Some(opener) = &self.opener else { return };
-            let id = self.servers.slots.len();
-            match opener.connect(id, ep) {
+            match opener.connect(self.servers.next_link(), ep) {
                 Ok(link) => {
                     tracing::info!(endpoint = %ep, "discovered a server");
-                    self.servers.push(Server::new(link, Some(origin)));
+                    self.servers.add_link(link, Some(origin));
                 }
                 Err(e) => {
                     self.warned
@@ -719,10 +739,11 @@ impl Core {
         }
     }
 
-    /// Close server `l` for good (it has no call in flight).
-    fn remove_server(&mut self, l: LinkId) {
-        if let Some(s) = self.servers.slots.get_mut(l).and_then(Option::take) {
-            tracing::debug!(endpoint = %s.link.endpoint, "closed a retired server");
+    /// Forget server `s` for good (it has no call in flight), closing its
+    /// link if it had its own.
+    fn remove_server(&mut self, s: ServerId) {
+        tracing::debug!(endpoint = %self.servers.endpoint(s), "server removed");
+        if let Some(l) = self.servers.remove(s) {
             if let Some(inbound) = self.inbound.as_mut() {
                 inbound.forget(l);
             }

@@ -195,7 +195,7 @@ impl Core {
             LinkEvent::Down(link) if self.links.get(link).is_some_and(|l| l.connected) => {
                 self.end_where(|k| k.link == link, Some(Lost::Disconnect));
             }
-            LinkEvent::Up(_) | LinkEvent::Down(_) => {}
+            LinkEvent::Up(_) | LinkEvent::Down(_) | LinkEvent::PeerUp(..) => {}
         }
     }
 

@@ -22,5 +22,7 @@ mod tests {
         assert_eq!(normalize("tcp://*:4242").unwrap(), "tcp://0.0.0.0:4242");
         assert_eq!(normalize("tcp://127.0.0.1:1").unwrap(), "tcp://127.0.0.1:1");
         assert!(normalize("nonsense").is_err());
+        // What discovery produces for an IPv6 address.
+        assert_eq!(normalize("tcp://[::1]:7").unwrap(), "tcp://[::1]:7");
     }
 }

@@ -437,7 +437,7 @@ async fn serve_socket<S: Halves>(
                         let _ = events.send(Report::Event(LinkEvent::Down(id))).await;
                     }
                 }
-                Some(SocketEvent::Accepted(..)) if !connected => {
+                Some(SocketEvent::Accepted(_, peer)) if !connected => {
                     if let Some(g) = &connected_peers {
                         g.increment(1.0);
                     }
@@ -445,6 +445,8 @@ async fn serve_socket<S: Halves>(
                     if peers == 1 {
                         let _ = events.send(Report::Event(LinkEvent::Up(id))).await;
                     }
+                    let peer = LinkEvent::PeerUp(id, peer.into());
+                    let _ = events.send(Report::Event(peer)).await;
                 }
                 // A connection that never became a peer: a handshake that
                 // timed out or failed, another security mechanism, a routing

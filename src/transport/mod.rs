@@ -58,6 +58,8 @@ pub(crate) enum LinkEvent {
     Down(LinkId),
     /// A message arrived (for a ROUTER, frame 0 is the peer identity).
     Message(LinkId, ZmqMessage),
+    /// A peer connected to a bound socket (its identity).
+    PeerUp(LinkId, Bytes),
     /// A peer of a bound socket disconnected (its identity).
     PeerGone(LinkId, Bytes),
 }
@@ -175,20 +177,23 @@ impl Endpoints {
                 "a {owner} needs at least one endpoint to bind or connect"
             )));
         }
-        let (links, endpoints, inbound, _) = self.open_growable(kind).await?;
+        let (links, endpoints, inbound, _) = self.open_growable(kind, kind).await?;
         Ok((links, endpoints, inbound))
     }
 
-    /// [`Endpoints::open`], also returning the [`Opener`] that connects
-    /// more links later (a client's discovered servers). No endpoint at all
-    /// is fine here: the links may all come later.
+    /// [`Endpoints::open`], with bound sockets of `bind_kind` (a client
+    /// binds a ROUTER, to address each worker that connects), also
+    /// returning the [`Opener`] that connects more links later (a client's
+    /// discovered servers). No endpoint at all is fine here: the links may
+    /// all come later.
     pub(crate) async fn open_growable(
         &self,
         kind: Kind,
+        bind_kind: Kind,
     ) -> Result<(Vec<Link>, Vec<String>, Inbound, Opener), Error> {
         let mut limits = self.limits.clone();
         limits.curve = self.curve.as_ref().map(|c| c.config()).transpose()?;
-        open(kind, &self.binds, &self.connects, limits).await
+        open(kind, bind_kind, &self.binds, &self.connects, limits).await
     }
 }
 
@@ -220,6 +225,7 @@ impl Opener {
 /// ones resolved.
 async fn open(
     kind: Kind,
+    bind_kind: Kind,
     binds: &[String],
     connects: &[String],
     limits: Limits,
@@ -227,7 +233,8 @@ async fn open(
     let (events_tx, events_rx) = mpsc::channel(REPORT_QUEUE);
     let mut links = Vec::with_capacity(binds.len() + connects.len());
     for ep in binds {
-        links.push(link::bind(kind, links.len(), ep, events_tx.clone(), limits.clone()).await?);
+        let id = links.len();
+        links.push(link::bind(bind_kind, id, ep, events_tx.clone(), limits.clone()).await?);
     }
     for ep in connects {
         links.push(link::connect(

@@ -34,17 +34,36 @@ pub fn pool_service(name: &str, delay: Duration) -> Service {
 }
 
 impl Replica {
+    /// A replica bound to `bind`.
     pub fn start(bind: &str, name: &str, delay: Duration) -> Replica {
+        Self::spawn(bind, false, name, delay)
+    }
+
+    /// A worker: the replica connects to a client bound at `client`, with
+    /// heartbeats every 100 ms (the client must use the same).
+    pub fn worker(client: &str, name: &str, delay: Duration) -> Replica {
+        Self::spawn(client, true, name, delay)
+    }
+
+    fn spawn(at: &str, connect: bool, name: &str, delay: Duration) -> Replica {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready) = std::sync::mpsc::channel();
-        let (at, svc) = (bind.to_string(), pool_service(name, delay));
+        let (ep, svc) = (at.to_string(), pool_service(name, delay));
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let server = Server::builder(svc).bind(at).start().await;
+                let builder = Server::builder(svc);
+                let builder = if connect {
+                    builder
+                        .connect(ep)
+                        .heartbeat(Some(Duration::from_millis(100)))
+                } else {
+                    builder.bind(ep)
+                };
+                let server = builder.start().await;
                 let server = match server {
                     Ok(s) => s,
                     Err(e) => {
@@ -62,7 +81,7 @@ impl Replica {
         let endpoint = ready
             .recv_timeout(Duration::from_secs(10))
             .expect("replica starts")
-            .unwrap_or_else(|e| panic!("replica {name} on {bind}: {e}"));
+            .unwrap_or_else(|e| panic!("replica {name} on {at}: {e}"));
         Replica {
             name: name.to_string(),
             endpoint,

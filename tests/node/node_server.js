@@ -1,6 +1,7 @@
 // A real zerorpc-node 0.9.8 server for zrpc's interop tests.
 //
-// usage: node node_server.js ENDPOINT HEARTBEAT_MS
+// usage: node node_server.js ENDPOINT HEARTBEAT_MS [connect]
+// ("connect": a worker of a client bound at ENDPOINT.)
 // Prints READY once bound, then serves until killed. Every error the server
 // reports is printed as a line starting with NODE-ERROR, so a test can
 // check that zrpc caused none.
@@ -46,5 +47,9 @@ const server = new zerorpc.Server(
 server.on("error", function (error) {
   console.log("NODE-ERROR " + (error && error.message ? error.message : error));
 });
-server.bind(endpoint);
+if (process.argv[4] === "connect") {
+  server.connect(endpoint);
+} else {
+  server.bind(endpoint);
+}
 console.log("READY");

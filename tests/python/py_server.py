@@ -1,6 +1,6 @@
 """A real zerorpc-python 0.6.3 server for interop tests.
 
-usage: py_server.py ENDPOINT HEARTBEAT
+usage: py_server.py ENDPOINT HEARTBEAT [connect]
 Prints READY once bound, then serves until killed.
 """
 import sys
@@ -50,6 +50,10 @@ class Svc(object):
 
 endpoint, heartbeat = sys.argv[1], float(sys.argv[2])
 server = zerorpc.Server(Svc(), heartbeat=heartbeat)
-server.bind(endpoint)
+# "connect": a worker of a client bound at the endpoint.
+if len(sys.argv) > 3 and sys.argv[3] == "connect":
+    server.connect(endpoint)
+else:
+    server.bind(endpoint)
 print("READY", flush=True)
 server.run()
