@@ -2,9 +2,9 @@
 # The whole test suite, on a fresh machine: installs the real zerorpc-python
 # peer (0.6.3, from PyPI) into .venv and the real zerorpc-node peer (0.9.8,
 # from npm) into tests/node/node_modules when missing, checks formatting and
-# lints, then runs every test of both packages (the zerorpc library with its
-# `cli` feature, whose binary many tests start, and the zerorpc-zeromq
-# transport).
+# lints, then runs every test of the workspace (the zerorpc library with its
+# `cli` feature, whose binary many tests start, the zerorpc-zeromq transport,
+# the service macro and the tarpc/tonic comparison's smoke test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! .venv/bin/python -c "import zerorpc" >/dev/null 2>&1; then

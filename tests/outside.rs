@@ -166,6 +166,10 @@ fn the_workspace_packages_for_publishing() {
         cargo().current_dir(root()).env("CARGO_HOME", &home).args([
             "package",
             "--workspace",
+            // (The comparison with tarpc and tonic is a tool of this
+            // repository: `publish = false`.)
+            "--exclude",
+            "zrpc-compare",
             "--locked",
             "--allow-dirty",
             "--target-dir",
