@@ -119,13 +119,14 @@ async fn a_bound_client_balances_over_its_workers() {
     assert_eq!(t.by_server.len(), 3, "spread over the three workers: {t:?}");
 
     // One worker dies mid-call: its calls fail, the others' succeed.
+    let before = client.servers();
     let calls: Vec<_> = (0..6)
         .map(|_| {
             let c = client.clone();
             tokio::spawn(async move { c.call::<_, String>("whoami", ()).await })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let sent = until_sent(&client, &before, 6).await;
     let mut long = long;
     long.remove(0).kill();
     let mut ok = 0;
@@ -140,7 +141,19 @@ async fn a_bound_client_balances_over_its_workers() {
             Err(e) => panic!("{e}"),
         }
     }
-    assert_eq!((ok, lost), (4, 2), "two calls were on the dead worker");
+    // Exactly the calls in flight on the worker that went are lost.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while client.servers().len() != 2 {
+        assert!(Instant::now() < deadline, "{:?}", client.servers());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let left = client.servers();
+    let gone = sent
+        .iter()
+        .find(|s| left.iter().all(|l| l.endpoint != s.endpoint))
+        .expect("one worker went");
+    assert!(gone.in_flight > 0, "{sent:?}");
+    assert_eq!((ok, lost), (6 - gone.in_flight, gone.in_flight), "{sent:?}");
 }
 
 // ---- health ---------------------------------------------------------------
@@ -158,6 +171,35 @@ fn zrpc_server(port: u16) -> Proc {
         "serving",
         true,
     )
+}
+
+/// Wait (up to 5 s) until `n` calls started after `before` (a snapshot of
+/// `client.servers()`) have all been sent: each is in flight or answered.
+/// Returns the calls in flight per server then.
+async fn until_sent(
+    client: &Client,
+    before: &[zerorpc::ServerInfo],
+    n: usize,
+) -> Vec<zerorpc::ServerInfo> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = client.servers();
+        let answered_before = |ep: &str| {
+            before
+                .iter()
+                .find(|s| s.endpoint == ep)
+                .map_or(0, |s| s.answered)
+        };
+        let sent: u64 = now
+            .iter()
+            .map(|s| s.in_flight as u64 + s.answered - answered_before(&s.endpoint))
+            .sum();
+        if sent as usize >= n {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "only {sent} of {n} calls sent");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 fn in_flight_on(client: &Client, endpoint: &str) -> usize {
@@ -215,8 +257,9 @@ async fn a_server_that_stops_answering_is_skipped_and_used_again() {
             })
             .collect::<Vec<_>>()
     };
+    let before = client.servers();
     let calls = burst(&client);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    until_sent(&client, &before, 10).await;
     let on_a = in_flight_on(&client, &ep_a);
     assert!(on_a > 0, "no call went to the frozen server");
     let mut lost = 0;
@@ -247,8 +290,9 @@ async fn a_server_that_stops_answering_is_skipped_and_used_again() {
 
     // With a retry policy, not even the calls on the frozen server are
     // lost: they are sent again to the other one.
+    let before = retrying.servers();
     let calls = burst(&retrying);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    until_sent(&retrying, &before, 10).await;
     assert!(
         in_flight_on(&retrying, &ep_a) > 0,
         "no call went to the frozen server"
@@ -315,6 +359,7 @@ async fn calls_lost_with_a_killed_server_fail_unless_retryable() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+    let (before_plain, before_retrying) = (plain.servers(), retrying.servers());
     let mut calls = Vec::new();
     for i in 0..20 {
         let c = if i % 2 == 0 { &plain } else { &retrying };
@@ -324,9 +369,9 @@ async fn calls_lost_with_a_killed_server_fail_unless_retryable() {
             c.call_with::<_, String>("whoami", (), opts).await
         }));
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let on_victim: usize = plain
-        .servers()
+    until_sent(&retrying, &before_retrying, 10).await;
+    let on_victim: usize = until_sent(&plain, &before_plain, 10)
+        .await
         .iter()
         .filter(|s| s.endpoint == victim.endpoint)
         .map(|s| s.in_flight)
