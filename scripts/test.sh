@@ -17,6 +17,9 @@ if ! (cd tests/node && node -e "require('zerorpc')") >/dev/null 2>&1; then
   (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
 fi
 export ZRPC_PYTHON="$PWD/.venv/bin/python"
+# A clean build (CI's case) is faster without incremental state, and that
+# state grows without bound across runs (tens of GB).
+export CARGO_INCREMENTAL=0
 # tests/hostile.rs attacks the server users run: the release binary.
 cargo build --locked --release --quiet --features zerorpc/cli --bin zrpc
 export ZRPC_RELEASE_BIN="$PWD/target/release/zrpc"
