@@ -284,6 +284,22 @@ impl From<RemoteError> for ServiceError {
     }
 }
 
+/// An error and its causes on one line: `cannot bind …: Address in use`.
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        // Many errors already quote their cause (zeromq's "Network Error:
+        // <io error>"): say it once.
+        let text = s.to_string();
+        if !line.ends_with(&text) {
+            line.push_str(&format!(": {text}"));
+        }
+        source = s.source();
+    }
+    line
+}
+
 /// A failed call made from inside a handler: a remote exception is re-raised
 /// as it came; anything else is named after the variant (`Timeout`,
 /// `LostRemote`, …).

@@ -107,26 +107,7 @@ async fn python_workers_connect_to_a_bound_rust_client() {
             )
         })
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while client.servers().iter().filter(|s| s.connected).count() < 2 {
-        assert!(Instant::now() < deadline, "{:?}", client.servers());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let calls: Vec<_> = (0..4)
-        .map(|i| {
-            let c = client.clone();
-            tokio::spawn(async move { c.call::<_, String>("sleep", (1.5,)).await.map(|_| i) })
-        })
-        .collect();
-    for c in calls {
-        c.await
-            .unwrap()
-            .expect("a 3-heartbeat call on a Python worker");
-    }
-    let sum: i64 = client.call("add", (2, 3)).await.unwrap();
-    assert_eq!(sum, 5);
-    let busy = client.servers().iter().filter(|s| s.answered >= 2).count();
-    assert_eq!(busy, 2, "both workers took calls: {:?}", client.servers());
+    two_workers_take_long_calls(&client).await;
     drop(workers);
 }
 

@@ -10,7 +10,7 @@ mod common;
 #[path = "common/pool.rs"]
 mod pool;
 
-use common::free_port;
+use common::{free_port, until_connected};
 use pool::{Replica, Tally};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -43,11 +43,7 @@ async fn run(name: &str, clients: usize, servers: usize, per_client: usize) {
         cs.push(b.connect(&newcomer_ep).start().await.unwrap());
     }
     for c in &cs {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while c.servers().iter().filter(|s| s.connected).count() < servers {
-            assert!(Instant::now() < deadline, "{name}: servers did not connect");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        until_connected(c, servers).await;
     }
     let left = Arc::new(AtomicUsize::new(CALLS));
     let done = Arc::new(AtomicUsize::new(0));

@@ -35,11 +35,7 @@ async fn calls_go_to_the_least_loaded_server() {
         .await
         .unwrap();
     // Both connected (each answers a call) before counting.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while client.servers().iter().filter(|s| s.connected).count() < 2 {
-        assert!(Instant::now() < deadline, "servers did not connect");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until_connected(&client, 2).await;
     let t = hammer(
         &client,
         8,
@@ -82,11 +78,7 @@ async fn a_bound_client_balances_over_its_workers() {
     let ep = client.endpoints()[0].clone();
     let fast = Replica::worker(&ep, "fast", Duration::from_millis(1));
     let slow = Replica::worker(&ep, "slow", Duration::from_millis(50));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while client.servers().iter().filter(|s| s.connected).count() < 2 {
-        assert!(Instant::now() < deadline, "{:?}", client.servers());
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until_connected(&client, 2).await;
     let t = hammer(
         &client,
         8,
@@ -109,11 +101,7 @@ async fn a_bound_client_balances_over_its_workers() {
     let long: Vec<Replica> = (0..3)
         .map(|i| Replica::worker(&ep, &format!("long{i}"), Duration::from_millis(1000)))
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while client.servers().iter().filter(|s| s.connected).count() < 3 {
-        assert!(Instant::now() < deadline, "{:?}", client.servers());
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until_connected(&client, 3).await;
     let t = hammer(&client, 6, 6, Instant::now() + Duration::from_secs(10)).await;
     assert_eq!(t.ok(), 6, "{t:?}");
     assert_eq!(t.by_server.len(), 3, "spread over the three workers: {t:?}");
@@ -237,11 +225,7 @@ async fn a_server_that_stops_answering_is_skipped_and_used_again() {
         .await
         .unwrap();
     for c in [&client, &retrying] {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while c.servers().iter().filter(|s| s.connected).count() < 2 {
-            assert!(Instant::now() < deadline);
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        until_connected(c, 2).await;
         let r: i64 = c.call("add", (1, 2)).await.unwrap();
         assert_eq!(r, 3);
     }
@@ -353,11 +337,7 @@ async fn calls_lost_with_a_killed_server_fail_unless_retryable() {
         .await
         .unwrap();
     for c in [&plain, &retrying] {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while c.servers().iter().filter(|s| s.connected).count() < 2 {
-            assert!(Instant::now() < deadline);
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        until_connected(c, 2).await;
     }
     let (before_plain, before_retrying) = (plain.servers(), retrying.servers());
     let mut calls = Vec::new();

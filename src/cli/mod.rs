@@ -61,7 +61,7 @@ pub fn main() -> i32 {
                     eprintln!("{}", r.traceback.trim_end());
                 }
             }
-            eprintln!("zrpc: {}", with_causes(&e));
+            eprintln!("zrpc: {}", crate::error::with_causes(&e));
             1
         }
         Err(CliError::Other(m)) => {
@@ -73,22 +73,6 @@ pub fn main() -> i32 {
             130
         }
     }
-}
-
-/// An error and its causes on one line: `cannot bind …: Address in use`.
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut line = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        // Many errors already quote their cause (zeromq's "Network Error:
-        // <io error>"): say it once.
-        let text = s.to_string();
-        if !line.ends_with(&text) {
-            line.push_str(&format!(": {text}"));
-        }
-        source = s.source();
-    }
-    line
 }
 
 fn init_logging(debug: bool) {

@@ -433,17 +433,12 @@ impl Core {
             );
         }
         let name = ev.name.ok()?;
-        // Only the server that runs a call speaks for it (a retried call's
-        // first server may still answer).
-        if self.calls.get(&id).is_some_and(|c| c.server != Some(from)) {
-            tracing::debug!(%name, "event from a server the call left; dropped");
-            return None;
-        }
         let heartbeat = name == protocol::HEARTBEAT;
         if !heartbeat && name != protocol::MORE {
-            return self.on_data(id, protocol::owned_name(name), ev.args, mine);
+            return self.on_data(from, id, protocol::owned_name(name), ev.args, mine);
         }
         match self.calls.get_mut(&id) {
+            Some(call) if call.server != Some(from) => left(name),
             Some(call) if heartbeat => call.beat.heard_heartbeat(Instant::now()),
             Some(call) => call.beat.heard(Instant::now()),
             None => tracing::debug!(%name, "unable to route event (call finished)"),
@@ -456,6 +451,7 @@ impl Core {
     /// clock read or second lookup: most calls.)
     fn on_data(
         &mut self,
+        from: ServerId,
         id: MessageId,
         name: Name,
         args: Bytes,
@@ -465,6 +461,10 @@ impl Core {
             tracing::debug!(%name, "unable to route event (call finished)");
             return None;
         };
+        if call.server != Some(from) {
+            left(&name);
+            return None;
+        }
         let streaming = name == protocol::STREAM;
         // Only STREAM items can pile up unread: a final event (OK, ERR,
         // STREAM_DONE) sent without credit is taken, as zerorpc-python and
@@ -769,6 +769,12 @@ impl Core {
         }
         self.pending.retain(|id| self.calls.contains_key(id));
     }
+}
+
+/// Only the server that runs a call speaks for it: an event from another
+/// (a retried call's first server, answering late) is dropped.
+fn left(name: &str) {
+    tracing::debug!(%name, "event from a server the call left; dropped");
 }
 
 /// A cheap hash for call ids. The ids are ours (a random per-process base

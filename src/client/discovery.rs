@@ -70,7 +70,7 @@ impl Resolver for SystemResolver {
         };
         let found = tokio::net::lookup_host((host, port))
             .await
-            .map_err(|e| Error::Config(format!("cannot resolve {host}: {e}")))?;
+            .map_err(|e| Error::transport(format!("cannot resolve {host}"), e))?;
         let all: BTreeSet<String> = found.map(|a| tcp_endpoint(a.ip(), port)).collect();
         Ok(all.into_iter().collect())
     }
@@ -159,7 +159,7 @@ mod dns {
                 .dns
                 .lookup_ip(host)
                 .await
-                .map_err(|e| Error::Config(format!("cannot resolve {host}: {e}")))?;
+                .map_err(|e| Error::transport(format!("cannot resolve {host}"), e))?;
             Ok(found.iter().collect())
         }
     }
@@ -175,11 +175,10 @@ mod dns {
                     }
                 }
                 DnsName::Srv(srv) => {
-                    let found = self
-                        .dns
-                        .srv_lookup(srv)
-                        .await
-                        .map_err(|e| Error::Config(format!("cannot resolve SRV {srv}: {e}")))?;
+                    let found =
+                        self.dns.srv_lookup(srv).await.map_err(|e| {
+                            Error::transport(format!("cannot resolve SRV {srv}"), e)
+                        })?;
                     let targets: Vec<(String, u16)> = found
                         .answers()
                         .iter()
@@ -193,7 +192,8 @@ mod dns {
                         match self.addresses(&target).await {
                             Ok(ips) => out.extend(ips.into_iter().map(|ip| tcp_endpoint(ip, port))),
                             Err(e) => {
-                                tracing::warn!(name, error = %e, "an SRV target does not resolve")
+                                let error = crate::error::with_causes(&e);
+                                tracing::warn!(name, error, "an SRV target does not resolve")
                             }
                         }
                     }
@@ -285,7 +285,7 @@ pub(super) async fn run(
                     core.set_addresses(origin, &endpoints);
                 }
                 Err(e) => {
-                    let e = e.to_string();
+                    let e = crate::error::with_causes(&e);
                     if failing[origin].as_ref() != Some(&e) {
                         tracing::warn!(name, error = %e, "cannot resolve; keeping its last addresses");
                         failing[origin] = Some(e);

@@ -123,6 +123,40 @@ pub async fn until_running(client: &zerorpc::Client, n: usize) {
     }
 }
 
+/// Wait (up to 10 s) until `client` has `n` servers connected.
+pub async fn until_connected(client: &zerorpc::Client, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.servers().iter().filter(|s| s.connected).count() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{n} servers did not connect: {:?}",
+            client.servers()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A bound `client` with two workers (zerorpc servers of any language
+/// that connected to it, with `add` and `sleep`, heartbeating at 0.5 s):
+/// once both are connected, four 1.5 s calls (three heartbeats each)
+/// succeed, and both workers took calls.
+pub async fn two_workers_take_long_calls(client: &zerorpc::Client) {
+    until_connected(client, 2).await;
+    let calls: Vec<_> = (0..4)
+        .map(|_| {
+            let c = client.clone();
+            tokio::spawn(async move { c.call::<_, String>("sleep", (1.5,)).await })
+        })
+        .collect();
+    for c in calls {
+        c.await.unwrap().expect("a 3-heartbeat call on a worker");
+    }
+    let sum: i64 = client.call("add", (2, 3)).await.unwrap();
+    assert_eq!(sum, 5);
+    let busy = client.servers().iter().filter(|s| s.answered >= 2).count();
+    assert_eq!(busy, 2, "both workers took calls: {:?}", client.servers());
+}
+
 /// Serve `service` on a free loopback port.
 pub async fn serve(service: Service) -> (Server, String) {
     let server = Server::builder(service)
