@@ -225,7 +225,7 @@ fn parse_dns_name(name: &str) -> Result<DnsName<'_>, Error> {
     }
     let bad = || {
         Error::Config(format!(
-            "cannot resolve {name:?}: a name is tcp://HOST:PORT or srv://NAME"
+            "{name:?} is neither an address nor a name (tcp://HOST:PORT or srv://NAME)"
         ))
     };
     let rest = name.strip_prefix("tcp://").ok_or_else(bad)?;
