@@ -1,38 +1,82 @@
+//! Reads several peers' streams as one, taking them in turn.
+//!
+//! zrpc patch (FORK.md item 17): each stream lives in a numbered slot, and
+//! the queue of ready streams holds slot numbers. Upstream kept the streams
+//! in a `HashMap` keyed by peer identity and, for every message, removed
+//! and re-inserted the stream, hashed the key into a "queued" set twice,
+//! pushed a binary heap and allocated a new waker; now a message costs no
+//! hashing and no allocation (the key is hashed only when a peer connects
+//! or leaves), and each slot's waker is made once.
+
 use futures::task::{waker_ref, ArcWake};
 use futures::Stream;
 use parking_lot::Mutex;
 
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::pin::Pin;
-use std::sync::atomic;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
 
 pub(crate) struct QueueInner<S, K: Clone> {
-    counter: atomic::AtomicUsize,
-    ready_queue: BinaryHeap<ReadyEvent<K>>,
-    queued: HashSet<K>,
-    streams: HashMap<K, Pin<Box<S>>>,
+    slots: Vec<Slot<S, K>>,
+    /// Slots free for reuse.
+    free: Vec<usize>,
+    /// Each live stream's slot (consulted only when peers come and go).
+    by_key: HashMap<K, usize>,
+    /// Slots whose stream was woken, oldest first; a slot appears at most
+    /// once while its `queued` flag is set.
+    ready: VecDeque<usize>,
     waker: Option<Waker>,
     /// Callback invoked when a stream ends (peer disconnected).
     /// Wrapped in Arc so it can be cloned and called outside the lock.
     on_disconnect: Option<Arc<dyn Fn(K) + Send + Sync>>,
 }
 
+struct Slot<S, K: Clone> {
+    /// The peer's key; `None` while the slot is free.
+    key: Option<K>,
+    /// Bumped each time the slot is freed, so a waker or a poll that
+    /// outlived its stream cannot touch the slot's next tenant.
+    generation: u64,
+    /// `None` while the stream is being polled (outside the lock).
+    stream: Option<Pin<Box<S>>>,
+    /// Whether the slot is in `ready` (possibly as a stale entry).
+    queued: bool,
+    /// The waker handed to this stream, made on its first poll.
+    waker: Option<Arc<StreamWaker<S, K>>>,
+}
+
 impl<S, K: Clone + Eq + Hash> QueueInner<S, K> {
     pub fn insert(&mut self, k: K, s: S) {
-        self.streams.insert(k.clone(), Box::pin(s));
-        self.push_ready(k);
+        if let Some(old) = self.by_key.remove(&k) {
+            self.release(old);
+        }
+        let index = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(Slot {
+                key: None,
+                generation: 0,
+                stream: None,
+                queued: false,
+                waker: None,
+            });
+            self.slots.len() - 1
+        });
+        let slot = &mut self.slots[index];
+        slot.key = Some(k.clone());
+        slot.stream = Some(Box::pin(s));
+        self.by_key.insert(k, index);
+        let generation = self.slots[index].generation;
+        self.mark_ready(index, generation);
         if let Some(w) = &self.waker {
             w.wake_by_ref();
         }
     }
 
     pub fn remove(&mut self, k: &K) {
-        self.streams.remove(k);
-        self.queued.remove(k);
+        if let Some(index) = self.by_key.remove(k) {
+            self.release(index);
+        }
     }
 
     /// Clear all streams and the ready queue.
@@ -40,21 +84,62 @@ impl<S, K: Clone + Eq + Hash> QueueInner<S, K> {
     /// Used during shutdown to ensure TCP connections are closed even when
     /// other components (like reconnect tasks) hold Arc references to the inner.
     pub fn clear(&mut self) {
-        self.streams.clear();
-        self.ready_queue.clear();
-        self.queued.clear();
+        self.by_key.clear();
+        // Slots are released, not dropped: a poll in progress must find its
+        // slot's generation changed rather than a new slot with the same one.
+        for index in 0..self.slots.len() {
+            if self.slots[index].key.is_some() {
+                self.release(index);
+            }
+            self.slots[index].queued = false;
+        }
+        self.ready.clear();
         // Wake the waker so any pending poll_next returns
         if let Some(w) = self.waker.take() {
             w.wake();
         }
     }
 
-    fn push_ready(&mut self, k: K) {
-        if self.queued.insert(k.clone()) {
-            self.ready_queue.push(ReadyEvent {
-                priority: self.counter.fetch_add(1, atomic::Ordering::Relaxed),
-                key: k,
-            });
+    /// Free slot `index` (its key already gone from `by_key`).
+    fn release(&mut self, index: usize) {
+        let slot = &mut self.slots[index];
+        slot.key = None;
+        slot.stream = None;
+        slot.waker = None;
+        slot.generation += 1;
+        // (`queued` stays: a stale entry in `ready` still names the slot,
+        // and is skipped when popped.)
+        self.free.push(index);
+    }
+
+    /// Queue slot `index` for polling, unless it is queued already or its
+    /// stream is gone.
+    fn mark_ready(&mut self, index: usize, generation: u64) {
+        let Some(slot) = self.slots.get_mut(index) else {
+            return;
+        };
+        if slot.generation == generation && slot.key.is_some() && !slot.queued {
+            slot.queued = true;
+            self.ready.push_back(index);
+        }
+    }
+
+    /// Put a polled stream back; `false` (and the stream dropped) when its
+    /// slot was released meanwhile.
+    fn restore(&mut self, index: usize, generation: u64, stream: Pin<Box<S>>) -> bool {
+        match self.slots.get_mut(index) {
+            Some(slot) if slot.generation == generation && slot.key.is_some() => {
+                slot.stream = Some(stream);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Remember the poller's waker (cloned only when it changed).
+    fn register(&mut self, waker: &Waker) {
+        if !self.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            self.waker = Some(waker.clone());
         }
     }
 }
@@ -64,33 +149,12 @@ pub struct FairQueue<S, K: Clone> {
     inner: Arc<Mutex<QueueInner<S, K>>>,
 }
 
-#[derive(Clone)]
-struct ReadyEvent<K: Clone> {
-    priority: usize,
-    key: K,
-}
-
-impl<K: Clone> PartialEq for ReadyEvent<K> {
-    fn eq(&self, other: &Self) -> bool {
-        self.priority.eq(&other.priority)
-    }
-}
-impl<K: Clone> Eq for ReadyEvent<K> {}
-
-impl<K: Clone> PartialOrd for ReadyEvent<K> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl<K: Clone> Ord for ReadyEvent<K> {
-    fn cmp(&self, other: &Self) -> Ordering {
-        other.priority.cmp(&self.priority)
-    }
-}
-
+/// The waker of one slot's stream: queues the slot and wakes the poller.
+/// It holds the queue weakly (the queue holds the streams that hold it).
 struct StreamWaker<S, K: Clone> {
-    inner: Arc<Mutex<QueueInner<S, K>>>,
-    event: ReadyEvent<K>,
+    inner: Weak<Mutex<QueueInner<S, K>>>,
+    index: usize,
+    generation: u64,
 }
 
 impl<S, K> ArcWake for StreamWaker<S, K>
@@ -99,10 +163,13 @@ where
     K: Clone + Eq + Hash + Send + Sync,
 {
     fn wake_by_ref(arc_self: &Arc<Self>) {
-        let mut inner = arc_self.inner.lock();
-        inner.push_ready(arc_self.event.key.clone());
+        let Some(inner) = arc_self.inner.upgrade() else {
+            return;
+        };
+        let mut inner = inner.lock();
+        inner.mark_ready(arc_self.index, arc_self.generation);
         if let Some(waker) = inner.waker.take() {
-            waker.wake_by_ref();
+            waker.wake();
         }
     }
 }
@@ -115,79 +182,92 @@ where
 {
     type Item = (K, T);
 
-    #[allow(clippy::needless_continue)]
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let fair_queue = self.get_mut();
+        // Only the streams ready now are polled: wakes that arrive during
+        // this poll wait for the next one (so one busy peer cannot keep the
+        // caller here).
         let mut remaining_ready = {
             let mut inner = fair_queue.inner.lock();
-            inner.waker = Some(cx.waker().clone());
-            inner.ready_queue.len()
+            inner.register(cx.waker());
+            inner.ready.len()
         };
 
         while remaining_ready > 0 {
             remaining_ready -= 1;
-            let (event, mut io_stream) = {
+            let (index, generation, key, mut io_stream, waker) = {
                 let mut inner = fair_queue.inner.lock();
-                inner.waker = Some(cx.waker().clone());
-                let event = match inner.ready_queue.pop() {
-                    Some(s) => s,
-                    None => {
-                        return if !inner.streams.is_empty() || fair_queue.block_on_no_clients {
-                            Poll::Pending
-                        } else {
-                            Poll::Ready(None)
-                        }
-                    }
+                let Some(index) = inner.ready.pop_front() else {
+                    break;
                 };
-                inner.queued.remove(&event.key);
-                match inner.streams.remove(&event.key) {
-                    Some(stream) => (event, stream),
-                    None => continue,
-                }
+                let slot = &mut inner.slots[index];
+                slot.queued = false;
+                let (Some(key), Some(stream)) = (&slot.key, slot.stream.take()) else {
+                    continue;
+                };
+                let key = key.clone();
+                let generation = slot.generation;
+                let waker = slot
+                    .waker
+                    .get_or_insert_with(|| {
+                        Arc::new(StreamWaker {
+                            inner: Arc::downgrade(&fair_queue.inner),
+                            index,
+                            generation,
+                        })
+                    })
+                    .clone();
+                (index, generation, key, stream, waker)
             };
 
-            let waker = Arc::new(StreamWaker {
-                inner: fair_queue.inner.clone(),
-                event: event.clone(),
-            });
             let waker_ref = waker_ref(&waker);
             let mut cx = Context::from_waker(&waker_ref);
             match io_stream.as_mut().poll_next(&mut cx) {
                 Poll::Ready(Some(res)) => {
-                    let key = event.key.clone();
-                    let item = Some((key.clone(), res));
                     let mut inner = fair_queue.inner.lock();
-                    inner.streams.insert(event.key, io_stream);
-                    inner.push_ready(key);
-                    return Poll::Ready(item);
+                    // Still ready: it goes to the back of the line.
+                    if inner.restore(index, generation, io_stream) {
+                        inner.mark_ready(index, generation);
+                    }
+                    return Poll::Ready(Some((key, res)));
                 }
                 Poll::Ready(None) => {
                     // Peer disconnected. Don't put the stream back.
                     // Clone the callback Arc so we can call it outside the lock
                     // (to avoid deadlock if callback accesses inner)
                     let callback = {
-                        let inner = fair_queue.inner.lock();
+                        let mut inner = fair_queue.inner.lock();
+                        let live = inner.slots[index].generation == generation
+                            && inner.slots[index].key.is_some();
+                        if live {
+                            if inner.by_key.get(&key) == Some(&index) {
+                                inner.by_key.remove(&key);
+                            }
+                            inner.release(index);
+                        }
                         inner.on_disconnect.clone()
                     };
                     // Call callback outside the lock
                     if let Some(callback) = callback {
-                        callback(event.key.clone());
+                        callback(key);
                     }
                     // Continue to poll other streams instead of returning None immediately.
                     continue;
                 }
                 Poll::Pending => {
-                    let mut inner = fair_queue.inner.lock();
-                    inner.streams.insert(event.key, io_stream);
+                    fair_queue
+                        .inner
+                        .lock()
+                        .restore(index, generation, io_stream);
                     continue;
                 }
             }
         }
 
         let mut inner = fair_queue.inner.lock();
-        inner.waker = Some(cx.waker().clone());
-        let should_wake = !inner.ready_queue.is_empty();
-        let result = if !inner.streams.is_empty() || fair_queue.block_on_no_clients {
+        inner.register(cx.waker());
+        let should_wake = !inner.ready.is_empty();
+        let result = if !inner.by_key.is_empty() || fair_queue.block_on_no_clients {
             Poll::Pending
         } else {
             Poll::Ready(None)
@@ -206,10 +286,10 @@ impl<S, K: Clone> FairQueue<S, K> {
         Self {
             block_on_no_clients,
             inner: Arc::new(Mutex::new(QueueInner {
-                counter: atomic::AtomicUsize::new(0),
-                ready_queue: BinaryHeap::new(),
-                queued: HashSet::new(),
-                streams: HashMap::new(),
+                slots: Vec::new(),
+                free: Vec::new(),
+                by_key: HashMap::new(),
+                ready: VecDeque::new(),
                 waker: None,
                 on_disconnect: None,
             })),
@@ -228,6 +308,22 @@ impl<S, K: Clone> FairQueue<S, K> {
 
     pub(crate) fn inner(&self) -> Arc<Mutex<QueueInner<S, K>>> {
         self.inner.clone()
+    }
+}
+
+#[cfg(test)]
+impl<S, K: Clone + Eq + Hash> QueueInner<S, K> {
+    fn streams_mut(&mut self) -> impl Iterator<Item = &mut Pin<Box<S>>> {
+        self.slots.iter_mut().filter_map(|s| s.stream.as_mut())
+    }
+
+    fn stream_mut(&mut self, k: &K) -> Option<&mut Pin<Box<S>>> {
+        let index = *self.by_key.get(k)?;
+        self.slots[index].stream.as_mut()
+    }
+
+    fn queued_len(&self) -> usize {
+        self.slots.iter().filter(|s| s.queued).count()
     }
 }
 
@@ -571,8 +667,7 @@ mod test {
         let inner = fair_queue.inner();
         let mut lock = inner.lock();
         let poll_count: usize = lock
-            .streams
-            .values_mut()
+            .streams_mut()
             .map(|stream| {
                 let UnifiedStream::CountPending(stream) = stream.as_mut().get_mut() else {
                     panic!("unexpected stream type");
@@ -610,16 +705,16 @@ mod test {
         let inner = fair_queue.inner();
         let mut lock = inner.lock();
         assert_eq!(
-            lock.ready_queue.len(),
+            lock.ready.len(),
             1,
             "wake generated during poll should remain queued for a later poll"
         );
         assert_eq!(
-            lock.queued.len(),
+            lock.queued_len(),
             1,
             "wake generated during poll should be tracked as queued"
         );
-        let stream = lock.streams.get_mut("pending").unwrap();
+        let stream = lock.stream_mut(&"pending").unwrap();
         let UnifiedStream::WakePending(stream) = stream.as_mut().get_mut() else {
             panic!("unexpected stream type");
         };
@@ -627,5 +722,129 @@ mod test {
             stream.poll_count, 1,
             "FairQueue should not consume same-poll wake events immediately"
         );
+    }
+
+    /// Pending forever, keeping the waker it was polled with (as a socket's
+    /// read registration does), and setting a flag when dropped.
+    struct KeepsWaker {
+        waker: Option<std::task::Waker>,
+        dropped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Stream for KeepsWaker {
+        type Item = &'static str;
+
+        fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            self.get_mut().waker = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+
+    impl Drop for KeepsWaker {
+        fn drop(&mut self) {
+            self.dropped
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn dropping_the_queue_drops_streams_that_hold_its_wakers() {
+        // Upstream's wakers held the queue strongly: a stream keeping its
+        // waker kept the queue (and itself) alive forever.
+        let dropped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut fair_queue: FairQueue<KeepsWaker, &str> = FairQueue::new(true);
+        fair_queue.inner().lock().insert(
+            "peer",
+            KeepsWaker {
+                waker: None,
+                dropped: dropped.clone(),
+            },
+        );
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(Pin::new(&mut fair_queue).poll_next(&mut cx).is_pending());
+        drop(fair_queue);
+        assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    #[test]
+    fn a_removed_stream_is_not_polled_and_its_old_waker_cannot_wake_a_new_one() {
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let dropped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut fair_queue: FairQueue<UnifiedOrKeeps, &str> = FairQueue::new(true);
+        let inner = fair_queue.inner();
+        inner.lock().insert(
+            "old",
+            UnifiedOrKeeps::Keeps(KeepsWaker {
+                waker: None,
+                dropped: dropped.clone(),
+            }),
+        );
+        assert!(Pin::new(&mut fair_queue).poll_next(&mut cx).is_pending());
+        // Take the old stream's waker out before removing it.
+        let old_waker = {
+            let mut lock = inner.lock();
+            let UnifiedOrKeeps::Keeps(s) = lock.stream_mut(&"old").unwrap().as_mut().get_mut()
+            else {
+                unreachable!()
+            };
+            s.waker.clone().unwrap()
+        };
+        inner.lock().remove(&"old");
+        assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
+        // A new peer takes the freed slot; the old waker must not queue it
+        // a second time.
+        inner.lock().insert(
+            "new",
+            UnifiedOrKeeps::Test(TestStream::pending_once(&["n1", "n2"])),
+        );
+        assert!(Pin::new(&mut fair_queue).poll_next(&mut cx).is_pending());
+        assert_eq!(inner.lock().ready.len(), 0);
+        old_waker.wake();
+        assert_eq!(inner.lock().ready.len(), 0, "a stale waker queued the new stream");
+        // The new stream's own waker works.
+        let new_waker = inner.lock().slots[0].waker.clone().unwrap();
+        futures::task::waker(new_waker).wake();
+        let mut got = Vec::new();
+        while let Poll::Ready(Some((k, v))) = Pin::new(&mut fair_queue).poll_next(&mut cx) {
+            got.push((k, v));
+        }
+        assert_eq!(got, vec![("new", "n1"), ("new", "n2")]);
+    }
+
+    #[async_rt::test]
+    async fn an_ended_stream_is_reported_once_and_its_slot_reused() {
+        let ended = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let mut fair_queue: FairQueue<_, u64> = FairQueue::new(false);
+        let seen = ended.clone();
+        fair_queue.set_on_disconnect(move |k| seen.lock().push(k));
+        let inner = fair_queue.inner();
+        inner.lock().insert(1, stream::iter(vec!["a1"]));
+        assert_eq!(fair_queue.next().await, Some((1, "a1")));
+        inner.lock().insert(2, stream::iter(vec!["b1"]));
+        assert_eq!(fair_queue.next().await, Some((2, "b1")));
+        assert_eq!(fair_queue.next().await, None);
+        let mut ended = ended.lock().clone();
+        ended.sort();
+        assert_eq!(ended, vec![1, 2]);
+        // Two peers over time, never more than two slots.
+        assert!(inner.lock().slots.len() <= 2);
+    }
+
+    enum UnifiedOrKeeps {
+        Test(TestStream),
+        Keeps(KeepsWaker),
+    }
+
+    impl Stream for UnifiedOrKeeps {
+        type Item = &'static str;
+
+        fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            match self.get_mut() {
+                UnifiedOrKeeps::Test(s) => Pin::new(s).poll_next(cx),
+                UnifiedOrKeeps::Keeps(s) => Pin::new(s).poll_next(cx),
+            }
+        }
     }
 }
