@@ -802,7 +802,11 @@ mod test {
         assert!(Pin::new(&mut fair_queue).poll_next(&mut cx).is_pending());
         assert_eq!(inner.lock().ready.len(), 0);
         old_waker.wake();
-        assert_eq!(inner.lock().ready.len(), 0, "a stale waker queued the new stream");
+        assert_eq!(
+            inner.lock().ready.len(),
+            0,
+            "a stale waker queued the new stream"
+        );
         // The new stream's own waker works.
         let new_waker = inner.lock().slots[0].waker.clone().unwrap();
         futures::task::waker(new_waker).wake();

@@ -19,6 +19,14 @@ pub struct ZmqMessage {
 }
 
 impl ZmqMessage {
+    /// A message whose first frame is `frame`, with room for `frames`
+    /// frames (zrpc patch: the decoder knows more are coming).
+    pub(crate) fn with_first(frame: Bytes, frames: usize) -> Self {
+        let mut deque = VecDeque::with_capacity(frames.max(1));
+        deque.push_back(frame);
+        Self { frames: deque }
+    }
+
     pub fn push_back(&mut self, frame: Bytes) {
         self.frames.push_back(frame);
     }

@@ -224,6 +224,12 @@ impl Decoder for ZmqCodec {
                     self.buffered_frames += 1;
                     match &mut self.buffered_message {
                         Some(v) => v.push_back(data.freeze()),
+                        // zrpc patch: room for a ROUTER's usual three
+                        // frames (identity, delimiter, payload) at once,
+                        // instead of growing from one per message.
+                        None if more => {
+                            self.buffered_message = Some(ZmqMessage::with_first(data.freeze(), 4))
+                        }
                         None => self.buffered_message = Some(ZmqMessage::from(data.freeze())),
                     }
 
@@ -243,6 +249,7 @@ impl Decoder for ZmqCodec {
     }
 }
 
+#[inline]
 fn encode_frame(frame: &Bytes, dst: &mut BytesMut, more: bool) {
     let mut flags: u8 = 0;
     if more {
