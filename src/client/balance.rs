@@ -226,6 +226,10 @@ impl Servers {
     /// back where it just failed).
     pub(super) fn pick(&mut self, avoid: Option<ServerId>) -> Option<ServerId> {
         let n = self.slots.len();
+        // One server (the common case): nothing to weigh.
+        if n == 1 {
+            return self.slots[0].as_ref().filter(|s| s.healthy()).map(|_| 0);
+        }
         let fastest = self
             .slots
             .iter()

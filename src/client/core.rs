@@ -57,8 +57,10 @@ pub(super) struct Call {
     waiter: Waiter,
     /// Data events the server may still send (one for the first reply).
     credit: usize,
-    /// The call may be sent again if its server is lost before answering.
-    retry: Option<Retrying>,
+    /// The call may be sent again if its server is lost before answering
+    /// (boxed: most calls have none, and every call is moved in and out
+    /// of the table).
+    retry: Option<Box<Retrying>>,
     /// When its request left (timed only with several servers).
     sent: Option<Instant>,
 }
@@ -201,11 +203,13 @@ impl Core {
         };
         started.in_flight.increment(1.0);
         let deadline = timeout.map(|t| (now + t, t));
-        let retry = retry.filter(|r| r.attempts > 1).map(|policy| Retrying {
-            frame: frame.clone(),
-            policy,
-            attempts: 0,
-            avoid: None,
+        let retry = retry.filter(|r| r.attempts > 1).map(|policy| {
+            Box::new(Retrying {
+                frame: frame.clone(),
+                policy,
+                attempts: 0,
+                avoid: None,
+            })
         });
         let call = Call {
             frame: Some(frame),

@@ -185,6 +185,71 @@ struct Waiting {
     finished: bool,
 }
 
+/// The single value of a call's first event, raw.
+fn only_value(method: &str, first: First) -> Result<Bytes, Error> {
+    if first.is_stream() {
+        return Err(Error::Protocol(format!(
+            "{method} streams its reply: read it with Client::stream"
+        )));
+    }
+    single_value(method, first)
+}
+
+/// A sent call waiting for its first event (a plain future rather than
+/// an `async fn`: each call's future is moved a few times, and an async
+/// one kept copies of what sending needed).
+struct Answer<'a> {
+    client: &'a Client,
+    method: &'a str,
+    sent: Sent,
+    first: FirstEvent<'a>,
+}
+
+impl std::future::Future for Answer<'_> {
+    type Output = Result<(MessageId, First), Error>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.get_mut();
+        // (The span is not entered while waiting: nothing of the call runs
+        // then; it lives from the request to the answer.)
+        let answer = std::task::ready!(std::pin::Pin::new(&mut this.first).poll(cx));
+        let sent = &mut this.sent;
+        sent.waiting.finished = true;
+        let err;
+        let result = match &answer {
+            Ok(first) if first.name == protocol::ERR => {
+                err = Error::Remote(call::parse_err(&first.args));
+                Err(&err)
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        // (No clock reading when nobody wants the duration.)
+        let hooks = &this.client.inner.hooks.0;
+        let timed = sent.waiting.handles.is_some() || !sent.span.is_disabled() || !hooks.is_empty();
+        let elapsed = if timed {
+            sent.started.elapsed()
+        } else {
+            Duration::ZERO
+        };
+        let metrics = sent.waiting.handles.as_deref();
+        this.client
+            .ended(this.method, metrics, &sent.span, elapsed, result);
+        std::task::Poll::Ready(answer.map(|first| (sent.id, first)))
+    }
+}
+
+/// A call that was sent: what waiting for its answer needs.
+struct Sent {
+    id: MessageId,
+    waiting: Waiting,
+    span: tracing::Span,
+    started: Instant,
+}
+
 impl Drop for Waiting {
     fn drop(&mut self) {
         self.in_flight.decrement(1.0);
@@ -233,8 +298,9 @@ impl Client {
         args: A,
         opts: CallOptions,
     ) -> Result<R, Error> {
-        let encode = |extra: &HeaderExtra| request_serde(method, extra, &args);
-        let result = self.call_raw(method, encode, opts).await?;
+        let sent = self.begin(method, |extra| request_serde(method, extra, &args), opts)?;
+        let (_, first) = self.answer(method, sent).await?;
+        let result = only_value(method, first)?;
         rmp_serde::from_slice(&result)
             .map_err(|e| Error::decode(format!("the result of {method}"), e))
     }
@@ -252,8 +318,13 @@ impl Client {
         args: Vec<Value>,
         opts: CallOptions,
     ) -> Result<Value, Error> {
-        let encode = |extra: &HeaderExtra| Ok(request_dynamic(method, extra, args));
-        let result = self.call_raw(method, encode, opts).await?;
+        let sent = self.begin(
+            method,
+            |extra| Ok(request_dynamic(method, extra, args)),
+            opts,
+        )?;
+        let (_, first) = self.answer(method, sent).await?;
+        let result = only_value(method, first)?;
         msgpack::read_value(&result)
             .map_err(|e| Error::decode(format!("the result of {method}"), e))
     }
@@ -288,8 +359,8 @@ impl Client {
         args: A,
         opts: CallOptions,
     ) -> Result<ReplyStream<R>, Error> {
-        let encode = |extra: &HeaderExtra| request_serde(method, extra, &args);
-        let (id, first) = self.first_event(method, encode, opts).await?;
+        let sent = self.begin(method, |extra| request_serde(method, extra, &args), opts)?;
+        let (id, first) = self.answer(method, sent).await?;
         self.make_stream(method, id, first, decode_serde::<R>)
     }
 
@@ -301,8 +372,12 @@ impl Client {
         args: Vec<Value>,
         opts: CallOptions,
     ) -> Result<Response, Error> {
-        let encode = |extra: &HeaderExtra| Ok(request_dynamic(method, extra, args));
-        let (id, first) = self.first_event(method, encode, opts).await?;
+        let sent = self.begin(
+            method,
+            |extra| Ok(request_dynamic(method, extra, args)),
+            opts,
+        )?;
+        let (id, first) = self.answer(method, sent).await?;
         if first.is_stream() {
             return self
                 .make_stream(method, id, first, decode_value)
@@ -344,30 +419,15 @@ impl Client {
         ))
     }
 
-    /// Send a request; returns the raw result.
-    async fn call_raw(
-        &self,
-        method: &str,
-        encode: impl FnOnce(&HeaderExtra) -> Result<(MessageId, Vec<u8>), Error>,
-        opts: CallOptions,
-    ) -> Result<Bytes, Error> {
-        let (_, first) = self.first_event(method, encode, opts).await?;
-        if first.is_stream() {
-            return Err(Error::Protocol(format!(
-                "{method} streams its reply: read it with Client::stream"
-            )));
-        }
-        single_value(method, first)
-    }
-
     /// Send a request (`encode` writes it with the header entries the call
-    /// carries) and wait, bounded by the timeout, for its first event.
-    async fn first_event(
+    /// carries). Not async, so that what only sending needs (the options,
+    /// the encoder) is not kept in every call's future while it waits.
+    fn begin(
         &self,
         method: &str,
         encode: impl FnOnce(&HeaderExtra) -> Result<(MessageId, Vec<u8>), Error>,
         opts: CallOptions,
-    ) -> Result<(MessageId, First), Error> {
+    ) -> Result<Sent, Error> {
         // (The one clock reading of a call's start: its deadline, heartbeat
         // clock and duration all count from it.)
         let started = Instant::now();
@@ -382,38 +442,28 @@ impl Client {
         if !span.is_disabled() {
             span.record("method", method);
         }
-        let sent = self.send(method, encode, opts, &span, started);
-        let (id, mut waiting) = match sent {
-            Ok(sent) => sent,
+        match self.send(method, encode, opts, &span, started) {
+            Ok((id, waiting)) => Ok(Sent {
+                id,
+                waiting,
+                span,
+                started,
+            }),
             Err(e) => {
                 self.ended(method, None, &span, started.elapsed(), Err(&e));
-                return Err(e);
+                Err(e)
             }
-        };
-        // (The span is not entered while waiting: nothing of the call runs
-        // then; it lives from the request to the answer.)
-        let answer = FirstEvent::new(&self.inner.core, id, waiting.slot.clone()).await;
-        waiting.finished = true;
-        let err;
-        let result = match &answer {
-            Ok(first) if first.name == protocol::ERR => {
-                err = Error::Remote(call::parse_err(&first.args));
-                Err(&err)
-            }
-            Ok(_) => Ok(()),
-            Err(e) => Err(e),
-        };
-        // (No clock reading when nobody wants the duration.)
-        let timed =
-            waiting.handles.is_some() || !span.is_disabled() || !self.inner.hooks.0.is_empty();
-        let elapsed = if timed {
-            started.elapsed()
-        } else {
-            Duration::ZERO
-        };
-        self.ended(method, waiting.handles.as_deref(), &span, elapsed, result);
-        drop(waiting);
-        Ok((id, answer?))
+        }
+    }
+
+    /// Wait, bounded by the timeout, for a sent call's first event.
+    fn answer<'a>(&'a self, method: &'a str, sent: Sent) -> Answer<'a> {
+        Answer {
+            first: FirstEvent::new(&self.inner.core, sent.id, sent.waiting.slot.clone()),
+            client: self,
+            method,
+            sent,
+        }
     }
 
     /// Everything a call does before it waits: the header it carries (the
@@ -512,8 +562,10 @@ impl Client {
         if let Some(m) = metrics {
             m.ended(outcome, elapsed);
         }
-        span.record("outcome", outcome.as_str());
-        span.record("duration_ms", elapsed.as_secs_f64() * 1e3);
+        if !span.is_disabled() {
+            span.record("outcome", outcome.as_str());
+            span.record("duration_ms", elapsed.as_secs_f64() * 1e3);
+        }
         for hook in self.inner.hooks.0.iter().rev() {
             hook.after(method, result, elapsed);
         }

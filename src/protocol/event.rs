@@ -193,9 +193,45 @@ impl HeaderExtra {
     fn write(&self, out: &mut Vec<u8>) {
         if let Some(ms) = self.timeout_ms {
             out.extend_from_slice(b"\xaatimeout_ms");
-            let _ = rmp::encode::write_uint(out, ms);
+            write_uint(out, ms);
         }
         out.extend_from_slice(&self.pairs);
+    }
+}
+
+/// A msgpack map length (written by hand: rmp's writer goes through
+/// `io::Write` and its errors, on every request).
+fn write_map_len(out: &mut Vec<u8>, n: usize) {
+    match n {
+        0..=15 => out.push(0x80 | n as u8),
+        16..=0xffff => {
+            out.push(0xde);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(0xdf);
+            out.extend_from_slice(&(n as u32).to_be_bytes());
+        }
+    }
+}
+
+/// A msgpack unsigned integer in its shortest form.
+fn write_uint(out: &mut Vec<u8>, n: u64) {
+    match n {
+        0..=0x7f => out.push(n as u8),
+        0x80..=0xff => out.extend_from_slice(&[0xcc, n as u8]),
+        0x100..=0xffff => {
+            out.push(0xcd);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        0x1_0000..=0xffff_ffff => {
+            out.push(0xce);
+            out.extend_from_slice(&(n as u32).to_be_bytes());
+        }
+        _ => {
+            out.push(0xcf);
+            out.extend_from_slice(&n.to_be_bytes());
+        }
     }
 }
 
@@ -220,7 +256,7 @@ pub(crate) fn encode_with_extra(
 ) {
     out.push(0x93);
     let entries = 2 + usize::from(header.response_to.is_some()) + extra.map_or(0, |e| e.entries());
-    let _ = rmp::encode::write_map_len(out, entries as u32);
+    write_map_len(out, entries);
     out.extend_from_slice(b"\xaamessage_id\xc4\x20");
     out.extend_from_slice(header.message_id.as_bytes());
     out.extend_from_slice(b"\xa1v");
@@ -324,7 +360,7 @@ fn header<'a>(r: &mut Reader<'a>) -> Result<Ids<'a>, DecodeError> {
             for _ in 0..entries {
                 let key = r.str_or_skip()?;
                 let start = r.pos;
-                r.skip(1)?;
+                r.skip_value()?;
                 let raw = &r.buf[start..r.pos];
                 // Compared as bytes: equal to an ASCII key means valid.
                 match key {

@@ -18,6 +18,10 @@ pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
 
 /// Read a msgpack integer from a complete raw value.
 pub(crate) fn read_int(raw: &[u8]) -> Option<i64> {
+    // A positive fixint (every header's `v`) without rmp's generic reader.
+    if let [m @ 0x00..=0x7f] = raw {
+        return Some(i64::from(*m));
+    }
     let mut r = raw;
     rmp::decode::read_int::<i64, _>(&mut r).ok()
 }
@@ -145,6 +149,7 @@ impl<'a> Reader<'a> {
 
     /// Read a str (returning its bytes, not yet checked as UTF-8) or skip
     /// any other value (returning None).
+    #[inline]
     pub(crate) fn str_or_skip(&mut self) -> Result<Option<&'a [u8]>, DecodeError> {
         let start = self.pos;
         let m = self.byte()?;
@@ -162,6 +167,33 @@ impl<'a> Reader<'a> {
         let s = self.pos;
         self.advance(len)?;
         Ok(Some(&self.buf[s..self.pos]))
+    }
+
+    /// Skip one value of a map at the top level of an event (depth 1).
+    /// The values event headers hold (ids, the version, a timeout) are
+    /// scalars, skipped here at once; anything else takes the general walk.
+    #[inline]
+    pub(crate) fn skip_value(&mut self) -> Result<(), DecodeError> {
+        let Some(&m) = self.buf.get(self.pos) else {
+            return Err(DecodeError::Malformed("truncated"));
+        };
+        let len = match m {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => Some(1),
+            0xa0..=0xbf => Some(1 + usize::from(m & 0x1f)),
+            0xc4 | 0xd9 => self.buf.get(self.pos + 1).map(|&n| 2 + usize::from(n)),
+            0xcc | 0xd0 => Some(2),
+            0xcd | 0xd1 => Some(3),
+            0xce | 0xd2 => Some(5),
+            0xcf | 0xd3 => Some(9),
+            _ => None,
+        };
+        match len {
+            Some(n) if n <= self.buf.len() - self.pos => {
+                self.pos += n;
+                Ok(())
+            }
+            _ => self.skip(1),
+        }
     }
 
     /// Skip one complete value, validating structure; `depth` is the nesting
@@ -346,6 +378,52 @@ pub(crate) fn hex(s: &str) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The scalar fast path skips exactly what the general walk does, and
+    /// fails where it fails: every marker byte, each followed by short
+    /// and long payloads, and each cut short.
+    #[test]
+    fn skip_value_agrees_with_skip() {
+        for m in 0..=255u8 {
+            for tail in [&[][..], &[3, 1, 2, 3][..], &[0x20; 40][..], &[0xff; 9][..]] {
+                let mut buf = vec![m];
+                buf.extend_from_slice(tail);
+                for end in 0..=buf.len() {
+                    let bytes = &buf[..end];
+                    let (mut a, mut b) = (Reader::new(bytes), Reader::new(bytes));
+                    let (ra, rb) = (a.skip_value(), b.skip(1));
+                    assert_eq!(ra.is_ok(), rb.is_ok(), "marker {m:#04x}, {bytes:02x?}");
+                    if ra.is_ok() {
+                        assert_eq!(a.pos, b.pos, "marker {m:#04x}, {bytes:02x?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn read_int_reads_every_width() {
+        for n in [
+            0i64,
+            5,
+            127,
+            128,
+            255,
+            256,
+            65_535,
+            65_536,
+            1 << 40,
+            -1,
+            -33,
+            -200,
+        ] {
+            let mut raw = Vec::new();
+            rmp::encode::write_sint(&mut raw, n).unwrap();
+            assert_eq!(read_int(&raw), Some(n));
+        }
+        assert_eq!(read_int(&[]), None);
+        assert_eq!(read_int(&[0xa1, b'x']), None);
+    }
 
     #[test]
     fn first_item_of_arrays() {

@@ -121,9 +121,13 @@ impl Core {
                     // nobody records it.)
                     let timed = self.metrics.enabled || !span.is_disabled();
                     let elapsed = if timed { now.elapsed() } else { Duration::ZERO };
-                    self.metrics.method(name).ended(outcome, elapsed);
-                    span.record("outcome", outcome.as_str());
-                    span.record("duration_ms", elapsed.as_secs_f64() * 1e3);
+                    if self.metrics.enabled {
+                        self.metrics.method(name).ended(outcome, elapsed);
+                    }
+                    if !span.is_disabled() {
+                        span.record("outcome", outcome.as_str());
+                        span.record("duration_ms", elapsed.as_secs_f64() * 1e3);
+                    }
                     let reply = match result {
                         Ok(v) => encode_ok(&key.id, v),
                         Err(e) => {
