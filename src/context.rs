@@ -15,12 +15,96 @@ use crate::logging::hex;
 use crate::protocol::{self, msgpack};
 use bytes::Bytes;
 use rmpv::Value;
+use std::cell::Cell;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::time::Instant;
 
 tokio::task_local! {
     static CURRENT: Context;
+}
+
+thread_local! {
+    /// The request whose handler the server is polling for the first time,
+    /// inline in its core (a [`Lent`], see [`Lent::scope`]): its parts are
+    /// lent, and made into a [`Context`] only if the handler asks, because
+    /// most handlers finish in that poll and never do.
+    static INLINE: Cell<*const ()> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Puts back the lent context that was current before (on return or
+/// unwind).
+struct Restore(*const ());
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        INLINE.with(|c| c.set(self.0));
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`Context::scope`]'s future: each poll hides a lent context, so that
+    /// this scope is the one seen.
+    struct Scoped<F: Future> {
+        #[pin]
+        inner: tokio::task::futures::TaskLocalFuture<Context, F>,
+    }
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
+        let inner = self.project().inner;
+        shadowing_inline(|| inner.poll(cx))
+    }
+}
+
+/// A request's context before anyone needs it: the parts of the received
+/// message it is made of, borrowed. A handler's first poll runs inside
+/// [`Lent::scope`]; [`Context::current`] makes the owned context then, and
+/// the server makes it for requests that run on.
+pub(crate) struct Lent<'a> {
+    pub(crate) payload: &'a Bytes,
+    pub(crate) method: &'a str,
+    pub(crate) id: &'a [u8],
+    pub(crate) header: &'a [u8],
+    pub(crate) peer: &'a Bytes,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) client_key: Option<[u8; 32]>,
+}
+
+impl Lent<'_> {
+    /// The owned context.
+    pub(crate) fn to_context(&self) -> Context {
+        let ctx = Context::new(
+            self.payload,
+            self.method,
+            self.id,
+            self.header,
+            self.peer.clone(),
+            self.deadline,
+        );
+        match self.client_key {
+            Some(key) => ctx.with_client_key(key),
+            None => ctx,
+        }
+    }
+
+    /// Run `f` with this request as [`Context::current`].
+    pub(crate) fn scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _restore = Restore(INLINE.with(|c| c.replace((self as *const Lent<'_>).cast())));
+        f()
+    }
+}
+
+/// Run `f` with no lent context, so that a context scope opened inside an
+/// inline poll is the one seen.
+fn shadowing_inline<R>(f: impl FnOnce() -> R) -> R {
+    let _restore = Restore(INLINE.with(|c| c.replace(std::ptr::null())));
+    f()
 }
 
 /// What a handler knows about the request it is handling. Cheap to clone
@@ -52,6 +136,15 @@ impl Context {
     /// handler (or inside a task the handler spawned: pass it along
     /// explicitly with [`Context::scope`]).
     pub fn current() -> Option<Context> {
+        let lent = INLINE.with(Cell::get);
+        if !lent.is_null() {
+            // SAFETY: INLINE is non-null only inside `Lent::scope`, where it
+            // points to that scope's `Lent`, borrowed for the whole call on
+            // this thread; the previous value is restored when the call
+            // returns or unwinds. The reference does not outlive this line.
+            let lent = unsafe { &*lent.cast::<Lent<'_>>() };
+            return Some(lent.to_context());
+        }
         CURRENT.try_with(Context::clone).ok()
     }
 
@@ -192,12 +285,14 @@ impl Context {
     /// Run `fut` with this context as [`Context::current`] (for work a
     /// handler hands to another task).
     pub fn scope<F: Future>(self, fut: F) -> impl Future<Output = F::Output> {
-        CURRENT.scope(self, fut)
+        Scoped {
+            inner: CURRENT.scope(self, fut),
+        }
     }
 
     /// Run `f` with this context as [`Context::current`].
     pub fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
-        CURRENT.sync_scope(self, f)
+        shadowing_inline(|| CURRENT.sync_scope(self, f))
     }
 }
 

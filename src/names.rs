@@ -1,4 +1,5 @@
-//! Tables keyed by method name, looked up once or twice per request.
+//! Method names: the tables keyed by them, looked up once or twice per
+//! request, and the short copy each call in flight keeps.
 //!
 //! They are filled by the application (its methods) before any request
 //! arrives, and the network only looks names up, so SipHash's resistance
@@ -30,5 +31,85 @@ impl Hasher for Fnv {
 
     fn finish(&self) -> u64 {
         self.0
+    }
+}
+
+/// A method name kept by each call in flight: stored inline up to
+/// [`ShortName::INLINE`] bytes (every name seen in practice), so starting a
+/// call allocates nothing for it.
+#[derive(Clone)]
+pub(crate) enum ShortName {
+    Inline {
+        len: u8,
+        bytes: [u8; ShortName::INLINE],
+    },
+    Heap(Box<str>),
+}
+
+impl ShortName {
+    pub(crate) const INLINE: usize = 30;
+
+    pub(crate) fn new(name: &str) -> ShortName {
+        match name.len() {
+            len @ 0..=ShortName::INLINE => {
+                let mut bytes = [0; ShortName::INLINE];
+                bytes[..len].copy_from_slice(name.as_bytes());
+                ShortName::Inline {
+                    len: len as u8,
+                    bytes,
+                }
+            }
+            _ => ShortName::Heap(name.into()),
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            // Copied whole from a str, so always UTF-8.
+            ShortName::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            ShortName::Heap(s) => s,
+        }
+    }
+}
+
+impl std::fmt::Display for ShortName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<ShortName> for String {
+    fn from(name: ShortName) -> String {
+        name.as_str().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ShortName;
+
+    #[test]
+    fn short_names_keep_any_name() {
+        for name in [
+            "",
+            "add",
+            "héllo wörld",
+            &"x".repeat(30),
+            &"y".repeat(31),
+            &"é".repeat(40),
+        ] {
+            assert_eq!(ShortName::new(name).as_str(), name);
+            assert_eq!(ShortName::new(name).to_string(), name);
+        }
+        assert!(matches!(
+            ShortName::new(&"x".repeat(30)),
+            ShortName::Inline { .. }
+        ));
+        assert!(matches!(
+            ShortName::new(&"x".repeat(31)),
+            ShortName::Heap(_)
+        ));
     }
 }

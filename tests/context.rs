@@ -519,3 +519,59 @@ impl Drop for DropFlag {
         self.0.store(true, Ordering::SeqCst);
     }
 }
+
+/// A handler's first poll runs inline in the server's core, with its
+/// context lent rather than moved into the task-local: the context is the
+/// request's own before and after an await, a scope opened inside that
+/// first poll wins over it, and nothing of it leaks to the next request or
+/// out of the handler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_poll_sees_its_own_context_and_inner_scopes_win() {
+    let remembered: Arc<Mutex<Option<Context>>> = Arc::default();
+    let keep = remembered.clone();
+    let other = remembered.clone();
+    let id =
+        |ctx: Option<Context>| ctx.map_or(Value::Nil, |c| Value::from(c.request_id().to_vec()));
+    let svc = Service::new("lent")
+        .method("remember", move |(): ()| {
+            let ctx = Context::current().expect("a handler has a context");
+            let id = Value::from(ctx.request_id().to_vec());
+            *keep.lock().unwrap() = Some(ctx);
+            async move { Ok::<_, ServiceError>(id) }
+        })
+        .method("nested", move |(): ()| {
+            // All of this runs in the first poll, before any await.
+            let own = id(Context::current());
+            let earlier = other.lock().unwrap().clone().expect("remember ran first");
+            let in_sync_scope = id(earlier.clone().sync_scope(Context::current));
+            let in_scope =
+                futures::FutureExt::now_or_never(earlier.scope(async { Context::current() }))
+                    .map(id)
+                    .unwrap_or(Value::Nil);
+            let after_scopes = id(Context::current());
+            async move {
+                tokio::task::yield_now().await;
+                let after_await = id(Context::current());
+                Ok::<_, ServiceError>(Value::Array(vec![
+                    own,
+                    in_sync_scope,
+                    in_scope,
+                    after_scopes,
+                    after_await,
+                ]))
+            }
+        });
+    let (_server, ep) = serve(svc).await;
+    let client = Client::connect(&ep).await.unwrap();
+    let earlier = client.call_dynamic("remember", vec![]).await.unwrap();
+    let seen = client.call_dynamic("nested", vec![]).await.unwrap();
+    let seen = seen.as_array().unwrap();
+    let own = &seen[0];
+    assert!(own.as_slice().is_some(), "the first poll has a context");
+    assert_ne!(own, &earlier);
+    assert_eq!(&seen[1], &earlier, "sync_scope inside the first poll");
+    assert_eq!(&seen[2], &earlier, "scope inside the first poll");
+    assert_eq!(&seen[3], own, "after the scopes");
+    assert_eq!(&seen[4], own, "after an await (in the request's task)");
+    assert!(Context::current().is_none());
+}

@@ -8,6 +8,7 @@ use super::relay::Slot;
 use super::retry::Retry;
 use crate::error::Error;
 use crate::logging::RateLimit;
+use crate::names::ShortName;
 use crate::protocol::heartbeat::Beat;
 use crate::protocol::{self, framing, Event, MessageId};
 use crate::telemetry::{CallMetrics, ClientMetrics};
@@ -53,7 +54,7 @@ pub(super) struct Call {
     /// The server it was sent to.
     server: Option<ServerId>,
     beat: Beat,
-    method: String,
+    method: ShortName,
     waiter: Waiter,
     /// Data events the server may still send (one for the first reply).
     credit: usize,
@@ -188,7 +189,7 @@ impl Core {
         &mut self,
         id: MessageId,
         frame: Vec<u8>,
-        method: String,
+        method: &str,
         terms: Terms,
         reply: Arc<Slot<Answer>>,
         now: Instant,
@@ -198,7 +199,7 @@ impl Core {
             return Err(Error::Closed);
         }
         let started = Started {
-            handles: self.metrics.method(&method),
+            handles: self.metrics.method(method),
             in_flight: self.metrics.in_flight.clone(),
         };
         started.in_flight.increment(1.0);
@@ -216,7 +217,7 @@ impl Core {
             deadline,
             server: None,
             beat: Beat::new(now, !self.passive),
-            method,
+            method: ShortName::new(method),
             waiter: Waiter::First(reply),
             credit: 1,
             retry,
@@ -332,7 +333,7 @@ impl Core {
                 self.cancel(id, &call);
                 let after = call.deadline.map_or(Duration::ZERO, |(_, t)| t);
                 call.waiter.fail(Error::Timeout {
-                    method: call.method,
+                    method: call.method.into(),
                     after,
                 });
             }
@@ -634,7 +635,7 @@ impl Core {
         let Some(at) = retry_at else {
             if let Some(call) = self.forget(id) {
                 call.waiter.fail(Error::LostRemote {
-                    method: call.method,
+                    method: call.method.into(),
                     reason: reason.to_string(),
                 });
             }
@@ -768,7 +769,7 @@ impl Core {
             .collect();
         for id in ids {
             if let Some(call) = self.forget(id) {
-                call.waiter.fail(err(call.method));
+                call.waiter.fail(err(call.method.into()));
             }
         }
         self.pending.retain(|id| self.calls.contains_key(id));

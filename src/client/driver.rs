@@ -77,7 +77,7 @@ impl Shared {
         &self,
         id: MessageId,
         frame: Vec<u8>,
-        method: String,
+        method: &str,
         terms: Terms,
         reply: Arc<Slot<Answer>>,
         now: Instant,

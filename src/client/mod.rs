@@ -537,7 +537,7 @@ impl Client {
         };
         let started = inner
             .core
-            .start(id, frame, method.to_string(), terms, slot.clone(), at)?;
+            .start(id, frame, method, terms, slot.clone(), at)?;
         let waiting = Waiting {
             slot,
             in_flight: started.in_flight,

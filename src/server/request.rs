@@ -7,7 +7,7 @@ use super::core::Core;
 use super::dispatch::Dispatch;
 use super::pool::Admission;
 use super::reply::{encode_error, encode_ok};
-use crate::context::{self, Context};
+use crate::context::{self, Context, Lent};
 use crate::error::{clip, ServiceError, QUOTE_LIMIT};
 use crate::logging::hex;
 use crate::protocol::heartbeat::Beat;
@@ -76,40 +76,33 @@ impl Core {
             Some(ms) => now.checked_add(Duration::from_millis(ms)),
             None => None,
         };
-        let got = msgpack::type_name(&ev.args);
         let bytes = ev.args.len();
-        let Some(args) = Args::from_raw(ev.args) else {
-            self.metrics
-                .method(name)
-                .ended(Outcome::Error, Duration::ZERO);
-            let name = clip(name, QUOTE_LIMIT);
-            let e = ServiceError::type_error(format!(
-                "{name}() arguments must be a msgpack array, got {got}"
-            ));
-            return self.reject(&key, frames, legacy, e);
+        let args = match Args::try_from_raw(ev.args) {
+            Ok(args) => args,
+            Err(raw) => return self.not_an_array(&key, frames, legacy, name, &raw),
         };
-        let mut ctx = Context::new(
+        let client_key = match self.curve_server {
+            true => self.links[key.link].peer_key(&key.identity),
+            false => None,
+        };
+        let lent = Lent {
             payload,
-            name,
-            &key.id,
-            ev.header,
-            key.identity.clone(),
+            method: name,
+            id: &key.id,
+            header: ev.header,
+            peer: &key.identity,
             deadline,
-        );
-        if self.curve_server {
-            if let Some(client) = self.links[key.link].peer_key(&key.identity) {
-                ctx = ctx.with_client_key(client);
-            }
-        }
-        let span = request_span(&ctx);
+            client_key,
+        };
+        let span = request_span(&lent);
         // Most handlers finish without waiting: poll once here (a panic
         // caught) and reply at once, saving a task and two hops through
         // this core. A handler that is not ready moves to its own task,
         // which polls it again (with a real waker) before anything else.
         // Under a pool limit every request waits for its slot in a task.
         let (call, ctx, admitted) = match &mut self.pool {
-            None => match poll_once(&self.dispatch, name, args, ctx, &span) {
-                Polled::Running(call, ctx) => (call, ctx, Admission::Run),
+            None => match poll_once(&self.dispatch, name, args, &lent, &span) {
+                Polled::Running(call) => (call, lent.to_context(), Admission::Run),
                 Polled::Done(result) => {
                     let outcome = if result.is_ok() {
                         Outcome::Ok
@@ -149,8 +142,8 @@ impl Core {
                     return self.reject(&key, frames, legacy, e);
                 }
                 admitted => {
-                    let call = ctx.clone().sync_scope(|| self.dispatch.call(name, args));
-                    (call, ctx, admitted)
+                    let call = lent.scope(|| self.dispatch.call(name, args));
+                    (call, lent.to_context(), admitted)
                 }
             },
         };
@@ -208,6 +201,27 @@ impl Core {
         }
     }
 
+    /// Answer a request whose arguments are not an array with Python's
+    /// `TypeError`.
+    fn not_an_array(
+        &mut self,
+        key: &ChanKey,
+        frames: VecDeque<Bytes>,
+        legacy: bool,
+        name: &str,
+        raw: &[u8],
+    ) {
+        self.metrics
+            .method(name)
+            .ended(Outcome::Error, Duration::ZERO);
+        let got = msgpack::type_name(raw);
+        let name = clip(name, QUOTE_LIMIT);
+        let e = ServiceError::type_error(format!(
+            "{name}() arguments must be a msgpack array, got {got}"
+        ));
+        self.reject(key, frames, legacy, e);
+    }
+
     /// Answer a request (its `frames`) with an error.
     fn reject(&mut self, key: &ChanKey, frames: VecDeque<Bytes>, legacy: bool, e: ServiceError) {
         tracing::debug!(peer = %hex(&key.identity), error = %e, "request rejected");
@@ -217,44 +231,32 @@ impl Core {
 
 /// A request after its first poll.
 enum Polled {
-    /// Not finished, or a stream (streams always run in a task); with its
-    /// context.
-    Running(BoxFuture<'static, Result<Reply, ServiceError>>, Context),
+    /// Not finished, or a stream (streams always run in a task).
+    Running(BoxFuture<'static, Result<Reply, ServiceError>>),
     /// Answered (or panicked) at once.
     Done(Result<Encoded, ServiceError>),
 }
 
 /// Start a request and poll it once (inside its span, its context
 /// current), catching a panic.
-fn poll_once(dispatch: &Dispatch, name: &str, args: Args, ctx: Context, span: &Span) -> Polled {
+fn poll_once(dispatch: &Dispatch, name: &str, args: Args, lent: &Lent<'_>, span: &Span) -> Polled {
     use std::task::Poll;
     let _entered = span.enter();
     let first = std::panic::AssertUnwindSafe(|| {
-        ctx.sync_scope(|| {
+        lent.scope(|| {
             let mut call = dispatch.call(name, args);
             let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
             let polled = call.as_mut().poll(&mut cx);
-            // The context goes on with the request only when it runs on
-            // (so most requests never copy it).
-            let ctx = match &polled {
-                Poll::Pending | Poll::Ready(Ok(Reply::Stream(_))) => Context::current(),
-                _ => None,
-            };
-            (call, polled, ctx)
+            (call, polled)
         })
     });
     match std::panic::catch_unwind(first) {
-        Ok((call, Poll::Pending, Some(ctx))) => Polled::Running(call, ctx),
-        Ok((_, Poll::Ready(Ok(Reply::Stream(items))), Some(ctx))) => Polled::Running(
-            futures::future::ready(Ok(Reply::Stream(items))).boxed(),
-            ctx,
-        ),
-        Ok((_, Poll::Ready(Ok(Reply::Value(v))), _)) => Polled::Done(Ok(v)),
-        Ok((_, Poll::Ready(Err(e)), _)) => Polled::Done(Err(e)),
-        Ok((_, _, None)) => Polled::Done(Err(ServiceError::new(
-            "InternalError",
-            "the request lost its context",
-        ))),
+        Ok((call, Poll::Pending)) => Polled::Running(call),
+        Ok((_, Poll::Ready(Ok(Reply::Stream(items))))) => {
+            Polled::Running(futures::future::ready(Ok(Reply::Stream(items))).boxed())
+        }
+        Ok((_, Poll::Ready(Ok(Reply::Value(v))))) => Polled::Done(Ok(v)),
+        Ok((_, Poll::Ready(Err(e)))) => Polled::Done(Err(e)),
         Err(panic) => Polled::Done(Err(service::panicked(&*panic))),
     }
 }
@@ -262,7 +264,7 @@ fn poll_once(dispatch: &Dispatch, name: &str, args: Args, ctx: Context, span: &S
 /// A request's span: `zrpc.request` at debug level, so a subscriber that
 /// wants it pays for it and nobody else does. Its trace id is the caller's
 /// (`traceparent`), so one trace crosses processes.
-fn request_span(ctx: &Context) -> Span {
+fn request_span(lent: &Lent<'_>) -> Span {
     use tracing::field::Empty;
     let span = tracing::debug_span!(
         "zrpc.request",
@@ -275,6 +277,7 @@ fn request_span(ctx: &Context) -> Span {
     );
     // Fields are worked out only for a subscriber that wants the span.
     if !span.is_disabled() {
+        let ctx = lent.to_context();
         span.record("method", ctx.method());
         span.record("peer", hex(ctx.peer()));
         span.record("id", context::id_text(ctx.request_id()));

@@ -20,8 +20,18 @@ pub struct Args {
 impl Args {
     /// Wrap a raw msgpack array. Returns `None` if `raw` is not an array.
     pub fn from_raw(raw: Bytes) -> Option<Args> {
-        let len = msgpack::array_len(&raw)? as usize;
-        Some(Args { raw, len })
+        Args::try_from_raw(raw).ok()
+    }
+
+    /// [`Args::from_raw`], giving `raw` back when it is not an array.
+    pub(crate) fn try_from_raw(raw: Bytes) -> Result<Args, Bytes> {
+        match msgpack::array_len(&raw) {
+            Some(len) => Ok(Args {
+                raw,
+                len: len as usize,
+            }),
+            None => Err(raw),
+        }
     }
 
     /// Build from values (for tests and in-process calls).

@@ -56,13 +56,15 @@ pub(crate) fn panicked(p: &(dyn std::any::Any + Send)) -> ServiceError {
 /// Encode a typed result; structs become msgpack maps (what Python and Node
 /// peers expect), not rmp-serde's default arrays.
 pub(crate) fn encode_result<R: Serialize>(r: R) -> Result<Reply, ServiceError> {
-    let mut buf = Encoded::buffer(64);
+    // Room for small results without regrowing (a 64-byte bin encodes to
+    // 66 bytes: a 64-byte start reallocated for each such reply).
+    let mut buf = Encoded::buffer(Encoded::SMALL);
     write_typed(&mut buf, &r)?;
     Ok(Reply::Value(Encoded(buf)))
 }
 
 pub(crate) fn encode_typed<R: Serialize>(r: &R) -> Result<Vec<u8>, ServiceError> {
-    let mut buf = Vec::new();
+    let mut buf = Vec::with_capacity(128);
     write_typed(&mut buf, r)?;
     Ok(buf)
 }
@@ -82,6 +84,9 @@ impl Encoded {
     /// Room for the `OK` header: 66 bytes plus the echoed request id (34
     /// for zrpc's and zerorpc-python's ids). Longer ids are copied instead.
     pub(crate) const HEADROOM: usize = 128;
+
+    /// Value bytes a typed result's buffer starts with.
+    const SMALL: usize = 256;
 
     fn buffer(value_len: usize) -> Vec<u8> {
         let mut buf = Vec::with_capacity(Self::HEADROOM + value_len);

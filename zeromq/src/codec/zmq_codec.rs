@@ -249,7 +249,7 @@ impl Decoder for ZmqCodec {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn encode_frame(frame: &Bytes, dst: &mut BytesMut, more: bool) {
     let mut flags: u8 = 0;
     if more {
