@@ -4,7 +4,7 @@
 
 use super::core::First;
 use crate::error::{Error, RemoteError, Source};
-use crate::protocol::{self, msgpack, HeaderExtra, MessageId};
+use crate::protocol::{self, buffers, msgpack, HeaderExtra, MessageId};
 use bytes::Bytes;
 use rmpv::Value;
 use serde::de::DeserializeOwned;
@@ -23,7 +23,8 @@ pub(crate) fn encode_args<A: Serialize>(args: &A) -> Result<Vec<u8>, Error> {
 /// [`encode_args`], appended to `out`.
 fn encode_args_into<A: Serialize>(out: &mut Vec<u8>, args: &A) -> Result<(), Error> {
     let start = out.len();
-    rmp_serde::encode::write_named(out, args).map_err(|e| Error::encode("the arguments", e))?;
+    rmp_serde::encode::write_named(&mut buffers::Writer(out), args)
+        .map_err(|e| Error::encode("the arguments", e))?;
     match out.get(start) {
         Some(0xc0) => out[start] = 0x90,
         Some(0x90..=0x9f | 0xdc | 0xdd) => {}

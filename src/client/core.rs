@@ -691,7 +691,8 @@ impl Core {
             if let Some(s) = self.servers.get_mut(server) {
                 s.load += 1;
             }
-            self.servers.send(server, frame.into());
+            self.servers
+                .send(server, protocol::buffers::into_bytes(frame));
         }
     }
 

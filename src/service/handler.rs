@@ -70,7 +70,7 @@ pub(crate) fn encode_typed<R: Serialize>(r: &R) -> Result<Vec<u8>, ServiceError>
 }
 
 fn write_typed<R: Serialize>(buf: &mut Vec<u8>, r: &R) -> Result<(), ServiceError> {
-    rmp_serde::encode::write_named(buf, r)
+    rmp_serde::encode::write_named(&mut crate::protocol::buffers::Writer(buf), r)
         .map_err(|e| ServiceError::type_error(format!("cannot serialize the result: {e}")))
 }
 
@@ -112,7 +112,7 @@ impl Encoded {
         match Self::HEADROOM.checked_sub(header.len()) {
             Some(start) => {
                 self.0[start..Self::HEADROOM].copy_from_slice(header);
-                Bytes::from(self.0).slice(start..)
+                crate::protocol::buffers::into_bytes(self.0).slice(start..)
             }
             None => {
                 let mut frame = Vec::with_capacity(header.len() + self.bytes().len());

@@ -222,15 +222,25 @@ impl Decoder for ZmqCodec {
                     // process incoming message frame
                     self.buffered_len += data.len() + crate::FRAME_OVERHEAD;
                     self.buffered_frames += 1;
+                    // zrpc patch: an empty frame (the delimiter before every
+                    // payload) holds no reference to the read buffer. It
+                    // did: a reply that reuses a request's frames kept the
+                    // whole buffer the request arrived in (1 MiB and more)
+                    // alive until the reply was written.
+                    let data = if data.is_empty() {
+                        Bytes::new()
+                    } else {
+                        data.freeze()
+                    };
                     match &mut self.buffered_message {
-                        Some(v) => v.push_back(data.freeze()),
+                        Some(v) => v.push_back(data),
                         // zrpc patch: room for a ROUTER's usual three
                         // frames (identity, delimiter, payload) at once,
                         // instead of growing from one per message.
                         None if more => {
-                            self.buffered_message = Some(ZmqMessage::with_first(data.freeze(), 4))
+                            self.buffered_message = Some(ZmqMessage::with_first(data, 4))
                         }
-                        None => self.buffered_message = Some(ZmqMessage::from(data.freeze())),
+                        None => self.buffered_message = Some(ZmqMessage::from(data)),
                     }
 
                     if !more {
@@ -251,23 +261,25 @@ impl Decoder for ZmqCodec {
 
 #[inline(always)]
 fn encode_frame(frame: &Bytes, dst: &mut BytesMut, more: bool) {
-    let mut flags: u8 = 0;
-    if more {
-        flags |= 0b0000_0001;
-    }
-    let len = frame.len();
+    dst.reserve(frame.len() + 9);
+    frame_header(frame.len(), more, dst);
+    dst.extend_from_slice(frame.as_ref());
+}
+
+/// zrpc patch: a message frame's header (flags and length) for `len` bytes
+/// of body (the writer shares large bodies instead of copying them,
+/// `writer.rs`).
+#[inline(always)]
+pub(crate) fn frame_header(len: usize, more: bool, dst: &mut BytesMut) {
+    let flags = u8::from(more);
     if len > 255 {
-        flags |= 0b0000_0010;
-        dst.reserve(len + 9);
         let mut header = [0u8; 9];
-        header[0] = flags;
+        header[0] = flags | 0b0000_0010;
         header[1..].copy_from_slice(&(len as u64).to_be_bytes());
         dst.extend_from_slice(&header);
     } else {
-        dst.reserve(len + 2);
         dst.extend_from_slice(&[flags, len as u8]);
     }
-    dst.extend_from_slice(frame.as_ref());
 }
 
 /// zrpc patch: a command frame around `body` (name and data).
@@ -282,6 +294,13 @@ fn encode_command(body: &Bytes, dst: &mut BytesMut) {
         dst.extend_from_slice(&[0b100, len as u8]);
     }
     dst.extend_from_slice(body);
+}
+
+impl ZmqCodec {
+    /// zrpc patch: whether frames are sealed (CURVE) when written.
+    pub(crate) fn seals(&self) -> bool {
+        self.curve_tx.is_some()
+    }
 }
 
 impl Encoder for ZmqCodec {
@@ -324,6 +343,31 @@ pub(crate) mod tests {
     mod read_buffer;
 
     use super::*;
+
+    #[test]
+    fn an_empty_frame_holds_no_part_of_the_read_buffer() {
+        let mut codec = ZmqCodec::new();
+        codec.state = DecoderState::FrameHeader;
+        codec.waiting_for = 1;
+        // [delimiter, "abc"] and room for more.
+        let mut src = BytesMut::with_capacity(4096);
+        src.extend_from_slice(&[0x01, 0x00, 0x00, 0x03, b'a', b'b', b'c']);
+        let buffer = src.as_ptr() as usize..src.as_ptr() as usize + 4096;
+        let Some(Message::Message(m)) = codec.decode(&mut src).unwrap() else {
+            panic!("one message");
+        };
+        let mut frames = m.into_vecdeque();
+        let delimiter = frames.pop_front().unwrap();
+        assert!(delimiter.is_empty());
+        assert!(
+            buffer.contains(&(frames[0].as_ptr() as usize)),
+            "the payload is not copied"
+        );
+        assert!(
+            !buffer.contains(&(delimiter.as_ptr() as usize)),
+            "the delimiter is a view of the read buffer"
+        );
+    }
 
     #[test]
     pub fn test_message_decode_1() {
