@@ -431,14 +431,18 @@ impl Client {
         // (The one clock reading of a call's start: its deadline, heartbeat
         // clock and duration all count from it.)
         let started = Instant::now();
-        let span = tracing::debug_span!(
-            "zrpc.call",
-            method = tracing::field::Empty,
-            id = tracing::field::Empty,
-            trace_id = tracing::field::Empty,
-            outcome = tracing::field::Empty,
-            duration_ms = tracing::field::Empty,
-        );
+        let span = if !tracing::dispatcher::has_been_set() {
+            crate::telemetry::no_span()
+        } else {
+            tracing::debug_span!(
+                "zrpc.call",
+                method = tracing::field::Empty,
+                id = tracing::field::Empty,
+                trace_id = tracing::field::Empty,
+                outcome = tracing::field::Empty,
+                duration_ms = tracing::field::Empty,
+            )
+        };
         if !span.is_disabled() {
             span.record("method", method);
         }
