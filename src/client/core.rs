@@ -4,6 +4,7 @@
 //! what the sockets received.
 
 use super::balance::{ServerId, Servers};
+use super::deadlines::Deadlines;
 use super::relay::Slot;
 use super::retry::Retry;
 use crate::error::Error;
@@ -134,9 +135,8 @@ pub(super) struct Core {
     passive: bool,
     /// [`super::Client::close`] was called: no new calls.
     pub(super) closed: bool,
-    /// Call deadlines, earliest first. Entries of calls that finished stay
-    /// until they expire or the heap is compacted.
-    deadlines: BinaryHeap<Reverse<(Instant, MessageId)>>,
+    /// When calls time out (see `deadlines.rs`).
+    deadlines: Deadlines,
     /// When the core task's timer fires (`None`: it is not set).
     pub(super) armed: Option<Instant>,
     metrics: ClientMetrics,
@@ -173,7 +173,7 @@ impl Core {
             heartbeat,
             passive,
             closed: false,
-            deadlines: BinaryHeap::new(),
+            deadlines: Deadlines::default(),
             armed: None,
             metrics: ClientMetrics::default(),
             retries: BinaryHeap::new(),
@@ -230,14 +230,12 @@ impl Core {
         let Some((at, _)) = deadline else {
             return Ok((wake, started));
         };
-        // Finished calls leave their entries behind: drop them before they
-        // outnumber the calls in flight (amortised O(1) per call).
-        if self.deadlines.len() >= 2 * self.calls.len() + 64 {
-            let calls = &self.calls;
-            self.deadlines
-                .retain(|Reverse((_, id))| calls.get(id).is_some_and(|c| c.deadline.is_some()));
-        }
-        self.deadlines.push(Reverse((at, id)));
+        // Finished calls leave their entries behind.
+        let calls = &self.calls;
+        self.deadlines.sweep(calls.len(), |id| {
+            calls.get(id).is_some_and(|c| c.deadline.is_some())
+        });
+        self.deadlines.push(at, id);
         let earlier = self.armed.is_none_or(|armed| at < armed);
         if earlier {
             self.armed = Some(at);
@@ -314,7 +312,7 @@ impl Core {
     }
 
     fn expire_deadlines(&mut self, now: Instant) -> Option<Instant> {
-        while let Some(Reverse((at, id))) = self.deadlines.peek().copied() {
+        while let Some((at, id)) = self.deadlines.first() {
             if at > now {
                 return Some(at);
             }

@@ -29,7 +29,8 @@
 //! | `balance` | the servers, their health and load, and where a call goes |
 //! | `builder` | [`ClientBuilder`] |
 //! | `call` | what a call sends and how its answer reads |
-//! | `core` | the call table: deadlines, heartbeats, routing of events |
+//! | `core` | the call table: timeouts, heartbeats, routing of events |
+//! | `deadlines` | when calls time out, earliest first |
 //! | `discovery` | servers found by name: [`Resolver`] and the built-in ones |
 //! | `driver` | who reads the sockets: a waiting caller, or the core task |
 //! | `relay` | the hand-off of socket wake-ups between them |
@@ -40,6 +41,7 @@ mod balance;
 mod builder;
 mod call;
 mod core;
+mod deadlines;
 mod discovery;
 mod driver;
 mod relay;

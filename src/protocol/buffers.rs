@@ -23,6 +23,7 @@ static POOL: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 
 /// Make room for `more` bytes in `buf`; a buffer that grows large takes a
 /// kept one (its contents copied over) rather than a new allocation.
+#[cold]
 pub(crate) fn reserve(buf: &mut Vec<u8>, more: usize) {
     let need = buf.len().saturating_add(more);
     if need <= buf.capacity() {
@@ -87,14 +88,20 @@ impl Drop for Recycled {
 pub(crate) struct Writer<'a>(pub(crate) &'a mut Vec<u8>);
 
 impl std::io::Write for Writer<'_> {
+    #[inline]
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        reserve(self.0, data.len());
-        self.0.extend_from_slice(data);
-        Ok(data.len())
+        self.write_all(data).map(|()| data.len())
     }
 
+    #[inline]
     fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
-        self.write(data).map(drop)
+        // (Serializers write a marker byte at a time: the common case,
+        // room to spare, stays a plain copy.)
+        if self.0.capacity() - self.0.len() < data.len() {
+            reserve(self.0, data.len());
+        }
+        self.0.extend_from_slice(data);
+        Ok(())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
