@@ -21,6 +21,19 @@ impl<T> FrameableWrite for T where T: AsyncWrite + Unpin + Send + Sync {}
 
 pub(crate) use super::writer::ZmqFramedWrite;
 
+/// zrpc patch: a tokio reader, read into spare capacity without zeroing it.
+#[cfg(feature = "tokio-runtime")]
+pub trait TokioRead: tokio::io::AsyncRead + Unpin + Send + Sync {}
+#[cfg(feature = "tokio-runtime")]
+impl<T> TokioRead for T where T: tokio::io::AsyncRead + Unpin + Send + Sync {}
+
+/// Where a [`ZmqFramedRead`] reads from.
+enum Source {
+    Futures(Box<dyn FrameableRead>),
+    #[cfg(feature = "tokio-runtime")]
+    Tokio(Box<dyn TokioRead>),
+}
+
 /// ZMTP framed reader with an adaptive read chunk.
 ///
 /// Starts with a small read chunk and grows only when the transport keeps
@@ -28,7 +41,7 @@ pub(crate) use super::writer::ZmqFramedWrite;
 /// still reducing read/poll loops for large receive bursts. Short-read
 /// recovery reduces initialization and allocation traffic after a burst ends.
 pub struct ZmqFramedRead {
-    inner: Box<dyn FrameableRead>,
+    inner: Source,
     codec: ZmqCodec,
     buffer: BytesMut,
     read_chunk_size: usize,
@@ -41,6 +54,16 @@ pub struct ZmqFramedRead {
 
 impl ZmqFramedRead {
     pub(crate) fn new(inner: Box<dyn FrameableRead>, options: Arc<SocketOptions>) -> Self {
+        Self::from_source(Source::Futures(inner), options)
+    }
+
+    /// zrpc patch: a reader over a tokio stream (read without zeroing).
+    #[cfg(feature = "tokio-runtime")]
+    pub(crate) fn tokio(inner: Box<dyn TokioRead>, options: Arc<SocketOptions>) -> Self {
+        Self::from_source(Source::Tokio(inner), options)
+    }
+
+    fn from_source(inner: Source, options: Arc<SocketOptions>) -> Self {
         Self {
             inner,
             codec: ZmqCodec::with_options(&options),
@@ -87,51 +110,64 @@ impl ZmqFramedRead {
         cx: &mut Context<'_>,
         min_read_size: usize,
     ) -> Poll<io::Result<usize>> {
-        let start = self.buffer.len();
         let read_size = self
             .read_chunk_size
             .max(min_read_size)
             .min(self.options.read_buffer_max_size);
-
-        // futures::AsyncRead requires an initialized &mut [u8]. Grow BytesMut
-        // first, then trim back to the actual read length so the read path does
-        // not need a scratch buffer and a second data copy.
-        // The decoder checks frame length + maximum chunk size at the wire
-        // boundary, so preparing this slice cannot overflow its length.
-        self.buffer.resize(start + read_size, 0);
-
-        match Pin::new(&mut self.inner).poll_read(cx, &mut self.buffer[start..]) {
-            Poll::Ready(Ok(bytes_read)) => {
-                self.buffer.truncate(start + bytes_read);
-                if bytes_read >= read_size
-                    && self.read_chunk_size < self.options.read_buffer_max_size
-                {
-                    self.read_chunk_size =
-                        (self.read_chunk_size * 2).min(self.options.read_buffer_max_size);
-                }
-                if bytes_read > 0 && bytes_read < self.read_chunk_size / 2 {
-                    self.short_reads += 1;
-                    if self.short_reads == self.options.read_buffer_short_reads {
-                        // Confirm short reads before shrinking: an isolated burst tail
-                        // otherwise makes the next batch repeatedly grow and shrink.
-                        // Leave room above the observation without increasing the chunk.
-                        self.read_chunk_size = (bytes_read.next_power_of_two() * 2)
-                            .max(self.options.read_buffer_initial_size * 2)
-                            .min(self.read_chunk_size);
-                        self.short_reads = 0;
-                    }
-                } else if bytes_read > 0 {
-                    self.short_reads = 0;
-                }
-                Poll::Ready(Ok(bytes_read))
+        let bytes_read = ready!(self.poll_read_some(cx, read_size))?;
+        if bytes_read >= read_size && self.read_chunk_size < self.options.read_buffer_max_size {
+            self.read_chunk_size =
+                (self.read_chunk_size * 2).min(self.options.read_buffer_max_size);
+        }
+        if bytes_read > 0 && bytes_read < self.read_chunk_size / 2 {
+            self.short_reads += 1;
+            if self.short_reads == self.options.read_buffer_short_reads {
+                // Confirm short reads before shrinking: an isolated burst tail
+                // otherwise makes the next batch repeatedly grow and shrink.
+                // Leave room above the observation without increasing the chunk.
+                self.read_chunk_size = (bytes_read.next_power_of_two() * 2)
+                    .max(self.options.read_buffer_initial_size * 2)
+                    .min(self.read_chunk_size);
+                self.short_reads = 0;
             }
-            Poll::Ready(Err(error)) => {
-                self.buffer.truncate(start);
-                Poll::Ready(Err(error))
+        } else if bytes_read > 0 {
+            self.short_reads = 0;
+        }
+        Poll::Ready(Ok(bytes_read))
+    }
+
+    /// Read up to `read_size` bytes onto the end of the buffer.
+    fn poll_read_some(
+        &mut self,
+        cx: &mut Context<'_>,
+        read_size: usize,
+    ) -> Poll<io::Result<usize>> {
+        let start = self.buffer.len();
+        match &mut self.inner {
+            // zrpc patch: tokio reads into the buffer's spare capacity as it
+            // is, without zeroing it first (FORK.md item 21).
+            #[cfg(feature = "tokio-runtime")]
+            Source::Tokio(reader) => {
+                use bytes::BufMut;
+                self.buffer.reserve(read_size);
+                let mut room = (&mut self.buffer).limit(read_size);
+                tokio_util::io::poll_read_buf(Pin::new(reader), cx, &mut room)
             }
-            Poll::Pending => {
-                self.buffer.truncate(start);
-                Poll::Pending
+            Source::Futures(reader) => {
+                // futures::AsyncRead requires an initialized &mut [u8]. Grow
+                // BytesMut first, then trim back to the actual read length so
+                // the read path does not need a scratch buffer and a second
+                // data copy. The decoder checks frame length + maximum chunk
+                // size at the wire boundary, so preparing this slice cannot
+                // overflow its length.
+                self.buffer.resize(start + read_size, 0);
+                let polled = Pin::new(reader).poll_read(cx, &mut self.buffer[start..]);
+                let kept = match &polled {
+                    Poll::Ready(Ok(n)) => start + n,
+                    _ => start,
+                };
+                self.buffer.truncate(kept);
+                polled
             }
         }
     }
@@ -205,6 +241,19 @@ impl FramedIo {
         Self {
             read_half,
             write_half,
+        }
+    }
+
+    /// zrpc patch: over a tokio stream's halves (reads skip zeroing).
+    #[cfg(feature = "tokio-runtime")]
+    pub(crate) fn tokio(
+        read_half: Box<dyn TokioRead>,
+        write_half: Box<dyn FrameableWrite>,
+        options: Arc<SocketOptions>,
+    ) -> Self {
+        Self {
+            read_half: ZmqFramedRead::tokio(read_half, options),
+            write_half: ZmqFramedWrite::new(write_half, ZmqCodec::new()),
         }
     }
 

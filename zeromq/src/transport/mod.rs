@@ -190,13 +190,8 @@ fn make_framed<T>(stream: T, options: Arc<crate::SocketOptions>) -> FramedIo
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + 'static,
 {
-    use tokio_util::compat::TokioAsyncReadCompatExt;
     let (read, write) = tokio::io::split(stream);
-    FramedIo::new(
-        Box::new(read.compat()),
-        Box::new(WriteCompat(write)),
-        options,
-    )
+    FramedIo::tokio(Box::new(read), Box::new(WriteCompat(write)), options)
 }
 
 /// zrpc patch: a tokio writer as a futures one, vectored writes included

@@ -98,7 +98,7 @@ fn read_buffer_recovery_requires_consecutive_short_positive_reads() {
         let waker = futures::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         for count in reads {
-            reader.inner = Box::new(Cursor::new(vec![7; count]));
+            reader.inner = Source::Futures(Box::new(Cursor::new(vec![7; count])));
             assert!(
                 matches!(reader.poll_read_into_buffer(&mut cx, 1), Poll::Ready(Ok(n)) if n == count)
             );
@@ -246,7 +246,7 @@ fn read_buffer_uses_configured_confirmation_count_and_recovery_floor() {
         let waker = futures::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         for count in reads {
-            reader.inner = Box::new(Cursor::new(vec![7; count]));
+            reader.inner = Source::Futures(Box::new(Cursor::new(vec![7; count])));
             assert!(
                 matches!(reader.poll_read_into_buffer(&mut cx, 1), Poll::Ready(Ok(n)) if n == count)
             );
@@ -285,4 +285,66 @@ fn read_buffer_shares_configuration_but_keeps_connection_state_independent() {
     assert!(Arc::ptr_eq(&first.options, &second.options));
     assert_eq!(first.short_reads, 1);
     assert_eq!(second.short_reads, 0);
+}
+
+/// A tokio reader that records how much room each read offered.
+struct TokioRecordingReader {
+    input: Vec<u8>,
+    position: usize,
+    requested_sizes: Arc<Mutex<Vec<usize>>>,
+}
+
+impl tokio::io::AsyncRead for TokioRecordingReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.requested_sizes.lock().unwrap().push(buf.remaining());
+        let n = buf.remaining().min(self.input.len() - self.position);
+        let end = self.position + n;
+        buf.put_slice(&self.input[self.position..end]);
+        self.position = end;
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// zrpc patch: the tokio read path (no zeroing) reads the same messages
+/// with the same adaptive read sizes as the futures one.
+#[async_rt::test]
+async fn tokio_reads_match_the_futures_path() {
+    let payload = vec![7_u8; 190];
+    let large = vec![9_u8; 100_000];
+    let mut frames = vec![payload.as_slice(); 1024];
+    frames.push(&large);
+    let mut options = SocketOptions::default();
+    options.read_buffer(300, 3000, 3);
+    let options = Arc::new(options);
+    let mut seen = Vec::new();
+    for tokio_path in [false, true] {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let input = encoded_stream(&frames);
+        let mut reader = if tokio_path {
+            let source = TokioRecordingReader {
+                input,
+                position: 0,
+                requested_sizes: Arc::clone(&sizes),
+            };
+            ZmqFramedRead::tokio(Box::new(source), Arc::clone(&options))
+        } else {
+            let source = RecordingReader::new(input, Arc::clone(&sizes));
+            ZmqFramedRead::new(Box::new(source), Arc::clone(&options))
+        };
+        let mut messages = Vec::new();
+        while let Some(item) = reader.next().await {
+            if let Message::Message(m) = item.unwrap() {
+                messages.push(m.into_vecdeque());
+            }
+        }
+        assert_eq!(messages.len(), frames.len());
+        let sizes = sizes.lock().unwrap().clone();
+        assert_eq!(&sizes[..5], &[300, 600, 1200, 2400, 3000]);
+        seen.push((messages, sizes));
+    }
+    assert_eq!(seen[0], seen[1]);
 }
