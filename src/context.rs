@@ -10,6 +10,11 @@
 //! each, and so that a [`Client`](crate::Client) call made while handling a
 //! request inherits what it must without being handed anything: the
 //! remaining deadline, and the trace.
+//!
+//! Most handlers finish in their first poll, which the server runs inline
+//! and which never asks for the context: for that poll the request's parts
+//! are only lent ([`Lent`]), and a `Context` is made if the handler asks or
+//! the request runs on in a task of its own.
 
 use crate::logging::hex;
 use crate::protocol::{self, msgpack};

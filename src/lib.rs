@@ -34,18 +34,18 @@
 //!
 //! | module | concept |
 //! |---|---|
-//! | [`protocol`] | the wire: event codec (`event`), message ids, framing of ZeroMQ messages, msgpack primitives, heartbeat rules |
+//! | [`protocol`] | the wire: event codec (`event`), message ids, framing of ZeroMQ messages, msgpack primitives, heartbeat rules, recycled large buffers (`buffers`) |
 //! | `transport` | the adapter over our ZeroMQ package: links (one socket each, reconnecting), sending (`outbox`), receiving (`inbound`), endpoints |
 //! | [`service`](mod@service) | the name → handler table: argument decoding (`args`), handlers and their guards (`handler`), introspection, [`RpcService`] objects |
 //! | [`server`] | ROUTER server: the core task, channels (heartbeats, credit), requests, replies |
-//! | [`client`] | the client: the call table (`core`), who reads the sockets (`driver`, `relay`), [`ReplyStream`], what a call sends (`call`), where a call goes (`balance`), servers found by name (`discovery`, [`Resolver`]), what may be sent twice (`retry`, [`Retry`]) |
+//! | [`client`] | the client: the call table (`core`), who reads the sockets (`driver`, `relay`), [`ReplyStream`], what a call sends (`call`), when calls time out (`deadlines`), where a call goes (`balance`), servers found by name (`discovery`, [`Resolver`]), what may be sent twice (`retry`, [`Retry`]) |
 //! | [`oneway`] | fire-and-forget events: [`Pusher`] → [`Puller`] (cast), [`Publisher`] → [`Subscriber`] (fanout) |
 //! | `context` | [`Context`]: what a handler knows of its request (method, peer, deadline, header keys, [`TraceParent`]) |
 //! | [`middleware`] | tower layers around a server's dispatch, [`CallHook`](middleware::CallHook)s around a client's calls |
-//! | `telemetry` | metrics through the `metrics` facade |
+//! | `telemetry` | metrics through the `metrics` facade (and no spans without a subscriber) |
 //! | [`macro@service`] (`macros/`) | `#[zerorpc::service]`: a trait becomes a service and a typed client (its runtime side: `__private`) |
 //! | [`security`] | CurveZMQ: [`Curve`](security::Curve) roles, keys, allow-lists (the handshake itself is in the transport package) |
-//! | `names` | tables keyed by method name |
+//! | `names` | method names: tables keyed by them, the short copy a call keeps |
 //! | [`error`] | [`Error`] (what callers see) and [`ServiceError`] (what handlers raise) |
 //! | `logging` | how faults are logged (rate limits, peer ids) |
 //! | `shutdown` | the one shape of `close(grace)` |
