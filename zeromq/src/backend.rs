@@ -314,7 +314,12 @@ impl GenericSocketBackend {
             let Some(peer_id) = expected_peer_id else {
                 return Err(message);
             };
-            let Some(mut peer) = self.peers.get_sync(peer_id) else {
+            // Never block: the peer's entry may be held across an await by
+            // the async path (a task waiting for room in this very queue),
+            // and waiting for it here would stop the caller's thread.
+            let Some(scc::hash_map::Entry::Occupied(mut peer)) =
+                self.peers.try_entry(peer_id.clone())
+            else {
                 return Err(message);
             };
             let peer = &mut *peer;
