@@ -2,23 +2,16 @@ mod error;
 mod host;
 mod transport;
 
-use regex::Regex;
-
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::LazyLock;
 
 pub use error::EndpointError;
 pub use host::Host;
 pub use transport::Transport;
 
 pub type Port = u16;
-
-static TRANSPORT_REGEX: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^([[:lower:]]+)://(.+)$").unwrap());
-static HOST_PORT_REGEX: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^(.+):([0-9]+)$").unwrap());
 
 /// Represents a ZMQ Endpoint.
 ///
@@ -62,19 +55,28 @@ impl FromStr for Endpoint {
     type Err = EndpointError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let caps = TRANSPORT_REGEX
-            .captures(s)
+        // zrpc patch: parsed by hand (upstream compiled two regexes on first
+        // use, which alone touched about 2 MB of a server's memory); the
+        // grammar is the same: `scheme://address`, the scheme lowercase
+        // ASCII letters, and for TCP `host:port`, split at the last colon.
+        let (transport, address) = s
+            .split_once("://")
+            .filter(|(scheme, address)| {
+                !scheme.is_empty()
+                    && scheme.bytes().all(|b| b.is_ascii_lowercase())
+                    && !address.is_empty()
+                    && !address.contains('\n')
+            })
             .ok_or(EndpointError::Syntax("Could not parse transport"))?;
-        let transport: &str = caps.get(1).unwrap().into();
         let transport: Transport = transport.parse()?;
-        let address = caps.get(2).unwrap().as_str();
 
         fn extract_host_port(address: &str) -> Result<(Host, Port), EndpointError> {
-            let caps = HOST_PORT_REGEX
-                .captures(address)
+            let (host, port) = address
+                .rsplit_once(':')
+                .filter(|(host, port)| {
+                    !host.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+                })
                 .ok_or(EndpointError::Syntax("Could not parse host and port"))?;
-            let host = caps.get(1).unwrap().as_str();
-            let port = caps.get(2).unwrap().as_str();
             let port: Port = port
                 .parse()
                 .map_err(|_e| EndpointError::Syntax("Port must be a u16 but was out of range"))?;
@@ -148,6 +150,7 @@ mod private {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::LazyLock;
 
     static PAIRS: LazyLock<Vec<(Endpoint, &'static str)>> = LazyLock::new(|| {
         vec![
@@ -197,6 +200,34 @@ mod tests {
             ),
         ]
     });
+
+    /// zrpc patch: the hand-written parser keeps the regexes' grammar
+    /// (`^([[:lower:]]+)://(.+)$`, then `^(.+):([0-9]+)$` for TCP).
+    #[test]
+    fn parses_as_the_old_regexes_did() {
+        let ok = |s: &str| s.parse::<Endpoint>().map(|e| e.to_string());
+        // The last colon splits host and port; leading zeros are digits.
+        assert_eq!(ok("tcp://[::1]:00080").unwrap(), "tcp://[::1]:80");
+        assert_eq!(ok("ipc://a://b").unwrap(), "ipc://a://b");
+        // `.` never matched a newline; signs are not digits; the scheme is
+        // lowercase ASCII only, and something must follow it.
+        for bad in [
+            "tcp://host:12\n",
+            "ipc://pa\nth",
+            "tcp://host:+5",
+            "tcp://host: 5",
+            "tcp://host:５",
+            "tcP://host:5",
+            "tcp://",
+            "tcp:/host:5",
+            "",
+        ] {
+            assert!(
+                matches!(bad.parse::<Endpoint>(), Err(EndpointError::Syntax(_))),
+                "{bad:?}"
+            );
+        }
+    }
 
     #[test]
     fn test_endpoint_display() {
