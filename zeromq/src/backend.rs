@@ -297,33 +297,18 @@ impl GenericSocketBackend {
         }
     }
 
-    /// zrpc patch: hand `message` without waiting to the socket's only peer
-    /// (the one named, if any), or to the peer named among several (item 22
-    /// of FORK.md: a server with many clients replied through a task hop).
-    /// Gives it back when that is not possible at once (no peer, several
-    /// and none named, an unknown one, a full or closed queue): the caller
-    /// then uses the async path, which handles each of those. Nothing else
-    /// changes, so a refusal has no side effect.
+    /// zrpc patch: hand `message` to the socket's only peer (the one named,
+    /// if any) without waiting. Gives it back when that is not possible at
+    /// once (no peer, several, another one named, a full or closed queue):
+    /// the caller then uses the async path, which handles each of those.
+    /// Nothing else changes, so a refusal has no side effect.
     pub(crate) fn try_send_now(
         &self,
         message: ZmqMessage,
         expected_peer_id: Option<&PeerIdentity>,
     ) -> Result<(), ZmqMessage> {
-        let limit = self.socket_options.send_queue_bytes;
         if self.peer_count.load(Ordering::Acquire) != 1 {
-            let Some(peer_id) = expected_peer_id else {
-                return Err(message);
-            };
-            // Never block: the peer's entry may be held across an await by
-            // the async path (a task waiting for room in this very queue),
-            // and waiting for it here would stop the caller's thread.
-            let Some(scc::hash_map::Entry::Occupied(mut peer)) =
-                self.peers.try_entry(peer_id.clone())
-            else {
-                return Err(message);
-            };
-            let peer = &mut *peer;
-            return offer(&mut peer.send_queue, &peer.queued, limit, message);
+            return Err(message);
         }
         let mut single_peer = self.single_peer.lock();
         let Some(single_peer) = single_peer.as_mut() else {
@@ -332,12 +317,24 @@ impl GenericSocketBackend {
         if expected_peer_id.is_some_and(|p| single_peer.peer_id != *p) {
             return Err(message);
         }
-        offer(
-            &mut single_peer.send_queue,
-            &single_peer.queued,
-            limit,
-            message,
-        )
+        let message = Message::Message(message);
+        let len = message_bytes(&message);
+        let limit = self.socket_options.send_queue_bytes;
+        if !admits(&single_peer.queued, len, limit) {
+            let Message::Message(message) = message else {
+                unreachable!("wrapped just above")
+            };
+            return Err(message);
+        }
+        let queued = single_peer.queued.clone();
+        match counted(&queued, len, || single_peer.send_queue.try_send(message)) {
+            Ok(()) => Ok(()),
+            Err(e) => match e.into_inner() {
+                Message::Message(m) => Err(m),
+                // Only the message just wrapped above can come back.
+                _ => unreachable!("try_send returned another message"),
+            },
+        }
     }
 
     /// zrpc patch: whether `peer_id`'s send queue is under half its bounds
@@ -553,32 +550,6 @@ impl MultiPeerBackend for GenericSocketBackend {
             // will eventually notice the peer is gone
             let _ = notifier.try_send(peer_id.clone());
         }
-    }
-}
-
-/// zrpc patch: put `message` on a peer's queue if it fits now (in messages
-/// and, with `limit`, in bytes), or give it back untouched.
-fn offer(
-    send_queue: &mut mpsc::Sender<Message>,
-    queued: &Arc<QueueLoad>,
-    limit: Option<usize>,
-    message: ZmqMessage,
-) -> Result<(), ZmqMessage> {
-    let message = Message::Message(message);
-    let len = message_bytes(&message);
-    if !admits(queued, len, limit) {
-        let Message::Message(message) = message else {
-            unreachable!("wrapped just above")
-        };
-        return Err(message);
-    }
-    match counted(queued, len, || send_queue.try_send(message)) {
-        Ok(()) => Ok(()),
-        Err(e) => match e.into_inner() {
-            Message::Message(m) => Err(m),
-            // Only the message just wrapped above can come back.
-            _ => unreachable!("try_send returned another message"),
-        },
     }
 }
 
