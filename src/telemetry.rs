@@ -255,10 +255,10 @@ impl ClientMetrics {
     }
 }
 
-/// The span of a call or request when no tracing subscriber was ever set:
-/// none at all. (`debug_span!` would still be built then, and with
-/// tracing's `log` feature on, which another dependency may turn on, its
-/// fields would be walked for the `log` crate on every call.)
-pub(crate) fn no_span() -> tracing::Span {
-    tracing::Span::none()
+/// Whether a call or request should build its span at all: not when no
+/// tracing subscriber was ever set. (`debug_span!` would still be built
+/// then, and with tracing's `log` feature on, which another dependency may
+/// turn on, its fields would be walked for the `log` crate on every call.)
+pub(crate) fn spans_wanted() -> bool {
+    tracing::dispatcher::has_been_set()
 }

@@ -107,13 +107,7 @@ async fn rust_client_calls_node_server() {
 /// than two heartbeats keep their heartbeats on their worker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_workers_connect_to_a_bound_rust_client() {
-    let client = Client::builder()
-        .bind("tcp://127.0.0.1:0")
-        .heartbeat(Some(Duration::from_millis(500)))
-        .start()
-        .await
-        .unwrap();
-    let ep = client.endpoints()[0].clone();
+    let (client, ep) = bound_client(Duration::from_millis(500)).await;
     let mut workers: Vec<Lines> = (0..2)
         .map(|_| {
             let mut w = Lines::spawn(Command::new("node").current_dir(node()).args([

@@ -87,13 +87,7 @@ async fn rust_client_calls_python_server() {
 /// calls (beyond two heartbeats) keep their heartbeats on their worker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_workers_connect_to_a_bound_rust_client() {
-    let client = Client::builder()
-        .bind("tcp://127.0.0.1:0")
-        .heartbeat(Some(Duration::from_millis(500)))
-        .start()
-        .await
-        .unwrap();
-    let ep = client.endpoints()[0].clone();
+    let (client, ep) = bound_client(Duration::from_millis(500)).await;
     let workers: Vec<Proc> = (0..2)
         .map(|_| {
             spawn_until(

@@ -22,6 +22,24 @@ use zerorpc::{CallOptions, Client, DnsResolver, Error, Retry};
 
 // ---- balancing ------------------------------------------------------------
 
+/// Calls from 8 callers for 1.5 s over a "fast" (1 ms) and a "slow"
+/// (50 ms) server: none fails, and the slow one gets under a quarter of an
+/// even share (round-robin would give it half).
+async fn slow_gets_little(client: &Client, layout: &str) -> Tally {
+    let until = Instant::now() + Duration::from_millis(1500);
+    let t = hammer(client, 8, usize::MAX, until).await;
+    let (fast, slow) = (t.get("fast"), t.get("slow"));
+    println!("{layout}: fast {fast} slow {slow} errors {:?}", t.errors);
+    assert!(t.errors.is_empty(), "{:?}", t.errors);
+    let even = t.ok() / 2;
+    assert!(
+        slow * 4 < even,
+        "the slow server got {slow} of {} calls (even share {even})",
+        t.ok()
+    );
+    t
+}
+
 /// A server 50 times slower than its peer gets far fewer calls; round-robin
 /// would give it half.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,27 +54,7 @@ async fn calls_go_to_the_least_loaded_server() {
         .unwrap();
     // Both connected (each answers a call) before counting.
     until_connected(&client, 2).await;
-    let t = hammer(
-        &client,
-        8,
-        usize::MAX,
-        Instant::now() + Duration::from_millis(1500),
-    )
-    .await;
-    println!(
-        "fast {} slow {} errors {:?}",
-        t.get("fast"),
-        t.get("slow"),
-        t.errors
-    );
-    assert!(t.errors.is_empty(), "{:?}", t.errors);
-    let even = t.ok() / 2;
-    assert!(
-        t.get("slow") * 4 < even,
-        "the slow server got {} of {} calls (even share {even})",
-        t.get("slow"),
-        t.ok()
-    );
+    let t = slow_gets_little(&client, "servers").await;
     // The client says the same.
     let answered: u64 = client.servers().iter().map(|s| s.answered).sum();
     assert!(answered >= t.ok() as u64);
@@ -69,31 +67,11 @@ async fn calls_go_to_the_least_loaded_server() {
 /// succeed), and a worker that goes takes only its own calls with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bound_client_balances_over_its_workers() {
-    let client = Client::builder()
-        .bind("tcp://127.0.0.1:0")
-        .heartbeat(Some(Duration::from_millis(100)))
-        .start()
-        .await
-        .unwrap();
-    let ep = client.endpoints()[0].clone();
+    let (client, ep) = bound_client(Duration::from_millis(100)).await;
     let fast = Replica::worker(&ep, "fast", Duration::from_millis(1));
     let slow = Replica::worker(&ep, "slow", Duration::from_millis(50));
     until_connected(&client, 2).await;
-    let t = hammer(
-        &client,
-        8,
-        usize::MAX,
-        Instant::now() + Duration::from_millis(1500),
-    )
-    .await;
-    println!(
-        "workers: fast {} slow {} errors {:?}",
-        t.get("fast"),
-        t.get("slow"),
-        t.errors
-    );
-    assert!(t.errors.is_empty(), "{:?}", t.errors);
-    assert!(t.get("slow") * 4 < t.ok() / 2, "{t:?}");
+    slow_gets_little(&client, "workers").await;
     drop((fast, slow));
 
     // Long calls (10 heartbeats) on three workers at once: each worker

@@ -433,8 +433,8 @@ impl Client {
         // (The one clock reading of a call's start: its deadline, heartbeat
         // clock and duration all count from it.)
         let started = Instant::now();
-        let span = if !tracing::dispatcher::has_been_set() {
-            crate::telemetry::no_span()
+        let span = if !crate::telemetry::spans_wanted() {
+            tracing::Span::none()
         } else {
             tracing::debug_span!(
                 "zrpc.call",

@@ -9,7 +9,7 @@
 //! msgpack type (bin, str or int) byte for byte, and arguments are
 //! deserialized once, straight into the handler's types.
 
-use super::msgpack::{read_int, write_str, Container, Reader};
+use super::msgpack::{read_int, write_map_len, write_str, write_uint, Container, Reader};
 use super::{
     MessageId, ERR, HEARTBEAT, MAX_DEPTH, MORE, OK, PROTOCOL_VERSION, STREAM, STREAM_DONE,
 };
@@ -196,42 +196,6 @@ impl HeaderExtra {
             write_uint(out, ms);
         }
         out.extend_from_slice(&self.pairs);
-    }
-}
-
-/// A msgpack map length (written by hand: rmp's writer goes through
-/// `io::Write` and its errors, on every request).
-fn write_map_len(out: &mut Vec<u8>, n: usize) {
-    match n {
-        0..=15 => out.push(0x80 | n as u8),
-        16..=0xffff => {
-            out.push(0xde);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        _ => {
-            out.push(0xdf);
-            out.extend_from_slice(&(n as u32).to_be_bytes());
-        }
-    }
-}
-
-/// A msgpack unsigned integer in its shortest form.
-fn write_uint(out: &mut Vec<u8>, n: u64) {
-    match n {
-        0..=0x7f => out.push(n as u8),
-        0x80..=0xff => out.extend_from_slice(&[0xcc, n as u8]),
-        0x100..=0xffff => {
-            out.push(0xcd);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        0x1_0000..=0xffff_ffff => {
-            out.push(0xce);
-            out.extend_from_slice(&(n as u32).to_be_bytes());
-        }
-        _ => {
-            out.push(0xcf);
-            out.extend_from_slice(&n.to_be_bytes());
-        }
     }
 }
 

@@ -16,6 +16,42 @@ pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
     let _ = rmp::encode::write_str(out, s);
 }
 
+/// A msgpack map length (written by hand: rmp's writer goes through
+/// `io::Write` and its errors, on every request).
+pub(crate) fn write_map_len(out: &mut Vec<u8>, n: usize) {
+    match n {
+        0..=15 => out.push(0x80 | n as u8),
+        16..=0xffff => {
+            out.push(0xde);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(0xdf);
+            out.extend_from_slice(&(n as u32).to_be_bytes());
+        }
+    }
+}
+
+/// A msgpack unsigned integer in its shortest form.
+pub(crate) fn write_uint(out: &mut Vec<u8>, n: u64) {
+    match n {
+        0..=0x7f => out.push(n as u8),
+        0x80..=0xff => out.extend_from_slice(&[0xcc, n as u8]),
+        0x100..=0xffff => {
+            out.push(0xcd);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        0x1_0000..=0xffff_ffff => {
+            out.push(0xce);
+            out.extend_from_slice(&(n as u32).to_be_bytes());
+        }
+        _ => {
+            out.push(0xcf);
+            out.extend_from_slice(&n.to_be_bytes());
+        }
+    }
+}
+
 /// Read a msgpack integer from a complete raw value.
 pub(crate) fn read_int(raw: &[u8]) -> Option<i64> {
     // A positive fixint (every header's `v`) without rmp's generic reader.
@@ -327,7 +363,7 @@ pub(crate) fn write_value(buf: &mut Vec<u8>, v: &Value) {
             items.iter().for_each(|i| write_value(buf, i));
         }
         Value::Map(entries) => {
-            let _ = rmp::encode::write_map_len(buf, entries.len() as u32);
+            write_map_len(buf, entries.len());
             for (k, v) in entries {
                 write_value(buf, k);
                 write_value(buf, v);

@@ -266,8 +266,8 @@ fn poll_once(dispatch: &Dispatch, name: &str, args: Args, lent: &Lent<'_>, span:
 /// (`traceparent`), so one trace crosses processes.
 fn request_span(lent: &Lent<'_>) -> Span {
     use tracing::field::Empty;
-    if !tracing::dispatcher::has_been_set() {
-        return crate::telemetry::no_span();
+    if !crate::telemetry::spans_wanted() {
+        return Span::none();
     }
     let span = tracing::debug_span!(
         "zrpc.request",

@@ -158,6 +158,19 @@ pub async fn two_workers_take_long_calls(client: &zerorpc::Client) {
 }
 
 /// Serve `service` on a free loopback port.
+/// A client bound to a free loopback port (the workers layout: servers
+/// connect to it), heartbeating every `heartbeat`; with its endpoint.
+pub async fn bound_client(heartbeat: Duration) -> (zerorpc::Client, String) {
+    let client = zerorpc::Client::builder()
+        .bind("tcp://127.0.0.1:0")
+        .heartbeat(Some(heartbeat))
+        .start()
+        .await
+        .expect("client binds");
+    let ep = client.endpoints()[0].clone();
+    (client, ep)
+}
+
 pub async fn serve(service: Service) -> (Server, String) {
     let server = Server::builder(service)
         .bind("tcp://127.0.0.1:0")

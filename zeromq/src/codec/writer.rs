@@ -239,6 +239,16 @@ mod tests {
         }
     }
 
+    /// A writer over a [`Stingy`] transport taking `chunk` bytes per write.
+    fn recording(chunk: usize) -> (ZmqFramedWrite, Arc<Mutex<Log>>) {
+        let log = Arc::new(Mutex::new(Log::default()));
+        let io = Stingy {
+            log: log.clone(),
+            chunk,
+        };
+        (ZmqFramedWrite::new(Box::new(io), ZmqCodec::new()), log)
+    }
+
     /// What upstream's FramedWrite wrote for the same messages.
     fn copied(messages: &[ZmqMessage]) -> Vec<u8> {
         let mut out = BytesMut::new();
@@ -268,12 +278,7 @@ mod tests {
         ];
         // Whole writes, and writes cut at awkward places.
         for chunk in [usize::MAX, 1, 7, SHARE_AT + 3, 100_000] {
-            let log = Arc::new(Mutex::new(Log::default()));
-            let io = Stingy {
-                log: log.clone(),
-                chunk,
-            };
-            let mut sink = ZmqFramedWrite::new(Box::new(io), ZmqCodec::new());
+            let (mut sink, log) = recording(chunk);
             for m in &messages {
                 sink.feed(Message::Message(m.clone())).await.unwrap();
             }
@@ -288,14 +293,7 @@ mod tests {
     #[crate::async_rt::test]
     async fn a_large_frame_is_not_copied() {
         let big = Bytes::from(vec![9u8; 1 << 20]);
-        let log = Arc::new(Mutex::new(Log::default()));
-        let mut sink = ZmqFramedWrite::new(
-            Box::new(Stingy {
-                log: log.clone(),
-                chunk: usize::MAX,
-            }),
-            ZmqCodec::new(),
-        );
+        let (mut sink, log) = recording(usize::MAX);
         sink.encode(Message::Message(ZmqMessage::from(big.clone())))
             .unwrap();
         // Queued by reference: the same memory, and only the header copied.
@@ -309,14 +307,7 @@ mod tests {
     #[crate::async_rt::test]
     async fn small_messages_leave_in_one_plain_write() {
         let messages: Vec<ZmqMessage> = (0..50).map(|i| message(&[0, 100], i)).collect();
-        let log = Arc::new(Mutex::new(Log::default()));
-        let mut sink = ZmqFramedWrite::new(
-            Box::new(Stingy {
-                log: log.clone(),
-                chunk: usize::MAX,
-            }),
-            ZmqCodec::new(),
-        );
+        let (mut sink, log) = recording(usize::MAX);
         for m in &messages {
             sink.feed(Message::Message(m.clone())).await.unwrap();
         }
