@@ -1,9 +1,8 @@
 //! One round of one framework: its server in a process of its own, the
 //! clients in this process, every figure taken the same way for all.
 
-use crate::frameworks::{Client, Framework};
+use crate::frameworks::{pipelined, Client, Framework};
 use bytes::Bytes;
-use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -107,29 +106,6 @@ fn status_mb(pid: u32, key: &str) -> f64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
-}
-
-async fn pipelined(
-    clients: &[Client],
-    payload: &Bytes,
-    n: usize,
-    window: usize,
-) -> Result<f64, String> {
-    let per = n / clients.len();
-    let start = Instant::now();
-    let runs = clients.iter().map(|c| async move {
-        let mut calls = futures::stream::iter(0..per)
-            .map(|_| c.echo(payload))
-            .buffer_unordered(window);
-        while let Some(r) = calls.next().await {
-            r?;
-        }
-        Ok::<_, String>(())
-    });
-    for r in futures::future::join_all(runs).await {
-        r?;
-    }
-    Ok((per * clients.len()) as f64 / start.elapsed().as_secs_f64())
 }
 
 /// Every figure of `fw` once.
