@@ -1,6 +1,7 @@
 use crate::async_rt;
 use crate::codec::{FramedIo, Message, ZmqFramedRead};
 use crate::fair_queue::QueueInner;
+use crate::peer_queue;
 use crate::util::PeerIdentity;
 use crate::write_queue::write_message_queue;
 use crate::{
@@ -11,7 +12,6 @@ use crate::{
 use async_trait::async_trait;
 use crossbeam_queue::SegQueue;
 use futures::channel::mpsc;
-use futures::SinkExt;
 use parking_lot::Mutex;
 
 use std::collections::HashMap;
@@ -22,7 +22,7 @@ use std::sync::Arc;
 pub(crate) type DisconnectNotifier = mpsc::Sender<PeerIdentity>;
 
 pub(crate) struct Peer {
-    pub(crate) send_queue: mpsc::Sender<Message>,
+    pub(crate) send_queue: peer_queue::Sender,
     /// zrpc patch: what waits in `send_queue` (and its writer's unflushed
     /// batch).
     pub(crate) queued: Arc<QueueLoad>,
@@ -31,7 +31,7 @@ pub(crate) struct Peer {
 #[derive(Clone)]
 struct SinglePeer {
     peer_id: PeerIdentity,
-    send_queue: mpsc::Sender<Message>,
+    send_queue: peer_queue::Sender,
     queued: Arc<QueueLoad>,
 }
 
@@ -75,13 +75,13 @@ enum CachedSend {
     Sent,
     Full {
         peer_id: PeerIdentity,
-        send_queue: mpsc::Sender<Message>,
+        send_queue: peer_queue::Sender,
         queued: Arc<QueueLoad>,
         message: Message,
     },
     Disconnected {
         peer_id: PeerIdentity,
-        error: mpsc::SendError,
+        error: peer_queue::SendError,
     },
     Miss(Message),
 }
@@ -184,7 +184,7 @@ impl GenericSocketBackend {
             let send_result = match self.peers.get_async(&next_peer_id).await {
                 Some(mut peer) => {
                     let peer = &mut *peer;
-                    send_to_peer_queue(&mut peer.send_queue, &peer.queued, message).await
+                    send_to_peer_queue(&peer.send_queue, &peer.queued, message).await
                 }
                 None => continue,
             };
@@ -224,7 +224,7 @@ impl GenericSocketBackend {
         };
 
         let send_result = match self.peers.get_async(peer_id).await {
-            Some(mut peer) if drop_when_full => {
+            Some(peer) if drop_when_full => {
                 let len = message_bytes(&message);
                 if !admits(&peer.queued, len, byte_limit) {
                     return Err(ZmqError::BufferFull("peer's send queue is full"));
@@ -242,7 +242,7 @@ impl GenericSocketBackend {
             }
             Some(mut peer) => {
                 let peer = &mut *peer;
-                send_to_peer_queue(&mut peer.send_queue, &peer.queued, message).await
+                send_to_peer_queue(&peer.send_queue, &peer.queued, message).await
             }
             None => return Err(ZmqError::Other("Destination client not found by identity")),
         };
@@ -358,7 +358,7 @@ impl GenericSocketBackend {
             CachedSend::Sent => Ok(SendResolution::Sent),
             CachedSend::Full {
                 peer_id,
-                mut send_queue,
+                send_queue,
                 queued,
                 message,
             } => {
@@ -399,10 +399,10 @@ impl GenericSocketBackend {
 }
 
 async fn send_to_peer_queue(
-    send_queue: &mut mpsc::Sender<Message>,
+    send_queue: &peer_queue::Sender,
     queued: &QueueLoad,
     message: Message,
-) -> Result<(), mpsc::SendError> {
+) -> Result<(), peer_queue::SendError> {
     let len = message_bytes(&message);
     // Counted before it is queued, so the writer never subtracts it first.
     queued.add(len);
@@ -464,7 +464,8 @@ impl MultiPeerBackend for GenericSocketBackend {
         let (mut recv_queue, send_queue) = io.into_parts();
         // zrpc patch: the capacity is a socket option (upstream's constant
         // is its default).
-        let (queue_sender, queue_receiver) = mpsc::channel(self.socket_options.send_queue_capacity);
+        let (queue_sender, queue_receiver) =
+            peer_queue::channel(self.socket_options.send_queue_capacity);
         // zrpc patch: answer ZMTP heartbeats (libzmq's ZMQ_HEARTBEAT_IVL).
         recv_queue.answer_pings(queue_sender.clone());
         let queued = Arc::new(QueueLoad::default());
@@ -575,8 +576,8 @@ mod tests {
     async fn insert_peer(
         backend: &GenericSocketBackend,
         peer_id: PeerIdentity,
-    ) -> (PeerIdentity, mpsc::Receiver<Message>) {
-        let (send_queue, recv_queue) = mpsc::channel(8);
+    ) -> (PeerIdentity, peer_queue::Receiver) {
+        let (send_queue, recv_queue) = peer_queue::channel(8);
         backend
             .peers
             .upsert_async(
@@ -663,7 +664,7 @@ mod tests {
         let backend =
             GenericSocketBackend::with_options(None, SocketType::PUSH, SocketOptions::default());
         let peer_id: PeerIdentity = "full-peer".parse().expect("peer id");
-        let (mut send_queue, mut recv_queue) = mpsc::channel(1);
+        let (send_queue, mut recv_queue) = peer_queue::channel(1);
         send_queue
             .try_send(message_with_frame(b"prefilled"))
             .expect("prefill peer queue");
@@ -702,7 +703,7 @@ mod tests {
         let backend =
             GenericSocketBackend::with_options(None, SocketType::PUSH, SocketOptions::default());
         let peer_id: PeerIdentity = "closed-peer".parse().expect("peer id");
-        let (send_queue, recv_queue) = mpsc::channel(1);
+        let (send_queue, recv_queue) = peer_queue::channel(1);
         drop(recv_queue);
         backend
             .peers

@@ -82,6 +82,12 @@ impl From<mpsc::TrySendError<Message>> for ZmqError {
     }
 }
 
+impl From<crate::peer_queue::SendError> for ZmqError {
+    fn from(_: crate::peer_queue::SendError) -> Self {
+        ZmqError::BufferFull("Failed to send message. Send queue full/broken")
+    }
+}
+
 impl From<mpsc::SendError> for ZmqError {
     fn from(_: mpsc::SendError) -> Self {
         ZmqError::BufferFull("Failed to send message. Send queue full/broken")

@@ -9,6 +9,7 @@ mod endpoint;
 mod error;
 mod fair_queue;
 mod message;
+mod peer_queue;
 mod r#pub;
 mod pull;
 mod push;

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 const PUB_SEND_QUEUE_CAPACITY: usize = 100_000;
-type PubSendQueue = mpsc::Sender<Message>;
+type PubSendQueue = crate::peer_queue::Sender;
 
 fn subscription_matches(subscriptions: &[Vec<u8>], first_frame: &Bytes) -> bool {
     // Single-subscription PUB fanout is common, so keep its comparison shape unchanged.
@@ -44,7 +44,7 @@ fn subscription_matches(subscriptions: &[Vec<u8>], first_frame: &Bytes) -> bool 
         })
 }
 
-fn send_to_subscriber(mut send_queue: PubSendQueue, message: &ZmqMessage) {
+fn send_to_subscriber(send_queue: PubSendQueue, message: &ZmqMessage) {
     let message = Message::Message(message.clone());
     match send_queue.try_send(message) {
         Ok(()) => {}
@@ -207,7 +207,7 @@ impl MultiPeerBackend for PubSocketBackend {
     async fn peer_connected(self: Arc<Self>, peer_id: &PeerIdentity, io: FramedIo) {
         let (mut recv_queue, send_queue) = io.into_parts();
         // TODO provide handling for recv_queue
-        let (queue_sender, queue_receiver) = mpsc::channel(PUB_SEND_QUEUE_CAPACITY);
+        let (queue_sender, queue_receiver) = crate::peer_queue::channel(PUB_SEND_QUEUE_CAPACITY);
         // zrpc patch: answer ZMTP heartbeats (libzmq's ZMQ_HEARTBEAT_IVL).
         recv_queue.answer_pings(queue_sender.clone());
         let (sender, stop_receiver) = oneshot::channel();
@@ -458,8 +458,8 @@ mod tests {
     async fn test_replacing_subscriber_does_not_increment_subscriber_count() {
         let backend = test_backend();
         let peer_id = PeerIdentity::new();
-        let (first_sender, _first_receiver) = mpsc::channel(8);
-        let (second_sender, _second_receiver) = mpsc::channel(8);
+        let (first_sender, _first_receiver) = crate::peer_queue::channel(8);
+        let (second_sender, _second_receiver) = crate::peer_queue::channel(8);
 
         insert_test_subscriber(&backend, peer_id.clone(), vec![vec![]], first_sender).await;
         insert_test_subscriber(
@@ -477,7 +477,7 @@ mod tests {
     #[async_rt::test]
     async fn test_shutdown_clears_subscriber_count() {
         let backend = test_backend();
-        let (sender, _receiver) = mpsc::channel(8);
+        let (sender, _receiver) = crate::peer_queue::channel(8);
 
         insert_test_subscriber(&backend, PeerIdentity::new(), vec![vec![]], sender).await;
 
@@ -494,8 +494,8 @@ mod tests {
         let backend = test_backend();
         let matching_peer = PeerIdentity::new();
         let non_matching_peer = PeerIdentity::new();
-        let (matching_sender, mut matching_receiver) = mpsc::channel(8);
-        let (non_matching_sender, mut non_matching_receiver) = mpsc::channel(8);
+        let (matching_sender, mut matching_receiver) = crate::peer_queue::channel(8);
+        let (non_matching_sender, mut non_matching_receiver) = crate::peer_queue::channel(8);
 
         insert_test_subscriber(
             &backend,
@@ -532,8 +532,8 @@ mod tests {
         let backend = test_backend();
         let stale_peer = PeerIdentity::new();
         let live_peer = PeerIdentity::new();
-        let (stale_sender, stale_receiver) = mpsc::channel(1);
-        let (live_sender, mut live_receiver) = mpsc::channel(8);
+        let (stale_sender, stale_receiver) = crate::peer_queue::channel(1);
+        let (live_sender, mut live_receiver) = crate::peer_queue::channel(8);
         drop(stale_receiver);
 
         insert_test_subscriber(&backend, stale_peer.clone(), vec![vec![]], stale_sender).await;
@@ -558,7 +558,7 @@ mod tests {
     async fn test_full_subscriber_queue_drops_message_without_disconnect() {
         let backend = test_backend();
         let peer_id = PeerIdentity::new();
-        let (mut queue_sender, mut queue_receiver) = mpsc::channel(1);
+        let (queue_sender, mut queue_receiver) = crate::peer_queue::channel(1);
 
         insert_test_subscriber(
             &backend,
@@ -610,7 +610,7 @@ mod tests {
     async fn test_send_to_subscriber_drops_closed_queue_without_disconnect() {
         let backend = test_backend();
         let peer_id = PeerIdentity::new();
-        let (queue_sender, queue_receiver) = mpsc::channel(1);
+        let (queue_sender, queue_receiver) = crate::peer_queue::channel(1);
         drop(queue_receiver);
 
         insert_test_subscriber(

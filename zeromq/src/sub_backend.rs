@@ -293,7 +293,7 @@ impl MultiPeerBackend for SubSocketBackend {
         // zrpc patch: answer ZMTP heartbeats (libzmq's ZMQ_HEARTBEAT_IVL). The
         // writer is shared with subscription messages, so PONGs go through a
         // small queue drained by a task that ends with the peer's reader.
-        let (pong_sender, mut pong_receiver) = futures::channel::mpsc::channel(8);
+        let (pong_sender, mut pong_receiver) = crate::peer_queue::channel(8);
         recv_queue.answer_pings(pong_sender);
         let pong_writer = send_queue.clone();
         crate::async_rt::task::spawn(async move {

@@ -1,7 +1,7 @@
-use crate::codec::{CodecResult, Message, ZmqFramedWrite};
+use crate::codec::{CodecResult, ZmqFramedWrite};
 
 use crate::backend::QueueLoad;
-use futures::channel::mpsc;
+use crate::peer_queue;
 use futures::{SinkExt, StreamExt};
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ const WRITE_BATCH_LIMIT: usize = 128;
 /// zrpc patch: `queued`, where the queue counts its bytes, is lowered by
 /// each batch's bytes once that batch is flushed.
 pub(crate) async fn write_message_queue(
-    mut queue_receiver: mpsc::Receiver<Message>,
+    mut queue_receiver: peer_queue::Receiver,
     mut send_queue: ZmqFramedWrite,
     queued: Option<Arc<QueueLoad>>,
 ) -> CodecResult<()> {
@@ -46,11 +46,11 @@ mod tests {
     mod batch_boundaries;
 
     use super::*;
-    use crate::codec::{CodecError, ZmqCodec};
+    use crate::codec::{CodecError, Message, ZmqCodec};
     use crate::ZmqMessage;
 
     use bytes::Bytes;
-    use futures::{AsyncWrite, SinkExt};
+    use futures::AsyncWrite;
     use parking_lot::Mutex;
     use std::io;
     use std::pin::Pin;
@@ -113,7 +113,7 @@ mod tests {
 
     #[crate::async_rt::test]
     async fn test_write_message_queue_batches_ready_messages_into_one_flush() {
-        let (mut sender, receiver) = mpsc::channel(8);
+        let (sender, receiver) = peer_queue::channel(8);
         sender
             .send(Message::Message(ZmqMessage::from(Bytes::from_static(b"a"))))
             .await
@@ -148,7 +148,7 @@ mod tests {
 
     #[crate::async_rt::test]
     async fn test_write_message_queue_returns_writer_errors() {
-        let (mut sender, receiver) = mpsc::channel(1);
+        let (sender, receiver) = peer_queue::channel(1);
         sender
             .send(Message::Message(ZmqMessage::from(Bytes::from_static(b"a"))))
             .await

@@ -49,7 +49,7 @@ pub struct ZmqFramedRead {
     options: Arc<SocketOptions>,
     short_reads: usize,
     // zrpc patch: where to queue the PONG answering a peer's PING.
-    pong: Option<futures::channel::mpsc::Sender<Message>>,
+    pong: Option<crate::peer_queue::Sender>,
 }
 
 impl ZmqFramedRead {
@@ -82,7 +82,7 @@ impl ZmqFramedRead {
 
     /// zrpc patch: answer PING commands by queueing a PONG on `queue` (the
     /// peer's send queue); the PINGs are then not passed on.
-    pub(crate) fn answer_pings(&mut self, queue: futures::channel::mpsc::Sender<Message>) {
+    pub(crate) fn answer_pings(&mut self, queue: crate::peer_queue::Sender) {
         self.pong = Some(queue);
     }
 
