@@ -104,6 +104,17 @@ pub(crate) struct GenericSocketBackend {
     disconnect_notifiers: Mutex<HashMap<PeerIdentity, DisconnectNotifier>>,
     /// zrpc patch: the CURVE public key of each peer that authenticated.
     peer_keys: Mutex<HashMap<PeerIdentity, [u8; 32]>>,
+    /// zrpc patch: a ROUTER's peers' queues by identity, for sending to one
+    /// of several peers without waiting (FORK.md item 24). `peers` cannot
+    /// serve there: its async send path holds an entry across an await
+    /// while the peer's queue is full.
+    routes: parking_lot::RwLock<HashMap<PeerIdentity, Route>>,
+}
+
+/// zrpc patch: where messages for one peer go, and what waits there.
+struct Route {
+    send_queue: peer_queue::Sender,
+    queued: Arc<QueueLoad>,
 }
 
 impl GenericSocketBackend {
@@ -123,6 +134,7 @@ impl GenericSocketBackend {
             peer_count: AtomicUsize::new(0),
             disconnect_notifiers: Mutex::new(HashMap::new()),
             peer_keys: Mutex::new(HashMap::new()),
+            routes: parking_lot::RwLock::new(HashMap::new()),
         }
     }
 
@@ -297,44 +309,36 @@ impl GenericSocketBackend {
         }
     }
 
-    /// zrpc patch: hand `message` to the socket's only peer (the one named,
-    /// if any) without waiting. Gives it back when that is not possible at
-    /// once (no peer, several, another one named, a full or closed queue):
-    /// the caller then uses the async path, which handles each of those.
-    /// Nothing else changes, so a refusal has no side effect.
+    /// zrpc patch: hand `message` without waiting to the socket's only peer
+    /// (the one named, if any), or to the one named among several. Gives it
+    /// back when that is not possible at once (no peer, several and none
+    /// named, an unknown one, a full or closed queue): the caller then uses
+    /// the async path, which handles each of those. Nothing else changes,
+    /// so a refusal has no side effect.
     pub(crate) fn try_send_now(
         &self,
         message: ZmqMessage,
         expected_peer_id: Option<&PeerIdentity>,
     ) -> Result<(), ZmqMessage> {
+        let limit = self.socket_options.send_queue_bytes;
         if self.peer_count.load(Ordering::Acquire) != 1 {
-            return Err(message);
+            let Some(peer_id) = expected_peer_id else {
+                return Err(message);
+            };
+            let routes = self.routes.read();
+            return match routes.get(peer_id) {
+                Some(route) => offer(&route.send_queue, &route.queued, limit, message),
+                None => Err(message),
+            };
         }
-        let mut single_peer = self.single_peer.lock();
-        let Some(single_peer) = single_peer.as_mut() else {
+        let single_peer = self.single_peer.lock();
+        let Some(single_peer) = single_peer.as_ref() else {
             return Err(message);
         };
         if expected_peer_id.is_some_and(|p| single_peer.peer_id != *p) {
             return Err(message);
         }
-        let message = Message::Message(message);
-        let len = message_bytes(&message);
-        let limit = self.socket_options.send_queue_bytes;
-        if !admits(&single_peer.queued, len, limit) {
-            let Message::Message(message) = message else {
-                unreachable!("wrapped just above")
-            };
-            return Err(message);
-        }
-        let queued = single_peer.queued.clone();
-        match counted(&queued, len, || single_peer.send_queue.try_send(message)) {
-            Ok(()) => Ok(()),
-            Err(e) => match e.into_inner() {
-                Message::Message(m) => Err(m),
-                // Only the message just wrapped above can come back.
-                _ => unreachable!("try_send returned another message"),
-            },
-        }
+        offer(&single_peer.send_queue, &single_peer.queued, limit, message)
     }
 
     /// zrpc patch: whether `peer_id`'s send queue is under half its bounds
@@ -417,6 +421,30 @@ async fn send_to_peer_queue(
     sent
 }
 
+/// zrpc patch: put `message` on a peer's queue if it fits now (in messages
+/// and, with `limit`, in bytes), or give it back untouched.
+fn offer(
+    send_queue: &peer_queue::Sender,
+    queued: &QueueLoad,
+    limit: Option<usize>,
+    message: ZmqMessage,
+) -> Result<(), ZmqMessage> {
+    let message = Message::Message(message);
+    let len = message_bytes(&message);
+    let refused = |message| match message {
+        Message::Message(m) => Err(m),
+        // Only the message wrapped above can come back.
+        _ => unreachable!("a queue gave back another message"),
+    };
+    if !admits(queued, len, limit) {
+        return refused(message);
+    }
+    match counted(queued, len, || send_queue.try_send(message)) {
+        Ok(()) => Ok(()),
+        Err(e) => refused(e.into_inner()),
+    }
+}
+
 /// zrpc patch: `try_send` with its bytes counted in `queued` first (so the
 /// writer, which subtracts them once written, never sees them before they
 /// were added), and taken back if the queue refused.
@@ -444,6 +472,7 @@ impl SocketBackend for GenericSocketBackend {
 
     fn shutdown(&self) {
         self.peers.clear_sync();
+        self.routes.write().clear();
         self.single_peer.lock().take();
         self.peer_count.store(0, Ordering::Release);
         // Clear fair_queue streams to ensure TCP connections are closed
@@ -469,6 +498,10 @@ impl MultiPeerBackend for GenericSocketBackend {
         // zrpc patch: answer ZMTP heartbeats (libzmq's ZMQ_HEARTBEAT_IVL).
         recv_queue.answer_pings(queue_sender.clone());
         let queued = Arc::new(QueueLoad::default());
+        let route = Route {
+            send_queue: queue_sender.clone(),
+            queued: queued.clone(),
+        };
         let peer = Peer {
             send_queue: queue_sender,
             queued: queued.clone(),
@@ -486,6 +519,9 @@ impl MultiPeerBackend for GenericSocketBackend {
                 log::warn!("refused a second connection with routing identity {peer_id:?}");
                 return;
             }
+            // Before the writer and reader start: whatever ends the
+            // connection comes after, and removes the route again.
+            self.routes.write().insert(peer_id.clone(), route);
         } else {
             self.peers.upsert_async(peer_id.clone(), peer).await;
         }
@@ -530,6 +566,8 @@ impl MultiPeerBackend for GenericSocketBackend {
 
     fn peer_disconnected(&self, peer_id: &PeerIdentity) {
         self.peer_keys.lock().remove(peer_id);
+        // (Its queue's writer ends once every sender is gone.)
+        self.routes.write().remove(peer_id);
         let peer_removed = self.peers.remove_sync(peer_id).is_some();
         self.refresh_single_peer_cache();
         match &self.fair_queue_inner {

@@ -208,4 +208,61 @@ mod test {
 
         Ok(())
     }
+
+    /// zrpc patch: a ROUTER with several peers sends to the one addressed
+    /// without waiting, and gives back a message for an unknown peer.
+    #[async_rt::test]
+    async fn try_send_now_reaches_the_addressed_one_of_several_peers() -> Result<(), Box<dyn Error>>
+    {
+        let mut router = zeromq::RouterSocket::new();
+        let endpoint = router.bind("tcp://127.0.0.1:0").await?;
+        let mut dealers = Vec::new();
+        for name in ["first-dealer", "second-dealer"] {
+            let mut options = SocketOptions::default();
+            options.peer_identity(name.parse()?);
+            let mut dealer = zeromq::DealerSocket::with_options(options);
+            dealer.connect(endpoint.to_string().as_str()).await?;
+            dealer.send(ZmqMessage::from("hello")).await?;
+            dealers.push(dealer);
+        }
+        let (mut send_half, mut recv_half) = router.split();
+        for _ in 0..2 {
+            recv_half.recv().await?;
+        }
+        for (i, name) in ["first-dealer", "second-dealer"].iter().enumerate() {
+            let mut reply = ZmqMessage::from(format!("for {name}"));
+            reply.push_front(Bytes::from(name.to_string()));
+            assert!(
+                send_half.try_send_now(reply).is_ok(),
+                "sent to {name} at once"
+            );
+            let got = async_rt::task::timeout(Duration::from_secs(5), dealers[i].recv()).await??;
+            assert_eq!(
+                got.get(0).unwrap().as_ref(),
+                format!("for {name}").as_bytes()
+            );
+        }
+        let mut stray = ZmqMessage::from("for nobody");
+        stray.push_front(Bytes::from_static(b"no-such-dealer"));
+        let back = send_half.try_send_now(stray).expect_err("unknown peer");
+        assert_eq!(back.get(0).unwrap().as_ref(), b"no-such-dealer");
+        assert_eq!(back.get(1).unwrap().as_ref(), b"for nobody");
+        // A peer that left has no route: its messages come back (to the
+        // async path, which reports it gone) rather than queue for nobody.
+        drop(dealers.remove(0));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut late = ZmqMessage::from("late");
+            late.push_front(Bytes::from_static(b"first-dealer"));
+            if send_half.try_send_now(late).is_err() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a departed peer's route stayed"
+            );
+            async_rt::task::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
 }
