@@ -141,6 +141,15 @@ impl Decoder for ZmqCodec {
                     )?)));
                 }
                 DecoderState::FrameHeader => {
+                    // zrpc patch: a short message frame whose body is all
+                    // here is taken in one step (FORK.md item 25).
+                    if let Some(data) = self.whole_short_frame(src)? {
+                        let (data, more) = data;
+                        if let Some(message) = self.push_frame(data, more) {
+                            return Ok(Some(message));
+                        }
+                        continue;
+                    }
                     let flags = src.get_u8();
 
                     let frame = Frame {
@@ -168,20 +177,7 @@ impl Decoder for ZmqCodec {
                         usize::from(src.get_u8())
                     };
                     if !frame.command {
-                        if let Some(max) = self.max_message_size {
-                            let charged = frame_len.saturating_add(crate::FRAME_OVERHEAD);
-                            if self.buffered_len.saturating_add(charged) > max {
-                                return Err(CodecError::Decode(
-                                    "Message exceeds the maximum message size",
-                                ));
-                            }
-                        }
-                        if self
-                            .max_frames
-                            .is_some_and(|max| self.buffered_frames >= max)
-                        {
-                            return Err(CodecError::Decode("Message has more frames than allowed"));
-                        }
+                        self.admit_frame(frame_len)?;
                     } else if self.max_message_size.is_some_and(|max| frame_len > max) {
                         return Err(CodecError::Decode(
                             "Command exceeds the maximum message size",
@@ -219,43 +215,85 @@ impl Decoder for ZmqCodec {
                         return Ok(Some(Message::Command(ZmqCommand::try_from(data.freeze())?)));
                     }
 
-                    // process incoming message frame
-                    self.buffered_len += data.len() + crate::FRAME_OVERHEAD;
-                    self.buffered_frames += 1;
-                    // zrpc patch: an empty frame (the delimiter before every
-                    // payload) holds no reference to the read buffer. It
-                    // did: a reply that reuses a request's frames kept the
-                    // whole buffer the request arrived in (1 MiB and more)
-                    // alive until the reply was written.
-                    let data = if data.is_empty() {
-                        Bytes::new()
-                    } else {
-                        data.freeze()
-                    };
-                    match &mut self.buffered_message {
-                        Some(v) => v.push_back(data),
-                        // zrpc patch: room for a ROUTER's usual three
-                        // frames (identity, delimiter, payload) at once,
-                        // instead of growing from one per message.
-                        None if more => {
-                            self.buffered_message = Some(ZmqMessage::with_first(data, 4))
-                        }
-                        None => self.buffered_message = Some(ZmqMessage::from(data)),
-                    }
-
-                    if !more {
-                        self.buffered_len = 0;
-                        self.buffered_frames = 0;
-                        // Quoth the Raven “Nevermore.”
-                        return Ok(Some(Message::Message(
-                            self.buffered_message
-                                .take()
-                                .expect("Corrupted decoder state"),
-                        )));
+                    if let Some(message) = self.push_frame(data.freeze(), more) {
+                        return Ok(Some(message));
                     }
                 }
             }
         }
+    }
+}
+
+impl ZmqCodec {
+    /// zrpc patch: a message frame of `frame_len` bytes fits the limits on
+    /// the message being assembled.
+    #[inline]
+    fn admit_frame(&self, frame_len: usize) -> Result<(), CodecError> {
+        if let Some(max) = self.max_message_size {
+            let charged = frame_len.saturating_add(crate::FRAME_OVERHEAD);
+            if self.buffered_len.saturating_add(charged) > max {
+                return Err(CodecError::Decode(
+                    "Message exceeds the maximum message size",
+                ));
+            }
+        }
+        if self
+            .max_frames
+            .is_some_and(|max| self.buffered_frames >= max)
+        {
+            return Err(CodecError::Decode("Message has more frames than allowed"));
+        }
+        Ok(())
+    }
+
+    /// zrpc patch: with the decoder at a frame header, the frame if it is a
+    /// short (up to 255 bytes) plain message frame already complete in
+    /// `src`, taken out of it, with its MORE flag. Anything else (a
+    /// command, a long frame, CURVE, a frame not all here) is left to the
+    /// state machine, one step at a time. Upstream took every frame in
+    /// three steps (flags, length, body), each a trip round the loop and an
+    /// advance of the buffer.
+    #[inline]
+    fn whole_short_frame(&self, src: &mut BytesMut) -> Result<Option<(Bytes, bool)>, CodecError> {
+        let (Some(&flags), Some(&len)) = (src.first(), src.get(1)) else {
+            return Ok(None);
+        };
+        let len = usize::from(len);
+        if flags & 0b0000_0110 != 0 || self.curve_rx.is_some() || src.len() < 2 + len {
+            return Ok(None);
+        }
+        self.admit_frame(len)?;
+        src.advance(2);
+        let data = src.split_to(len).freeze();
+        Ok(Some((data, flags & 0b0000_0001 != 0)))
+    }
+
+    /// Add a decoded message frame to the message being assembled; the
+    /// message once this was its last frame.
+    #[inline]
+    fn push_frame(&mut self, data: Bytes, more: bool) -> Option<Message> {
+        self.buffered_len += data.len() + crate::FRAME_OVERHEAD;
+        self.buffered_frames += 1;
+        // zrpc patch: an empty frame (the delimiter before every payload)
+        // holds no reference to the read buffer. It did: a reply that
+        // reuses a request's frames kept the whole buffer the request
+        // arrived in (1 MiB and more) alive until the reply was written.
+        let data = if data.is_empty() { Bytes::new() } else { data };
+        match &mut self.buffered_message {
+            Some(v) => v.push_back(data),
+            // zrpc patch: room for a ROUTER's usual three frames (identity,
+            // delimiter, payload) at once, instead of growing from one per
+            // message.
+            None if more => self.buffered_message = Some(ZmqMessage::with_first(data, 4)),
+            None => self.buffered_message = Some(ZmqMessage::from(data)),
+        }
+        if more {
+            return None;
+        }
+        self.buffered_len = 0;
+        self.buffered_frames = 0;
+        // Quoth the Raven “Nevermore.”
+        self.buffered_message.take().map(Message::Message)
     }
 }
 
@@ -367,6 +405,98 @@ pub(crate) mod tests {
             !buffer.contains(&(delimiter.as_ptr() as usize)),
             "the delimiter is a view of the read buffer"
         );
+    }
+
+    /// A codec past the greeting, as a connection's reader has it.
+    fn framing(options: &SocketOptions) -> ZmqCodec {
+        let mut codec = ZmqCodec::with_options(options);
+        codec.state = DecoderState::FrameHeader;
+        codec.waiting_for = 1;
+        codec
+    }
+
+    /// Frames on the wire: (flags, body), the length written short or long
+    /// as the flags say.
+    fn wire(frames: &[(u8, Vec<u8>)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (flags, body) in frames {
+            out.push(*flags);
+            if flags & 0b10 != 0 {
+                out.extend_from_slice(&(body.len() as u64).to_be_bytes());
+            } else {
+                out.push(body.len() as u8);
+            }
+            out.extend_from_slice(body);
+        }
+        out
+    }
+
+    fn decode_all(codec: &mut ZmqCodec, src: &mut BytesMut) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(m) = codec.decode(src).expect("decodes") {
+            out.push(format!("{m:?}"));
+        }
+        out
+    }
+
+    /// zrpc patch (FORK.md item 25): short frames taken in one step decode
+    /// exactly as the byte-at-a-time state machine does, whatever the read
+    /// boundaries, mixed with long frames and a command.
+    #[test]
+    fn frames_decode_the_same_whatever_the_read_boundaries() {
+        let ping = {
+            let mut c = BytesMut::new();
+            ZmqCodec::new()
+                .encode(
+                    Message::Command(crate::codec::ZmqCommand::pong(Bytes::from_static(b"x"))),
+                    &mut c,
+                )
+                .unwrap();
+            c.to_vec()
+        };
+        let mut stream = wire(&[
+            (0x01, vec![]),
+            (0x00, b"short".to_vec()),
+            (0x01, vec![7; 255]),
+            (0x03, vec![8; 300]),
+            (0x00, vec![]),
+        ]);
+        stream.extend_from_slice(&ping);
+        stream.extend_from_slice(&wire(&[(0x02, vec![9; 3]), (0x00, vec![1; 200])]));
+        let options = SocketOptions::default();
+        let whole = decode_all(&mut framing(&options), &mut BytesMut::from(&stream[..]));
+        assert_eq!(whole.len(), 5, "{whole:?}");
+        for step in [1, 2, 3, 7, 256] {
+            let mut codec = framing(&options);
+            let mut src = BytesMut::new();
+            let mut got = Vec::new();
+            for chunk in stream.chunks(step) {
+                src.extend_from_slice(chunk);
+                got.extend(decode_all(&mut codec, &mut src));
+            }
+            assert_eq!(got, whole, "read {step} bytes at a time");
+            assert!(src.is_empty());
+        }
+    }
+
+    /// zrpc patch: the message limits hold for frames taken in one step.
+    #[test]
+    fn limits_hold_for_short_frames_taken_whole() {
+        let mut options = SocketOptions::default();
+        options.max_frames_per_message(Some(2));
+        let three = wire(&[(0x01, vec![]), (0x01, b"a".to_vec()), (0x00, b"b".to_vec())]);
+        let err = framing(&options)
+            .decode(&mut BytesMut::from(&three[..]))
+            .expect_err("a third frame is refused");
+        assert!(err.to_string().contains("more frames"), "{err}");
+
+        let mut options = SocketOptions::default();
+        options.max_message_size(Some(100));
+        let big = wire(&[(0x01, vec![0; 60]), (0x00, vec![0; 60])]);
+        let err = framing(&options)
+            .decode(&mut BytesMut::from(&big[..]))
+            .expect_err("120 bytes over a 100-byte limit");
+        assert!(err.to_string().contains("maximum message size"), "{err}");
     }
 
     #[test]
