@@ -34,6 +34,8 @@ pub(crate) struct Inbound {
     pub(super) forgotten: Vec<bool>,
     /// The link read first next time (so one busy link cannot starve others).
     pub(super) next: usize,
+    /// Readers installed so far (to tell whether handling reports did).
+    pub(super) installed: usize,
 }
 
 impl Inbound {
@@ -60,20 +62,60 @@ impl Inbound {
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<LinkEvent>> {
         // State changes first: a new connection's reader is installed
         // before its messages are read, after the `Up` that announced it.
+        // Polling the reports costs as much as a message's decoding, so
+        // while messages flow they are only looked at; they are polled
+        // (and their wake-up registered) before this waits.
+        let looked = self.reports_open && !self.reports.is_empty();
+        if looked {
+            if let Some(ev) = self.take_reports(cx) {
+                return Poll::Ready(Some(ev));
+            }
+        }
+        if let Some(ev) = self.read(cx) {
+            return Poll::Ready(Some(ev));
+        }
+        if self.reports_open && !looked {
+            let readers = self.installed;
+            if let Some(ev) = self.take_reports(cx) {
+                return Poll::Ready(Some(ev));
+            }
+            // (A reader it installed is polled before waiting.)
+            if self.installed != readers {
+                if let Some(ev) = self.read(cx) {
+                    return Poll::Ready(Some(ev));
+                }
+            }
+        }
+        if !self.reports_open && self.readers.iter().all(Option::is_none) {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    }
+
+    /// Handle the links' reports until one is an event for the owner, or
+    /// none is left (then a new report wakes `cx`).
+    fn take_reports(&mut self, cx: &mut Context<'_>) -> Option<LinkEvent> {
         while self.reports_open {
             match self.reports.poll_recv(cx) {
-                Poll::Ready(Some(Report::Event(ev))) => return Poll::Ready(Some(ev)),
+                Poll::Ready(Some(Report::Event(ev))) => return Some(ev),
                 Poll::Ready(Some(Report::Reader(id, _))) if self.is_forgotten(id) => {}
                 Poll::Ready(Some(Report::Reader(id, reader))) => {
                     if self.readers.len() <= id {
                         self.readers.resize_with(id + 1, || None);
                     }
                     self.readers[id] = reader;
+                    self.installed += 1;
                 }
                 Poll::Ready(None) => self.reports_open = false,
                 Poll::Pending => break,
             }
         }
+        None
+    }
+
+    /// The next message of any socket, each tried in turn from where the
+    /// last one was found (so one busy link cannot starve the others).
+    fn read(&mut self, cx: &mut Context<'_>) -> Option<LinkEvent> {
         let n = self.readers.len();
         for i in 0..n {
             let id = (self.next + i) % n;
@@ -83,16 +125,13 @@ impl Inbound {
             match reader.poll_next_unpin(cx) {
                 Poll::Ready(Some(msg)) => {
                     self.next = id + 1;
-                    return Poll::Ready(Some(LinkEvent::Message(id, msg)));
+                    return Some(LinkEvent::Message(id, msg));
                 }
                 Poll::Ready(None) => self.readers[id] = None,
                 Poll::Pending => {}
             }
         }
-        if !self.reports_open && self.readers.iter().all(Option::is_none) {
-            return Poll::Ready(None);
-        }
-        Poll::Pending
+        None
     }
 }
 
@@ -184,4 +223,78 @@ pub(super) fn io_failure(e: &zeromq::ZmqError) -> bool {
         source = err.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::{Wake, Waker};
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn describe(ev: Poll<Option<LinkEvent>>) -> String {
+        match ev {
+            Poll::Ready(Some(LinkEvent::Up(id))) => format!("up {id}"),
+            Poll::Ready(Some(LinkEvent::Down(id))) => format!("down {id}"),
+            Poll::Ready(Some(LinkEvent::Message(id, m))) => {
+                format!("{id}:{}", String::from_utf8_lossy(m.get(0).unwrap()))
+            }
+            Poll::Ready(Some(_)) => "peer".into(),
+            Poll::Ready(None) => "end".into(),
+            Poll::Pending => "pending".into(),
+        }
+    }
+
+    /// Reports are only looked at while messages flow, and polled before
+    /// waiting: a report that comes between two messages is handled before
+    /// the second, and one that comes while the owner waits wakes it.
+    #[test]
+    fn reports_keep_their_place_among_messages_and_wake_a_waiting_owner() {
+        let (tx, rx) = mpsc::channel(8);
+        let mut inbound = Inbound {
+            reports: rx,
+            reports_open: true,
+            readers: Vec::new(),
+            forgotten: Vec::new(),
+            next: 0,
+            installed: 0,
+        };
+        let (msgs_tx, msgs_rx) = futures::channel::mpsc::unbounded::<ZmqMessage>();
+        let reader: Reader = Box::pin(msgs_rx);
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+
+        tx.try_send(Report::Event(LinkEvent::Up(0))).ok().unwrap();
+        tx.try_send(Report::Reader(0, Some(reader))).ok().unwrap();
+        msgs_tx.unbounded_send(ZmqMessage::from("a")).unwrap();
+        msgs_tx.unbounded_send(ZmqMessage::from("b")).unwrap();
+        assert_eq!(describe(inbound.poll_recv(&mut cx)), "up 0");
+        assert_eq!(describe(inbound.poll_recv(&mut cx)), "0:a");
+        tx.try_send(Report::Event(LinkEvent::Down(0))).ok().unwrap();
+        assert_eq!(describe(inbound.poll_recv(&mut cx)), "down 0");
+        assert_eq!(describe(inbound.poll_recv(&mut cx)), "0:b");
+        assert_eq!(describe(inbound.poll_recv(&mut cx)), "pending");
+
+        let before = count.0.load(Ordering::SeqCst);
+        tx.try_send(Report::Event(LinkEvent::Up(0))).ok().unwrap();
+        assert!(count.0.load(Ordering::SeqCst) > before, "a report wakes the owner");
+        assert_eq!(describe(inbound.poll_recv(&mut cx)), "up 0");
+        assert_eq!(describe(inbound.poll_recv(&mut cx)), "pending");
+        let before = count.0.load(Ordering::SeqCst);
+        msgs_tx.unbounded_send(ZmqMessage::from("c")).unwrap();
+        assert!(count.0.load(Ordering::SeqCst) > before, "a message wakes the owner");
+        assert_eq!(describe(inbound.poll_recv(&mut cx)), "0:c");
+
+        drop(msgs_tx);
+        drop(tx);
+        assert_eq!(describe(inbound.poll_recv(&mut cx)), "end");
+    }
 }

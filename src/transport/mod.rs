@@ -252,6 +252,7 @@ async fn open(
         readers: Vec::new(),
         forgotten: Vec::new(),
         next: 0,
+        installed: 0,
     };
     let opener = Opener {
         kind,
