@@ -40,6 +40,7 @@
 //! | [`server`] | ROUTER server: the core task, channels (heartbeats, credit), requests, replies |
 //! | [`client`] | the client: the call table (`core`), who reads the sockets (`driver`, `relay`), [`ReplyStream`], what a call sends (`call`), when calls time out (`deadlines`), where a call goes (`balance`), servers found by name (`discovery`, [`Resolver`]), what may be sent twice (`retry`, [`Retry`]) |
 //! | [`oneway`] | fire-and-forget events: [`Pusher`] → [`Puller`] (cast), [`Publisher`] → [`Subscriber`] (fanout) |
+//! | `blob` | [`Blob`]: binary data shared with the message it came in, not copied out |
 //! | `context` | [`Context`]: what a handler knows of its request (method, peer, deadline, header keys, [`TraceParent`]) |
 //! | [`middleware`] | tower layers around a server's dispatch, [`CallHook`](middleware::CallHook)s around a client's calls |
 //! | `telemetry` | metrics through the `metrics` facade (and no spans without a subscriber) |
@@ -77,6 +78,7 @@
 pub mod __private;
 #[cfg(feature = "cli")]
 pub mod bench;
+mod blob;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod client;
@@ -94,6 +96,7 @@ mod shutdown;
 mod telemetry;
 mod transport;
 
+pub use blob::Blob;
 #[cfg(feature = "dns")]
 pub use client::DnsResolver;
 pub use client::{

@@ -30,6 +30,12 @@ async fn python_client_every_msgpack_type_through_echo() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_sends_bytes_to_a_blob_argument() {
+    let (_server, ep) = start_server(Some(Duration::from_secs(5))).await;
+    py_scenario(&ep, "blobs").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_client_sees_errors_with_their_names() {
     let (_server, ep) = start_server(Some(Duration::from_secs(5))).await;
     py_scenario(&ep, "errors").await;

@@ -56,6 +56,43 @@ async fn set_within(flag: &AtomicBool, limit: Duration) -> bool {
     flag.load(Ordering::SeqCst)
 }
 
+/// `Blob` arguments and results, small and large (shared with their
+/// message past 1 KiB), from typed and dynamic callers alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blob_arguments_and_results_round_trip() {
+    let (_server, ep) = start_server(HB_FAST).await;
+    let client = Client::connect(&ep).await.unwrap();
+    for n in [0usize, 3, 1023, 1024, 70_000, 1 << 20] {
+        let data: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
+        let (len, back): (usize, zerorpc::Blob) = client
+            .call("blob_echo", (zerorpc::Blob::from(data.clone()),))
+            .await
+            .unwrap();
+        assert_eq!((len, &back[..]), (n, &data[..]), "{n} bytes");
+    }
+    // A dynamic caller's string and byte list are bytes to a Blob too.
+    let r = client
+        .call_dynamic("blob_echo", vec![Value::from("héllo")])
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        Value::Array(vec![6.into(), Value::Binary("héllo".into()),])
+    );
+    let list = Value::Array(vec![1.into(), 2.into(), 255.into()]);
+    let r = client.call_dynamic("blob_echo", vec![list]).await.unwrap();
+    assert_eq!(
+        r,
+        Value::Array(vec![3.into(), Value::Binary(vec![1, 2, 255])])
+    );
+    // Not binary at all: the handler is not called, the caller told why.
+    let e = client
+        .call_dynamic("blob_echo", vec![Value::from(5)])
+        .await
+        .unwrap_err();
+    assert_eq!(e.remote().unwrap().name, "TypeError", "{e:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typed_dynamic_and_error_calls() {
     let (_server, ep) = start_server(HB_FAST).await;

@@ -65,8 +65,8 @@ impl<T> ReplyStream<T> {
         &self.method
     }
 
-    fn item(&self, raw: &[u8]) -> Result<T, Error> {
-        (self.decode)(raw).map_err(|source| Error::Decode {
+    fn item(&self, raw: &Bytes) -> Result<T, Error> {
+        crate::blob::decoding(raw, || (self.decode)(raw)).map_err(|source| Error::Decode {
             what: format!("an item of {}", self.method),
             source,
         })

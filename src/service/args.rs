@@ -60,7 +60,8 @@ impl Args {
 
     /// Deserialize the whole argument array into `T` (a tuple, a `Vec`, …).
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, ServiceError> {
-        rmp_serde::from_slice(&self.raw).map_err(|e| type_error(&e.to_string()))
+        crate::blob::decoding(&self.raw, || rmp_serde::from_slice(&self.raw))
+            .map_err(|e| type_error(&e.to_string()))
     }
 
     /// The arguments as dynamic values, msgpack types preserved.
@@ -80,6 +81,8 @@ impl Args {
 #[doc(hidden)]
 pub struct ArgReader<'a> {
     method: &'a str,
+    /// The arguments' buffer (lent to the [`Blob`](crate::Blob)s decoded).
+    source: &'a Bytes,
     reader: msgpack::Reader<'a>,
     given: usize,
     next: usize,
@@ -128,6 +131,7 @@ impl<'a> ArgReader<'a> {
             .map_err(|e| type_error(&format!("{method}() arguments: {e}")))?;
         Ok(ArgReader {
             method,
+            source: args.raw(),
             reader,
             given,
             next: 0,
@@ -142,7 +146,7 @@ impl<'a> ArgReader<'a> {
             .map_err(|e| type_error(&format!("{}() argument '{name}': {e}", self.method)))?;
         self.next += 1;
         let raw = &self.reader.buf[start..self.reader.pos];
-        rmp_serde::from_slice(raw).map_err(|e| {
+        crate::blob::decoding(self.source, || rmp_serde::from_slice(raw)).map_err(|e| {
             type_error(&format!(
                 "{}() argument '{name}' must be {}: {e}",
                 self.method,
@@ -209,7 +213,7 @@ pub(crate) fn decode_typed<A: DeserializeOwned>(
                 .map_err(|e| type_error(&e.to_string()));
         }
     }
-    rmp_serde::from_slice(args.raw()).map_err(|e| {
+    crate::blob::decoding(args.raw(), || rmp_serde::from_slice(args.raw())).map_err(|e| {
         type_error(&format!(
             "{method}() expects arguments {}: {e}",
             std::any::type_name::<A>()

@@ -285,12 +285,18 @@ mod tests {
 
         let before = count.0.load(Ordering::SeqCst);
         tx.try_send(Report::Event(LinkEvent::Up(0))).ok().unwrap();
-        assert!(count.0.load(Ordering::SeqCst) > before, "a report wakes the owner");
+        assert!(
+            count.0.load(Ordering::SeqCst) > before,
+            "a report wakes the owner"
+        );
         assert_eq!(describe(inbound.poll_recv(&mut cx)), "up 0");
         assert_eq!(describe(inbound.poll_recv(&mut cx)), "pending");
         let before = count.0.load(Ordering::SeqCst);
         msgs_tx.unbounded_send(ZmqMessage::from("c")).unwrap();
-        assert!(count.0.load(Ordering::SeqCst) > before, "a message wakes the owner");
+        assert!(
+            count.0.load(Ordering::SeqCst) > before,
+            "a message wakes the owner"
+        );
         assert_eq!(describe(inbound.poll_recv(&mut cx)), "0:c");
 
         drop(msgs_tx);

@@ -43,6 +43,10 @@ pub fn test_service() -> Service {
             })
         })
         .method("nothing", |(): ()| async { Ok::<_, ServiceError>(()) })
+        // Its argument shared with the request, not copied (zerorpc::Blob).
+        .method("blob_echo", |(data,): (zerorpc::Blob,)| async move {
+            Ok::<_, ServiceError>((data.len(), data))
+        })
         .dynamic("echo", |args: Vec<Value>| async move {
             args.into_iter()
                 .next()

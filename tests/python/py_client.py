@@ -55,6 +55,15 @@ def types():
         assert type(r) is type(v), (type(v), type(r))
 
 
+def blobs():
+    c = client()
+    for b in [b"", b"abc", b"\x00\xff" * 1000, b"q" * (1 << 20)]:
+        n, back = c.blob_echo(b)
+        assert n == len(b) and back == b and type(back) is bytes, (len(b), n)
+    # A str where bytes are expected: its UTF-8 bytes.
+    assert c.blob_echo("h\u00e9llo") == [6, "h\u00e9llo".encode()]
+
+
 def errors():
     c = client()
     expect_error(lambda: c.nosuch(), "NameError", "nosuch")
