@@ -34,8 +34,11 @@ impl Framework {
 // ---- zrpc ------------------------------------------------------------------
 
 async fn serve_zrpc() -> Result<(u16, Box<dyn std::any::Any>), String> {
+    // (`Blob`: the argument is a view of the request, not a copy; as
+    // tonic's `bytes` field is with prost. bincode has no such type, so
+    // tarpc's echo copies, as its users' would.)
     let svc = zerorpc::Service::new("bench")
-        .method("echo", |(data,): (serde_bytes::ByteBuf,)| async move {
+        .method("echo", |(data,): (zerorpc::Blob,)| async move {
             Ok::<_, zerorpc::ServiceError>(data)
         });
     let server = zerorpc::Server::builder(svc)
@@ -315,7 +318,7 @@ where
 }
 
 async fn echo_zrpc(c: &zerorpc::Client, payload: &Bytes) -> Result<usize, String> {
-    c.call::<_, serde_bytes::ByteBuf>("echo", (serde_bytes::Bytes::new(payload),))
+    c.call::<_, zerorpc::Blob>("echo", (serde_bytes::Bytes::new(payload),))
         .await
         .map(|b| b.len())
         .map_err(|e| e.to_string())

@@ -342,9 +342,9 @@ async fn raw_many(
 // ----------------------------------------------------------------- zrpc side
 
 /// A typed `echo(bytes) -> bytes`, the way a Rust service takes binary
-/// (`serde_bytes`: a msgpack bin, decoded once into a `Vec<u8>`).
+/// (a [`Blob`](crate::Blob): a view of the request, not a copy).
 fn echo_service() -> Service {
-    Service::new("bench").method("echo", |(b,): (serde_bytes::ByteBuf,)| async move {
+    Service::new("bench").method("echo", |(b,): (crate::Blob,)| async move {
         Ok::<_, ServiceError>(b)
     })
 }
@@ -374,7 +374,7 @@ async fn zrpc_client(ep: &str) -> Result<Client, String> {
 async fn call_once(c: &Client, method: &str, args: CallArgs<'_>) -> Result<(), String> {
     match args {
         CallArgs::Bytes(b) => c
-            .call::<_, serde_bytes::ByteBuf>(method, (serde_bytes::Bytes::new(b),))
+            .call::<_, crate::Blob>(method, (serde_bytes::Bytes::new(b),))
             .await
             .map(drop),
         CallArgs::Values(v) => c.call_dynamic(method, v.to_vec()).await.map(drop),
@@ -532,13 +532,13 @@ async fn curve_vs_null(o: &Opts) -> Result<(), String> {
 #[crate::service(name = "bench")]
 trait TypedEcho {
     /// Return the bytes.
-    async fn echo(&self, b: serde_bytes::ByteBuf) -> serde_bytes::ByteBuf;
+    async fn echo(&self, b: crate::Blob) -> crate::Blob;
 }
 
 struct Echo;
 
 impl TypedEcho for Echo {
-    async fn echo(&self, b: serde_bytes::ByteBuf) -> serde_bytes::ByteBuf {
+    async fn echo(&self, b: crate::Blob) -> crate::Blob {
         b
     }
 }
