@@ -8,8 +8,10 @@
 //! |---|---|
 //! | `frameworks.rs` | the echo service and its client in each framework |
 //! | `measure.rs` | one round of one framework: every figure |
+//! | `floor.rs` | the sequential exchange over plain TCP, under them all |
 //! | `main.rs` | rounds, the table, the targets, `--json` |
 
+mod floor;
 mod frameworks;
 mod measure;
 
@@ -77,10 +79,16 @@ fn main() {
 }
 
 fn serve(framework: &str, flavour: &str) -> Result<(), String> {
-    let fw = Framework::parse(framework).ok_or_else(|| format!("no framework {framework}"))?;
+    let fw = Framework::parse(framework);
+    if fw.is_none() && framework != floor::NAME {
+        return Err(format!("no framework {framework}"));
+    }
     let rt = runtime(flavour).map_err(|e| e.to_string())?;
     rt.block_on(async {
-        let (port, _keep) = frameworks::serve(fw).await?;
+        let (port, _keep) = match fw {
+            Some(fw) => frameworks::serve(fw).await?,
+            None => floor::serve().await?,
+        };
         println!("READY {port}");
         let _ = std::io::stdout().flush();
         // Until the parent closes stdin (or dies).
@@ -134,6 +142,14 @@ fn compare(o: &Opts) -> Result<(), String> {
                     .or_default()
                     .push(f);
             }
+            let f = rt
+                .block_on(measure::floor_round(flavour, counts))
+                .map_err(|e| format!("the TCP floor: {e}"))?;
+            runs.entry(flavour.to_string())
+                .or_default()
+                .entry(floor::NAME)
+                .or_default()
+                .push(f);
         }
     }
     eprint!("\r\x1b[2K");
@@ -295,6 +311,51 @@ fn print_table(flavour: &str, by_fw: &BTreeMap<&'static str, Vec<Figures>>) {
         "zrpc 1 MiB echo max/min over rounds: {:.2} (target < 1.5)",
         large_stability(&rows)
     );
+    if let Some(floor) = floor_of(by_fw) {
+        let tarpc = median_of(by_fw, "tarpc", SEQ);
+        println!(
+            "floor: the same sequential exchange over plain tokio TCP, no framework: median {} µs ({}–{}), p99 {} µs; zrpc {:.2}×, tarpc {:.2}× of it (0.80× tarpc would be {:.2}× of it)",
+            fmt(floor.median),
+            fmt(floor.lo),
+            fmt(floor.hi),
+            fmt(floor.p99),
+            floor.zrpc,
+            tarpc / floor.median,
+            0.8 * tarpc / floor.median,
+        );
+    }
+}
+
+const SEQ: &str = "seq_latency_median_us";
+
+/// The TCP floor of one flavour, and zrpc's median over it.
+struct Floor {
+    median: f64,
+    lo: f64,
+    hi: f64,
+    p99: f64,
+    zrpc: f64,
+}
+
+fn floor_of(by_fw: &BTreeMap<&'static str, Vec<Figures>>) -> Option<Floor> {
+    let rounds = by_fw.get(floor::NAME)?;
+    let v = values(rounds, SEQ);
+    let (lo, hi) = v
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(*x), b.max(*x)));
+    let median = median(v);
+    let zrpc = median_of(by_fw, "zrpc", SEQ) / median;
+    Some(Floor {
+        median,
+        lo,
+        hi,
+        p99: median_of(by_fw, floor::NAME, "seq_latency_p99_us"),
+        zrpc,
+    })
+}
+
+fn median_of(by_fw: &BTreeMap<&'static str, Vec<Figures>>, fw: &str, figure: &str) -> f64 {
+    median(by_fw.get(fw).map_or(vec![], |r| values(r, figure)))
 }
 
 fn fmt(x: f64) -> String {
@@ -330,6 +391,17 @@ fn json(runs: &Runs) -> serde_json::Value {
             "zrpc_echo_1mib_max_over_min".into(),
             serde_json::json!(large_stability(&rows)),
         );
+        if let Some(floor) = floor_of(by_fw) {
+            fl.insert(
+                "tcp_floor_seq_latency_us".into(),
+                serde_json::json!({
+                    "median": floor.median,
+                    "p99": floor.p99,
+                    "rounds": by_fw.get(floor::NAME).map(|r| values(r, SEQ)),
+                    "zrpc_over_floor": floor.zrpc,
+                }),
+            );
+        }
         out.insert(flavour.clone(), fl.into());
     }
     out.into()

@@ -51,15 +51,15 @@ struct ServerProc {
 }
 
 impl ServerProc {
-    fn start(fw: Framework, runtime: &str) -> Result<ServerProc, String> {
+    fn start(name: &str, runtime: &str) -> Result<ServerProc, String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let mut child = Command::new(exe)
-            .args(["serve", fw.name(), runtime])
+            .args(["serve", name, runtime])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .map_err(|e| format!("cannot start the {} server: {e}", fw.name()))?;
+            .map_err(|e| format!("cannot start the {name} server: {e}"))?;
         let out = child.stdout.take().ok_or("no stdout")?;
         let mut line = String::new();
         BufReader::new(out)
@@ -68,7 +68,7 @@ impl ServerProc {
         let port = line
             .strip_prefix("READY ")
             .and_then(|p| p.trim().parse().ok())
-            .ok_or_else(|| format!("the {} server said {line:?}", fw.name()))?;
+            .ok_or_else(|| format!("the {name} server said {line:?}"))?;
         Ok(ServerProc { child, port })
     }
 
@@ -110,7 +110,7 @@ fn status_mb(pid: u32, key: &str) -> f64 {
 
 /// Every figure of `fw` once.
 pub async fn round(fw: Framework, runtime: &str, counts: Counts) -> Result<Figures, String> {
-    let server = ServerProc::start(fw, runtime)?;
+    let server = ServerProc::start(fw.name(), runtime)?;
     let pid = server.pid();
     let mut f = Figures::new();
     let client = Client::connect(fw, server.port).await?;
@@ -163,5 +163,15 @@ pub async fn round(fw: Framework, runtime: &str, counts: Counts) -> Result<Figur
     let per_s = pipelined(one, &large, calls, LARGE_WINDOW).await?;
     f.insert("echo_1mib_mb_per_s", per_s * LARGE as f64 / 1e6);
     f.insert("server_rss_peak_mb", status_mb(pid, "VmHWM:"));
+    Ok(f)
+}
+
+/// The floor's sequential figures (see `floor.rs`), measured as a round's.
+pub async fn floor_round(runtime: &str, counts: Counts) -> Result<Figures, String> {
+    let server = ServerProc::start(crate::floor::NAME, runtime)?;
+    let (median, p99) = crate::floor::sequential(server.port, counts.seq, SMALL).await?;
+    let mut f = Figures::new();
+    f.insert("seq_latency_median_us", median);
+    f.insert("seq_latency_p99_us", p99);
     Ok(f)
 }
