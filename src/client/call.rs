@@ -39,12 +39,15 @@ pub(super) fn request_serde<A: Serialize>(
     method: &str,
     extra: &HeaderExtra,
     args: &A,
-) -> Result<(MessageId, Vec<u8>), Error> {
+) -> Result<(MessageId, Bytes), Error> {
+    let id = MessageId::new();
     let mut result = Ok(());
-    let request = protocol::encode_request_extra(method, Some(extra), 64, |out| {
-        result = encode_args_into(out, args);
+    let frame = buffers::exact(|out| {
+        protocol::encode_request_into(out, &id, method, Some(extra), |out| {
+            result = encode_args_into(out, args);
+        })
     });
-    result.map(|()| request)
+    result.map(|()| (id, frame))
 }
 
 /// A request frame for dynamic args, encoded in place, with `extra` header
@@ -53,12 +56,23 @@ pub(super) fn request_dynamic(
     method: &str,
     extra: &HeaderExtra,
     args: Vec<Value>,
-) -> (MessageId, Vec<u8>) {
+) -> (MessageId, Bytes) {
     let args = Value::Array(args);
     let len = msgpack::len_hint(&args);
-    protocol::encode_request_extra(method, Some(extra), len, |out| {
-        msgpack::write_value(out, &args)
-    })
+    if len > buffers::SCRATCH {
+        // Sized once from the values, not grown from a scratch buffer.
+        let (id, frame) = protocol::encode_request_extra(method, Some(extra), len, |out| {
+            msgpack::write_value(out, &args)
+        });
+        return (id, buffers::into_bytes(frame));
+    }
+    let id = MessageId::new();
+    let frame = buffers::exact(|out| {
+        protocol::encode_request_into(out, &id, method, Some(extra), |out| {
+            msgpack::write_value(out, &args)
+        })
+    });
+    (id, frame)
 }
 
 /// The value of a one-event reply: `OK [value]`, or the error of `ERR`.

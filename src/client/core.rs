@@ -49,7 +49,7 @@ pub(super) type Name = std::borrow::Cow<'static, str>;
 
 pub(super) struct Call {
     /// The request, until a link takes it.
-    frame: Option<Vec<u8>>,
+    frame: Option<Bytes>,
     /// Until the first event: when the call times out, and its timeout.
     deadline: Option<(Instant, Duration)>,
     /// The server it was sent to.
@@ -69,7 +69,7 @@ pub(super) struct Call {
 
 /// A retryable call's copy of its request and what is left of its policy.
 struct Retrying {
-    frame: Vec<u8>,
+    frame: Bytes,
     policy: Retry,
     /// Attempts made so far (the first send included).
     attempts: u32,
@@ -188,7 +188,7 @@ impl Core {
     pub(super) fn start(
         &mut self,
         id: MessageId,
-        frame: Vec<u8>,
+        frame: Bytes,
         method: &str,
         terms: Terms,
         reply: Arc<Slot<Answer>>,
@@ -689,8 +689,7 @@ impl Core {
             if let Some(s) = self.servers.get_mut(server) {
                 s.load += 1;
             }
-            self.servers
-                .send(server, protocol::buffers::into_bytes(frame));
+            self.servers.send(server, frame);
         }
     }
 

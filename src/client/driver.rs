@@ -76,7 +76,7 @@ impl Shared {
     pub(super) fn start(
         &self,
         id: MessageId,
-        frame: Vec<u8>,
+        frame: bytes::Bytes,
         method: &str,
         terms: Terms,
         reply: Arc<Slot<Answer>>,

@@ -427,7 +427,7 @@ impl Client {
     fn begin(
         &self,
         method: &str,
-        encode: impl FnOnce(&HeaderExtra) -> Result<(MessageId, Vec<u8>), Error>,
+        encode: impl FnOnce(&HeaderExtra) -> Result<(MessageId, Bytes), Error>,
         opts: CallOptions,
     ) -> Result<Sent, Error> {
         // (The one clock reading of a call's start: its deadline, heartbeat
@@ -478,7 +478,7 @@ impl Client {
     fn send(
         &self,
         method: &str,
-        encode: impl FnOnce(&HeaderExtra) -> Result<(MessageId, Vec<u8>), Error>,
+        encode: impl FnOnce(&HeaderExtra) -> Result<(MessageId, Bytes), Error>,
         opts: CallOptions,
         span: &tracing::Span,
         at: Instant,

@@ -83,6 +83,42 @@ impl Drop for Recycled {
     }
 }
 
+/// Frames up to this size are built in a per-thread scratch buffer and
+/// then copied into one allocation of their exact size (see [`exact`]).
+pub(crate) const SCRATCH: usize = 4096;
+
+thread_local! {
+    static SCRATCH_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The frame `encode` writes, as [`Bytes`], in as few allocations as can
+/// be: a small frame is written into a per-thread scratch buffer and copied
+/// into one allocation of its exact size (`Bytes` needs no header of its
+/// own for that: a `Vec` with spare room costs a second allocation when it
+/// becomes `Bytes`, and its own for the room); a large one keeps the buffer
+/// it was written in (see [`into_bytes`]).
+pub(crate) fn exact(encode: impl FnOnce(&mut Vec<u8>)) -> Bytes {
+    // (Taken out, not borrowed: an `encode` that builds a frame of its own
+    // finds the slot empty rather than borrowed.)
+    let mut buf = SCRATCH_BUF.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    if buf.capacity() == 0 {
+        buf.reserve(256);
+    }
+    encode(&mut buf);
+    if buf.len() > SCRATCH {
+        return into_bytes(buf);
+    }
+    let frame = Bytes::copy_from_slice(&buf);
+    buf.clear();
+    SCRATCH_BUF.with(|s| {
+        let mut slot = s.borrow_mut();
+        if slot.capacity() == 0 && buf.capacity() <= 2 * SCRATCH {
+            *slot = buf;
+        }
+    });
+    frame
+}
+
 /// `std::io::Write` into a buffer through [`reserve`] (what serializers
 /// write large values with).
 pub(crate) struct Writer<'a>(pub(crate) &'a mut Vec<u8>);
@@ -119,6 +155,29 @@ mod tests {
         let mut pool = POOL.lock().unwrap();
         let i = pool.iter().position(|b| b.as_ptr() == ptr)?;
         Some(pool.swap_remove(i))
+    }
+
+    #[test]
+    fn small_frames_are_exact_and_large_ones_keep_their_buffer() {
+        let small = exact(|o| o.extend_from_slice(b"hello"));
+        assert_eq!(&small[..], b"hello");
+        // The scratch buffer is reused, not handed out.
+        let again = exact(|o| {
+            assert!(o.is_empty() && o.capacity() >= 256);
+            o.extend_from_slice(b"again");
+        });
+        assert_eq!(&again[..], b"again");
+        assert_ne!(small.as_ptr(), again.as_ptr());
+        // Nested: the inner frame gets a buffer of its own.
+        let outer = exact(|o| {
+            o.extend_from_slice(b"out");
+            let inner = exact(|i| i.extend_from_slice(b"in"));
+            o.extend_from_slice(&inner);
+        });
+        assert_eq!(&outer[..], b"outin");
+        let big = exact(|o| o.resize(SCRATCH + 1, 9));
+        assert_eq!(big.len(), SCRATCH + 1);
+        assert!(big.iter().all(|&b| b == 9));
     }
 
     #[test]

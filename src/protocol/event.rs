@@ -259,14 +259,25 @@ pub(crate) fn encode_request_extra(
     args: impl FnOnce(&mut Vec<u8>),
 ) -> (MessageId, Vec<u8>) {
     let id = MessageId::new();
-    let header = Header {
-        message_id: &id,
-        response_to: None,
-    };
     let extra_len = extra.map_or(0, |e| e.pairs.len() + 20);
     let mut out = Vec::with_capacity(64 + name.len() + extra_len + args_len);
-    encode_with_extra(&mut out, header, extra, name, args);
+    encode_request_into(&mut out, &id, name, extra, args);
     (id, out)
+}
+
+/// A request (new channel `id`) appended to `out`.
+pub(crate) fn encode_request_into(
+    out: &mut Vec<u8>,
+    id: &MessageId,
+    name: &str,
+    extra: Option<&HeaderExtra>,
+    args: impl FnOnce(&mut Vec<u8>),
+) {
+    let header = Header {
+        message_id: id,
+        response_to: None,
+    };
+    encode_with_extra(out, header, extra, name, args);
 }
 
 /// [`encode_request`] with extra header entries (metadata, `timeout_ms`).

@@ -30,7 +30,9 @@ pub use event::{
     encode, encode_err, encode_reply, encode_request, encode_request_with_header, request_id,
     DecodeError, Event, Header, HeaderExtra, TIMEOUT_KEY,
 };
-pub(crate) use event::{encode_request_extra, encode_with, owned_name, HEARTBEAT_ARGS};
+pub(crate) use event::{
+    encode_request_extra, encode_request_into, encode_with, owned_name, HEARTBEAT_ARGS,
+};
 pub use message_id::MessageId;
 pub use msgpack::validate;
 

@@ -9,17 +9,24 @@ use bytes::Bytes;
 /// `OK [value]`, written around the value (see [`Encoded`]).
 pub(super) fn encode_ok(response_to: &[u8], value: Encoded) -> Bytes {
     let id = MessageId::new();
-    let mut header = Vec::with_capacity(80 + response_to.len());
-    protocol::encode_with(
-        &mut header,
-        Header {
-            message_id: &id,
-            response_to: Some(response_to),
-        },
-        protocol::OK,
-        |o| o.push(0x91),
-    );
-    value.with_header(&header)
+    let header = Header {
+        message_id: &id,
+        response_to: Some(response_to),
+    };
+    if value.bytes().len() <= protocol::buffers::SCRATCH {
+        // Small: header and value copied into one frame of exact size (one
+        // allocation, where writing the header in front of the value took
+        // three).
+        return protocol::buffers::exact(|out| {
+            protocol::encode_with(out, header, protocol::OK, |o| {
+                o.push(0x91);
+                o.extend_from_slice(value.bytes());
+            })
+        });
+    }
+    let mut head = Vec::with_capacity(80 + response_to.len());
+    protocol::encode_with(&mut head, header, protocol::OK, |o| o.push(0x91));
+    value.with_header(&head)
 }
 
 /// `ERR [name, message, traceback]`, or for a v1 caller (`legacy`) the
