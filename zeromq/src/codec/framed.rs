@@ -5,7 +5,7 @@ use super::error::{CodecError, CodecResult};
 use super::Message;
 
 use asynchronous_codec::Decoder;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures::{ready, AsyncRead, AsyncWrite, Stream};
 
 use std::io;
@@ -50,6 +50,9 @@ pub struct ZmqFramedRead {
     short_reads: usize,
     // zrpc patch: where to queue the PONG answering a peer's PING.
     pong: Option<crate::peer_queue::Sender>,
+    // zrpc patch: a large frame body being read into a buffer of its own
+    // (FORK.md item 26).
+    body: Option<Vec<u8>>,
 }
 
 impl ZmqFramedRead {
@@ -60,7 +63,9 @@ impl ZmqFramedRead {
     /// zrpc patch: a reader over a tokio stream (read without zeroing).
     #[cfg(feature = "tokio-runtime")]
     pub(crate) fn tokio(inner: Box<dyn TokioRead>, options: Arc<SocketOptions>) -> Self {
-        Self::from_source(Source::Tokio(inner), options)
+        let mut me = Self::from_source(Source::Tokio(inner), options);
+        me.codec.large_bodies_by_reader = true;
+        me
     }
 
     fn from_source(inner: Source, options: Arc<SocketOptions>) -> Self {
@@ -72,6 +77,7 @@ impl ZmqFramedRead {
             options,
             short_reads: 0,
             pong: None,
+            body: None,
         }
     }
 
@@ -136,6 +142,60 @@ impl ZmqFramedRead {
         Poll::Ready(Ok(bytes_read))
     }
 
+    /// zrpc patch: read the large frame body of `len` bytes the decoder
+    /// waits for into a buffer of its own (what is buffered already first),
+    /// reading no further than its end.
+    #[cfg(feature = "tokio-runtime")]
+    fn poll_large_body(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<CodecResult<Bytes>> {
+        use bytes::{Buf, BufMut};
+        let Source::Tokio(reader) = &mut self.inner else {
+            unreachable!("large bodies are read by tokio readers only")
+        };
+        // Room is made as bytes arrive, never more than AHEAD (or as much
+        // as arrived) beyond them: a header claiming a huge frame cannot
+        // allocate it up front.
+        const AHEAD: usize = 1 << 20;
+        let body = self.body.get_or_insert_with(|| {
+            let have = self.buffer.len().min(len);
+            let mut body = super::body::take(len.min(have + AHEAD));
+            body.extend_from_slice(&self.buffer[..have]);
+            self.buffer.advance(have);
+            body
+        });
+        while body.len() < len {
+            if body.len() == body.capacity() {
+                body.reserve_exact((len - body.len()).min(body.len().max(AHEAD)));
+            }
+            let left = (len - body.len()).min(body.capacity() - body.len());
+            let mut room = (&mut *body).limit(left);
+            match ready!(tokio_util::io::poll_read_buf(
+                Pin::new(&mut *reader),
+                cx,
+                &mut room
+            )) {
+                Ok(0) => {
+                    self.body = None;
+                    return Poll::Ready(Err(CodecError::Io(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the stream ended inside a frame",
+                    ))));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.body = None;
+                    return Poll::Ready(Err(CodecError::Io(e)));
+                }
+            }
+        }
+        let body = self.body.take().unwrap_or_default();
+        Poll::Ready(Ok(super::body::into_frame(body)))
+    }
+
+    #[cfg(not(feature = "tokio-runtime"))]
+    fn poll_large_body(&mut self, _: &mut Context<'_>, _: usize) -> Poll<CodecResult<Bytes>> {
+        unreachable!("large bodies are read by tokio readers only")
+    }
+
     /// Read up to `read_size` bytes onto the end of the buffer.
     fn poll_read_some(
         &mut self,
@@ -181,45 +241,45 @@ impl Stream for ZmqFramedRead {
 
         // Consume buffered data first; read from the socket only when the
         // current buffer cannot produce a full message.
-        while let Some(item) = this.codec.decode(&mut this.buffer)? {
-            if !this.answered_ping(&item) {
-                return Poll::Ready(Some(Ok(item)));
-            }
-        }
-
         loop {
-            let min_read_size = this.codec.bytes_needed(this.buffer.len());
-            let n = ready!(this.poll_read_into_buffer(cx, min_read_size))?;
-            let ended = n == 0;
+            // zrpc patch: a large frame body is read into a buffer of its
+            // own (FORK.md item 26).
+            if let Some(len) = this.codec.large_body() {
+                let frame = ready!(this.poll_large_body(cx, len))?;
+                match this.codec.finish_large_body(frame) {
+                    Some(item) if !this.answered_ping(&item) => return Poll::Ready(Some(Ok(item))),
+                    _ => continue,
+                }
+            }
             match this.codec.decode(&mut this.buffer)? {
-                Some(item) if this.answered_ping(&item) => {
-                    // More may be buffered behind the PING.
-                    while let Some(item) = this.codec.decode(&mut this.buffer)? {
-                        if !this.answered_ping(&item) {
-                            return Poll::Ready(Some(Ok(item)));
-                        }
-                    }
-                }
+                Some(item) if this.answered_ping(&item) => continue,
                 Some(item) => return Poll::Ready(Some(Ok(item))),
-                None if ended => {
-                    // Give the decoder one final chance at EOF; leftover bytes
-                    // mean the stream ended with a truncated frame.
-                    if this.buffer.is_empty() {
-                        return Poll::Ready(None);
-                    }
-                    match this.codec.decode_eof(&mut this.buffer)? {
-                        Some(item) => return Poll::Ready(Some(Ok(item))),
-                        None if this.buffer.is_empty() => return Poll::Ready(None),
-                        None => {
-                            return Poll::Ready(Some(Err(CodecError::Io(io::Error::new(
-                                io::ErrorKind::UnexpectedEof,
-                                "bytes remaining in stream",
-                            )))));
-                        }
-                    }
-                }
+                None if this.codec.large_body().is_some() => continue,
                 None => {}
             }
+            let min_read_size = this.codec.bytes_needed(this.buffer.len());
+            let n = ready!(this.poll_read_into_buffer(cx, min_read_size))?;
+            if n > 0 {
+                continue;
+            }
+            // The stream ended: give the decoder one final chance; leftover
+            // bytes mean it ended with a truncated frame.
+            match this.codec.decode(&mut this.buffer)? {
+                Some(item) if this.answered_ping(&item) => continue,
+                Some(item) => return Poll::Ready(Some(Ok(item))),
+                None => {}
+            }
+            if this.buffer.is_empty() {
+                return Poll::Ready(None);
+            }
+            return match this.codec.decode_eof(&mut this.buffer)? {
+                Some(item) => Poll::Ready(Some(Ok(item))),
+                None if this.buffer.is_empty() => Poll::Ready(None),
+                None => Poll::Ready(Some(Err(CodecError::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "bytes remaining in stream",
+                ))))),
+            };
         }
     }
 }

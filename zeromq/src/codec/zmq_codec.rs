@@ -47,11 +47,18 @@ pub struct ZmqCodec {
     /// sealed (writing) as MESSAGE commands.
     pub(crate) curve_rx: Option<CurveRx>,
     pub(crate) curve_tx: Option<CurveTx>,
+    /// zrpc patch: the reader takes large frame bodies itself (FORK.md item
+    /// 26): the decoder then waits for them without reserving room.
+    pub(crate) large_bodies_by_reader: bool,
 }
 
 /// zrpc patch: where the greeting's major version is (after the 10-byte
 /// signature `ff 00*8 7f`).
 const GREETING_VERSION_AT: usize = 10;
+
+/// zrpc patch: frame bodies from this size on are read by the reader into
+/// buffers of their own (see [`ZmqCodec::large_body`]).
+pub(crate) const LARGE_BODY: usize = 64 * 1024;
 
 /// zrpc patch: never reserve more than this beyond the bytes received, so a
 /// frame header claiming a huge length cannot allocate it up front.
@@ -78,6 +85,7 @@ impl ZmqCodec {
             raw_commands: false,
             curve_rx: None,
             curve_tx: None,
+            large_bodies_by_reader: false,
         }
     }
 
@@ -101,6 +109,9 @@ impl Decoder for ZmqCodec {
         // A single read can contain thousands of frames; keep stack use independent of that count.
         loop {
             if src.len() < self.waiting_for {
+                if self.large_body().is_some() {
+                    return Ok(None);
+                }
                 // The final read may coalesce bytes from the following frame. Reserve
                 // its headroom now rather than grow shared storage again at the frame tail.
                 // Qualifying retained frames must leave a full chunk for the next read.
@@ -225,6 +236,35 @@ impl Decoder for ZmqCodec {
 }
 
 impl ZmqCodec {
+    /// zrpc patch: with `large_bodies_by_reader`, the length of the frame
+    /// body the decoder waits for if the reader should read it into a
+    /// buffer of its own: a plain message frame (not a command, not CURVE)
+    /// of [`LARGE_BODY`] bytes or more.
+    pub(crate) fn large_body(&self) -> Option<usize> {
+        match self.state {
+            DecoderState::Frame(frame)
+                if self.large_bodies_by_reader
+                    && !frame.command
+                    && self.curve_rx.is_none()
+                    && self.waiting_for >= LARGE_BODY =>
+            {
+                Some(self.waiting_for)
+            }
+            _ => None,
+        }
+    }
+
+    /// zrpc patch: the body [`Self::large_body`] asked for, read: the
+    /// message if it was the last frame.
+    pub(crate) fn finish_large_body(&mut self, data: Bytes) -> Option<Message> {
+        let DecoderState::Frame(frame) = self.state else {
+            return None;
+        };
+        self.state = DecoderState::FrameHeader;
+        self.waiting_for = 1;
+        self.push_frame(data, frame.more)
+    }
+
     /// zrpc patch: a message frame of `frame_len` bytes fits the limits on
     /// the message being assembled.
     #[inline]
