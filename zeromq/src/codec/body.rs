@@ -15,8 +15,9 @@ use parking_lot::Mutex;
 
 /// Buffers kept for reuse.
 const KEEP: usize = 8;
-/// Larger buffers are freed, not kept.
-const KEEP_EACH: usize = 8 << 20;
+/// Larger buffers are freed, not kept (so at most 32 MiB stay idle after a
+/// burst of large messages).
+const KEEP_EACH: usize = 4 << 20;
 
 static POOL: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 
