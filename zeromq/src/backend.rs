@@ -21,6 +21,7 @@ use std::sync::Arc;
 /// Sender for notifying reconnection tasks when a peer disconnects.
 pub(crate) type DisconnectNotifier = mpsc::Sender<PeerIdentity>;
 
+#[derive(Clone)]
 pub(crate) struct Peer {
     pub(crate) send_queue: peer_queue::Sender,
     /// zrpc patch: what waits in `send_queue` (and its writer's unflushed
@@ -108,13 +109,7 @@ pub(crate) struct GenericSocketBackend {
     /// of several peers without waiting (FORK.md item 24). `peers` cannot
     /// serve there: its async send path holds an entry across an await
     /// while the peer's queue is full.
-    routes: parking_lot::RwLock<HashMap<PeerIdentity, Route>>,
-}
-
-/// zrpc patch: where messages for one peer go, and what waits there.
-struct Route {
-    send_queue: peer_queue::Sender,
-    queued: Arc<QueueLoad>,
+    routes: parking_lot::RwLock<HashMap<PeerIdentity, Peer>>,
 }
 
 impl GenericSocketBackend {
@@ -498,14 +493,11 @@ impl MultiPeerBackend for GenericSocketBackend {
         // zrpc patch: answer ZMTP heartbeats (libzmq's ZMQ_HEARTBEAT_IVL).
         recv_queue.answer_pings(queue_sender.clone());
         let queued = Arc::new(QueueLoad::default());
-        let route = Route {
-            send_queue: queue_sender.clone(),
-            queued: queued.clone(),
-        };
         let peer = Peer {
             send_queue: queue_sender,
             queued: queued.clone(),
         };
+        let route = peer.clone();
         if self.socket_type == SocketType::ROUTER {
             // zrpc patch: never replace a peer (another connection with the
             // same identity that raced past `identity_in_use`): the

@@ -154,8 +154,7 @@ impl Decoder for ZmqCodec {
                 DecoderState::FrameHeader => {
                     // zrpc patch: a short message frame whose body is all
                     // here is taken in one step (FORK.md item 25).
-                    if let Some(data) = self.whole_short_frame(src)? {
-                        let (data, more) = data;
+                    if let Some((data, more)) = self.whole_short_frame(src)? {
                         if let Some(message) = self.push_frame(data, more) {
                             return Ok(Some(message));
                         }
