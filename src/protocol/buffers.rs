@@ -1,28 +1,25 @@
-//! Large message buffers, recycled.
+//! Message buffers: large ones recycled, small ones exact.
 //!
 //! A request or reply of [`LARGE`] bytes or more is encoded into a buffer
-//! that, once the frame has been written, goes back to a small pool for the
-//! next large message instead of back to the allocator. With glibc's
-//! allocator, a megabyte freed and allocated again for every call is often
-//! returned to the system and faulted back in page by page (measured: 1 MiB
-//! echo at 650-790 MB/s that way, against 920 and more with the buffers
-//! kept); the pool keeps at most [`KEEP`] buffers of at most [`KEEP_EACH`]
-//! bytes, so a burst of large messages leaves a bounded amount behind.
+//! from the transport's pool (`zeromq::buffers`, shared with the reader's
+//! large frame bodies) and goes back there once the frame has been written,
+//! instead of back to the allocator. With glibc's allocator, a megabyte
+//! freed and allocated again for every call is often returned to the system
+//! and faulted back in page by page (measured: 1 MiB echo at 650-790 MB/s
+//! that way, against 920 and more with the buffers kept). The pool is
+//! bounded (at most 8 buffers of at most 4 MiB).
+//!
+//! A small frame is written into a per-thread scratch buffer and copied
+//! once into an allocation of its exact size (see [`exact`]).
 
 use bytes::Bytes;
-use std::sync::Mutex;
 
 /// Buffers at least this large are recycled.
 pub(crate) const LARGE: usize = 64 * 1024;
-/// Buffers kept.
-const KEEP: usize = 4;
-/// Larger buffers are freed, not kept.
-const KEEP_EACH: usize = 4 << 20;
 
-static POOL: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
-
-/// Make room for `more` bytes in `buf`; a buffer that grows large takes a
-/// kept one (its contents copied over) rather than a new allocation.
+/// Make room for `more` bytes in `buf`; a buffer that grows large comes
+/// from the pool (its contents copied over), at least doubling as `Vec`
+/// does so that a value written piece by piece is not copied each time.
 #[cold]
 pub(crate) fn reserve(buf: &mut Vec<u8>, more: usize) {
     let need = buf.len().saturating_add(more);
@@ -30,56 +27,21 @@ pub(crate) fn reserve(buf: &mut Vec<u8>, more: usize) {
         return;
     }
     if need >= LARGE {
-        if let Some(mut kept) = take(need) {
-            kept.extend_from_slice(buf);
-            *buf = kept;
-            return;
-        }
-    }
-    buf.reserve(more);
-}
-
-/// A kept buffer of at least `need` bytes, if there is one.
-fn take(need: usize) -> Option<Vec<u8>> {
-    let mut pool = POOL.lock().ok()?;
-    let i = pool.iter().position(|b| b.capacity() >= need)?;
-    Some(pool.swap_remove(i))
-}
-
-/// Keep `buf` for a later large message, if there is room.
-fn give(mut buf: Vec<u8>) {
-    if buf.capacity() > KEEP_EACH {
+        let mut kept = zeromq::buffers::take(need.max(2 * buf.capacity()));
+        kept.extend_from_slice(buf);
+        *buf = kept;
         return;
     }
-    buf.clear();
-    if let Ok(mut pool) = POOL.lock() {
-        if pool.len() < KEEP {
-            pool.push(buf);
-        }
-    }
+    buf.reserve(more);
 }
 
 /// The frame `buf` holds, as [`Bytes`]; a large buffer returns to the pool
 /// when the last view of it is dropped (after the frame was written).
 pub(crate) fn into_bytes(buf: Vec<u8>) -> Bytes {
     if buf.capacity() >= LARGE {
-        Bytes::from_owner(Recycled(buf))
+        zeromq::buffers::into_bytes(buf)
     } else {
         Bytes::from(buf)
-    }
-}
-
-struct Recycled(Vec<u8>);
-
-impl AsRef<[u8]> for Recycled {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl Drop for Recycled {
-    fn drop(&mut self) {
-        give(std::mem::take(&mut self.0));
     }
 }
 
@@ -150,13 +112,6 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    /// Whether the buffer at `ptr` is kept, taking it out if so.
-    fn take_at(ptr: *const u8) -> Option<Vec<u8>> {
-        let mut pool = POOL.lock().unwrap();
-        let i = pool.iter().position(|b| b.as_ptr() == ptr)?;
-        Some(pool.swap_remove(i))
-    }
-
     #[test]
     fn small_frames_are_exact_and_large_ones_keep_their_buffer() {
         let small = exact(|o| o.extend_from_slice(b"hello"));
@@ -181,40 +136,42 @@ mod tests {
     }
 
     #[test]
-    fn large_buffers_come_back_and_are_reused_within_bounds() {
+    fn large_buffers_come_back_and_are_reused() {
         // Small frames are plain Bytes and never kept.
         let small = into_bytes(b"abc".to_vec());
         assert_eq!(&small[..], b"abc");
 
-        // A large frame's buffer returns once its last view is dropped.
+        // A large frame's buffer returns once its last view is dropped, and
+        // the next large value is written into it, what was there copied
+        // over. (An odd size, so no other test's buffer fits better.)
+        let size = LARGE + 12_345;
         let mut buf = Vec::new();
-        Writer(&mut buf).write_all(&vec![7u8; LARGE + 10]).unwrap();
+        Writer(&mut buf).write_all(&vec![7u8; size]).unwrap();
         let ptr = buf.as_ptr();
         let frame = into_bytes(buf);
         let view = frame.slice(5..);
         drop(frame);
-        assert!(take_at(ptr).is_none(), "kept while a view is alive");
         drop(view);
-        let kept = take_at(ptr).expect("kept after the last view");
-        assert!(kept.is_empty());
-
-        // The next large value is written into a kept buffer, what was
-        // there copied over.
-        POOL.lock().unwrap().clear();
-        give(kept);
         let mut next = b"head".to_vec();
-        Writer(&mut next).write_all(&vec![1u8; LARGE]).unwrap();
-        assert_eq!(next.as_ptr(), ptr);
+        Writer(&mut next).write_all(&vec![1u8; size - 4]).unwrap();
+        assert_eq!(next.as_ptr(), ptr, "the kept buffer is reused");
         assert_eq!(&next[..4], b"head");
-        assert_eq!(next.len(), 4 + LARGE);
+        assert_eq!(next.len(), size);
+    }
 
-        // Bounded: at most KEEP buffers, none over KEEP_EACH.
-        for _ in 0..KEEP + 3 {
-            drop(into_bytes(Vec::with_capacity(LARGE)));
+    #[test]
+    fn a_value_written_piece_by_piece_grows_by_doubling() {
+        let mut buf = Vec::new();
+        let mut grew = 0;
+        let mut cap = 0;
+        for _ in 0..64 {
+            Writer(&mut buf).write_all(&[3u8; 16 * 1024]).unwrap();
+            if buf.capacity() != cap {
+                grew += 1;
+                cap = buf.capacity();
+            }
         }
-        drop(into_bytes(Vec::with_capacity(KEEP_EACH + 1)));
-        let pool = POOL.lock().unwrap();
-        assert!(pool.len() <= KEEP);
-        assert!(pool.iter().all(|b| b.capacity() <= KEEP_EACH));
+        assert_eq!(buf.len(), 1 << 20);
+        assert!(grew <= 12, "grew {grew} times for 64 writes");
     }
 }

@@ -2,6 +2,7 @@
 
 mod async_rt;
 mod backend;
+pub mod buffers;
 mod codec;
 pub mod curve;
 mod dealer;

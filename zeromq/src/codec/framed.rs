@@ -157,7 +157,7 @@ impl ZmqFramedRead {
         const AHEAD: usize = 1 << 20;
         let body = self.body.get_or_insert_with(|| {
             let have = self.buffer.len().min(len);
-            let mut body = super::body::take(len.min(have + AHEAD));
+            let mut body = crate::buffers::take(len.min(have + AHEAD));
             body.extend_from_slice(&self.buffer[..have]);
             self.buffer.advance(have);
             body
@@ -188,7 +188,7 @@ impl ZmqFramedRead {
             }
         }
         let body = self.body.take().unwrap_or_default();
-        Poll::Ready(Ok(super::body::into_frame(body)))
+        Poll::Ready(Ok(crate::buffers::into_bytes(body)))
     }
 
     #[cfg(not(feature = "tokio-runtime"))]

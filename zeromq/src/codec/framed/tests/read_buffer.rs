@@ -425,7 +425,7 @@ async fn a_large_body_is_read_into_a_kept_buffer_of_its_own() {
         let ptr = got[1].as_ptr();
         drop(got);
         assert!(
-            crate::codec::body::tests::kept(ptr),
+            crate::buffers::tests::kept(ptr),
             "the body's buffer is kept once the message is dropped"
         );
         assert!(*largest.lock().unwrap() <= 1 << 20);
