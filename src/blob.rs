@@ -193,6 +193,15 @@ pub(crate) fn decoding<T>(source: &Bytes, decode: impl FnOnce() -> T) -> T {
     decode()
 }
 
+/// `raw` (which lies in `source`) decoded from msgpack, `source` lent to
+/// the [`Blob`]s in it.
+pub(crate) fn from_msgpack<T: serde::de::DeserializeOwned>(
+    source: &Bytes,
+    raw: &[u8],
+) -> Result<T, rmp_serde::decode::Error> {
+    decoding(source, || rmp_serde::from_slice(raw))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

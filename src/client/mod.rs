@@ -307,7 +307,7 @@ impl Client {
         let sent = self.begin(method, |extra| request_serde(method, extra, &args), opts)?;
         let (_, first) = self.answer(method, sent).await?;
         let result = only_value(method, first)?;
-        crate::blob::decoding(&result, || rmp_serde::from_slice(&result))
+        crate::blob::from_msgpack(&result, &result)
             .map_err(|e| Error::decode(format!("the result of {method}"), e))
     }
 

@@ -60,8 +60,7 @@ impl Args {
 
     /// Deserialize the whole argument array into `T` (a tuple, a `Vec`, …).
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, ServiceError> {
-        crate::blob::decoding(&self.raw, || rmp_serde::from_slice(&self.raw))
-            .map_err(|e| type_error(&e.to_string()))
+        crate::blob::from_msgpack(&self.raw, &self.raw).map_err(|e| type_error(&e.to_string()))
     }
 
     /// The arguments as dynamic values, msgpack types preserved.
@@ -146,7 +145,7 @@ impl<'a> ArgReader<'a> {
             .map_err(|e| type_error(&format!("{}() argument '{name}': {e}", self.method)))?;
         self.next += 1;
         let raw = &self.reader.buf[start..self.reader.pos];
-        crate::blob::decoding(self.source, || rmp_serde::from_slice(raw)).map_err(|e| {
+        crate::blob::from_msgpack(self.source, raw).map_err(|e| {
             type_error(&format!(
                 "{}() argument '{name}' must be {}: {e}",
                 self.method,
@@ -213,7 +212,7 @@ pub(crate) fn decode_typed<A: DeserializeOwned>(
                 .map_err(|e| type_error(&e.to_string()));
         }
     }
-    crate::blob::decoding(args.raw(), || rmp_serde::from_slice(args.raw())).map_err(|e| {
+    crate::blob::from_msgpack(args.raw(), args.raw()).map_err(|e| {
         type_error(&format!(
             "{method}() expects arguments {}: {e}",
             std::any::type_name::<A>()

@@ -287,21 +287,37 @@ fn read_buffer_shares_configuration_but_keeps_connection_state_independent() {
     assert_eq!(second.short_reads, 0);
 }
 
-/// A tokio reader that records how much room each read offered.
-struct TokioRecordingReader {
+/// A tokio source that hands out at most `step` bytes per read and records
+/// how much room each read offered.
+struct TokioSource {
     input: Vec<u8>,
     position: usize,
-    requested_sizes: Arc<Mutex<Vec<usize>>>,
+    step: usize,
+    requested: Arc<Mutex<Vec<usize>>>,
 }
 
-impl tokio::io::AsyncRead for TokioRecordingReader {
+impl TokioSource {
+    fn new(input: Vec<u8>, step: usize) -> Self {
+        TokioSource {
+            input,
+            position: 0,
+            step,
+            requested: Arc::default(),
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for TokioSource {
     fn poll_read(
         mut self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        self.requested_sizes.lock().unwrap().push(buf.remaining());
-        let n = buf.remaining().min(self.input.len() - self.position);
+        self.requested.lock().unwrap().push(buf.remaining());
+        let n = buf
+            .remaining()
+            .min(self.step)
+            .min(self.input.len() - self.position);
         let end = self.position + n;
         buf.put_slice(&self.input[self.position..end]);
         self.position = end;
@@ -326,11 +342,8 @@ async fn tokio_reads_match_the_futures_path() {
         let sizes = Arc::new(Mutex::new(Vec::new()));
         let input = encoded_stream(&frames);
         let mut reader = if tokio_path {
-            let source = TokioRecordingReader {
-                input,
-                position: 0,
-                requested_sizes: Arc::clone(&sizes),
-            };
+            let mut source = TokioSource::new(input, usize::MAX);
+            source.requested = Arc::clone(&sizes);
             ZmqFramedRead::tokio(Box::new(source), Arc::clone(&options))
         } else {
             let source = RecordingReader::new(input, Arc::clone(&sizes));
@@ -364,35 +377,6 @@ async fn tokio_reads_match_the_futures_path() {
     assert_eq!(a[..upto(a)], b[..upto(b)]);
 }
 
-/// A tokio source that hands out at most `step` bytes per read.
-struct Trickle {
-    input: Vec<u8>,
-    position: usize,
-    step: usize,
-    largest_read: Arc<Mutex<usize>>,
-}
-
-impl tokio::io::AsyncRead for Trickle {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let n = buf
-            .remaining()
-            .min(self.step)
-            .min(self.input.len() - self.position);
-        {
-            let mut largest = self.largest_read.lock().unwrap();
-            *largest = (*largest).max(buf.remaining());
-        }
-        let end = self.position + n;
-        buf.put_slice(&self.input[self.position..end]);
-        self.position = end;
-        Poll::Ready(Ok(()))
-    }
-}
-
 /// zrpc patch (item 26): a large frame body is read, in whatever pieces the
 /// socket gives, into a buffer of exactly its size (never past its end),
 /// delivered without a copy, and the buffer is kept for reuse once the
@@ -403,13 +387,8 @@ async fn a_large_body_is_read_into_a_kept_buffer_of_its_own() {
     let large: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     let input = encoded_stream(&[b"before", &large, b"after"]);
     for step in [1000, 65_536, 1 << 20] {
-        let largest = Arc::new(Mutex::new(0));
-        let source = Trickle {
-            input: input.clone(),
-            position: 0,
-            step,
-            largest_read: Arc::clone(&largest),
-        };
+        let source = TokioSource::new(input.clone(), step);
+        let requested = Arc::clone(&source.requested);
         let options = Arc::new(SocketOptions::default());
         let mut reader = ZmqFramedRead::tokio(Box::new(source), options);
         let mut got = Vec::new();
@@ -428,17 +407,13 @@ async fn a_large_body_is_read_into_a_kept_buffer_of_its_own() {
             crate::buffers::tests::kept(ptr),
             "the body's buffer is kept once the message is dropped"
         );
-        assert!(*largest.lock().unwrap() <= 1 << 20);
+        let largest = requested.lock().unwrap().iter().copied().max();
+        assert!(largest.is_some_and(|n| n <= 1 << 20), "{largest:?}");
     }
 
     // Cut inside the body: an error, not a short frame.
     let cut = input[..input.len() - 1000].to_vec();
-    let source = Trickle {
-        input: cut,
-        position: 0,
-        step: 4096,
-        largest_read: Arc::new(Mutex::new(0)),
-    };
+    let source = TokioSource::new(cut, 4096);
     let mut reader = ZmqFramedRead::tokio(Box::new(source), Arc::new(SocketOptions::default()));
     let mut results = Vec::new();
     while let Some(item) = reader.next().await {
@@ -459,12 +434,7 @@ async fn a_huge_frame_claim_allocates_only_as_bytes_arrive() {
     input.push(0b0000_0010);
     input.extend_from_slice(&(1u64 << 40).to_be_bytes());
     input.extend_from_slice(&[1u8; 300_000]);
-    let source = Trickle {
-        input,
-        position: 0,
-        step: 100_000,
-        largest_read: Arc::new(Mutex::new(0)),
-    };
+    let source = TokioSource::new(input, 100_000);
     let mut reader = ZmqFramedRead::tokio(Box::new(source), Arc::new(SocketOptions::default()));
     // The greeting, then the claimed frame until the stream ends inside it.
     assert!(reader.next().await.unwrap().is_ok());
