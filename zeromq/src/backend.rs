@@ -21,7 +21,6 @@ use std::sync::Arc;
 /// Sender for notifying reconnection tasks when a peer disconnects.
 pub(crate) type DisconnectNotifier = mpsc::Sender<PeerIdentity>;
 
-#[derive(Clone)]
 pub(crate) struct Peer {
     pub(crate) send_queue: peer_queue::Sender,
     /// zrpc patch: what waits in `send_queue` (and its writer's unflushed
@@ -105,11 +104,6 @@ pub(crate) struct GenericSocketBackend {
     disconnect_notifiers: Mutex<HashMap<PeerIdentity, DisconnectNotifier>>,
     /// zrpc patch: the CURVE public key of each peer that authenticated.
     peer_keys: Mutex<HashMap<PeerIdentity, [u8; 32]>>,
-    /// zrpc patch: a ROUTER's peers' queues by identity, for sending to one
-    /// of several peers without waiting (FORK.md item 24). `peers` cannot
-    /// serve there: its async send path holds an entry across an await
-    /// while the peer's queue is full.
-    routes: parking_lot::RwLock<HashMap<PeerIdentity, Peer>>,
 }
 
 impl GenericSocketBackend {
@@ -129,7 +123,6 @@ impl GenericSocketBackend {
             peer_count: AtomicUsize::new(0),
             disconnect_notifiers: Mutex::new(HashMap::new()),
             peer_keys: Mutex::new(HashMap::new()),
-            routes: parking_lot::RwLock::new(HashMap::new()),
         }
     }
 
@@ -304,27 +297,22 @@ impl GenericSocketBackend {
         }
     }
 
-    /// zrpc patch: hand `message` without waiting to the socket's only peer
-    /// (the one named, if any), or to the one named among several. Gives it
-    /// back when that is not possible at once (no peer, several and none
-    /// named, an unknown one, a full or closed queue): the caller then uses
-    /// the async path, which handles each of those. Nothing else changes,
-    /// so a refusal has no side effect.
+    /// zrpc patch: hand `message` to the socket's only peer (the one named,
+    /// if any) without waiting. Gives it back when that is not possible at
+    /// once (no peer, several, another one named, a full or closed queue):
+    /// the caller then uses the async path, which handles each of those.
+    /// Nothing else changes, so a refusal has no side effect.
+    ///
+    /// (With several peers this is not tried: two attempts to send to the
+    /// one named among several lost a call, rarely, when clients connected
+    /// and disconnected quickly; FORK.md item 24.)
     pub(crate) fn try_send_now(
         &self,
         message: ZmqMessage,
         expected_peer_id: Option<&PeerIdentity>,
     ) -> Result<(), ZmqMessage> {
-        let limit = self.socket_options.send_queue_bytes;
         if self.peer_count.load(Ordering::Acquire) != 1 {
-            let Some(peer_id) = expected_peer_id else {
-                return Err(message);
-            };
-            let routes = self.routes.read();
-            return match routes.get(peer_id) {
-                Some(route) => offer(&route.send_queue, &route.queued, limit, message),
-                None => Err(message),
-            };
+            return Err(message);
         }
         let single_peer = self.single_peer.lock();
         let Some(single_peer) = single_peer.as_ref() else {
@@ -333,6 +321,7 @@ impl GenericSocketBackend {
         if expected_peer_id.is_some_and(|p| single_peer.peer_id != *p) {
             return Err(message);
         }
+        let limit = self.socket_options.send_queue_bytes;
         offer(&single_peer.send_queue, &single_peer.queued, limit, message)
     }
 
@@ -467,7 +456,6 @@ impl SocketBackend for GenericSocketBackend {
 
     fn shutdown(&self) {
         self.peers.clear_sync();
-        self.routes.write().clear();
         self.single_peer.lock().take();
         self.peer_count.store(0, Ordering::Release);
         // Clear fair_queue streams to ensure TCP connections are closed
@@ -497,7 +485,6 @@ impl MultiPeerBackend for GenericSocketBackend {
             send_queue: queue_sender,
             queued: queued.clone(),
         };
-        let route = peer.clone();
         if self.socket_type == SocketType::ROUTER {
             // zrpc patch: never replace a peer (another connection with the
             // same identity that raced past `identity_in_use`): the
@@ -511,9 +498,6 @@ impl MultiPeerBackend for GenericSocketBackend {
                 log::warn!("refused a second connection with routing identity {peer_id:?}");
                 return;
             }
-            // Before the writer and reader start: whatever ends the
-            // connection comes after, and removes the route again.
-            self.routes.write().insert(peer_id.clone(), route);
         } else {
             self.peers.upsert_async(peer_id.clone(), peer).await;
         }
@@ -558,8 +542,6 @@ impl MultiPeerBackend for GenericSocketBackend {
 
     fn peer_disconnected(&self, peer_id: &PeerIdentity) {
         self.peer_keys.lock().remove(peer_id);
-        // (Its queue's writer ends once every sender is gone.)
-        self.routes.write().remove(peer_id);
         let peer_removed = self.peers.remove_sync(peer_id).is_some();
         self.refresh_single_peer_cache();
         match &self.fair_queue_inner {

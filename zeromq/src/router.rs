@@ -207,9 +207,9 @@ impl RouterSendHalf {
     }
 
     /// zrpc patch: send without waiting and without allocating, when the
-    /// peer addressed (frame 0) is connected and its queue has room;
-    /// otherwise the message comes back unchanged, to be sent with
-    /// [`SocketSend::send`].
+    /// socket has exactly one peer, it is the one addressed (frame 0), and
+    /// its queue has room; otherwise the message comes back unchanged, to be
+    /// sent with [`SocketSend::send`].
     pub fn try_send_now(&mut self, mut message: ZmqMessage) -> Result<(), ZmqMessage> {
         let Some(identity) = message.get(0).cloned().filter(|_| message.len() > 1) else {
             return Err(message);
