@@ -178,6 +178,13 @@ trait Halves: Socket + Sized + 'static {
     fn prepare(&mut self) -> impl std::future::Future<Output = ()> + Send {
         async {}
     }
+    /// Send through the link task (what the owner could not send at once).
+    fn send(
+        tx: &mut Self::Tx,
+        msg: ZmqMessage,
+    ) -> impl std::future::Future<Output = zeromq::ZmqResult<()>> + Send + '_ {
+        SocketSend::send(tx, msg)
+    }
 }
 
 /// ROUTER and DEALER split into halves that send without waiting (the
@@ -188,6 +195,14 @@ macro_rules! split_socket {
             const KIND: Kind = $kind;
             type Tx = $tx;
             type Rx = $rx;
+            // (Unboxed: every reply of a server with several clients comes
+            // this way, and the boxed trait future cost an allocation each.)
+            fn send(
+                tx: &mut Self::Tx,
+                msg: ZmqMessage,
+            ) -> impl std::future::Future<Output = zeromq::ZmqResult<()>> + Send + '_ {
+                tx.send_unboxed(msg)
+            }
             fn direct(tx: &Self::Tx) -> Option<Box<dyn Direct>> {
                 Some(Box::new(tx.clone()))
             }
@@ -396,7 +411,7 @@ async fn serve_socket<S: Halves>(
                 (Some(msg), Some(tx)) => {
                     // A ROUTER message starts with the peer identity.
                     let peer = (S::KIND == Kind::Router).then(|| msg.get(0).cloned()).flatten();
-                    match tx.send(msg).await {
+                    match S::send(tx, msg).await {
                         Ok(()) => full.sent(peer),
                         Err(zeromq::ZmqError::BufferFull(_)) => {
                             if S::KIND == Kind::Router {

@@ -171,15 +171,20 @@ pub struct DealerRecvHalf {
 #[async_trait]
 impl SocketSend for DealerSendHalf {
     async fn send(&mut self, message: ZmqMessage) -> ZmqResult<()> {
-        self.inner
-            .backend
-            .send_round_robin(Message::Message(message))
-            .await?;
-        Ok(())
+        self.send_unboxed(message).await
     }
 }
 
 impl DealerSendHalf {
+    /// zrpc patch: [`SocketSend::send`] as a plain future (see
+    /// [`RouterSendHalf::send_unboxed`](crate::RouterSendHalf::send_unboxed)).
+    pub async fn send_unboxed(&mut self, message: ZmqMessage) -> ZmqResult<()> {
+        self.inner
+            .backend
+            .send_round_robin(Message::Message(message))
+            .await
+    }
+
     /// zrpc patch: send without waiting and without allocating, when the
     /// socket has exactly one peer whose queue has room; otherwise the
     /// message comes back, to be sent with [`SocketSend::send`].

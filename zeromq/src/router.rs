@@ -176,7 +176,17 @@ pub struct RouterRecvHalf {
 
 #[async_trait]
 impl SocketSend for RouterSendHalf {
-    async fn send(&mut self, mut message: ZmqMessage) -> ZmqResult<()> {
+    async fn send(&mut self, message: ZmqMessage) -> ZmqResult<()> {
+        self.send_unboxed(message).await
+    }
+}
+
+impl RouterSendHalf {
+    /// zrpc patch (FORK.md item 27): [`SocketSend::send`] as a plain future.
+    /// The trait's `send` is boxed (`async_trait`): a 904-byte allocation
+    /// for every message sent this way, which a sender that awaits this one
+    /// in its own state does not make.
+    pub async fn send_unboxed(&mut self, mut message: ZmqMessage) -> ZmqResult<()> {
         if message.len() <= 1 {
             return Err(ZmqError::Socket(
                 "ROUTER send requires at least 2 frames: identity frame + message",
@@ -188,9 +198,7 @@ impl SocketSend for RouterSendHalf {
             .send_to_peer(&peer_id, Message::Message(message))
             .await
     }
-}
 
-impl RouterSendHalf {
     /// zrpc patch: the CURVE public key `peer` authenticated with (`None`
     /// without CURVE, or for no such peer).
     pub fn peer_public_key(&self, peer: &PeerIdentity) -> Option<[u8; 32]> {

@@ -208,4 +208,42 @@ mod test {
 
         Ok(())
     }
+
+    /// The unboxed send (FORK.md item 27) routes as the trait's does: to
+    /// the peer named, with two peers connected, in order.
+    #[async_rt::test]
+    async fn send_unboxed_routes_to_the_named_one_of_two_peers() -> Result<(), Box<dyn Error>> {
+        let mut router = zeromq::RouterSocket::new();
+        let endpoint = router.bind("tcp://127.0.0.1:0").await?;
+        let mut dealers = Vec::new();
+        for name in ["unboxed-a", "unboxed-b"] {
+            let mut options = SocketOptions::default();
+            options.peer_identity(name.parse()?);
+            let mut dealer = zeromq::DealerSocket::with_options(options);
+            dealer.connect(endpoint.to_string().as_str()).await?;
+            dealer.send(ZmqMessage::from("hello")).await?;
+            dealers.push(dealer);
+        }
+        let (mut send_half, mut recv_half) = router.split();
+        for _ in 0..2 {
+            recv_half.recv().await?;
+        }
+        for i in 0..10u8 {
+            let mut msg = ZmqMessage::from(Bytes::from(vec![i]));
+            let to = if i % 2 == 0 { "unboxed-a" } else { "unboxed-b" };
+            msg.push_front(Bytes::from(to));
+            send_half.send_unboxed(msg).await?;
+        }
+        async_rt::task::timeout(Duration::from_secs(5), async {
+            for (d, first) in dealers.iter_mut().zip([0u8, 1]) {
+                for k in 0..5u8 {
+                    let got = d.recv().await.expect("recv");
+                    assert_eq!(got.get(0).unwrap().as_ref(), &[first + 2 * k]);
+                }
+            }
+        })
+        .await
+        .expect("test timed out");
+        Ok(())
+    }
 }
