@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use zeromq::{
     DealerSocket, PubSocket, PullSocket, PushSocket, RouterSocket, Socket, SocketEvent, SocketRecv,
-    SocketSend, SubSocket, ZmqMessage,
+    SubSocket, ZmqMessage,
 };
 
 /// How long one connection attempt may take before backing off.
@@ -158,7 +158,7 @@ pub(super) fn connect(
 /// waits behind a send to a slow peer.
 trait Halves: Socket + Sized + 'static {
     const KIND: Kind;
-    type Tx: SocketSend + Send + 'static;
+    type Tx: SendHalf;
     type Rx: SocketRecv + Send + 'static;
     /// Send and receive halves (a one-way socket type lacks one).
     fn halves(self) -> (Option<Self::Tx>, Option<Self::Rx>);
@@ -178,14 +178,38 @@ trait Halves: Socket + Sized + 'static {
     fn prepare(&mut self) -> impl std::future::Future<Output = ()> + Send {
         async {}
     }
-    /// Send through the link task (what the owner could not send at once).
-    fn send(
-        tx: &mut Self::Tx,
-        msg: ZmqMessage,
-    ) -> impl std::future::Future<Output = zeromq::ZmqResult<()>> + Send + '_ {
-        SocketSend::send(tx, msg)
-    }
 }
+
+/// A send half as the link task sends with it: zeromq's `send_unboxed`, the
+/// trait's `send` without its boxed future (an allocation per message, 904
+/// bytes for a ROUTER; every reply of a server with several clients, and
+/// every cast and fanout message, is sent here).
+trait SendHalf: Send + 'static {
+    fn send(
+        &mut self,
+        msg: ZmqMessage,
+    ) -> impl std::future::Future<Output = zeromq::ZmqResult<()>> + Send + '_;
+}
+
+macro_rules! send_half {
+    ($($tx:ty),*) => {$(
+        impl SendHalf for $tx {
+            fn send(
+                &mut self,
+                msg: ZmqMessage,
+            ) -> impl std::future::Future<Output = zeromq::ZmqResult<()>> + Send + '_ {
+                self.send_unboxed(msg)
+            }
+        }
+    )*};
+}
+
+send_half!(
+    zeromq::RouterSendHalf,
+    zeromq::DealerSendHalf,
+    PushSocket,
+    PubSocket
+);
 
 /// ROUTER and DEALER split into halves that send without waiting (the
 /// [`Outbox`]'s direct path) and receive by polling in place.
@@ -195,14 +219,6 @@ macro_rules! split_socket {
             const KIND: Kind = $kind;
             type Tx = $tx;
             type Rx = $rx;
-            // (Unboxed: every reply of a server with several clients comes
-            // this way, and the boxed trait future cost an allocation each.)
-            fn send(
-                tx: &mut Self::Tx,
-                msg: ZmqMessage,
-            ) -> impl std::future::Future<Output = zeromq::ZmqResult<()>> + Send + '_ {
-                tx.send_unboxed(msg)
-            }
             fn direct(tx: &Self::Tx) -> Option<Box<dyn Direct>> {
                 Some(Box::new(tx.clone()))
             }
@@ -411,7 +427,7 @@ async fn serve_socket<S: Halves>(
                 (Some(msg), Some(tx)) => {
                     // A ROUTER message starts with the peer identity.
                     let peer = (S::KIND == Kind::Router).then(|| msg.get(0).cloned()).flatten();
-                    match S::send(tx, msg).await {
+                    match SendHalf::send(tx, msg).await {
                         Ok(()) => full.sent(peer),
                         Err(zeromq::ZmqError::BufferFull(_)) => {
                             if S::KIND == Kind::Router {

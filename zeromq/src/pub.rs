@@ -292,6 +292,14 @@ impl Drop for PubSocket {
 #[async_trait]
 impl SocketSend for PubSocket {
     async fn send(&mut self, message: ZmqMessage) -> ZmqResult<()> {
+        self.send_unboxed(message).await
+    }
+}
+
+impl PubSocket {
+    /// zrpc patch: [`SocketSend::send`] as a plain future (see
+    /// [`RouterSendHalf::send_unboxed`](crate::RouterSendHalf::send_unboxed)).
+    pub async fn send_unboxed(&mut self, message: ZmqMessage) -> ZmqResult<()> {
         if message.get(0).is_none() {
             return Ok(());
         }

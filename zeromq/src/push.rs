@@ -55,10 +55,17 @@ impl Socket for PushSocket {
 #[async_trait]
 impl SocketSend for PushSocket {
     async fn send(&mut self, message: ZmqMessage) -> ZmqResult<()> {
+        self.send_unboxed(message).await
+    }
+}
+
+impl PushSocket {
+    /// zrpc patch: [`SocketSend::send`] as a plain future (see
+    /// [`RouterSendHalf::send_unboxed`](crate::RouterSendHalf::send_unboxed)).
+    pub async fn send_unboxed(&mut self, message: ZmqMessage) -> ZmqResult<()> {
         self.backend
             .send_round_robin(Message::Message(message))
-            .await?;
-        Ok(())
+            .await
     }
 }
 
