@@ -193,13 +193,17 @@ pub(crate) fn decoding<T>(source: &Bytes, decode: impl FnOnce() -> T) -> T {
     decode()
 }
 
-/// `raw` (which lies in `source`) decoded from msgpack, `source` lent to
-/// the [`Blob`]s in it.
+/// `raw` (which lies in `source`) decoded from msgpack within the decoding
+/// budget of `max_decoded` (see [`crate::protocol::budget`]), `source` lent
+/// to the [`Blob`]s in it.
 pub(crate) fn from_msgpack<T: serde::de::DeserializeOwned>(
     source: &Bytes,
     raw: &[u8],
-) -> Result<T, rmp_serde::decode::Error> {
-    decoding(source, || rmp_serde::from_slice(raw))
+    max_decoded: usize,
+) -> Result<T, crate::protocol::budget::TypedError> {
+    decoding(source, || {
+        crate::protocol::budget::from_slice(raw, max_decoded)
+    })
 }
 
 #[cfg(test)]

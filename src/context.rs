@@ -17,7 +17,11 @@
 //! the request runs on in a task of its own.
 
 use crate::logging::hex;
-use crate::protocol::{self, msgpack};
+use crate::protocol::{self, budget, msgpack};
+
+/// The most a request header's keys may take decoded (metadata is small;
+/// a header that would take more reads as empty).
+const HEADER_MAX_DECODED: usize = 1 << 20;
 use bytes::Bytes;
 use rmpv::Value;
 use std::cell::Cell;
@@ -260,7 +264,7 @@ impl Context {
     /// what no handler asks for.)
     pub fn headers(&self) -> Vec<(String, Value)> {
         let header = &self.payload[self.header.0 as usize..self.header.1 as usize];
-        let Ok(Value::Map(entries)) = msgpack::read_value(header) else {
+        let Ok(Value::Map(entries)) = budget::read_value(header, HEADER_MAX_DECODED) else {
             return Vec::new();
         };
         entries

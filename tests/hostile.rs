@@ -260,6 +260,8 @@ impl Raw {
     /// Greet with `mechanism` and say READY (with `identity`, if any).
     fn connect(port: u16, mechanism: &str, identity: Option<&[u8]>) -> Raw {
         let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        // (Each write its own segment: no Nagle wait behind the last one.)
+        let _ = s.set_nodelay(true);
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut greeting = vec![0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0x7f, 3, 0];
         greeting.extend_from_slice(mechanism.as_bytes());
@@ -618,13 +620,14 @@ async fn running_out_of_descriptors_does_not_spin() {
     assert_eq!(client.call::<_, i64>("add", (2, 3)).await.unwrap(), 5);
 }
 
-/// Finding 8: A greeting announcing CURVE then a NULL READY, and ZMTP 2.0: closed.
+/// Finding 8: A greeting announcing CURVE then a NULL READY, ZMTP 2.0 and
+/// ZMTP 1.0: closed at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mechanism_mismatch_or_old_zmtp_is_closed() {
     let _one = ONE_AT_A_TIME.lock().await;
     let mut target = Target::start(&["calc"]);
     let port = target.port;
-    let (curve, old) = tokio::task::spawn_blocking(move || {
+    let (curve, old, oldest) = tokio::task::spawn_blocking(move || {
         let mut curve = Raw::connect(port, "CURVE", None);
         curve.call(1, "add", vec![Value::from(2), Value::from(3)], Some(3));
         let curve = curve.closed_within(Duration::from_secs(3));
@@ -634,12 +637,24 @@ async fn a_mechanism_mismatch_or_old_zmtp_is_closed() {
             .unwrap();
         let started = Instant::now();
         let old = Raw { s }.closed_within(Duration::from_secs(3));
-        (curve, old && started.elapsed() < Duration::from_secs(2))
+        let old = old && started.elapsed() < Duration::from_secs(2);
+        // Round two: ZMTP 1.0, an anonymous identity frame, then it waits
+        // (it was held open until the 30 s handshake timeout).
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(&[0x01, 0x00]).unwrap();
+        let started = Instant::now();
+        let oldest = Raw { s }.closed_within(Duration::from_secs(3));
+        (
+            curve,
+            old,
+            oldest && started.elapsed() < Duration::from_secs(2),
+        )
     })
     .await
     .unwrap();
     assert!(curve, "a CURVE greeting with a NULL READY was served");
     assert!(old, "a ZMTP 2.0 peer was not closed at once");
+    assert!(oldest, "a ZMTP 1.0 peer was not closed at once");
     assert!(target.alive());
     wait_for(|| target.logged("mechanism") >= 1, "no log of the mismatch").await;
 }
@@ -819,6 +834,148 @@ async fn heavy_inputs_to_built_ins_are_bounded() {
     let left = Instant::now();
     let f = watch.finish("huge built-in inputs", left).await;
     f.assert_unhurt("huge built-in inputs");
+}
+
+/// Round two, finding 1: clients that open a stream, read one item and
+/// vanish, again and again from two threads. Connection churn raced the
+/// transport's peer map: a blocking map lock taken in async code wedged the
+/// server for good (no answer, SIGTERM ignored) within a few hundred
+/// streams. The server must keep answering and stop on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_streams_under_connection_churn_do_not_wedge_the_server() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut target = Target::start(&["echo"]);
+    let watch = Watch::start(&target, "echo", vec![Value::from("hi")]).await;
+    let port = target.port;
+    let churn = |seconds: u64| {
+        tokio::task::spawn_blocking(move || {
+            let until = Instant::now() + Duration::from_secs(seconds);
+            let mut streams = 0u64;
+            while Instant::now() < until {
+                let mut raw = Raw::connect(port, "NULL", None);
+                if !raw.handshake() {
+                    continue;
+                }
+                raw.call(1, "count", vec![Value::from(1_000_000u64)], Some(3));
+                // One read: the first item (or more) has arrived.
+                let mut buf = [0u8; 512];
+                if matches!(raw.s.read(&mut buf), Ok(n) if n > 0) {
+                    streams += 1;
+                }
+            }
+            streams
+        })
+    };
+    let workers = [churn(5), churn(5)];
+    let mut streams = 0;
+    for w in workers {
+        streams += w.await.unwrap();
+    }
+    let left = Instant::now();
+    println!("CHURN: {streams} streams opened and abandoned in 5 s by 2 clients");
+    assert!(
+        streams > 1000,
+        "too little churn to prove anything: {streams}"
+    );
+    let f = watch.finish("abandoned streams under churn", left).await;
+    f.assert_unhurt("abandoned streams under churn");
+    let t0 = Instant::now();
+    target.log.proc.signal(15);
+    let status = target.log.proc.wait_for(Duration::from_secs(5));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the server did not stop within 5 s of SIGTERM: {status:?}"
+    );
+    println!(
+        "CHURN: stopped {:.0} ms after SIGTERM",
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+}
+
+/// A request whose arguments are `[[nil × n], 1]`, encoded by hand (a
+/// `Value` tree of 32 Mi nils would cost the test itself a gigabyte).
+fn nil_request(id: u64, method: &str, n: usize) -> Vec<u8> {
+    let mut args = vec![0x92, 0xdd];
+    args.extend_from_slice(&(n as u32).to_be_bytes());
+    args.resize(args.len() + n, 0xc0);
+    args.push(0x01);
+    let head = event(id, method, vec![], Some(3));
+    // `event` wrote `[header, method, []]`: swap its empty args for ours.
+    assert_eq!(head.last(), Some(&0x90));
+    let mut out = head[..head.len() - 1].to_vec();
+    out.extend_from_slice(&args);
+    out
+}
+
+/// Round two, finding 2: one request of 32 MiB of msgpack nils, decoded into
+/// dynamic values at 40 bytes each, took a server from 7 MB to 3.3 GB and
+/// held up other clients for seconds. Now decoding stops at its budget
+/// (`max_decoded_size`): the caller gets `ERR MemoryError` naming the limit,
+/// the memory comes back, and nobody else waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_request_cannot_decode_into_a_hundred_times_its_size() {
+    use zeromq::{DealerSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
+    let _one = ONE_AT_A_TIME.lock().await;
+    let target = Target::start(&["calc"]);
+    let echo = Target::start(&["echo"]);
+    let watch = Watch::start(&target, "add", vec![Value::from(1), Value::from(2)]).await;
+    let baseline_kib = rss_kib(target.pid());
+    let attack = |ep: String, method: &'static str, n: usize| async move {
+        let mut dealer = DealerSocket::new();
+        dealer.connect(&ep).await.unwrap();
+        let req = nil_request(1, method, n);
+        let t0 = Instant::now();
+        dealer
+            .send(ZmqMessage::try_from(vec![bytes::Bytes::new(), req.into()]).unwrap())
+            .await
+            .unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(10), dealer.recv())
+            .await
+            .expect("no reply within 10 s")
+            .unwrap();
+        let payload = reply.get(reply.len() - 1).unwrap().clone();
+        let ev = zerorpc::protocol::Event::decode(&payload).unwrap();
+        let args: Value = rmpv::decode::read_value(&mut &ev.args[..]).unwrap();
+        (ev.name.unwrap().to_string(), args.to_string(), t0.elapsed())
+    };
+    for (ep, method, n) in [
+        (target.ep.clone(), "add", 32 << 20),
+        (target.ep.clone(), "add", 4 << 20),
+        (echo.ep.clone(), "echo", 32 << 20),
+    ] {
+        let (name, args, took) = attack(ep, method, n).await;
+        println!(
+            "BUDGET: {method}([nil × {} Mi], 1) answered {name} in {:.0} ms: {}",
+            n >> 20,
+            took.as_secs_f64() * 1e3,
+            &args[..args.len().min(160)]
+        );
+        assert_eq!(name, "ERR");
+        assert!(args.contains("MemoryError"), "{args}");
+        assert!(
+            args.contains("max_decoded_size"),
+            "the limit is named: {args}"
+        );
+    }
+    let left = Instant::now();
+    let f = watch.finish("32 MiB of nils", left).await;
+    f.assert_unhurt("32 MiB of nils");
+    let after_kib = rss_kib(target.pid());
+    println!(
+        "BUDGET: server RSS {:.0} MB before, {:.0} MB peak, {:.0} MB after",
+        baseline_kib as f64 / 1024.0,
+        f.peak_mb,
+        after_kib as f64 / 1024.0
+    );
+    assert!(
+        f.peak_mb < 200.0,
+        "peak {:.0} MB for 32 MiB requests",
+        f.peak_mb
+    );
+    assert!(
+        after_kib < baseline_kib + 32 * 1024,
+        "the memory did not come back: {after_kib} KiB after, {baseline_kib} KiB before"
+    );
 }
 
 /// Wait (up to 10 s) for `cond`.

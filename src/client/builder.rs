@@ -25,6 +25,7 @@ pub struct ClientBuilder {
     retry: Option<Retry>,
     resolver: Option<SharedResolver>,
     resolve_every: Duration,
+    max_decoded: usize,
 }
 
 /// A [`Resolver`] shared by the clones of a builder.
@@ -59,6 +60,7 @@ impl Default for ClientBuilder {
             retry: None,
             resolver: None,
             resolve_every: DEFAULT_RESOLVE_EVERY,
+            max_decoded: crate::protocol::budget::DEFAULT_MAX_DECODED_SIZE,
         }
     }
 }
@@ -117,6 +119,15 @@ impl ClientBuilder {
     /// `LostRemote`).
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.endpoints.limits.max_message_size = bytes;
+        self
+    }
+
+    /// The most memory decoding one reply or stream item may take (default
+    /// 64 MiB, and never more than 64 bytes per byte received; see
+    /// [`protocol::budget`](crate::protocol::budget)). A larger one fails
+    /// its call with [`Error::Decode`] instead of growing the process.
+    pub fn max_decoded_size(mut self, bytes: usize) -> Self {
+        self.max_decoded = bytes;
         self
     }
 
@@ -209,6 +220,7 @@ impl ClientBuilder {
                 hooks: self.hooks,
                 task,
                 discovery,
+                max_decoded: self.max_decoded,
             }),
         })
     }

@@ -4,7 +4,7 @@
 
 use super::core::First;
 use crate::error::{Error, RemoteError, Source};
-use crate::protocol::{self, buffers, msgpack, HeaderExtra, MessageId};
+use crate::protocol::{self, budget, buffers, msgpack, HeaderExtra, MessageId};
 use bytes::Bytes;
 use rmpv::Value;
 use serde::de::DeserializeOwned;
@@ -87,22 +87,26 @@ pub(super) fn single_value(method: &str, first: First) -> Result<Bytes, Error> {
     }
 }
 
-/// How a reply value becomes the caller's type.
-pub(super) type Decode<T> = fn(&[u8]) -> Result<T, Source>;
+/// How a reply value becomes the caller's type, within the decoding
+/// budget of its second argument (the client's `max_decoded_size`).
+pub(super) type Decode<T> = fn(&[u8], usize) -> Result<T, Source>;
 
 /// Into any serde type.
-pub(super) fn decode_serde<R: DeserializeOwned>(raw: &[u8]) -> Result<R, Source> {
-    rmp_serde::from_slice(raw).map_err(|e| Arc::new(e) as Source)
+pub(super) fn decode_serde<R: DeserializeOwned>(raw: &[u8], max: usize) -> Result<R, Source> {
+    budget::from_slice(raw, max).map_err(|e| Arc::new(e) as Source)
 }
 
 /// Into a dynamic value, msgpack types kept.
-pub(super) fn decode_value(raw: &[u8]) -> Result<Value, Source> {
-    msgpack::read_value(raw).map_err(|e| Arc::new(e) as Source)
+pub(super) fn decode_value(raw: &[u8], max: usize) -> Result<Value, Source> {
+    budget::read_value(raw, max).map_err(|e| Arc::new(e) as Source)
 }
+
+/// The most an `ERR`'s `[name, message, traceback]` may take decoded.
+const ERR_MAX_DECODED: usize = 1 << 20;
 
 /// Read `ERR` args: `[name, message, traceback]` (v2+) or `[repr]` (v1).
 pub(super) fn parse_err(args: &Bytes) -> RemoteError {
-    let items: Vec<String> = match rmpv::decode::read_value_with_max_depth(&mut &args[..], 8) {
+    let items: Vec<String> = match budget::read_value(args, ERR_MAX_DECODED) {
         Ok(Value::Array(a)) => a
             .into_iter()
             .map(|v| match v {

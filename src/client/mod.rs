@@ -60,7 +60,7 @@ use self::core::First;
 use crate::context;
 use crate::error::Error;
 use crate::middleware::{self, Outgoing};
-use crate::protocol::{self, msgpack, HeaderExtra, MessageId};
+use crate::protocol::{self, budget, HeaderExtra, MessageId};
 use crate::telemetry::{CallMetrics, CallOutcome};
 use bytes::Bytes;
 use call::{decode_serde, decode_value, request_dynamic, request_serde, single_value, Decode};
@@ -156,6 +156,8 @@ struct Inner {
     task: tokio::task::JoinHandle<()>,
     /// Resolves the names among the endpoints (see `discovery.rs`).
     discovery: Option<tokio::task::JoinHandle<()>>,
+    /// The most memory decoding one reply or item may take.
+    max_decoded: usize,
 }
 
 impl Drop for Inner {
@@ -307,7 +309,7 @@ impl Client {
         let sent = self.begin(method, |extra| request_serde(method, extra, &args), opts)?;
         let (_, first) = self.answer(method, sent).await?;
         let result = only_value(method, first)?;
-        crate::blob::from_msgpack(&result, &result)
+        crate::blob::from_msgpack(&result, &result, self.inner.max_decoded)
             .map_err(|e| Error::decode(format!("the result of {method}"), e))
     }
 
@@ -331,7 +333,7 @@ impl Client {
         )?;
         let (_, first) = self.answer(method, sent).await?;
         let result = only_value(method, first)?;
-        msgpack::read_value(&result)
+        budget::read_value(&result, self.inner.max_decoded)
             .map_err(|e| Error::decode(format!("the result of {method}"), e))
     }
 
@@ -390,7 +392,7 @@ impl Client {
                 .map(Response::Stream);
         }
         let value = single_value(method, first)?;
-        msgpack::read_value(&value)
+        budget::read_value(&value, self.inner.max_decoded)
             .map(Response::Value)
             .map_err(|e| Error::decode(format!("the result of {method}"), e))
     }

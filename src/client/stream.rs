@@ -66,7 +66,8 @@ impl<T> ReplyStream<T> {
     }
 
     fn item(&self, raw: &Bytes) -> Result<T, Error> {
-        crate::blob::decoding(raw, || (self.decode)(raw)).map_err(|source| Error::Decode {
+        let max = self.client.max_decoded;
+        crate::blob::decoding(raw, || (self.decode)(raw, max)).map_err(|source| Error::Decode {
             what: format!("an item of {}", self.method),
             source,
         })

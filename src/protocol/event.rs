@@ -67,6 +67,17 @@ impl<'a> Event<'a> {
     /// Decode a payload frame. Trailing bytes after the event are ignored, as
     /// Python's `Unpacker` does.
     pub fn decode(frame: &'a Bytes) -> Result<Event<'a>, DecodeError> {
+        Self::decode_with(frame, usize::MAX).map(|(ev, _)| ev)
+    }
+
+    /// [`Event::decode`], except that `args` of `walk_below` bytes or more
+    /// are not walked: they are the rest of the frame, unchecked (and
+    /// `false` comes back), for whoever decodes them to check. A server
+    /// leaves the walk of a large request to the request's own task.
+    pub(crate) fn decode_with(
+        frame: &'a Bytes,
+        walk_below: usize,
+    ) -> Result<(Event<'a>, bool), DecodeError> {
         let buf = &frame[..];
         let mut r = Reader::new(buf);
         let n = match r.container()? {
@@ -89,16 +100,24 @@ impl<'a> Event<'a> {
             None => Err("event name is not a msgpack str"),
         };
         let args_start = r.pos;
-        r.skip(0)?;
-        Ok(Event {
+        let walked = buf.len() - args_start < walk_below;
+        let args_end = match walked {
+            true => {
+                r.skip(0)?;
+                r.pos
+            }
+            false => buf.len(),
+        };
+        let ev = Event {
             message_id,
             response_to,
             version,
             timeout_ms,
             name,
             header,
-            args: frame.slice(args_start..r.pos),
-        })
+            args: frame.slice(args_start..args_end),
+        };
+        Ok((ev, walked))
     }
 }
 

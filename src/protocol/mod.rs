@@ -19,6 +19,7 @@
 //! # Ok::<(), protocol::DecodeError>(())
 //! ```
 
+pub mod budget;
 pub(crate) mod buffers;
 mod event;
 pub(crate) mod framing;

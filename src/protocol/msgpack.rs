@@ -295,6 +295,17 @@ impl<'a> Reader<'a> {
         let mut pending: SmallVec<[u64; 8]> = SmallVec::new();
         let mut remaining = children;
         loop {
+            // Runs of one-byte values (nil, bools, small ints), what a large
+            // flat array is mostly made of, in a tight loop.
+            while remaining > 0
+                && matches!(
+                    self.buf.get(self.pos),
+                    Some(0x00..=0x7f | 0xc0 | 0xc2 | 0xc3 | 0xe0..=0xff)
+                )
+            {
+                self.pos += 1;
+                remaining -= 1;
+            }
             while remaining == 0 {
                 match pending.pop() {
                     Some(r) => remaining = r,
@@ -392,11 +403,6 @@ pub(crate) fn str_or_bin(raw: &[u8]) -> Option<&[u8]> {
         _ => return None,
     };
     raw.get(at..usize::checked_add(at, len)?)
-}
-
-/// Decode one dynamic value, refusing nesting deeper than [`MAX_DEPTH`].
-pub(crate) fn read_value(raw: &[u8]) -> Result<Value, rmpv::decode::Error> {
-    rmpv::decode::read_value_with_max_depth(&mut &raw[..], MAX_DEPTH + 1)
 }
 
 /// Bytes from hex text (whitespace ignored), for test vectors.

@@ -63,6 +63,8 @@ pub(super) struct Core {
     pub(super) now: Instant,
     /// The server is a CURVE server: requests carry their client's key.
     pub(super) curve_server: bool,
+    /// The most memory decoding one request's arguments may take.
+    pub(super) max_decoded: usize,
 }
 
 impl Core {
@@ -91,6 +93,7 @@ impl Core {
             timer_at: None,
             now: Instant::now(),
             curve_server: false,
+            max_decoded: crate::protocol::budget::DEFAULT_MAX_DECODED_SIZE,
         }
     }
 
@@ -207,7 +210,8 @@ impl Core {
             (Some(i), Some(p)) if frames.len() >= 2 => (i.clone(), p.clone()),
             _ => return,
         };
-        match Event::decode(&payload) {
+        // (A large request's arguments are walked by its own task.)
+        match Event::decode_with(&payload, request::DECODE_ON_CORE_MAX).map(|(ev, _)| ev) {
             Ok(ev) => match ev.response_to {
                 Some(rt) => {
                     let key = ChanKey {

@@ -8,6 +8,7 @@ use crate::service::{Args, Reply, Service};
 use futures::future::BoxFuture;
 use std::sync::Arc;
 
+#[derive(Clone)]
 pub(super) enum Dispatch {
     /// No middleware: nothing wrapped, nothing spent.
     Direct(Arc<Service>),

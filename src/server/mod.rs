@@ -51,6 +51,7 @@ pub struct ServerBuilder {
     pool_per_client: Option<usize>,
     pool_queue: usize,
     pool_queue_bytes: usize,
+    max_decoded: usize,
 }
 
 impl ServerBuilder {
@@ -138,6 +139,16 @@ impl ServerBuilder {
         self
     }
 
+    /// The most memory decoding one request's arguments may take (default
+    /// 64 MiB, and never more than 64 bytes per byte of the arguments; see
+    /// [`protocol::budget`](crate::protocol::budget)). A request that would
+    /// take more is answered `ERR MemoryError` naming the limit, without
+    /// the memory ever being taken.
+    pub fn max_decoded_size(mut self, bytes: usize) -> Self {
+        self.max_decoded = bytes;
+        self
+    }
+
     /// How many replies may wait to be written to one client (default
     /// 10 000). Beyond that the client is not reading: further replies to it
     /// are dropped (its calls time out) with one warning naming it, and
@@ -204,6 +215,7 @@ impl ServerBuilder {
             dispatch::Dispatch::Layered(service, stack)
         };
         let mut core = core::Core::new(dispatch, links, self.heartbeat, pool);
+        core.max_decoded = self.max_decoded;
         core.curve_server = self
             .endpoints
             .curve
@@ -238,6 +250,7 @@ impl Server {
             pool_per_client: None,
             pool_queue: DEFAULT_POOL_QUEUE,
             pool_queue_bytes: DEFAULT_POOL_QUEUE_BYTES,
+            max_decoded: crate::protocol::budget::DEFAULT_MAX_DECODED_SIZE,
         }
     }
 

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
@@ -78,7 +79,7 @@ impl Core {
         };
         let bytes = ev.args.len();
         let args = match Args::try_from_raw(ev.args) {
-            Ok(args) => args,
+            Ok(args) => args.with_max_decoded(self.max_decoded),
             Err(raw) => return self.not_an_array(&key, frames, legacy, name, &raw),
         };
         let client_key = match self.curve_server {
@@ -101,6 +102,11 @@ impl Core {
         // which polls it again (with a real waker) before anything else.
         // Under a pool limit every request waits for its slot in a task.
         let (call, ctx, admitted) = match &mut self.pool {
+            None if bytes >= DECODE_ON_CORE_MAX => (
+                deferred(&self.dispatch, name, args),
+                lent.to_context(),
+                Admission::Run,
+            ),
             None => match poll_once(&self.dispatch, name, args, &lent, &span) {
                 Polled::Running(call) => (call, lent.to_context(), Admission::Run),
                 Polled::Done(result) => {
@@ -142,7 +148,10 @@ impl Core {
                     return self.reject(&key, frames, legacy, e);
                 }
                 admitted => {
-                    let call = lent.scope(|| self.dispatch.call(name, args));
+                    let call = match bytes >= DECODE_ON_CORE_MAX {
+                        true => deferred(&self.dispatch, name, args),
+                        false => lent.scope(|| self.dispatch.call(name, args)),
+                    };
                     (call, lent.to_context(), admitted)
                 }
             },
@@ -239,6 +248,38 @@ enum Polled {
 
 /// Start a request and poll it once (inside its span, its context
 /// current), catching a panic.
+/// Arguments from this size on are decoded by the request's own task, not
+/// by the core: decoding a large request would hold up every other one.
+pub(super) const DECODE_ON_CORE_MAX: usize = 64 * 1024;
+
+/// The handler's future for a request whose arguments are checked and
+/// decoded when it is first polled (in its own task, with its context
+/// current), not now. That first poll is long CPU work: on a multi-thread
+/// runtime it is run as blocking work, so that the worker's other tasks
+/// (the core among them) move to another thread instead of waiting for it.
+fn deferred(
+    dispatch: &Dispatch,
+    name: &str,
+    args: Args,
+) -> BoxFuture<'static, Result<Reply, ServiceError>> {
+    let dispatch = dispatch.clone();
+    let name = name.to_owned();
+    let mut call = Box::pin(async move { dispatch.call(&name, args.checked()?).await });
+    let mut first = true;
+    Box::pin(std::future::poll_fn(move |cx| {
+        if std::mem::take(&mut first) && multi_thread() {
+            tokio::task::block_in_place(|| call.as_mut().poll(cx))
+        } else {
+            call.as_mut().poll(cx)
+        }
+    }))
+}
+
+fn multi_thread() -> bool {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread)
+}
+
 fn poll_once(dispatch: &Dispatch, name: &str, args: Args, lent: &Lent<'_>, span: &Span) -> Polled {
     use std::task::Poll;
     let _entered = span.enter();
@@ -403,7 +444,7 @@ async fn stream_one(
         Err(_) => return false,
     }
     let mut wait = ROOM_WAIT;
-    while !room.has_room(&key.identity).await {
+    while !room.has_room(&key.identity) {
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(ROOM_WAIT_MAX);
     }

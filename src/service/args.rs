@@ -4,6 +4,7 @@
 //! values.
 
 use crate::error::{clip, ServiceError, QUOTE_LIMIT};
+use crate::protocol::budget::{self, TypedError, ValueError};
 use crate::protocol::msgpack;
 use bytes::Bytes;
 use rmpv::Value;
@@ -15,6 +16,9 @@ use std::fmt;
 pub struct Args {
     raw: Bytes,
     len: usize,
+    /// The most memory decoding these arguments may take (see
+    /// [`budget`]).
+    max_decoded: usize,
 }
 
 impl Args {
@@ -29,9 +33,36 @@ impl Args {
             Some(len) => Ok(Args {
                 raw,
                 len: len as usize,
+                max_decoded: budget::DEFAULT_MAX_DECODED_SIZE,
             }),
             None => Err(raw),
         }
+    }
+
+    /// The arguments checked to be one well-formed msgpack value within the
+    /// depth limit (bytes after it dropped): for arguments that arrived
+    /// unchecked (a large request's, walked by its own task, not the
+    /// server's core). Malformed ones are a `ProtocolError`, as the core
+    /// answers them.
+    pub(crate) fn checked(mut self) -> Result<Args, ServiceError> {
+        let mut r = msgpack::Reader::new(&self.raw);
+        match r.skip(0) {
+            Ok(()) => {
+                self.raw.truncate(r.pos);
+                Ok(self)
+            }
+            Err(e) => Err(ServiceError::new(
+                "ProtocolError",
+                format!("malformed request: {e}"),
+            )),
+        }
+    }
+
+    /// The same arguments, decoded under the cap `max_decoded` (the
+    /// server's or receiver's `max_decoded_size`).
+    pub(crate) fn with_max_decoded(mut self, max_decoded: usize) -> Args {
+        self.max_decoded = max_decoded;
+        self
     }
 
     /// Build from values (for tests and in-process calls).
@@ -40,6 +71,7 @@ impl Args {
         Args {
             raw: buf.into(),
             len: values.len(),
+            max_decoded: budget::DEFAULT_MAX_DECODED_SIZE,
         }
     }
 
@@ -60,14 +92,16 @@ impl Args {
 
     /// Deserialize the whole argument array into `T` (a tuple, a `Vec`, …).
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, ServiceError> {
-        crate::blob::from_msgpack(&self.raw, &self.raw).map_err(|e| type_error(&e.to_string()))
+        crate::blob::from_msgpack(&self.raw, &self.raw, self.max_decoded)
+            .map_err(|e| typed_error("arguments", e))
     }
 
     /// The arguments as dynamic values, msgpack types preserved.
     pub fn values(&self) -> Result<Vec<Value>, ServiceError> {
-        match msgpack::read_value(&self.raw) {
+        match budget::read_value(&self.raw, self.max_decoded) {
             Ok(Value::Array(v)) => Ok(v),
             Ok(_) => Err(ServiceError::type_error("arguments are not an array")),
+            Err(ValueError::Exceeded(e)) => Err(memory_error("arguments", e)),
             Err(e) => Err(type_error(&format!("cannot decode arguments: {e}"))),
         }
     }
@@ -85,6 +119,8 @@ pub struct ArgReader<'a> {
     reader: msgpack::Reader<'a>,
     given: usize,
     next: usize,
+    /// Each argument's decoding budget cap.
+    max_decoded: usize,
 }
 
 impl<'a> ArgReader<'a> {
@@ -134,6 +170,7 @@ impl<'a> ArgReader<'a> {
             reader,
             given,
             next: 0,
+            max_decoded: args.max_decoded,
         })
     }
 
@@ -145,12 +182,15 @@ impl<'a> ArgReader<'a> {
             .map_err(|e| type_error(&format!("{}() argument '{name}': {e}", self.method)))?;
         self.next += 1;
         let raw = &self.reader.buf[start..self.reader.pos];
-        crate::blob::from_msgpack(self.source, raw).map_err(|e| {
-            type_error(&format!(
+        crate::blob::from_msgpack(self.source, raw, self.max_decoded).map_err(|e| match e {
+            TypedError::Exceeded(e) => {
+                memory_error(&format!("{}() argument '{name}'", self.method), e)
+            }
+            e => type_error(&format!(
                 "{}() argument '{name}' must be {}: {e}",
                 self.method,
                 std::any::type_name::<T>()
-            ))
+            )),
         })
     }
 
@@ -180,6 +220,19 @@ fn plural(n: usize) -> &'static str {
 /// messages do): clipped, so a huge argument is not sent back whole.
 fn type_error(message: &str) -> ServiceError {
     ServiceError::type_error(clip(message, 4 * QUOTE_LIMIT))
+}
+
+/// Arguments refused because decoding them would take more memory than
+/// their budget: Python's name for running out of memory.
+fn memory_error(what: &str, e: budget::Exceeded) -> ServiceError {
+    ServiceError::new("MemoryError", format!("{what}: {e}"))
+}
+
+fn typed_error(what: &str, e: TypedError) -> ServiceError {
+    match e {
+        TypedError::Exceeded(e) => memory_error(what, e),
+        e => type_error(&e.to_string()),
+    }
 }
 
 /// How many positional arguments `A` takes: `Some(n)` for tuples (and 0 for
@@ -212,11 +265,12 @@ pub(crate) fn decode_typed<A: DeserializeOwned>(
                 .map_err(|e| type_error(&e.to_string()));
         }
     }
-    crate::blob::from_msgpack(args.raw(), args.raw()).map_err(|e| {
-        type_error(&format!(
+    crate::blob::from_msgpack(args.raw(), args.raw(), args.max_decoded).map_err(|e| match e {
+        TypedError::Exceeded(e) => memory_error(&format!("{method}() arguments"), e),
+        e => type_error(&format!(
             "{method}() expects arguments {}: {e}",
             std::any::type_name::<A>()
-        ))
+        )),
     })
 }
 

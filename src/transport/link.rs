@@ -36,8 +36,8 @@ const PUB_LINGER: Duration = Duration::from_millis(100);
 pub(crate) struct PeerRoom(Arc<Outbox>);
 
 impl PeerRoom {
-    pub(crate) async fn has_room(&self, identity: &Bytes) -> bool {
-        self.0.has_room(identity).await
+    pub(crate) fn has_room(&self, identity: &Bytes) -> bool {
+        self.0.has_room(identity)
     }
 }
 

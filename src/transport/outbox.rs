@@ -41,7 +41,7 @@ impl Outbox {
 
     /// Whether the peer `identity` of a ROUTER can take more messages (see
     /// [`PeerRoom`](super::PeerRoom)).
-    pub(super) async fn has_room(&self, identity: &bytes::Bytes) -> bool {
+    pub(super) fn has_room(&self, identity: &bytes::Bytes) -> bool {
         // Messages waiting for the link task wait for every peer: a
         // producer that outruns the task delays everyone's replies.
         if self.queued.load(Ordering::Acquire) >= LINK_BACKLOG {
@@ -53,7 +53,7 @@ impl Outbox {
         };
         let peer = zeromq::util::PeerIdentity::try_from(identity.clone()).ok();
         match (router, peer) {
-            (Some(router), Some(peer)) => router.peer_has_room(&peer).await.unwrap_or(true),
+            (Some(router), Some(peer)) => router.peer_has_room(&peer).unwrap_or(true),
             _ => true,
         }
     }

@@ -28,11 +28,63 @@ pub(crate) struct Peer {
     pub(crate) queued: Arc<QueueLoad>,
 }
 
-#[derive(Clone)]
-struct SinglePeer {
-    peer_id: PeerIdentity,
-    send_queue: peer_queue::Sender,
-    queued: Arc<QueueLoad>,
+/// zrpc patch: a socket's peers, under one lock that is held only for a
+/// lookup or an update, never across an await (FORK.md item 28). Senders
+/// take a peer's `Arc` out and wait on its queue without the lock.
+#[derive(Default)]
+pub(crate) struct PeerTable {
+    peers: HashMap<PeerIdentity, Arc<Peer>>,
+    /// The only peer, when there is exactly one (the send fast path).
+    single: Option<(PeerIdentity, Arc<Peer>)>,
+}
+
+impl PeerTable {
+    pub(crate) fn get(&self, peer_id: &PeerIdentity) -> Option<&Arc<Peer>> {
+        self.peers.get(peer_id)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Add a peer; a ROUTER (`replace` false) never replaces one (gives the
+    /// newcomer back instead).
+    fn insert(&mut self, peer_id: PeerIdentity, peer: Peer, replace: bool) -> Result<(), Peer> {
+        use std::collections::hash_map::Entry;
+        match self.peers.entry(peer_id) {
+            Entry::Occupied(_) if !replace => return Err(peer),
+            Entry::Occupied(mut e) => {
+                e.insert(Arc::new(peer));
+            }
+            Entry::Vacant(e) => {
+                e.insert(Arc::new(peer));
+            }
+        }
+        self.refresh_single();
+        Ok(())
+    }
+
+    fn remove(&mut self, peer_id: &PeerIdentity) -> Option<Arc<Peer>> {
+        let removed = self.peers.remove(peer_id);
+        self.refresh_single();
+        removed
+    }
+
+    fn clear(&mut self) {
+        self.peers.clear();
+        self.single = None;
+    }
+
+    fn refresh_single(&mut self) {
+        self.single = match self.peers.len() {
+            1 => self
+                .peers
+                .iter()
+                .next()
+                .map(|(id, peer)| (id.clone(), peer.clone())),
+            _ => None,
+        };
+    }
 }
 
 /// zrpc patch: messages and bytes waiting in a peer's send queue, added
@@ -75,8 +127,7 @@ enum CachedSend {
     Sent,
     Full {
         peer_id: PeerIdentity,
-        send_queue: peer_queue::Sender,
-        queued: Arc<QueueLoad>,
+        peer: Arc<Peer>,
         message: Message,
     },
     Disconnected {
@@ -92,13 +143,13 @@ enum SendResolution {
 }
 
 pub(crate) struct GenericSocketBackend {
-    pub(crate) peers: scc::HashMap<PeerIdentity, Peer>,
+    pub(crate) peers: Mutex<PeerTable>,
     fair_queue_inner: Option<Arc<Mutex<QueueInner<ZmqFramedRead, PeerIdentity>>>>,
     pub(crate) round_robin: SegQueue<PeerIdentity>,
     socket_type: SocketType,
     socket_options: Arc<SocketOptions>,
     pub(crate) socket_monitor: Mutex<Option<mpsc::Sender<SocketEvent>>>,
-    single_peer: Mutex<Option<SinglePeer>>,
+    /// How many peers the table holds (read without its lock).
     peer_count: AtomicUsize,
     /// Notifiers for reconnection tasks - keyed by `peer_id`
     disconnect_notifiers: Mutex<HashMap<PeerIdentity, DisconnectNotifier>>,
@@ -113,13 +164,12 @@ impl GenericSocketBackend {
         options: SocketOptions,
     ) -> Self {
         Self {
-            peers: scc::HashMap::new(),
+            peers: Mutex::new(PeerTable::default()),
             fair_queue_inner,
             round_robin: SegQueue::new(),
             socket_type,
             socket_options: Arc::new(options),
             socket_monitor: Mutex::new(None),
-            single_peer: Mutex::new(None),
             peer_count: AtomicUsize::new(0),
             disconnect_notifiers: Mutex::new(HashMap::new()),
             peer_keys: Mutex::new(HashMap::new()),
@@ -147,6 +197,26 @@ impl GenericSocketBackend {
     #[allow(dead_code)] // Will be used when reconnection is added to more socket types
     pub(crate) fn unregister_disconnect_notifier(&self, peer_id: &PeerIdentity) {
         self.disconnect_notifiers.lock().remove(peer_id);
+    }
+
+    /// The peer called `peer_id`, taken out of the table (whose lock is
+    /// released before anyone waits on the peer's queue).
+    fn peer(&self, peer_id: &PeerIdentity) -> Option<Arc<Peer>> {
+        self.peers.lock().get(peer_id).cloned()
+    }
+
+    /// The only peer, if there is exactly one (and it is `expected`, if
+    /// given).
+    fn single_peer(&self, expected: Option<&PeerIdentity>) -> Option<(PeerIdentity, Arc<Peer>)> {
+        if self.peer_count.load(Ordering::Acquire) != 1 {
+            return None;
+        }
+        let table = self.peers.lock();
+        let (peer_id, peer) = table.single.as_ref()?;
+        if expected.is_some_and(|e| e != peer_id) {
+            return None;
+        }
+        Some((peer_id.clone(), peer.clone()))
     }
 
     pub(crate) async fn send_round_robin(&self, message: Message) -> ZmqResult<()> {
@@ -181,14 +251,10 @@ impl GenericSocketBackend {
                     }
                 },
             };
-            let send_result = match self.peers.get_async(&next_peer_id).await {
-                Some(mut peer) => {
-                    let peer = &mut *peer;
-                    send_to_peer_queue(&peer.send_queue, &peer.queued, message).await
-                }
-                None => continue,
+            let Some(peer) = self.peer(&next_peer_id) else {
+                continue;
             };
-            return match send_result {
+            return match send_to_peer_queue(&peer.send_queue, &peer.queued, message).await {
                 Ok(()) => {
                     self.round_robin.push(next_peer_id);
                     Ok(())
@@ -223,28 +289,23 @@ impl GenericSocketBackend {
             SendResolution::Miss(message) => message,
         };
 
-        let send_result = match self.peers.get_async(peer_id).await {
-            Some(peer) if drop_when_full => {
-                let len = message_bytes(&message);
-                if !admits(&peer.queued, len, byte_limit) {
-                    return Err(ZmqError::BufferFull("peer's send queue is full"));
-                }
-                // (The map's own sender: a fresh clone would always have
-                // room, futures' channels giving each sender one slot.)
-                let queued = peer.queued.clone();
-                match counted(&queued, len, || peer.send_queue.try_send(message)) {
-                    Ok(()) => Ok(()),
-                    Err(error) if error.is_full() => {
-                        return Err(ZmqError::BufferFull("peer's send queue is full"))
-                    }
-                    Err(error) => Err(error.into_send_error()),
-                }
+        let Some(peer) = self.peer(peer_id) else {
+            return Err(ZmqError::Other("Destination client not found by identity"));
+        };
+        let send_result = if drop_when_full {
+            let len = message_bytes(&message);
+            if !admits(&peer.queued, len, byte_limit) {
+                return Err(ZmqError::BufferFull("peer's send queue is full"));
             }
-            Some(mut peer) => {
-                let peer = &mut *peer;
-                send_to_peer_queue(&peer.send_queue, &peer.queued, message).await
+            match counted(&peer.queued, len, || peer.send_queue.try_send(message)) {
+                Ok(()) => Ok(()),
+                Err(error) if error.is_full() => {
+                    return Err(ZmqError::BufferFull("peer's send queue is full"))
+                }
+                Err(error) => Err(error.into_send_error()),
             }
-            None => return Err(ZmqError::Other("Destination client not found by identity")),
+        } else {
+            send_to_peer_queue(&peer.send_queue, &peer.queued, message).await
         };
         match send_result {
             Ok(()) => Ok(()),
@@ -261,37 +322,26 @@ impl GenericSocketBackend {
         expected_peer_id: Option<&PeerIdentity>,
         byte_limit: Option<usize>,
     ) -> CachedSend {
-        if self.peer_count.load(Ordering::Acquire) != 1 {
-            return CachedSend::Miss(message);
-        }
-
-        let mut single_peer = self.single_peer.lock();
-        let Some(single_peer) = single_peer.as_mut() else {
+        let Some((peer_id, peer)) = self.single_peer(expected_peer_id) else {
             return CachedSend::Miss(message);
         };
-
-        if let Some(expected_peer_id) = expected_peer_id {
-            if single_peer.peer_id != *expected_peer_id {
-                return CachedSend::Miss(message);
-            }
-        }
-
         let len = message_bytes(&message);
-        let full = |single_peer: &SinglePeer, message| CachedSend::Full {
-            peer_id: single_peer.peer_id.clone(),
-            send_queue: single_peer.send_queue.clone(),
-            queued: single_peer.queued.clone(),
-            message,
-        };
-        if !admits(&single_peer.queued, len, byte_limit) {
-            return full(single_peer, message);
+        if !admits(&peer.queued, len, byte_limit) {
+            return CachedSend::Full {
+                peer_id,
+                peer,
+                message,
+            };
         }
-        let queued = single_peer.queued.clone();
-        match counted(&queued, len, || single_peer.send_queue.try_send(message)) {
+        match counted(&peer.queued, len, || peer.send_queue.try_send(message)) {
             Ok(()) => CachedSend::Sent,
-            Err(error) if error.is_full() => full(single_peer, error.into_inner()),
+            Err(error) if error.is_full() => CachedSend::Full {
+                peer_id,
+                peer,
+                message: error.into_inner(),
+            },
             Err(error) => CachedSend::Disconnected {
-                peer_id: single_peer.peer_id.clone(),
+                peer_id,
                 error: error.into_send_error(),
             },
         }
@@ -302,43 +352,30 @@ impl GenericSocketBackend {
     /// once (no peer, several, another one named, a full or closed queue):
     /// the caller then uses the async path, which handles each of those.
     /// Nothing else changes, so a refusal has no side effect.
-    ///
-    /// (With several peers this is not tried: two attempts to send to the
-    /// one named among several lost a call, rarely, when clients connected
-    /// and disconnected quickly; FORK.md item 24.)
     pub(crate) fn try_send_now(
         &self,
         message: ZmqMessage,
         expected_peer_id: Option<&PeerIdentity>,
     ) -> Result<(), ZmqMessage> {
-        if self.peer_count.load(Ordering::Acquire) != 1 {
-            return Err(message);
-        }
-        let single_peer = self.single_peer.lock();
-        let Some(single_peer) = single_peer.as_ref() else {
+        let Some((_, peer)) = self.single_peer(expected_peer_id) else {
             return Err(message);
         };
-        if expected_peer_id.is_some_and(|p| single_peer.peer_id != *p) {
-            return Err(message);
-        }
         let limit = self.socket_options.send_queue_bytes;
-        offer(&single_peer.send_queue, &single_peer.queued, limit, message)
+        offer(&peer.send_queue, &peer.queued, limit, message)
     }
 
     /// zrpc patch: whether `peer_id`'s send queue is under half its bounds
     /// (messages, and bytes if bounded), so a producer can pause before its
     /// messages would be dropped or waited for. `None`: no such peer.
-    pub(crate) async fn peer_has_room(&self, peer_id: &PeerIdentity) -> Option<bool> {
+    pub(crate) fn peer_has_room(&self, peer_id: &PeerIdentity) -> Option<bool> {
         let options = &self.socket_options;
-        self.peers
-            .read_async(peer_id, |_, peer| {
-                let load = &peer.queued;
-                load.messages.load(Ordering::Acquire) < options.send_queue_capacity / 2
-                    && options
-                        .send_queue_bytes
-                        .is_none_or(|limit| load.bytes.load(Ordering::Acquire) < limit / 2)
-            })
-            .await
+        let load = self.peer(peer_id)?.queued.clone();
+        Some(
+            load.messages.load(Ordering::Acquire) < options.send_queue_capacity / 2
+                && options
+                    .send_queue_bytes
+                    .is_none_or(|limit| load.bytes.load(Ordering::Acquire) < limit / 2),
+        )
     }
 
     async fn finish_cached_send(&self, cached_send: CachedSend) -> ZmqResult<SendResolution> {
@@ -346,21 +383,15 @@ impl GenericSocketBackend {
             CachedSend::Sent => Ok(SendResolution::Sent),
             CachedSend::Full {
                 peer_id,
-                send_queue,
-                queued,
+                peer,
                 message,
-            } => {
-                let len = message_bytes(&message);
-                queued.add(len);
-                match send_queue.send(message).await {
-                    Ok(()) => Ok(SendResolution::Sent),
-                    Err(e) => {
-                        queued.sub(1, len);
-                        self.peer_disconnected(&peer_id);
-                        Err(e.into())
-                    }
+            } => match send_to_peer_queue(&peer.send_queue, &peer.queued, message).await {
+                Ok(()) => Ok(SendResolution::Sent),
+                Err(e) => {
+                    self.peer_disconnected(&peer_id);
+                    Err(e.into())
                 }
-            }
+            },
             CachedSend::Disconnected { peer_id, error } => {
                 self.peer_disconnected(&peer_id);
                 Err(error.into())
@@ -369,20 +400,12 @@ impl GenericSocketBackend {
         }
     }
 
-    fn refresh_single_peer_cache(&self) {
-        let peer_count = self.peers.len();
-        self.peer_count.store(peer_count, Ordering::Release);
-
-        let mut single_peer = self.single_peer.lock();
-        if peer_count == 1 {
-            *single_peer = self.peers.begin_sync().map(|peer| SinglePeer {
-                peer_id: peer.key().clone(),
-                send_queue: peer.send_queue.clone(),
-                queued: peer.queued.clone(),
-            });
-        } else {
-            *single_peer = None;
-        }
+    /// Change the peer table (and the lock-free count beside it).
+    fn update_peers<T>(&self, change: impl FnOnce(&mut PeerTable) -> T) -> T {
+        let mut table = self.peers.lock();
+        let out = change(&mut table);
+        self.peer_count.store(table.len(), Ordering::Release);
+        out
     }
 }
 
@@ -455,9 +478,7 @@ impl SocketBackend for GenericSocketBackend {
     }
 
     fn shutdown(&self) {
-        self.peers.clear_sync();
-        self.single_peer.lock().take();
-        self.peer_count.store(0, Ordering::Release);
+        self.update_peers(PeerTable::clear);
         // Clear fair_queue streams to ensure TCP connections are closed
         // even when reconnect tasks still hold Arc references to the backend
         if let Some(inner) = &self.fair_queue_inner {
@@ -485,23 +506,17 @@ impl MultiPeerBackend for GenericSocketBackend {
             send_queue: queue_sender,
             queued: queued.clone(),
         };
-        if self.socket_type == SocketType::ROUTER {
-            // zrpc patch: never replace a peer (another connection with the
-            // same identity that raced past `identity_in_use`): the
-            // newcomer's connection is dropped here, closing it.
-            if self
-                .peers
-                .insert_async(peer_id.clone(), peer)
-                .await
-                .is_err()
-            {
-                log::warn!("refused a second connection with routing identity {peer_id:?}");
-                return;
-            }
-        } else {
-            self.peers.upsert_async(peer_id.clone(), peer).await;
+        // zrpc patch: a ROUTER never replaces a peer (another connection
+        // with the same identity that raced past `identity_in_use`): the
+        // newcomer's connection is dropped here, closing it.
+        let replace = self.socket_type != SocketType::ROUTER;
+        if self
+            .update_peers(|t| t.insert(peer_id.clone(), peer, replace))
+            .is_err()
+        {
+            log::warn!("refused a second connection with routing identity {peer_id:?}");
+            return;
         }
-        self.refresh_single_peer_cache();
         let writer_backend = self.clone();
         let writer_peer_id = peer_id.clone();
         async_rt::task::spawn(async move {
@@ -529,9 +544,7 @@ impl MultiPeerBackend for GenericSocketBackend {
     }
 
     async fn identity_in_use(&self, peer_id: &PeerIdentity) -> bool {
-        // (Never a `_sync` map call in async code: it blocks the thread on a
-        // bucket that a task parked on this thread may hold.)
-        self.socket_type == SocketType::ROUTER && self.peers.contains_async(peer_id).await
+        self.socket_type == SocketType::ROUTER && self.peer(peer_id).is_some()
     }
 
     fn set_peer_key(&self, peer_id: &PeerIdentity, key: [u8; 32]) {
@@ -542,8 +555,7 @@ impl MultiPeerBackend for GenericSocketBackend {
 
     fn peer_disconnected(&self, peer_id: &PeerIdentity) {
         self.peer_keys.lock().remove(peer_id);
-        let peer_removed = self.peers.remove_sync(peer_id).is_some();
-        self.refresh_single_peer_cache();
+        let peer_removed = self.update_peers(|t| t.remove(peer_id)).is_some();
         match &self.fair_queue_inner {
             None => {}
             Some(inner) => {
@@ -585,22 +597,25 @@ mod tests {
         message.get(0).expect("message frame").clone()
     }
 
+    fn add_peer(
+        backend: &GenericSocketBackend,
+        peer_id: &PeerIdentity,
+        send_queue: peer_queue::Sender,
+    ) {
+        let peer = Peer {
+            send_queue,
+            queued: Default::default(),
+        };
+        let added = backend.update_peers(|t| t.insert(peer_id.clone(), peer, true));
+        assert!(added.is_ok());
+    }
+
     async fn insert_peer(
         backend: &GenericSocketBackend,
         peer_id: PeerIdentity,
     ) -> (PeerIdentity, peer_queue::Receiver) {
         let (send_queue, recv_queue) = peer_queue::channel(8);
-        backend
-            .peers
-            .upsert_async(
-                peer_id.clone(),
-                Peer {
-                    send_queue,
-                    queued: Default::default(),
-                },
-            )
-            .await;
-        backend.refresh_single_peer_cache();
+        add_peer(backend, &peer_id, send_queue);
         backend.round_robin.push(peer_id.clone());
         (peer_id, recv_queue)
     }
@@ -613,7 +628,7 @@ mod tests {
             insert_peer(&backend, "peer-a".parse().expect("peer id")).await;
 
         assert_eq!(1, backend.peer_count.load(Ordering::Acquire));
-        assert!(backend.single_peer.lock().is_some());
+        assert!(backend.peers.lock().single.is_some());
 
         backend
             .send_round_robin(message_with_frame(b"payload"))
@@ -634,10 +649,11 @@ mod tests {
         assert_eq!(
             Some(peer_id.clone()),
             backend
-                .single_peer
+                .peers
                 .lock()
+                .single
                 .as_ref()
-                .map(|peer| peer.peer_id.clone())
+                .map(|(id, _)| id.clone())
         );
 
         backend
@@ -659,7 +675,7 @@ mod tests {
             insert_peer(&backend, "router-peer-b".parse().expect("peer id")).await;
 
         assert_eq!(2, backend.peer_count.load(Ordering::Acquire));
-        assert!(backend.single_peer.lock().is_none());
+        assert!(backend.peers.lock().single.is_none());
 
         backend
             .send_to_peer(&second_peer_id, message_with_frame(b"routed-b"))
@@ -680,17 +696,7 @@ mod tests {
         send_queue
             .try_send(message_with_frame(b"prefilled"))
             .expect("prefill peer queue");
-        backend
-            .peers
-            .upsert_async(
-                peer_id.clone(),
-                Peer {
-                    send_queue,
-                    queued: Default::default(),
-                },
-            )
-            .await;
-        backend.refresh_single_peer_cache();
+        add_peer(&backend, &peer_id, send_queue);
         backend.round_robin.push(peer_id.clone());
 
         let send_future = backend.send_round_robin(message_with_frame(b"after-full"));
@@ -717,17 +723,7 @@ mod tests {
         let peer_id: PeerIdentity = "closed-peer".parse().expect("peer id");
         let (send_queue, recv_queue) = peer_queue::channel(1);
         drop(recv_queue);
-        backend
-            .peers
-            .upsert_async(
-                peer_id.clone(),
-                Peer {
-                    send_queue,
-                    queued: Default::default(),
-                },
-            )
-            .await;
-        backend.refresh_single_peer_cache();
+        add_peer(&backend, &peer_id, send_queue);
         backend.round_robin.push(peer_id.clone());
 
         let error = backend
@@ -737,8 +733,8 @@ mod tests {
 
         assert!(matches!(error, ZmqError::BufferFull(_)));
         assert_eq!(0, backend.peer_count.load(Ordering::Acquire));
-        assert!(backend.single_peer.lock().is_none());
-        assert!(backend.peers.get_async(&peer_id).await.is_none());
+        assert!(backend.peers.lock().single.is_none());
+        assert!(backend.peer(&peer_id).is_none());
     }
 
     #[crate::async_rt::test]

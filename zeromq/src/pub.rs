@@ -67,7 +67,9 @@ pub(crate) struct Subscriber {
 }
 
 pub(crate) struct PubSocketBackend {
-    pub(crate) subscribers: scc::HashMap<PeerIdentity, Subscriber>,
+    /// zrpc patch: a plain map under a lock held only while it is read or
+    /// changed, never across an await (FORK.md item 28).
+    pub(crate) subscribers: Mutex<HashMap<PeerIdentity, Subscriber>>,
     pub(crate) subscriber_count: AtomicUsize,
     pub(crate) socket_monitor: Mutex<Option<mpsc::Sender<SocketEvent>>>,
     pub(crate) socket_options: Arc<SocketOptions>,
@@ -106,7 +108,7 @@ fn spawn_pub_fanout_queue(backend: Arc<PubSocketBackend>) -> PubFanoutQueue {
         while wake_receiver.next().await.is_some() {
             loop {
                 while let Some(message) = worker_queue.pop() {
-                    backend.fanout_message(message).await;
+                    backend.fanout_message(message);
                 }
 
                 worker_pending.store(false, Ordering::Release);
@@ -128,18 +130,16 @@ fn spawn_pub_fanout_queue(backend: Arc<PubSocketBackend>) -> PubFanoutQueue {
 }
 
 impl PubSocketBackend {
-    pub(crate) async fn fanout_message(&self, message: ZmqMessage) {
+    pub(crate) fn fanout_message(&self, message: ZmqMessage) {
         let first_frame = match message.get(0) {
             Some(frame) => frame,
             None => return,
         };
 
-        let mut iter = self.subscribers.begin_async().await;
-        while let Some(subscriber) = iter {
+        for subscriber in self.subscribers.lock().values() {
             if subscription_matches(&subscriber.subscriptions, first_frame) {
                 send_to_subscriber(subscriber.send_queue.clone(), &message);
             }
-            iter = subscriber.next_async().await;
         }
     }
 
@@ -162,14 +162,14 @@ impl PubSocketBackend {
         match data.first() {
             Some(1) => {
                 // Subscribe
-                if let Some(mut entry) = self.subscribers.get_sync(peer_id) {
+                if let Some(entry) = self.subscribers.lock().get_mut(peer_id) {
                     entry.subscriptions.push(Vec::from(&data[1..]));
                 }
             }
             Some(0) => {
                 // Unsubscribe
                 let sub = Vec::from(&data[1..]);
-                if let Some(mut entry) = self.subscribers.get_sync(peer_id) {
+                if let Some(entry) = self.subscribers.lock().get_mut(peer_id) {
                     if let Some(index) = entry.subscriptions.iter().position(|s| s == &sub) {
                         entry.subscriptions.remove(index);
                     }
@@ -193,7 +193,7 @@ impl SocketBackend for PubSocketBackend {
     }
 
     fn shutdown(&self) {
-        self.subscribers.clear_sync();
+        self.subscribers.lock().clear();
         self.subscriber_count.store(0, Ordering::Relaxed);
     }
 
@@ -211,17 +211,14 @@ impl MultiPeerBackend for PubSocketBackend {
         // zrpc patch: answer ZMTP heartbeats (libzmq's ZMQ_HEARTBEAT_IVL).
         recv_queue.answer_pings(queue_sender.clone());
         let (sender, stop_receiver) = oneshot::channel();
-        let old_subscriber = self
-            .subscribers
-            .upsert_async(
-                peer_id.clone(),
-                Subscriber {
-                    subscriptions: vec![],
-                    send_queue: queue_sender,
-                    _subscription_coro_stop: sender,
-                },
-            )
-            .await;
+        let old_subscriber = self.subscribers.lock().insert(
+            peer_id.clone(),
+            Subscriber {
+                subscriptions: vec![],
+                send_queue: queue_sender,
+                _subscription_coro_stop: sender,
+            },
+        );
         if old_subscriber.is_none() {
             self.subscriber_count.fetch_add(1, Ordering::Relaxed);
         }
@@ -271,7 +268,7 @@ impl MultiPeerBackend for PubSocketBackend {
         if let Some(monitor) = self.monitor().lock().as_mut() {
             let _ = monitor.try_send(SocketEvent::Disconnected(peer_id.clone()));
         }
-        if self.subscribers.remove_sync(peer_id).is_some() {
+        if self.subscribers.lock().remove(peer_id).is_some() {
             self.subscriber_count.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -318,7 +315,7 @@ impl CaptureSocket for PubSocket {}
 impl Socket for PubSocket {
     fn with_options(options: SocketOptions) -> Self {
         let backend = Arc::new(PubSocketBackend {
-            subscribers: scc::HashMap::new(),
+            subscribers: Mutex::new(HashMap::new()),
             subscriber_count: AtomicUsize::new(0),
             socket_monitor: Mutex::new(None),
             socket_options: Arc::new(options),
@@ -358,7 +355,7 @@ mod tests {
 
     fn test_backend() -> PubSocketBackend {
         PubSocketBackend {
-            subscribers: scc::HashMap::new(),
+            subscribers: Mutex::new(HashMap::new()),
             subscriber_count: AtomicUsize::new(0),
             socket_monitor: Mutex::new(None),
             socket_options: Arc::new(SocketOptions::default()),
@@ -372,17 +369,14 @@ mod tests {
         queue_sender: PubSendQueue,
     ) {
         let (stop_sender, _stop_receiver) = oneshot::channel();
-        let old_subscriber = backend
-            .subscribers
-            .upsert_async(
-                peer_id,
-                Subscriber {
-                    subscriptions,
-                    send_queue: queue_sender,
-                    _subscription_coro_stop: stop_sender,
-                },
-            )
-            .await;
+        let old_subscriber = backend.subscribers.lock().insert(
+            peer_id,
+            Subscriber {
+                subscriptions,
+                send_queue: queue_sender,
+                _subscription_coro_stop: stop_sender,
+            },
+        );
         if old_subscriber.is_none() {
             backend.subscriber_count.fetch_add(1, Ordering::Relaxed);
         }
@@ -479,7 +473,7 @@ mod tests {
         .await;
 
         assert_eq!(backend.subscriber_count.load(Ordering::Relaxed), 1);
-        assert_eq!(backend.subscribers.len(), 1);
+        assert_eq!(backend.subscribers.lock().len(), 1);
     }
 
     #[async_rt::test]
@@ -494,7 +488,7 @@ mod tests {
         backend.shutdown();
 
         assert_eq!(backend.subscriber_count.load(Ordering::Relaxed), 0);
-        assert!(backend.subscribers.is_empty());
+        assert!(backend.subscribers.lock().is_empty());
     }
 
     #[async_rt::test]
@@ -520,9 +514,7 @@ mod tests {
         )
         .await;
 
-        backend
-            .fanout_message(ZmqMessage::from(Bytes::from_static(b"topic.a payload")))
-            .await;
+        backend.fanout_message(ZmqMessage::from(Bytes::from_static(b"topic.a payload")));
 
         let matched = matching_receiver.try_recv().expect("matching subscriber");
         let Message::Message(matched) = matched else {
@@ -547,9 +539,7 @@ mod tests {
         insert_test_subscriber(&backend, stale_peer.clone(), vec![vec![]], stale_sender).await;
         insert_test_subscriber(&backend, live_peer.clone(), vec![vec![]], live_sender).await;
 
-        backend
-            .fanout_message(ZmqMessage::from(Bytes::from_static(b"payload")))
-            .await;
+        backend.fanout_message(ZmqMessage::from(Bytes::from_static(b"payload")));
 
         let queued = live_receiver.try_recv().expect("live subscriber message");
         let Message::Message(message) = queued else {
@@ -557,8 +547,8 @@ mod tests {
         };
         assert_eq!(message.get(0), Some(&Bytes::from_static(b"payload")));
 
-        assert!(backend.subscribers.get_sync(&stale_peer).is_some());
-        assert!(backend.subscribers.get_sync(&live_peer).is_some());
+        assert!(backend.subscribers.lock().contains_key(&stale_peer));
+        assert!(backend.subscribers.lock().contains_key(&live_peer));
         assert_eq!(backend.subscriber_count.load(Ordering::Relaxed), 2);
     }
 
@@ -594,7 +584,7 @@ mod tests {
 
         send_to_subscriber(queue_sender, &ZmqMessage::from("dropped payload"));
 
-        assert!(backend.subscribers.get_sync(&peer_id).is_some());
+        assert!(backend.subscribers.lock().contains_key(&peer_id));
         assert_eq!(backend.subscriber_count.load(Ordering::Relaxed), 1);
 
         let mut queued_messages = Vec::new();
@@ -631,7 +621,7 @@ mod tests {
 
         send_to_subscriber(queue_sender, &ZmqMessage::from("payload"));
 
-        assert!(backend.subscribers.get_sync(&peer_id).is_some());
+        assert!(backend.subscribers.lock().contains_key(&peer_id));
         assert_eq!(backend.subscriber_count.load(Ordering::Relaxed), 1);
     }
 

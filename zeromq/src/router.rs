@@ -210,8 +210,8 @@ impl RouterSendHalf {
     /// `send_queue_bytes`): a producer that checks this before each message
     /// pauses while a peer is not reading, instead of having its messages
     /// dropped. `None` if there is no such peer.
-    pub async fn peer_has_room(&self, peer: &PeerIdentity) -> Option<bool> {
-        self.inner.backend.peer_has_room(peer).await
+    pub fn peer_has_room(&self, peer: &PeerIdentity) -> Option<bool> {
+        self.inner.backend.peer_has_room(peer)
     }
 
     /// zrpc patch: send without waiting and without allocating, when the

@@ -36,13 +36,14 @@ pub(crate) struct SubPeer {
     pub(crate) send_queue: Arc<AsyncMutex<Pin<Box<ZmqFramedWrite>>>>,
 }
 
-/// Shared backend for [`SubSocket`](crate::SubSocket) and [`XSubSocket`](crate::XSubSocket).
+/// The backend of [`SubSocket`](crate::SubSocket).
 ///
 /// Manages peer connections, subscription state, and disconnect notifications.
 /// When a new peer connects, all current subscriptions are automatically
 /// re-sent to ensure the peer receives the full subscription set.
 pub(crate) struct SubSocketBackend {
-    pub(crate) peers: scc::HashMap<PeerIdentity, SubPeer>,
+    /// zrpc patch: under a lock never held across an await (FORK.md item 28).
+    pub(crate) peers: Mutex<HashMap<PeerIdentity, SubPeer>>,
     fair_queue_inner: Option<Arc<Mutex<QueueInner<ZmqFramedRead, PeerIdentity>>>>,
     socket_type: SocketType,
     socket_options: Arc<SocketOptions>,
@@ -59,7 +60,7 @@ impl SubSocketBackend {
         options: SocketOptions,
     ) -> Self {
         Self {
-            peers: scc::HashMap::new(),
+            peers: Mutex::new(HashMap::new()),
             fair_queue_inner,
             socket_type,
             socket_options: Arc::new(options),
@@ -87,34 +88,6 @@ impl SubSocketBackend {
     /// Remove a subscription from local tracking.
     pub(crate) fn forget_subscription(&self, subscription: &[u8]) {
         self.subs.lock().remove(subscription);
-    }
-
-    /// Parse a ZMTP subscription message and update local subscription state.
-    ///
-    /// Returns `true` if the message was a valid subscription/unsubscription
-    /// frame (single frame, first byte 0x01 for subscribe or 0x00 for
-    /// unsubscribe, remainder is the subscription prefix).
-    /// Returns `false` for any other message, which should be treated as
-    /// an application-level message.
-    pub(crate) fn apply_subscription_message(&self, message: &ZmqMessage) -> bool {
-        let Some(frame) = message.get(0) else {
-            return false;
-        };
-        if message.len() != 1 || frame.is_empty() {
-            return false;
-        }
-
-        match frame[0] {
-            1 => {
-                self.remember_subscription(&frame[1..]);
-                true
-            }
-            0 => {
-                self.forget_subscription(&frame[1..]);
-                true
-            }
-            _ => false,
-        }
     }
 
     /// Register a notifier to be called when a peer disconnects.
@@ -147,53 +120,6 @@ impl SubSocketBackend {
         self.broadcast_control_message(message).await
     }
 
-    /// Send an application message to all connected peers.
-    ///
-    /// Peers with broken pipes are collected and disconnected after the
-    /// iteration completes.
-    pub(crate) async fn fanout_message(&self, message: ZmqMessage) -> ZmqResult<()> {
-        if message.is_empty() {
-            return Ok(());
-        }
-
-        let mut targets = Vec::new();
-        let mut iter = self.peers.begin_async().await;
-        while let Some(peer) = iter {
-            targets.push((peer.key().clone(), peer.send_queue.clone()));
-            iter = peer.next_async().await;
-        }
-
-        let mut dead_peers = Vec::new();
-        for (peer_id, send_queue) in targets {
-            let res = send_queue
-                .lock()
-                .await
-                .as_mut()
-                .send(Message::Message(message.clone()))
-                .await;
-            match res {
-                Ok(()) => {}
-                Err(CodecError::Io(e)) => {
-                    if e.kind() == ErrorKind::BrokenPipe {
-                        dead_peers.push(peer_id);
-                    } else {
-                        log::error!("Error sending message: {:?}", e);
-                    }
-                }
-                Err(e) => {
-                    log::error!("Error sending message: {:?}", e);
-                    return Err(e.into());
-                }
-            }
-        }
-
-        for peer_id in dead_peers {
-            self.peer_disconnected(&peer_id);
-        }
-
-        Ok(())
-    }
-
     /// Collect all current subscriptions as ZMTP subscribe messages,
     /// ready to be sent to a newly connected peer.
     fn subscription_messages(&self) -> Vec<ZmqMessage> {
@@ -208,12 +134,12 @@ impl SubSocketBackend {
 
     /// Reliably send a message to every connected peer using async send.
     async fn broadcast_control_message(&self, message: ZmqMessage) -> ZmqResult<()> {
-        let mut targets = Vec::new();
-        let mut iter = self.peers.begin_async().await;
-        while let Some(peer) = iter {
-            targets.push((peer.key().clone(), peer.send_queue.clone()));
-            iter = peer.next_async().await;
-        }
+        let targets: Vec<_> = self
+            .peers
+            .lock()
+            .iter()
+            .map(|(id, peer)| (id.clone(), peer.send_queue.clone()))
+            .collect();
 
         let mut dead_peers = Vec::new();
         let mut first_error = None;
@@ -264,7 +190,7 @@ impl SocketBackend for SubSocketBackend {
     }
 
     fn shutdown(&self) {
-        self.peers.clear_sync();
+        self.peers.lock().clear();
         // Clear fair_queue streams to ensure TCP connections are closed
         // even when reconnect tasks still hold Arc references to the backend
         if let Some(inner) = &self.fair_queue_inner {
@@ -305,8 +231,8 @@ impl MultiPeerBackend for SubSocketBackend {
             }
         });
         self.peers
-            .upsert_async(peer_id.clone(), SubPeer { send_queue })
-            .await;
+            .lock()
+            .insert(peer_id.clone(), SubPeer { send_queue });
 
         if let Some(inner) = &self.fair_queue_inner {
             inner.lock().insert(peer_id.clone(), recv_queue);
@@ -318,7 +244,7 @@ impl MultiPeerBackend for SubSocketBackend {
             let _ = monitor.try_send(SocketEvent::Disconnected(peer_id.clone()));
         }
 
-        self.peers.remove_sync(peer_id);
+        self.peers.lock().remove(peer_id);
         if let Some(inner) = &self.fair_queue_inner {
             inner.lock().remove(peer_id);
         }

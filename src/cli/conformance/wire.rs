@@ -81,7 +81,11 @@ impl Seen {
             ev.message_id.map(<[u8]>::to_vec),
         );
         let name = ev.name.map_err(str::to_string)?.to_string();
-        let whole = msgpack::read_value(&payload).map_err(|e| e.to_string())?;
+        let whole = crate::protocol::budget::read_value(
+            &payload,
+            crate::protocol::budget::DEFAULT_MAX_DECODED_SIZE,
+        )
+        .map_err(|e| e.to_string())?;
         let Value::Array(mut parts) = whole else {
             return Err("not an array".into());
         };

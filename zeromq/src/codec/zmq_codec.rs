@@ -108,6 +108,16 @@ impl Decoder for ZmqCodec {
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Self::Item>, Self::Error> {
         // A single read can contain thousands of frames; keep stack use independent of that count.
         loop {
+            // zrpc patch: a ZMTP 1.0 peer greets with its identity frame,
+            // whose first byte is never 0xff, and then waits for ours:
+            // refused at its first byte, not after a handshake timeout.
+            if matches!(self.state, DecoderState::Greeting)
+                && src.first().is_some_and(|&b| b != 0xff)
+            {
+                return Err(CodecError::Greeting(
+                    "peer speaks ZMTP 1.0; only 3.x is supported",
+                ));
+            }
             if src.len() < self.waiting_for {
                 if self.large_body().is_some() {
                     return Ok(None);
@@ -131,11 +141,9 @@ impl Decoder for ZmqCodec {
             }
             match self.state {
                 DecoderState::Greeting => {
-                    if src[0] != 0xff {
-                        return Err(CodecError::Decode("Bad first byte of greeting"));
-                    }
-                    // zrpc patch: ZMTP 1.0 has no such signature (its 10th
-                    // byte's low bit is 0), ZMTP 2.0 has major version 1.
+                    // zrpc patch: a ZMTP 1.0 identity longer than 254 bytes
+                    // starts with 0xff too, but its 10th byte's low bit is
+                    // 0; ZMTP 2.0 has major version 1.
                     if src[9] & 1 == 0 || src[GREETING_VERSION_AT] < 3 {
                         return Err(CodecError::Greeting(
                             "peer speaks ZMTP 1.0 or 2.0; only 3.x is supported",
@@ -444,6 +452,31 @@ pub(crate) mod tests {
             !buffer.contains(&(delimiter.as_ptr() as usize)),
             "the delimiter is a view of the read buffer"
         );
+    }
+
+    /// zrpc patch (FORK.md item 30): a ZMTP 1.0 greeting (an identity
+    /// frame, then silence) is refused at its first byte; a ZMTP 3 greeting
+    /// arriving a byte at a time is not.
+    #[test]
+    fn zmtp_1_0_is_refused_at_its_first_byte() {
+        for first in [&[0x01u8][..], &[0x01, 0x00], &[0x00]] {
+            let mut codec = ZmqCodec::new();
+            let mut src = BytesMut::from(first);
+            assert!(
+                matches!(codec.decode(&mut src), Err(CodecError::Greeting(_))),
+                "{first:?} was not refused"
+            );
+        }
+        let greeting: Vec<u8> = BytesMut::from(ZmqGreeting::default()).to_vec();
+        let mut codec = ZmqCodec::new();
+        let mut src = BytesMut::new();
+        for (i, b) in greeting.iter().enumerate() {
+            src.extend_from_slice(&[*b]);
+            let got = codec
+                .decode(&mut src)
+                .expect("a ZMTP 3 greeting is accepted");
+            assert_eq!(got.is_some(), i == 63, "byte {i}");
+        }
     }
 
     /// A codec past the greeting, as a connection's reader has it.
