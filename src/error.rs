@@ -44,12 +44,15 @@ pub enum Error {
     #[error("remote error {0}")]
     Remote(RemoteError),
     /// No reply within the call's timeout.
-    #[error("timeout after {}, when calling remote method {method}", fmt_secs(*after))]
+    #[error("timeout after {}, when calling remote method {method}{}", fmt_secs(*after), unsent.as_deref().map(|u| format!(": it was never sent: {u}")).unwrap_or_default())]
     Timeout {
         /// Method called.
         method: String,
         /// The timeout that expired.
         after: Duration,
+        /// Why the request never left, when it did not (no server
+        /// connected: a refused connection, a CURVE handshake that failed).
+        unsent: Option<String>,
     },
     /// The remote stopped heartbeating or its connection dropped mid-call.
     #[error("lost remote while calling {method}: {reason}")]
@@ -392,6 +395,7 @@ mod tests {
         let timeout = Error::Timeout {
             method: "add".into(),
             after: Duration::from_millis(1500),
+            unsent: None,
         };
         let e = reraise(Err(timeout)).unwrap_err();
         assert_eq!(e.name, "Timeout");

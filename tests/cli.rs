@@ -155,10 +155,15 @@ fn failures_are_one_line_and_non_zero() {
     let ep = format!("tcp://127.0.0.1:{}", free_port());
     let out = zrpc(&["--timeout", "1", &ep, "add", "1", "2"]);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        stderr(&out),
-        "zrpc: timeout after 1s, when calling remote method add\n"
+    // (It says why the call never left: nothing was connected.)
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(
+            "zrpc: timeout after 1s, when calling remote method add: it was never sent: no server was connected"
+        ),
+        "{err}"
     );
+    assert_eq!(err.lines().count(), 1, "{err}");
     // Usage errors are exit 2: one line saying what is wrong, then a hint.
     for bad in [
         &["--server", "--bind", "tcp://127.0.0.1:1", "nosuch"][..],

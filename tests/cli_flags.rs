@@ -64,9 +64,23 @@ async fn heartbeat_flags_shape_what_the_client_sends() {
     // Passive by default: nothing until the server beats (and this one
     // never does), so no heartbeat.
     let (sent, out) =
-        what_the_client_sends(&["--heartbeat", "0.2"], Duration::from_millis(700)).await;
+        what_the_client_sends(&["--heartbeat", "0.2"], Duration::from_millis(450)).await;
     assert!(sent.is_empty(), "passive client sent {sent:?}");
     assert!(out.status.success(), "{out:?}");
+    // Passive, it still judges a server that never beats lost after 3
+    // periods (0.6 s), before an answer at 0.9 s (it waited for ever).
+    let (sent, out) =
+        what_the_client_sends(&["--heartbeat", "0.2"], Duration::from_millis(900)).await;
+    // (No heartbeat; the ping that then probes the suspect server is fine.)
+    assert!(
+        !sent.iter().any(|n| n == protocol::HEARTBEAT),
+        "passive client sent {sent:?}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("lost remote"),
+        "{out:?}"
+    );
     // --active-hb: it beats from the start.
     let (sent, out) = what_the_client_sends(
         &["--heartbeat", "0.2", "--active-hb"],
@@ -417,4 +431,159 @@ fn debug_logs_are_plain_text_when_piped() {
         !err.contains('\u{1b}'),
         "colour codes in a piped log: {err:?}"
     );
+}
+
+/// Run `zrpc` with raw (possibly non-UTF-8) arguments, bounded in time.
+fn zrpc_os(args: &[std::ffi::OsString], limit: Duration) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zrpc"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run zrpc");
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    panic!("zrpc {args:?} still ran after {limit:?}: {out:?}");
+}
+
+/// Issue 27, the command line's own inputs: each bad one is a short error
+/// and exit 2 (usage) or 1 (runtime), within seconds: no panic (exit 101),
+/// no hang.
+#[test]
+fn bad_inputs_are_one_error_and_a_status_never_a_panic_or_a_hang() {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+    let (_srv, ep) = server(&["calc"]);
+    let s = |a: &str| OsString::from(a);
+    let bad_utf8 = |bytes: &[u8]| OsString::from_vec(bytes.to_vec());
+    let cases: Vec<(Vec<OsString>, i32, &str)> = vec![
+        (vec![s(&ep), bad_utf8(b"ad\xffd")], 2, "not valid UTF-8"),
+        (
+            vec![s(&ep), s("add"), bad_utf8(b"\xfe")],
+            2,
+            "not valid UTF-8",
+        ),
+        (
+            vec![
+                s("--heartbeat"),
+                s("1e-9"),
+                s(&ep),
+                s("add"),
+                s("1"),
+                s("2"),
+            ],
+            2,
+            "at least 0.001",
+        ),
+        (
+            vec![
+                s("--server"),
+                s("--heartbeat"),
+                s("1e-9"),
+                s("--bind"),
+                s("tcp://127.0.0.1:0"),
+                s("calc"),
+            ],
+            2,
+            "at least 0.001",
+        ),
+        (
+            vec![s("--curve-server"), s("@/dev/zero"), s(&ep), s("add")],
+            1,
+            "not a key file",
+        ),
+        (
+            vec![
+                s("--curve-server"),
+                s("@/nonexistent/key"),
+                s(&ep),
+                s("add"),
+            ],
+            1,
+            "cannot read --curve-server file",
+        ),
+        (
+            vec![s("tcp://[::1"), s("add"), s("1"), s("2")],
+            2,
+            "neither an address nor a name",
+        ),
+        (
+            vec![
+                s("--max-message-size"),
+                s("0"),
+                s("--server"),
+                s("--bind"),
+                s("tcp://127.0.0.1:0"),
+                s("calc"),
+            ],
+            2,
+            "at least",
+        ),
+        (
+            vec![
+                s("--send-queue"),
+                s("0"),
+                s("--server"),
+                s("--bind"),
+                s("tcp://127.0.0.1:0"),
+                s("calc"),
+            ],
+            2,
+            "at least 1",
+        ),
+        (
+            vec![s("--pool-size"), s("0"), s("--server"), s("calc")],
+            2,
+            "at least 1",
+        ),
+    ];
+    for (args, code, says) in cases {
+        let t0 = Instant::now();
+        let out = zrpc_os(&args, Duration::from_secs(10));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        // One error line (clap adds a pointer to --help after a blank line).
+        let lines = err.lines().filter(|l| !l.trim().is_empty()).count();
+        assert!(lines <= 2, "{args:?}: {err}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "{args:?} took {:?}",
+            t0.elapsed()
+        );
+    }
+}
+
+/// Issue 27: `@` is one of Z85's characters, so about one key in 85 starts
+/// with it; such a key given inline is a key, not a file name.
+#[test]
+fn an_inline_key_starting_with_at_is_a_key() {
+    use zerorpc::security::{z85, CurveKeyPair};
+    let keys = (0..10_000)
+        .map(|_| CurveKeyPair::generate())
+        .find(|k| z85::encode(&k.public()).unwrap().starts_with('@'))
+        .expect("a key starting with @ within 10 000");
+    let secret = z85::encode(&keys.secret()).unwrap();
+    let public = z85::encode(&keys.public()).unwrap();
+    let (_srv, ep) = server(&["--curve-secret", &secret, "--curve-allow-any", "calc"]);
+    let out = zrpc(&[
+        "--timeout",
+        "5",
+        "--curve-server",
+        &public,
+        &ep,
+        "add",
+        "2",
+        "3",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "5\n", "{out:?}");
 }

@@ -99,6 +99,14 @@ async fn refused_keys_and_mechanisms_get_no_connection() {
         let c = client(&ep, curve).await;
         let e = c.call::<_, i64>("add", (1, 1)).await.unwrap_err();
         assert!(matches!(e, Error::Timeout { .. }), "{what}: {e:?}");
+        // The error says why the call never left (it was a bare timeout,
+        // the reason only in an earlier log line).
+        let shown = e.to_string();
+        assert!(shown.contains("never sent"), "{what}: {shown}");
+        assert!(shown.contains(&ep), "{what}: {shown}");
+        if what == "the wrong server key" {
+            assert!(shown.contains("CURVE"), "{what}: {shown}");
+        }
     }
     // The allowed client still gets in.
     let c = client(&ep, Some(Curve::client(allowed, server_keys.public()))).await;

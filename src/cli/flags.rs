@@ -66,27 +66,27 @@ pub(super) struct Opts {
     #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
     pub(super) heartbeat: f64,
     /// Maximum number of requests handled at once (server).
-    #[arg(long, value_name = "COUNT")]
+    #[arg(long, value_name = "COUNT", value_parser = count)]
     pub(super) pool_size: Option<usize>,
     /// Largest message accepted from a peer, in bytes (default 100 MiB); a
     /// peer that sends more is disconnected.
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", value_parser = message_size)]
     pub(super) max_message_size: Option<usize>,
     /// Replies that may wait for one client before further replies to it
     /// are dropped (server; default 10000).
-    #[arg(long, value_name = "COUNT")]
+    #[arg(long, value_name = "COUNT", value_parser = count)]
     pub(super) send_queue: Option<usize>,
     /// The same bound in bytes (server; default 64 MiB; one reply is always
     /// taken, whatever its size).
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", value_parser = count)]
     pub(super) send_queue_bytes: Option<usize>,
     /// With --pool-size: the most requests one client runs at once
     /// (default pool size - 1, so one slot is left for others).
-    #[arg(long, value_name = "COUNT")]
+    #[arg(long, value_name = "COUNT", value_parser = count)]
     pub(super) pool_per_client: Option<usize>,
     /// With --pool-size: requests that may wait for a slot, all clients
     /// together (default 1024); beyond, ERR ServerBusy.
-    #[arg(long, value_name = "COUNT")]
+    #[arg(long, value_name = "COUNT", value_parser = count)]
     pub(super) pool_queue: Option<usize>,
     /// Seconds a new connection has to complete the ZeroMQ handshake
     /// (server; default 30; 0 waits forever).
@@ -94,7 +94,7 @@ pub(super) struct Opts {
     pub(super) handshake_timeout: Option<f64>,
     /// Most --exec commands running at once (default 16); beyond, calls get
     /// ERR ServerBusy.
-    #[arg(long, default_value_t = 16, value_name = "COUNT")]
+    #[arg(long, default_value_t = 16, value_name = "COUNT", value_parser = count)]
     pub(super) exec_max: usize,
     /// Let callers pass --exec arguments that start with '-' (refused by
     /// default: they would be options of the command).
@@ -159,4 +159,21 @@ pub(super) struct Opts {
         value_name = "ARGS"
     )]
     pub(super) rest: Vec<String>,
+}
+
+/// A count or size of at least 1 (0 could never work).
+fn count(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A message size: at least 1 KiB, so that handshakes fit.
+fn message_size(s: &str) -> Result<usize, String> {
+    match count(s)? {
+        n if n < 1024 => Err("must be at least 1024 bytes".into()),
+        n => Ok(n),
+    }
 }

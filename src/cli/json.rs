@@ -80,6 +80,46 @@ fn hex(b: &[u8]) -> String {
     s
 }
 
+/// A `-j` parameter: strict JSON, nesting at most as deep as a value may
+/// inside an event's arguments (the protocol's one depth limit).
+pub(crate) fn parse_json(s: &str) -> Result<Value, String> {
+    let limit = crate::protocol::MAX_DEPTH - 1;
+    if nesting(s) > limit {
+        return Err(format!(
+            "nested deeper than {limit} levels (a value inside the arguments' array; the protocol's limit is {})",
+            crate::protocol::MAX_DEPTH
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_str(s);
+    // Safe without serde_json's own limit: the depth was checked above.
+    de.disable_recursion_limit();
+    let j = <Json as serde::Deserialize>::deserialize(&mut de).map_err(|e| e.to_string())?;
+    de.end().map_err(|e| e.to_string())?;
+    Ok(from_json(&j))
+}
+
+/// The deepest nesting of arrays and objects in JSON text (strings
+/// skipped), without parsing it.
+fn nesting(s: &str) -> usize {
+    let (mut depth, mut max, mut in_str, mut escaped) = (0usize, 0, false, false);
+    for b in s.bytes() {
+        match (in_str, b) {
+            (true, _) if escaped => escaped = false,
+            (true, b'\\') => escaped = true,
+            (true, b'"') => in_str = false,
+            (true, _) => {}
+            (false, b'"') => in_str = true,
+            (false, b'[' | b'{') => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            (false, b']' | b'}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
 /// A command-line argument as a user means it: a JSON number, `true`,
 /// `false` or `null` becomes that value; anything else stays a string. So
 /// `add 2 3` sends integers while `strftime %Y` sends a string. (`-j` parses
@@ -94,6 +134,16 @@ pub(crate) fn infer_cli_arg(s: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_parameters_nest_as_deep_as_the_protocol_allows() {
+        let deep = |d: usize| format!("{}1{}", "[".repeat(d), "]".repeat(d));
+        assert!(parse_json(&deep(255)).is_ok());
+        let e = parse_json(&deep(256)).unwrap_err();
+        assert!(e.contains("255"), "{e}");
+        assert_eq!(nesting(r#"["[[[", {"a": ["\"]"]}]"#), 3);
+        assert!(parse_json("[1] x").is_err(), "trailing text");
+    }
 
     #[test]
     fn cli_args_do_what_users_mean() {

@@ -18,13 +18,28 @@ use crate::server::Server;
 use crate::Value;
 use clap::Parser;
 use flags::Opts;
-use json::{from_json, infer_cli_arg};
+use json::infer_cli_arg;
 use std::time::Duration;
 
-/// Entry point of the binary: parse `std::env::args`, run, return the exit code.
+/// Entry point of the binary: parse `std::env::args_os`, run, return the
+/// exit code.
 pub fn main() -> i32 {
+    // Methods, parameters and addresses are msgpack strings: UTF-8.
+    let mut argv = Vec::new();
+    for (i, arg) in std::env::args_os().enumerate() {
+        match arg.into_string() {
+            Ok(a) => argv.push(a),
+            Err(bad) => {
+                eprintln!(
+                    "zrpc: argument {i} ({}) is not valid UTF-8\nTry 'zrpc --help' for more information.",
+                    bad.to_string_lossy()
+                );
+                return 2;
+            }
+        }
+    }
     // `zerorpc` spells two flags in ways clap cannot: `-pj` and `-?`.
-    let argv = std::env::args().map(|a| match a.as_str() {
+    let argv = argv.into_iter().map(|a| match a.as_str() {
         "-pj" => "--print-json".to_string(),
         "-?" => "--inspect".to_string(),
         _ => a,
@@ -49,7 +64,11 @@ pub fn main() -> i32 {
         }
     };
     let debug = opts.debug;
-    match rt.block_on(run(opts)) {
+    let result = rt.block_on(run(opts));
+    // A write to a stdout nobody reads may still block a thread: exit
+    // without waiting for it.
+    rt.shutdown_timeout(Duration::from_millis(200));
+    match result {
         Ok(()) => 0,
         Err(CliError::Usage(m)) => {
             eprintln!("zrpc: {m}\nTry 'zrpc --help' for more information.");
@@ -58,14 +77,15 @@ pub fn main() -> i32 {
         Err(CliError::Failed(e)) => {
             if let (true, Error::Remote(r)) = (debug, &e) {
                 if !r.traceback.is_empty() {
-                    eprintln!("{}", r.traceback.trim_end());
+                    eprintln!("{}", output::printable(r.traceback.trim_end(), true));
                 }
             }
-            eprintln!("zrpc: {}", crate::error::with_causes(&e));
+            let e = crate::error::with_causes(&e);
+            eprintln!("zrpc: {}", output::printable(&e, false));
             1
         }
         Err(CliError::Other(m)) => {
-            eprintln!("zrpc: {m}");
+            eprintln!("zrpc: {}", output::printable(&m, false));
             1
         }
         Err(CliError::Interrupted) => {
@@ -122,6 +142,12 @@ fn seconds(s: f64, what: &str) -> Result<Option<Duration>, CliError> {
     }
     if s == 0.0 {
         return Ok(None);
+    }
+    // (Shorter periods cannot be kept: heartbeats tick at half of it.)
+    if what == "heartbeat" && s < 0.001 {
+        return Err(CliError::Usage(format!(
+            "--heartbeat {s:e} is too short: 0 (off) or at least 0.001 seconds"
+        )));
     }
     Duration::try_from_secs_f64(s)
         .map(Some)
@@ -402,8 +428,7 @@ fn parse_params(params: &[String], json: bool) -> Result<Vec<Value>, CliError> {
         .iter()
         .map(|p| {
             if json {
-                serde_json::from_str(p)
-                    .map(|j| from_json(&j))
+                json::parse_json(p)
                     .map_err(|e| CliError::Usage(format!("parameter {p:?} is not valid JSON: {e}")))
             } else {
                 Ok(infer_cli_arg(p))

@@ -8,7 +8,6 @@ use crate::oneway::{Publisher, Puller, Pusher, SenderBuilder, Subscriber};
 use crate::security::Curve;
 use crate::Service;
 use crate::Value;
-use std::io::Write;
 use std::time::Duration;
 
 /// Give a new subscriber's subscription time to reach us after its
@@ -88,11 +87,16 @@ pub(super) async fn listen(
     max_message_size: Option<usize>,
     curve: Option<Curve>,
 ) -> Result<(), CliError> {
+    // (tokio's stdout writes from a blocking thread: a reader that stops
+    // reading blocks that thread, not the runtime, so a signal still stops
+    // the command.)
     let printer = Service::new("zrpc").catch_all(|method: String, args: Vec<Value>| async move {
-        let line = event_line(&method, &args);
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
+        use tokio::io::AsyncWriteExt;
+        let mut line = event_line(&method, &args);
+        line.push('\n');
+        let mut out = tokio::io::stdout();
+        let _ = out.write_all(line.as_bytes()).await;
+        let _ = out.flush().await;
         Ok::<_, ServiceError>(Value::Nil)
     });
     let mut builder = if pull {

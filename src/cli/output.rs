@@ -12,6 +12,32 @@ pub(crate) struct Described {
     pub methods: Vec<MethodInfo>,
 }
 
+impl Described {
+    /// Its names and docs as they may be shown on a terminal.
+    fn printable(&self) -> Described {
+        let line = |s: &str| printable(s, false).into_owned();
+        Described {
+            name: line(&self.name),
+            methods: self
+                .methods
+                .iter()
+                .map(|m| MethodInfo {
+                    name: line(&m.name),
+                    doc: m.doc.as_deref().map(|d| printable(d, true).into_owned()),
+                    args: m.args.as_ref().map(|args| {
+                        args.iter()
+                            .map(|a| ArgInfo {
+                                name: line(&a.name),
+                                default: a.default.clone(),
+                            })
+                            .collect()
+                    }),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Ask the server to describe itself: `_zerorpc_inspect`, or the legacy
 /// `_zerorpc_name`/`_list`/`_help` calls when that fails (stock Python
 /// 3.11 servers).
@@ -105,6 +131,7 @@ fn signature(m: &MethodInfo) -> String {
 
 /// `[service]` then one line per method: its summary, or its signature with `-?`.
 pub(crate) fn listing(svc: &Described, signatures: bool) -> String {
+    let svc = &svc.printable();
     let mut out = format!("[{}]\n", svc.name);
     let width = svc.methods.iter().map(|m| m.name.len()).max().unwrap_or(0);
     for m in &svc.methods {
@@ -127,7 +154,9 @@ pub(crate) fn listing(svc: &Described, signatures: bool) -> String {
 
 /// `-? METHOD`: signature and full documentation.
 pub(crate) fn method_help(svc: &Described, method: &str) -> String {
-    match svc.methods.iter().find(|m| m.name == method) {
+    let at = svc.methods.iter().position(|m| m.name == method);
+    let svc = &svc.printable();
+    match at.map(|i| &svc.methods[i]) {
         Some(m) => {
             let mut out = format!("[{}]\n{}\n", svc.name, signature(m));
             if let Some(doc) = &m.doc {
@@ -135,15 +164,46 @@ pub(crate) fn method_help(svc: &Described, method: &str) -> String {
             }
             out
         }
-        None => format!("[{}]\nNo documentation for \"{method}\".\n", svc.name),
+        None => format!(
+            "[{}]\nNo documentation for \"{}\".\n",
+            svc.name,
+            printable(method, false)
+        ),
     }
+}
+
+/// Text from a peer as it may be shown on a terminal: control characters
+/// (ESC, BEL, CR, DEL, the C1 range, bidirectional overrides) written as
+/// escapes, so a server cannot move the cursor, clear the screen or forge a
+/// line. Newlines are kept only where text may span lines (`lines`).
+pub(crate) fn printable(text: &str, lines: bool) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        (c.is_control() && !(c == '\t' || (lines && c == '\n')))
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            c if !unsafe_char(c) => out.push(c),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x100 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// A result for people (strings bare, structures as indented JSON) or for
 /// scripts (`-pj`: compact JSON).
 pub fn render(v: &Value, json: bool) -> String {
     match (v, json) {
-        (Value::String(s), false) if s.as_str().is_some() => s.as_str().unwrap_or("").to_string(),
+        (Value::String(s), false) if s.as_str().is_some() => {
+            printable(s.as_str().unwrap_or(""), true).into_owned()
+        }
         (Value::Array(_) | Value::Map(_), false) => {
             serde_json::to_string_pretty(&to_json(v)).unwrap_or_else(|_| v.to_string())
         }
@@ -169,13 +229,13 @@ pub async fn print_stream(
     json: bool,
 ) -> Result<(), crate::Error> {
     use futures::StreamExt;
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
+    use tokio::io::AsyncWriteExt;
+    // (tokio's stdout writes from a blocking thread: a reader that stops
+    // reading does not block the runtime, so Ctrl-C still cancels.)
+    let mut out = tokio::io::stdout();
     let mut first = true;
-    if json {
-        let _ = write!(out, "[");
-    }
     let mut failed = None;
+    let mut text = String::from(if json { "[" } else { "" });
     while let Some(item) = items.next().await {
         let v = match item {
             Ok(v) => v,
@@ -184,22 +244,26 @@ pub async fn print_stream(
                 break;
             }
         };
-        let written = match (json, &v) {
-            (true, _) => write!(out, "{}{}", if first { "" } else { "," }, to_json(&v)),
+        match (json, &v) {
+            (true, _) => text.push_str(&format!("{}{}", if first { "" } else { "," }, to_json(&v))),
             (false, Value::String(s)) if s.as_str().is_some() => {
-                writeln!(out, "{}", s.as_str().unwrap_or(""))
+                text.push_str(&printable(s.as_str().unwrap_or(""), true));
+                text.push('\n');
             }
-            (false, _) => writeln!(out, "{}", to_json(&v)),
-        };
-        if written.and_then(|()| out.flush()).is_err() {
+            (false, _) => text.push_str(&format!("{}\n", to_json(&v))),
+        }
+        let written = out.write_all(text.as_bytes()).await;
+        if written.is_err() || out.flush().await.is_err() {
             return Ok(());
         }
+        text.clear();
         first = false;
     }
     if json {
-        let _ = writeln!(out, "]");
+        text.push_str("]\n");
     }
-    let _ = out.flush();
+    let _ = out.write_all(text.as_bytes()).await;
+    let _ = out.flush().await;
     failed.map_or(Ok(()), Err)
 }
 
@@ -229,6 +293,31 @@ mod tests {
         assert_eq!(
             method_help(&svc, "zz"),
             "[calc]\nNo documentation for \"zz\".\n"
+        );
+    }
+
+    /// A hostile server's text cannot drive the terminal or forge a line.
+    #[test]
+    fn peer_text_is_escaped() {
+        let evil = "ok\x1b[2J\x07\rzrpc: forged\nline\u{202e}\u{85}";
+        assert_eq!(
+            printable(evil, false),
+            "ok\\x1b[2J\\x07\\rzrpc: forged\\nline\\u{202e}\\x85"
+        );
+        assert_eq!(
+            printable(evil, true),
+            "ok\\x1b[2J\\x07\\rzrpc: forged\nline\\u{202e}\\x85"
+        );
+        assert_eq!(printable("tab\tand é", false), "tab\tand é");
+        assert_eq!(render(&Value::from(evil), false), printable(evil, true));
+        let svc = Described {
+            name: "s\x1b]0;x\x07".into(),
+            methods: vec![MethodInfo::new("m\x1b").doc("line\n\x1b[31mred")],
+        };
+        assert_eq!(listing(&svc, false), "[s\\x1b]0;x\\x07]\nm\\x1b line\n");
+        assert_eq!(
+            method_help(&svc, "m\x1b"),
+            "[s\\x1b]0;x\\x07]\nm\\x1b(??)\n\nline\n\\x1b[31mred\n"
         );
     }
 

@@ -14,25 +14,45 @@ pub(super) fn keygen() {
     super::output::emit(&format!("{public}\n{secret}\n"));
 }
 
-/// A key given on the command line: the key itself, or `@FILE`. A file
-/// may hold a `--keygen` output: a public key is its first line, a secret
-/// key its last.
+/// The largest key file read: a `--keygen` output is 82 bytes.
+const MAX_KEY_FILE: u64 = 4096;
+
+/// A key given on the command line: the key itself, or `@FILE`. A key
+/// always wins (`@` is one of Z85's characters); anything else starting
+/// with `@` names a file, which may hold a `--keygen` output: a public key
+/// is its first line, a secret key its last.
 fn read_key(arg: &str, flag: &str, secret: bool) -> Result<Key, CliError> {
-    let text = match arg.strip_prefix('@') {
-        Some(path) => {
-            let content = std::fs::read_to_string(path)
-                .map_err(|e| CliError::Other(format!("cannot read {flag} file {path}: {e}")))?;
-            let mut lines = content.lines().map(str::trim).filter(|l| !l.is_empty());
-            let line = if secret {
-                lines.next_back()
-            } else {
-                lines.next()
-            };
-            line.unwrap_or_default().to_string()
-        }
-        None => arg.to_string(),
+    if let Ok(key) = parse_key(arg) {
+        return Ok(key);
+    }
+    let Some(path) = arg.strip_prefix('@') else {
+        return parse_key(arg).map_err(|e| CliError::Usage(format!("{flag}: {e}")));
     };
-    parse_key(&text).map_err(|e| CliError::Usage(format!("{flag}: {e}")))
+    let content = read_key_file(path)
+        .map_err(|e| CliError::Other(format!("cannot read {flag} file {path}: {e}")))?;
+    let mut lines = content.lines().map(str::trim).filter(|l| !l.is_empty());
+    let line = if secret {
+        lines.next_back()
+    } else {
+        lines.next()
+    };
+    parse_key(line.unwrap_or_default())
+        .map_err(|e| CliError::Usage(format!("{flag} file {path}: {e}")))
+}
+
+/// A key file's text, read no further than [`MAX_KEY_FILE`] bytes (a
+/// device such as /dev/zero never ends).
+fn read_key_file(path: &str) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.take(MAX_KEY_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_KEY_FILE {
+        return Err(format!("longer than {MAX_KEY_FILE} bytes: not a key file"));
+    }
+    String::from_utf8(bytes).map_err(|_| "not text: not a key file".to_string())
 }
 
 /// The CURVE role the options ask for, if any: a client with

@@ -55,6 +55,8 @@ pub(super) struct Server {
     pub(super) retyped: bool,
     /// The discovered name it is an address of (`None`: given as is).
     pub(super) origin: Option<usize>,
+    /// Why its last connect attempt failed, until it connects.
+    pub(super) refused: Option<String>,
 }
 
 impl Server {
@@ -72,6 +74,7 @@ impl Server {
             sampled: false,
             retyped: false,
             origin,
+            refused: None,
         }
     }
 

@@ -100,10 +100,11 @@ impl ClientBuilder {
         self
     }
 
-    /// Heartbeat period (5 s); `None` disables heartbeats and lost-remote
-    /// detection (calls are then bounded by their timeout only).
+    /// Heartbeat period (5 s, at least 1 ms); `None` (or zero) disables
+    /// heartbeats and lost-remote detection (calls are then bounded by
+    /// their timeout only).
     pub fn heartbeat(mut self, period: Option<Duration>) -> Self {
-        self.heartbeat = period.filter(|p| !p.is_zero());
+        self.heartbeat = crate::protocol::heartbeat::period(period);
         self
     }
 

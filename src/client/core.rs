@@ -18,17 +18,48 @@ use bytes::Bytes;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::BuildHasherDefault;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use zeromq::ZmqMessage;
 
-/// the queue where the rest of it arrives.
+/// A call's first event (its answer), and for a stream the queue where
+/// the rest of it arrives.
 pub(super) struct First {
     pub(super) name: Name,
     pub(super) args: Bytes,
-    pub(super) rest: Option<mpsc::UnboundedReceiver<StreamEvent>>,
+    pub(super) rest: Option<StreamRx>,
+}
+
+/// The most bytes of a stream's items that may wait unread for its reader
+/// (one item is always taken, whatever its size). The reader's credit
+/// keeps a server that follows it well under this; a server that sends
+/// small items and then huge ones on the credit they earned is cut off.
+const STREAM_MAX_AHEAD: usize = 64 << 20;
+
+/// The reading end of a stream's queue: its events, and how many bytes of
+/// items wait in it unread (the core adds, the reader subtracts).
+pub(super) struct StreamRx {
+    pub(super) rx: mpsc::UnboundedReceiver<StreamEvent>,
+    pub(super) ahead: Arc<AtomicUsize>,
+}
+
+/// The core's end of a stream's queue.
+pub(super) struct StreamTx {
+    tx: mpsc::UnboundedSender<StreamEvent>,
+    ahead: Arc<AtomicUsize>,
+}
+
+fn stream_queue() -> (StreamTx, StreamRx) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let ahead = Arc::new(AtomicUsize::new(0));
+    let rx = StreamRx {
+        rx,
+        ahead: ahead.clone(),
+    };
+    (StreamTx { tx, ahead }, rx)
 }
 
 impl First {
@@ -82,7 +113,7 @@ pub(super) enum Waiter {
     /// The caller, waiting for the first event.
     First(Arc<Slot<Answer>>),
     /// A [`ReplyStream`], for the events after the first.
-    Stream(mpsc::UnboundedSender<StreamEvent>),
+    Stream(StreamTx),
 }
 
 impl Waiter {
@@ -91,8 +122,8 @@ impl Waiter {
             Waiter::First(slot) => {
                 slot.fill(Err(e));
             }
-            Waiter::Stream(tx) => {
-                let _ = tx.send(Err(e));
+            Waiter::Stream(s) => {
+                let _ = s.tx.send(Err(e));
             }
         }
     }
@@ -101,7 +132,7 @@ impl Waiter {
     fn abandoned(&self) -> bool {
         match self {
             Waiter::First(slot) => slot.is_gone(),
-            Waiter::Stream(tx) => tx.is_closed(),
+            Waiter::Stream(s) => s.tx.is_closed(),
         }
     }
 }
@@ -330,13 +361,33 @@ impl Core {
                 // may still be working.)
                 self.cancel(id, &call);
                 let after = call.deadline.map_or(Duration::ZERO, |(_, t)| t);
+                // Never sent: say what kept it from going out.
+                let unsent = match call.server {
+                    Some(_) => None,
+                    None => Some(self.why_unsent()),
+                };
                 call.waiter.fail(Error::Timeout {
                     method: call.method.into(),
                     after,
+                    unsent,
                 });
             }
         }
         None
+    }
+
+    /// Why a call could not be sent: each server's last refusal, or that
+    /// none was reachable.
+    fn why_unsent(&self) -> String {
+        let refused: Vec<&str> = self
+            .servers
+            .iter()
+            .filter_map(|(_, s)| s.refused.as_deref())
+            .collect();
+        match refused.as_slice() {
+            [] => "no server was connected".to_string(),
+            reasons => format!("no server was connected ({})", reasons.join("; ")),
+        }
     }
 
     /// Handle a link's event; returns the answer of call `mine` if this
@@ -363,6 +414,10 @@ impl Core {
                 let s = self.servers.of_link(l)?;
                 self.server_down(s);
             }
+            LinkEvent::Refused(l, why) => {
+                let s = self.servers.of_link(l)?;
+                self.servers.get_mut(s)?.refused = Some(why);
+            }
             LinkEvent::PeerGone(l, peer) => {
                 let s = self.servers.peer_gone(l, peer)?;
                 self.server_down(s);
@@ -377,6 +432,7 @@ impl Core {
         if let Some(server) = self.servers.get_mut(s) {
             server.up = true;
             server.suspect = false;
+            server.refused = None;
         }
         self.flush_pending(Instant::now());
     }
@@ -420,6 +476,19 @@ impl Core {
                 self.warned.warn(
                     || tracing::warn!(endpoint = %ep, error = %e, "dropped an undecodable reply"),
                 );
+                // Its call, if it can be told, fails now rather than at its
+                // timeout.
+                let id = protocol::reply_to(payload).and_then(MessageId::from_raw);
+                if let Some((id, _)) = id {
+                    if self.calls.get(&id).is_some_and(|c| c.server == Some(from)) {
+                        if let Some(call) = self.forget(id) {
+                            call.waiter.fail(Error::Protocol(format!(
+                                "the server's reply to {} is malformed: {e}",
+                                call.method
+                            )));
+                        }
+                    }
+                }
                 return None;
             }
         };
@@ -436,9 +505,17 @@ impl Core {
             );
         }
         let name = ev.name.ok()?;
-        let heartbeat = name == protocol::HEARTBEAT;
-        if !heartbeat && name != protocol::MORE {
+        if matches!(
+            name,
+            protocol::OK | protocol::ERR | protocol::STREAM | protocol::STREAM_DONE
+        ) {
             return self.on_data(from, id, protocol::owned_name(name), ev.args, mine);
+        }
+        let heartbeat = name == protocol::HEARTBEAT;
+        // Any other event on an open call is ignored without closing it
+        // (PROTOCOL.md §6): a newer peer's extension, say.
+        if !heartbeat && name != protocol::MORE {
+            tracing::debug!(%name, "ignored an event of unknown name on a call");
         }
         match self.calls.get_mut(&id) {
             Some(call) if call.server != Some(from) => left(name),
@@ -500,14 +577,29 @@ impl Core {
             call.beat.heard(Instant::now());
         }
         match &call.waiter {
-            Waiter::Stream(tx) => {
-                let _ = tx.send(Ok((name, args)));
+            Waiter::Stream(s) => {
+                if streaming {
+                    let ahead = s.ahead.load(Ordering::Acquire);
+                    if ahead > 0 && ahead.saturating_add(args.len()) > STREAM_MAX_AHEAD {
+                        tracing::warn!(method = %call.method, "server sent more than {} MiB of items ahead of their reader; stream closed", STREAM_MAX_AHEAD >> 20);
+                        if let Some(call) = self.forget(id) {
+                            call.waiter.fail(Error::Protocol(format!(
+                                "the server of {} sent more than {} MiB of items ahead of their reader",
+                                call.method,
+                                STREAM_MAX_AHEAD >> 20
+                            )));
+                        }
+                        return None;
+                    }
+                    s.ahead.fetch_add(args.len(), Ordering::AcqRel);
+                }
+                let _ = s.tx.send(Ok((name, args)));
                 if !streaming {
                     self.forget(id);
                 }
             }
             Waiter::First(_) if streaming => {
-                let (tx, rx) = mpsc::unbounded_channel();
+                let (tx, rx) = stream_queue();
                 if let Waiter::First(slot) = std::mem::replace(&mut call.waiter, Waiter::Stream(tx))
                 {
                     let first = First {

@@ -231,10 +231,25 @@ fn parse_dns_name(name: &str) -> Result<DnsName<'_>, Error> {
     let rest = name.strip_prefix("tcp://").ok_or_else(bad)?;
     let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
     let port = port.parse().map_err(|_| bad())?;
-    if host.is_empty() {
+    if !is_host_name(host) {
         return Err(bad());
     }
     Ok(DnsName::Host(host, port))
+}
+
+/// A DNS host name: dot-separated labels of letters, digits, `-` and `_`
+/// (an unclosed `[::1`, a stray colon or a space is none, and would only
+/// be looked up in vain until a call's timeout).
+fn is_host_name(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 /// `tcp://ip:port`, IPv6 in brackets.
@@ -337,7 +352,18 @@ mod tests {
             parse_dns_name("srv://_zrpc._tcp.calc"),
             Ok(DnsName::Srv("_zrpc._tcp.calc"))
         ));
-        for bad in ["tcp://calc", "tcp://:1", "srv://", "consul://calc"] {
+        for bad in [
+            "tcp://calc",
+            "tcp://:1",
+            "srv://",
+            "consul://calc",
+            // An unclosed IPv6 literal was looked up as a name until the
+            // call timed out.
+            "tcp://[::1",
+            "tcp://[::1:42",
+            "tcp://a b:42",
+            "tcp://calc..svc:42",
+        ] {
             let e = parse_dns_name(bad).err().unwrap().to_string();
             assert!(e.contains(bad) || e.contains("srv://"), "{bad}: {e}");
         }

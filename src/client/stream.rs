@@ -1,11 +1,12 @@
 //! A streamed reply as a [`futures::Stream`], granting the server credit
-//! as the application reads, exactly as zerorpc-python does: nothing until
-//! the first item has arrived, then `_zpc_more [100 - reserved]` whenever
-//! fewer than 50 are reserved, so at most about 100 items are ever in flight
-//! or queued.
+//! as the application reads, as zerorpc-python does: nothing until the
+//! first item has arrived, then `_zpc_more [window - reserved]` whenever
+//! fewer than half the window are reserved. The window is 100 items
+//! (zerorpc's), fewer when items are large: as many of the largest item
+//! seen so far as fit in 16 MiB, and at least one.
 
 use super::call::{parse_err, Decode};
-use super::core::StreamEvent;
+use super::core::StreamRx;
 use super::Inner;
 use crate::error::Error;
 use crate::protocol::{self, MessageId};
@@ -13,11 +14,13 @@ use bytes::Bytes;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::sync::mpsc;
 
 /// How many items a stream reader may have in flight (zerorpc's default
 /// `inqueue_size`); credit is topped up when fewer than half remain.
 const STREAM_WINDOW: usize = 100;
+
+/// How many bytes of items a stream reader aims to have in flight at most.
+const STREAM_WINDOW_BYTES: usize = 16 << 20;
 
 /// The items of a streamed reply, as a [`futures::Stream`] of results.
 ///
@@ -32,7 +35,9 @@ pub struct ReplyStream<T> {
     reserved: usize,
     /// Credit was already checked for the item being waited for.
     asked: bool,
-    rx: Option<mpsc::UnboundedReceiver<StreamEvent>>,
+    /// The largest item seen, in bytes (it sizes the window).
+    largest: usize,
+    rx: Option<StreamRx>,
     /// Keeps the client's core alive while the stream is read.
     client: Arc<Inner>,
     decode: Decode<T>,
@@ -43,11 +48,12 @@ impl<T> ReplyStream<T> {
         method: &str,
         id: MessageId,
         first: Option<Bytes>,
-        rx: Option<mpsc::UnboundedReceiver<StreamEvent>>,
+        rx: Option<StreamRx>,
         client: Arc<Inner>,
         decode: Decode<T>,
     ) -> Self {
         ReplyStream {
+            largest: first.as_ref().map_or(0, Bytes::len),
             method: method.to_string(),
             id,
             first,
@@ -63,6 +69,11 @@ impl<T> ReplyStream<T> {
     /// The method this stream answers.
     pub fn method(&self) -> &str {
         &self.method
+    }
+
+    /// How many items may be in flight: fewer when they are large.
+    fn window(&self) -> usize {
+        (STREAM_WINDOW_BYTES / self.largest.max(1)).clamp(1, STREAM_WINDOW)
     }
 
     fn item(&self, raw: &Bytes) -> Result<T, Error> {
@@ -94,18 +105,22 @@ impl<T> futures::Stream for ReplyStream<T> {
             this.reserved = this.reserved.saturating_sub(1);
             return Poll::Ready(Some(this.item(&first)));
         }
-        let Some(rx) = this.rx.as_mut() else {
+        if this.rx.is_none() {
             return Poll::Ready(None);
-        };
+        }
         if !this.asked {
             this.asked = true;
-            if this.reserved < STREAM_WINDOW / 2 {
-                let n = STREAM_WINDOW - this.reserved;
+            let window = this.window();
+            if this.reserved * 2 < window {
+                let n = window - this.reserved;
                 this.reserved += n;
                 this.client.core.lock().grant(this.id, n);
             }
         }
-        let ev = match rx.poll_recv(cx) {
+        let Some(rx) = this.rx.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let ev = match rx.rx.poll_recv(cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(ev) => ev,
         };
@@ -113,7 +128,12 @@ impl<T> futures::Stream for ReplyStream<T> {
         this.reserved = this.reserved.saturating_sub(1);
         let out = match ev {
             Some(Ok((name, args))) => match &*name {
-                protocol::STREAM => return Poll::Ready(Some(this.item(&args))),
+                protocol::STREAM => {
+                    rx.ahead
+                        .fetch_sub(args.len(), std::sync::atomic::Ordering::AcqRel);
+                    this.largest = this.largest.max(args.len());
+                    return Poll::Ready(Some(this.item(&args)));
+                }
                 protocol::STREAM_DONE => None,
                 protocol::ERR => Some(Err(Error::Remote(parse_err(&args)))),
                 other => Some(Err(Error::Protocol(format!(

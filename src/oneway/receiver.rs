@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 /// Default number of events a receiver handles at once.
@@ -162,10 +162,20 @@ struct ReceiverCore {
 impl ReceiverCore {
     async fn run(mut self, mut events: Inbound, mut stop: mpsc::UnboundedReceiver<Stop>) {
         let stop = loop {
+            // A free slot first (no reading while every slot is busy:
+            // backpressure, not memory), then the next event; a stop is
+            // heard while waiting for either.
+            let permit = tokio::select! {
+                stop = stop.recv() => break stop,
+                permit = self.pool.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break None,
+                },
+            };
             tokio::select! {
                 stop = stop.recv() => break stop,
                 ev = events.recv() => match ev {
-                    Some(LinkEvent::Message(_, msg)) => self.on_message(msg).await,
+                    Some(LinkEvent::Message(_, msg)) => self.on_message(msg, permit),
                     Some(_) => {}
                     None => break None,
                 },
@@ -189,7 +199,7 @@ impl ReceiverCore {
         }
     }
 
-    async fn on_message(&mut self, msg: zeromq::ZmqMessage) {
+    fn on_message(&mut self, msg: zeromq::ZmqMessage, permit: OwnedSemaphorePermit) {
         let Some(payload) = framing::payload(&msg) else {
             return;
         };
@@ -218,10 +228,6 @@ impl ReceiverCore {
             return self.warn(
                 || tracing::warn!(method = %name, got, "dropped an event whose args are not an array"),
             );
-        };
-        // Wait for a free slot before reading on: backpressure, not memory.
-        let Ok(permit) = self.pool.clone().acquire_owned().await else {
-            return;
         };
         let id = ev.message_id.map(hex).unwrap_or_default();
         let call = ctx

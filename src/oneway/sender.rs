@@ -200,7 +200,10 @@ impl SenderCore {
                     match ev {
                         LinkEvent::Up(l) => self.up[l] = true,
                         LinkEvent::Down(l) => self.up[l] = false,
-                        LinkEvent::Message(..) | LinkEvent::PeerGone(..) | LinkEvent::PeerUp(..) => {}
+                        LinkEvent::Message(..)
+                        | LinkEvent::PeerGone(..)
+                        | LinkEvent::PeerUp(..)
+                        | LinkEvent::Refused(..) => {}
                     }
                     if self.up.iter().any(|&u| u) {
                         self.watchers.drain(..).for_each(|w| { let _ = w.send(()); });

@@ -162,6 +162,18 @@ pub fn request_id(frame: &Bytes) -> Option<(Bytes, Option<i64>)> {
     }
 }
 
+/// The `response_to` of a reply whose header is readable even though the
+/// rest of the event is not (bad args, bad name), so the client can fail
+/// that call at once instead of letting it time out. `None` for anything
+/// else.
+pub(crate) fn reply_to(frame: &Bytes) -> Option<&[u8]> {
+    let mut r = Reader::new(&frame[..]);
+    if !matches!(r.container(), Ok(Container::Array(3))) {
+        return None;
+    }
+    header(&mut r).ok()?.response_to
+}
+
 /// The header key of a request carrying the caller's remaining time, in
 /// milliseconds (zrpc's deadline; PROTOCOL.md §5).
 pub const TIMEOUT_KEY: &str = "timeout_ms";

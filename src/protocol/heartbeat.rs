@@ -10,10 +10,20 @@
 //! - a passive side sends nothing until it has heard the remote's first one;
 //! - the remote is lost after more than two periods of silence, counted from
 //!   one period after the channel opened if nothing was ever heard (so a
-//!   passive peer, whose first heartbeat arrives at two periods, is not lost).
+//!   passive peer, whose first heartbeat arrives at two periods, is not
+//!   lost), whether this side is active or passive.
 
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// The shortest heartbeat period kept: sides tick every half period.
+pub(crate) const MIN_PERIOD: Duration = Duration::from_millis(1);
+
+/// A configured period as used: `None` or zero turn heartbeats off, and a
+/// period under [`MIN_PERIOD`] is raised to it.
+pub(crate) fn period(p: Option<Duration>) -> Option<Duration> {
+    p.filter(|p| !p.is_zero()).map(|p| p.max(MIN_PERIOD))
+}
 
 /// Heartbeat state of one channel.
 #[derive(Debug, Clone)]
@@ -66,15 +76,11 @@ impl Beat {
         }
     }
 
-    /// Has the remote been silent for too long?
+    /// Has the remote been silent for too long? (A passive side too: a
+    /// zerorpc server beats every call that lasts longer than a period, so
+    /// one that never did in three has gone.)
     pub(crate) fn lost(&self, now: Instant, period: Duration) -> bool {
-        let baseline = match self.last_heard {
-            Some(t) => t,
-            // Passive channels that never heard anything are judged by their
-            // timeout alone, like Python's passive client.
-            None if !self.active => return false,
-            None => self.opened + period,
-        };
+        let baseline = self.last_heard.unwrap_or(self.opened + period);
         now > baseline + 2 * period
     }
 }
@@ -101,10 +107,27 @@ mod tests {
     fn passive_waits_for_the_remote() {
         let t0 = Instant::now();
         let mut b = Beat::new(t0, false);
-        assert!(!b.due(t0 + Duration::from_secs(20), F));
-        assert!(!b.lost(t0 + Duration::from_secs(60), F));
+        assert!(!b.due(t0 + Duration::from_secs(14), F));
         b.heard_heartbeat(t0 + Duration::from_secs(5));
         assert!(b.due(t0 + Duration::from_secs(6), F));
+    }
+
+    /// A passive side whose remote never beats judges it lost as an
+    /// active side does: three periods after opening.
+    #[test]
+    fn passive_loses_a_silent_remote_after_three_periods() {
+        let t0 = Instant::now();
+        let b = Beat::new(t0, false);
+        assert!(!b.lost(t0 + Duration::from_secs(15), F));
+        assert!(b.lost(t0 + Duration::from_millis(15_001), F));
+    }
+
+    #[test]
+    fn a_tiny_period_is_raised_and_zero_is_off() {
+        assert_eq!(period(Some(Duration::from_nanos(1))), Some(MIN_PERIOD));
+        assert_eq!(period(Some(Duration::ZERO)), None);
+        assert_eq!(period(None), None);
+        assert_eq!(period(Some(F)), Some(F));
     }
 
     #[test]

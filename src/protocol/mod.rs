@@ -32,7 +32,7 @@ pub use event::{
     DecodeError, Event, Header, HeaderExtra, TIMEOUT_KEY,
 };
 pub(crate) use event::{
-    encode_request_extra, encode_request_into, encode_with, owned_name, HEARTBEAT_ARGS,
+    encode_request_extra, encode_request_into, encode_with, owned_name, reply_to, HEARTBEAT_ARGS,
 };
 pub use message_id::MessageId;
 pub use msgpack::validate;

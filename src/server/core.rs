@@ -198,7 +198,10 @@ impl Core {
             LinkEvent::Down(link) if self.links.get(link).is_some_and(|l| l.connected) => {
                 self.end_where(|k| k.link == link, Some(Lost::Disconnect));
             }
-            LinkEvent::Up(_) | LinkEvent::Down(_) | LinkEvent::PeerUp(..) => {}
+            LinkEvent::Up(_)
+            | LinkEvent::Down(_)
+            | LinkEvent::PeerUp(..)
+            | LinkEvent::Refused(..) => {}
         }
     }
 

@@ -77,10 +77,10 @@ impl ServerBuilder {
         self
     }
 
-    /// Heartbeat period (default 5 s); `None` disables heartbeats and
-    /// lost-client detection.
+    /// Heartbeat period (default 5 s, at least 1 ms); `None` (or zero)
+    /// disables heartbeats and lost-client detection.
     pub fn heartbeat(mut self, period: Option<Duration>) -> Self {
-        self.heartbeat = period.filter(|p| !p.is_zero());
+        self.heartbeat = crate::protocol::heartbeat::period(period);
         self
     }
 

@@ -376,6 +376,10 @@ async fn run_connected<S: Halves>(
                     zeromq::ZmqError::Curve(_) | zeromq::ZmqError::MechanismMismatch(_)
                 );
                 let reason = e.to_string();
+                let report = Report::Event(LinkEvent::Refused(id, format!("{ep}: {reason}")));
+                if events.send(report).await.is_err() {
+                    return;
+                }
                 if security && refused.as_deref() != Some(reason.as_str()) {
                     tracing::warn!(endpoint = %ep, error = %reason, "cannot connect");
                     refused = Some(reason);

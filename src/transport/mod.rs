@@ -62,6 +62,9 @@ pub(crate) enum LinkEvent {
     PeerUp(LinkId, Bytes),
     /// A peer of a bound socket disconnected (its identity).
     PeerGone(LinkId, Bytes),
+    /// A connect attempt failed, and why (a refused connection, a CURVE
+    /// handshake that failed); it tries again.
+    Refused(LinkId, String),
 }
 
 /// The ZeroMQ socket type of a link.
