@@ -12,6 +12,18 @@ if ! .venv/bin/python -c "import zerorpc" >/dev/null 2>&1; then
   python3 -m venv .venv
   .venv/bin/pip install --quiet zerorpc==0.6.3
 fi
+# tests/cluster.rs runs hosts in network namespaces (root) with dnsmasq
+# answering their names.
+if ! command -v dnsmasq >/dev/null 2>&1 && [ ! -x /usr/sbin/dnsmasq ]; then
+  echo "installing dnsmasq-base (the cluster tests need it)" >&2
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get install -y -q dnsmasq-base >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dnsmasq-base >/dev/null; } \
+      || echo "apt-get could not install dnsmasq-base; tests/cluster.rs will fail" >&2
+  else
+    echo "cannot install dnsmasq: run as root on Debian, or install it (apt-get install dnsmasq-base)" >&2
+  fi
+fi
 if ! (cd tests/node && node -e "require('zerorpc')") >/dev/null 2>&1; then
   echo "installing zerorpc-node 0.9.8 into tests/node/node_modules (interop tests need it)" >&2
   (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)

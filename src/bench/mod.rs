@@ -78,6 +78,19 @@ struct Opts {
     /// Arguments for --method, as a JSON array.
     #[arg(long, default_value = "[]", value_name = "JSON")]
     args: String,
+    /// With --connect: the client's heartbeat period in seconds (default
+    /// 5; shorter periods find a lost server sooner).
+    #[arg(long, value_name = "SECONDS")]
+    heartbeat: Option<f64>,
+    /// With --connect: how often host names are resolved again, in seconds.
+    #[arg(long, value_name = "SECONDS")]
+    resolve_every: Option<f64>,
+    /// With --connect: instead of the sequential and pipelined runs, keep
+    /// --window calls in flight for this many seconds and report every
+    /// failure with its time, and each server's answers over time (for
+    /// watching a pool through restarts, partitions and DNS changes).
+    #[arg(long, value_name = "SECONDS")]
+    duration: Option<f64>,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -885,6 +898,12 @@ async fn live(o: &Opts) -> Result<(), String> {
     };
     let shown = o.connect.join(", ");
     let mut builder = Client::builder().timeout(Some(Duration::from_secs(30)));
+    if let Some(hb) = o.heartbeat {
+        builder = builder.heartbeat(Some(positive_secs(hb, "--heartbeat")?));
+    }
+    if let Some(every) = o.resolve_every {
+        builder = builder.resolve_every(positive_secs(every, "--resolve-every")?);
+    }
     for ep in &o.connect {
         builder = builder.connect(ep);
     }
@@ -912,6 +931,12 @@ async fn live(o: &Opts) -> Result<(), String> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     call_once(&client, &o.method, CallArgs::Values(&args)).await?;
+    if let Some(secs) = o.duration {
+        let report = load(&client, o, &args, positive_secs(secs, "--duration")?).await;
+        done_progress();
+        report.print(o.json);
+        return Ok(());
+    }
     let mut errors = std::collections::BTreeMap::<&'static str, usize>::new();
     progress(&format!("[1/2] {} sequential calls of {}", o.seq, o.method));
     let mut samples = Vec::with_capacity(o.seq);
@@ -990,6 +1015,161 @@ async fn live(o: &Opts) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A duration given in seconds on the command line: positive and finite.
+fn positive_secs(s: f64, flag: &str) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(s)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{flag} must be a positive number of seconds"))
+}
+
+/// The width of a load run's timeline buckets.
+const BUCKET: Duration = Duration::from_millis(50);
+
+/// What a load run saw (`--duration`).
+struct LoadReport {
+    answered: u64,
+    /// (milliseconds since the start, error kind, message).
+    failures: Vec<(u64, &'static str, String)>,
+    /// Calls answered per bucket, all servers together.
+    totals: Vec<u64>,
+    /// Each server's answers per bucket (servers as they came and went).
+    per_endpoint: std::collections::BTreeMap<String, Vec<u64>>,
+    window: usize,
+    seconds: f64,
+}
+
+impl LoadReport {
+    /// The longest time without a single answer, in milliseconds (bucket
+    /// resolution).
+    fn longest_gap_ms(&self) -> u64 {
+        let (mut run, mut longest) = (0u64, 0u64);
+        for &n in &self.totals {
+            run = if n == 0 { run + 1 } else { 0 };
+            longest = longest.max(run);
+        }
+        longest * BUCKET.as_millis() as u64
+    }
+
+    fn print(&self, json: bool) {
+        let gap = self.longest_gap_ms();
+        if json {
+            let mut j = serde_json::Map::new();
+            j.insert("seconds".into(), json_number(self.seconds));
+            j.insert("window".into(), self.window.into());
+            j.insert("answered".into(), self.answered.into());
+            j.insert("longest_gap_ms".into(), gap.into());
+            j.insert("bucket_ms".into(), (BUCKET.as_millis() as u64).into());
+            let failures: Vec<serde_json::Value> = self
+                .failures
+                .iter()
+                .map(|(t, kind, msg)| serde_json::json!({"t_ms": t, "kind": kind, "message": msg}))
+                .collect();
+            j.insert("failures".into(), failures.into());
+            j.insert("totals".into(), self.totals.clone().into());
+            let per: serde_json::Map<String, serde_json::Value> = self
+                .per_endpoint
+                .iter()
+                .map(|(ep, v)| (ep.clone(), v.clone().into()))
+                .collect();
+            j.insert("per_endpoint".into(), per.into());
+            println!("{}", serde_json::Value::Object(j));
+            return;
+        }
+        println!(
+            "zrpc-bench: {} calls in flight for {:.1} s: {} answered, {} failed, longest time without an answer {} ms",
+            self.window,
+            self.seconds,
+            self.answered,
+            self.failures.len(),
+            gap
+        );
+        for (ep, v) in &self.per_endpoint {
+            println!("  {ep}: {} calls answered", v.iter().sum::<u64>());
+        }
+        for (t, kind, msg) in &self.failures {
+            println!("  at {:.3} s: {kind}: {msg}", *t as f64 / 1e3);
+        }
+    }
+}
+
+/// Keep `o.window` calls of `o.method` in flight for `duration`, sampling
+/// each server's answers every [`BUCKET`].
+async fn load(client: &Client, o: &Opts, args: &[Value], duration: Duration) -> LoadReport {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Mutex;
+    progress(&format!(
+        "[load] {} calls in flight for {:.1} s",
+        o.window,
+        duration.as_secs_f64()
+    ));
+    // (On a line of its own, for whoever watches the run from outside.)
+    eprintln!();
+    let start = Instant::now();
+    let until = start + duration;
+    let answered = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let workers: Vec<_> = (0..o.window)
+        .map(|_| {
+            let (client, method, args) = (client.clone(), o.method.clone(), args.to_vec());
+            let (answered, failures) = (answered.clone(), failures.clone());
+            tokio::spawn(async move {
+                while Instant::now() < until {
+                    match client.call_dynamic(&method, args.clone()).await {
+                        Ok(_) => {
+                            answered.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            let t = start.elapsed().as_millis() as u64;
+                            if let Ok(mut f) = failures.lock() {
+                                f.push((t, e.kind(), e.to_string()));
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut totals = Vec::new();
+    let mut per_endpoint = std::collections::BTreeMap::<String, Vec<u64>>::new();
+    let mut last_total = 0;
+    let mut last_seen = std::collections::HashMap::<String, u64>::new();
+    let mut tick = tokio::time::interval(BUCKET);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let mut bucket = 0usize;
+    while Instant::now() < until {
+        tick.tick().await;
+        let total = answered.load(Ordering::Relaxed);
+        totals.push(total - last_total);
+        last_total = total;
+        for s in client.servers() {
+            let before = last_seen
+                .insert(s.endpoint.clone(), s.answered)
+                .unwrap_or(0);
+            let row = per_endpoint.entry(s.endpoint).or_default();
+            row.resize(bucket, 0);
+            row.push(s.answered.saturating_sub(before));
+        }
+        bucket += 1;
+    }
+    for w in workers {
+        let _ = w.await;
+    }
+    for row in per_endpoint.values_mut() {
+        row.resize(bucket, 0);
+    }
+    let failures = failures.lock().map(|f| f.clone()).unwrap_or_default();
+    LoadReport {
+        answered: answered.load(Ordering::Relaxed),
+        failures,
+        totals,
+        per_endpoint,
+        window: o.window,
+        seconds: start.elapsed().as_secs_f64(),
+    }
 }
 
 // ------------------------------------------------------------------ python

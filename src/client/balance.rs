@@ -7,23 +7,29 @@
 //!
 //! A call goes to the healthy server with the fewest calls in flight from
 //! this client, ties taken in turn, with one correction for speed: each
-//! server's recent answer time (a moving average, halved every tick while
-//! the server gets no calls, so a slow spell is not held against it for
-//! ever) is compared with the fastest server's, and a server 2^k times
-//! slower counts each call in flight (plus the one to send) 2^k times. So
-//! servers of about the same speed share calls evenly, sequential callers
-//! included, while one four times slower than the rest gets a call only
-//! when they each have three more in flight than it does. Healthy means
-//! connected, not suspected (a server that let a call's heartbeats lapse is
-//! skipped until it speaks again: each tick sends it a `_zerorpc_ping`) and
-//! not retiring (a discovered address that disappeared from its name: it
-//! finishes its calls and is then closed).
+//! server's answer time is compared with the fastest server's, and a server
+//! 2^k times slower (k ≥ 2) counts each call in flight (plus the one to
+//! send) 2^(k-1) times. The answer time is a moving average of answers (an
+//! outlier moves it by at most half), forgotten after a tick in which the
+//! server had no call (so it is tried again), and never less than how long
+//! a busy server has gone without answering (so a server whose calls hang,
+//! a partitioned host, looks slower by the moment instead of drawing more).
+//! Servers within four times of each other's speed share calls evenly,
+//! sequential callers included; one eight times slower than the rest gets
+//! a call only when they each have three more in flight than it does.
+//! Healthy means connected, not suspected (a server that let a call's
+//! heartbeats lapse is skipped until it speaks again: each tick sends it a
+//! `_zerorpc_ping`), not retiring (a discovered address that disappeared
+//! from its name: it finishes its calls and is then closed) and not
+//! draining (it said it is stopping: its calls finish, new ones go
+//! elsewhere).
 
 use crate::logging::hex;
 use crate::protocol::framing;
 use crate::transport::{Link, LinkId};
 use bytes::Bytes;
 use std::collections::HashMap;
+use tokio::time::Instant;
 use zeromq::ZmqMessage;
 
 /// Index of a server within its client (never reused).
@@ -43,8 +49,18 @@ pub(super) struct Server {
     pub(super) suspect: bool,
     /// Gone from its name's addresses: no new calls; closed when idle.
     pub(super) retiring: bool,
-    /// Calls in flight on it.
-    pub(super) load: usize,
+    /// Calls in flight on it (see [`Server::add_call`]).
+    load: usize,
+    /// While it has calls in flight: since when it has not answered one.
+    waiting_since: Option<Instant>,
+    /// When it last sent anything (its last sign of life).
+    pub(super) last_heard: Option<Instant>,
+    /// A `_zerorpc_ping` went to it then (its calls were overdue), and it
+    /// has sent nothing since.
+    pub(super) probed: Option<Instant>,
+    /// It said it is stopping (`_zpc_drain`): no new calls; its calls in
+    /// flight finish, and those it never read are sent elsewhere.
+    pub(super) draining: bool,
     /// Calls it answered (first events received).
     pub(super) answered: u64,
     /// Recent answer time, in nanoseconds (see the module docs).
@@ -69,6 +85,10 @@ impl Server {
             suspect: false,
             retiring: false,
             load: 0,
+            waiting_since: None,
+            last_heard: None,
+            probed: None,
+            draining: false,
             answered: 0,
             rtt_ns: 0.0,
             sampled: false,
@@ -78,29 +98,80 @@ impl Server {
         }
     }
 
-    fn healthy(&self) -> bool {
+    /// Takes new calls: connected, not suspected, not retiring (a
+    /// draining one only when no other will do).
+    fn usable(&self) -> bool {
         self.up && !self.suspect && !self.retiring
     }
 
-    /// A call it ran was answered after `rtt`.
-    pub(super) fn timed(&mut self, rtt: std::time::Duration) {
+    fn healthy(&self) -> bool {
+        self.usable() && !self.draining
+    }
+
+    /// Calls in flight on it.
+    pub(super) fn load(&self) -> usize {
+        self.load
+    }
+
+    /// A call went to it at `now`.
+    pub(super) fn add_call(&mut self, now: Instant) {
+        if self.load == 0 {
+            self.waiting_since = Some(now);
+        }
+        self.load += 1;
+    }
+
+    /// A call left it (answered, failed or moved).
+    pub(super) fn remove_call(&mut self) {
+        self.load = self.load.saturating_sub(1);
+        if self.load == 0 {
+            self.waiting_since = None;
+        }
+    }
+
+    /// A call it ran was answered after `rtt`, at `now`.
+    pub(super) fn timed(&mut self, rtt: std::time::Duration, now: Instant) {
         let sample = rtt.as_nanos() as f64;
         self.rtt_ns = if self.rtt_ns == 0.0 {
             sample
         } else {
-            // Smooth: one late answer (a scheduling hiccup) moves it little.
+            // Smooth, and bound what one outlier (a scheduling hiccup) can
+            // do: at most +45% per answer.
+            let sample = sample.min(self.rtt_ns * 4.0);
             self.rtt_ns + (sample - self.rtt_ns) * 0.15
         };
         self.sampled = true;
+        if self.load > 0 {
+            self.waiting_since = Some(now);
+        }
+    }
+
+    /// Has it had calls in flight for `longer` without a sign of life?
+    pub(super) fn overdue(&self, now: Instant, longer: std::time::Duration) -> bool {
+        let Some(busy) = self.waiting_since else {
+            return false;
+        };
+        let since = self.last_heard.map_or(busy, |h| h.max(busy));
+        now.saturating_duration_since(since) > longer
+    }
+
+    /// Its answer time as judged at `now`: the average, or how long it has
+    /// been busy without answering, whichever is longer (0: not known).
+    fn answer_time(&self, now: Instant) -> f64 {
+        let waiting = self
+            .waiting_since
+            .map_or(0.0, |t| now.saturating_duration_since(t).as_nanos() as f64);
+        self.rtt_ns.max(waiting)
     }
 
     /// What one more call costs here (lower is better): the calls in
     /// flight plus this one, doubled for each doubling of the answer time
-    /// over the fastest server's (`fastest`; a server not timed yet counts
-    /// as fast).
-    fn cost(&self, fastest: f64) -> u64 {
-        let slower = if self.rtt_ns > 0.0 && fastest.is_finite() {
-            (self.rtt_ns / fastest).log2().clamp(0.0, 20.0) as u32
+    /// over the fastest server's (`fastest`) beyond the first two (a server
+    /// not timed yet counts as fast).
+    fn cost(&self, fastest: f64, now: Instant) -> u64 {
+        let time = self.answer_time(now);
+        let slower = if time > 0.0 && fastest.is_finite() && fastest > 0.0 {
+            ((time / fastest).log2() - 1.0).clamp(0.0, 20.0) as u32
         } else {
             0
         };
@@ -202,6 +273,17 @@ impl Servers {
         link.send(framing::message(route, payload));
     }
 
+    /// Drop server `id`'s connection and connect afresh (it is a connected
+    /// link's; a worker of a bound link cannot be reached anew).
+    pub(super) fn reconnect(&self, id: ServerId) {
+        let Some(s) = self.get(id).filter(|s| s.peer.is_none()) else {
+            return;
+        };
+        if let Some(link) = self.links.get(s.link).and_then(Option::as_ref) {
+            link.reconnect();
+        }
+    }
+
     /// Forget server `id`; returns its link if that closed with it (to be
     /// forgotten by the inbound side too).
     pub(super) fn remove(&mut self, id: ServerId) -> Option<LinkId> {
@@ -226,29 +308,32 @@ impl Servers {
 
     /// The healthy server with the fewest calls in flight, other than
     /// `avoid` when another healthy one exists (a retried call does not go
-    /// back where it just failed).
+    /// back where it just failed). A draining server only when no other
+    /// is healthy: it still answers what it reads.
     pub(super) fn pick(&mut self, avoid: Option<ServerId>) -> Option<ServerId> {
         let n = self.slots.len();
         // One server (the common case): nothing to weigh.
         if n == 1 {
-            return self.slots[0].as_ref().filter(|s| s.healthy()).map(|_| 0);
+            return self.slots[0].as_ref().filter(|s| s.usable()).map(|_| 0);
         }
+        let now = Instant::now();
         let fastest = self
             .slots
             .iter()
             .flatten()
-            .filter(|s| s.healthy() && s.rtt_ns > 0.0)
-            .map(|s| s.rtt_ns)
+            .filter(|s| s.healthy())
+            .map(|s| s.answer_time(now))
+            .filter(|&t| t > 0.0)
             .fold(f64::INFINITY, f64::min);
         let mut best: Option<(bool, u64, ServerId)> = None;
         for i in 0..n {
             let l = (self.next + i) % n;
             let Some(s) = &self.slots[l] else { continue };
-            if !s.healthy() {
+            if !s.usable() {
                 continue;
             }
-            // Lower is better: (is the avoided one, cost).
-            let key = (avoid == Some(l), s.cost(fastest));
+            // Lower is better: (is the avoided one or a draining one, cost).
+            let key = (avoid == Some(l) || s.draining, s.cost(fastest, now));
             if best.is_none_or(|(a, cost, _)| key < (a, cost)) {
                 best = Some((key.0, key.1, l));
             }
@@ -258,18 +343,24 @@ impl Servers {
         Some(l)
     }
 
+    /// Is a healthy server other than `s` there?
+    pub(super) fn another_healthy(&self, s: ServerId) -> bool {
+        self.iter().any(|(id, server)| id != s && server.healthy())
+    }
+
     /// Do answer times matter (more than one server)?
     pub(super) fn timing(&self) -> bool {
         self.slots.len() > 1
     }
 
-    /// Once a tick: a server that got no call since the last one looks
-    /// twice as fast as it did, so a slow spell is not held against it
-    /// for ever.
+    /// Once a tick: a server that had no call since the last one has its
+    /// answer time forgotten (it is tried again), so a slow spell is not
+    /// held against it for ever. A busy server's is kept: one whose calls
+    /// hang must not look faster for it.
     pub(super) fn decay(&mut self) {
         for s in self.slots.iter_mut().flatten() {
-            if !std::mem::take(&mut s.sampled) {
-                s.rtt_ns /= 2.0;
+            if !std::mem::take(&mut s.sampled) && s.load == 0 {
+                s.rtt_ns = 0.0;
             }
         }
     }
@@ -293,7 +384,7 @@ impl Servers {
             .map(|(_, s)| super::ServerInfo {
                 endpoint: s.endpoint.clone(),
                 connected: s.up,
-                skipped: s.suspect || s.retiring,
+                skipped: s.suspect || s.retiring || s.draining,
                 in_flight: s.load,
                 answered: s.answered,
             })

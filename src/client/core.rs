@@ -81,6 +81,9 @@ pub(super) type Name = std::borrow::Cow<'static, str>;
 pub(super) struct Call {
     /// The request, until a link takes it.
     frame: Option<Bytes>,
+    /// The request, kept until the call ends: a stopping server hands back
+    /// what it never ran, to be sent elsewhere.
+    request: Bytes,
     /// Until the first event: when the call times out, and its timeout.
     deadline: Option<(Instant, Duration)>,
     /// The server it was sent to.
@@ -96,16 +99,16 @@ pub(super) struct Call {
     retry: Option<Box<Retrying>>,
     /// When its request left (timed only with several servers).
     sent: Option<Instant>,
+    /// The server it was lost on or handed back by: not sent there again
+    /// while another one is healthy.
+    avoid: Option<ServerId>,
 }
 
-/// A retryable call's copy of its request and what is left of its policy.
+/// What is left of a retryable call's policy.
 struct Retrying {
-    frame: Bytes,
     policy: Retry,
     /// Attempts made so far (the first send included).
     attempts: u32,
-    /// The server it was lost on.
-    avoid: Option<ServerId>,
 }
 
 /// Who receives a call's events.
@@ -237,13 +240,12 @@ impl Core {
         let deadline = timeout.map(|t| (now + t, t));
         let retry = retry.filter(|r| r.attempts > 1).map(|policy| {
             Box::new(Retrying {
-                frame: frame.clone(),
                 policy,
                 attempts: 0,
-                avoid: None,
             })
         });
         let call = Call {
+            request: frame.clone(),
             frame: Some(frame),
             deadline,
             server: None,
@@ -253,6 +255,7 @@ impl Core {
             credit: 1,
             retry,
             sent: None,
+            avoid: None,
         };
         self.calls.insert(id, call);
         self.pending.push_back(id);
@@ -298,8 +301,8 @@ impl Core {
         let Some(server) = self.servers.get_mut(s) else {
             return;
         };
-        server.load = server.load.saturating_sub(1);
-        if server.retiring && server.load == 0 {
+        server.remove_call();
+        if server.retiring && server.load() == 0 {
             self.remove_server(s);
         }
     }
@@ -433,25 +436,76 @@ impl Core {
             server.up = true;
             server.suspect = false;
             server.refused = None;
+            // A new connection: a restarted server, no longer stopping.
+            server.draining = false;
         }
         self.flush_pending(Instant::now());
     }
 
-    /// Server `s`'s connection closed: its calls are lost.
+    /// Server `s`'s connection closed: its calls are lost, unless it said
+    /// it was stopping: it answered everything it read, so a call still
+    /// unanswered was never read and goes to another server (if there is
+    /// one).
     fn server_down(&mut self, s: ServerId) {
         let Some(server) = self.servers.get_mut(s) else {
             return;
         };
         server.up = false;
+        let draining = server.draining;
         let reason = format!("connection to {} closed", server.endpoint);
-        let ids: Vec<MessageId> = self
-            .calls
+        let draining = draining && self.servers.another_healthy(s);
+        let now = Instant::now();
+        for id in self.calls_on(s) {
+            if draining {
+                self.requeue(id, now);
+            } else {
+                self.lost(id, &reason, now);
+            }
+        }
+    }
+
+    /// The calls in flight on server `s`.
+    fn calls_on(&self, s: ServerId) -> Vec<MessageId> {
+        self.calls
             .iter()
             .filter(|(_, c)| c.server == Some(s))
             .map(|(id, _)| *id)
-            .collect();
-        for id in ids {
-            self.lost(id, &reason, Instant::now());
+            .collect()
+    }
+
+    /// Call `id` was not run by its server (a stopping server handed it
+    /// back, or closed without reading it): send it to another one, with
+    /// its deadline unchanged.
+    fn requeue(&mut self, id: MessageId, now: Instant) {
+        let server = {
+            let Some(call) = self.calls.get_mut(&id) else {
+                return;
+            };
+            if !matches!(call.waiter, Waiter::First(_)) {
+                // Part of its answer came: it ran.
+                return;
+            }
+            call.frame = Some(call.request.clone());
+            call.beat = Beat::new(now, !self.passive);
+            call.server.take()
+        };
+        if let Some(s) = server {
+            self.unload(s);
+            if let Some(call) = self.calls.get_mut(&id) {
+                call.avoid = Some(s);
+            }
+        }
+        tracing::debug!("call handed back by a stopping server; sending it elsewhere");
+        self.pending.push_front(id);
+        self.flush_pending(now);
+    }
+
+    /// Server `s` said it is stopping: no new calls go to it.
+    fn drain(&mut self, s: ServerId) {
+        if let Some(server) = self.servers.get_mut(s) {
+            if !std::mem::replace(&mut server.draining, true) {
+                tracing::info!(endpoint = %server.endpoint, "server is stopping; new calls go to the others");
+            }
         }
     }
 
@@ -463,6 +517,8 @@ impl Core {
     ) -> Option<Answer> {
         let from = self.servers.of_message(link, &msg)?;
         let server = self.servers.get_mut(from)?;
+        server.last_heard = Some(Instant::now());
+        server.probed = None;
         if server.suspect {
             server.suspect = false;
             tracing::info!(endpoint = %server.endpoint, "server answers again; sending it calls");
@@ -493,7 +549,11 @@ impl Core {
             }
         };
         let Some((id, exact)) = ev.response_to.and_then(MessageId::from_raw) else {
-            tracing::debug!(name = ?ev.name, "unable to route event (no known response_to)");
+            if ev.response_to.is_none() && ev.name == Ok(protocol::DRAIN) {
+                self.drain(from);
+            } else {
+                tracing::debug!(name = ?ev.name, "unable to route event (no known response_to)");
+            }
             return None;
         };
         let server = self.servers.get_mut(from)?;
@@ -545,6 +605,16 @@ impl Core {
             left(&name);
             return None;
         }
+        // A stopping server hands back a request it did not run: it goes
+        // to another server (PROTOCOL.md §7).
+        if name == protocol::ERR
+            && matches!(call.waiter, Waiter::First(_))
+            && self.servers.another_healthy(from)
+            && super::call::parse_err(&args).name == protocol::SERVER_STOPPING
+        {
+            self.requeue(id, Instant::now());
+            return None;
+        }
         let streaming = name == protocol::STREAM;
         // Only STREAM items can pile up unread: a final event (OK, ERR,
         // STREAM_DONE) sent without credit is taken, as zerorpc-python and
@@ -569,7 +639,8 @@ impl Core {
             if let Some(s) = call.server.and_then(|s| self.servers.get_mut(s)) {
                 s.answered += 1;
                 if let Some(sent) = call.sent {
-                    s.timed(sent.elapsed());
+                    let now = Instant::now();
+                    s.timed(now.saturating_duration_since(sent), now);
                 }
             }
         }
@@ -678,6 +749,11 @@ impl Core {
             self.abandon(id);
         }
         self.pending.retain(|id| self.calls.contains_key(id));
+        for s in self.silent_servers(period, now) {
+            // Its calls go with it, not one by one.
+            lost.retain(|id| self.calls.get(id).is_some_and(|c| c.server != Some(s)));
+            self.server_silent(s, period, now);
+        }
         let reason = format!(
             "no heartbeat for more than {}",
             crate::error::fmt_secs(2 * period)
@@ -696,12 +772,76 @@ impl Core {
         self.servers.decay();
     }
 
+    /// Probe servers whose calls are overdue, and return those that did
+    /// not answer their probe. A server with calls in flight that has sent
+    /// nothing for a quarter period gets a `_zerorpc_ping`, which every
+    /// zerorpc server answers at once, however busy; one that then sends
+    /// nothing until the tick a period later is silent. With a tick every
+    /// half period, a host cut off is found 1.25 to 1.75 periods after its
+    /// last sign of life, not at the heartbeat rule's 3 periods after its
+    /// newest call.
+    fn silent_servers(&mut self, period: Duration, now: Instant) -> Vec<ServerId> {
+        let mut silent = Vec::new();
+        let mut probe = Vec::new();
+        for (id, s) in self.servers.iter() {
+            if !s.up {
+                continue;
+            }
+            match s.probed {
+                // (Ticks come every half period, a little early or late.)
+                Some(at) if now + period / 4 >= at + period => silent.push(id),
+                Some(_) => {}
+                None if s.overdue(now, period / 4) => probe.push(id),
+                None => {}
+            }
+        }
+        for id in probe {
+            self.ping(id);
+            if let Some(s) = self.servers.get_mut(id) {
+                s.probed = Some(now);
+            }
+        }
+        silent
+    }
+
+    /// A `_zerorpc_ping` to server `id` (its answer, like anything it
+    /// sends, is a sign of life).
+    fn ping(&self, id: ServerId) {
+        let (_, ping) =
+            protocol::encode_request_extra(protocol::PING, None, 1, |out| out.push(0x90));
+        self.servers.send(id, ping.into());
+    }
+
+    /// Server `s` went silent (a host partitioned, a process frozen): its
+    /// calls are lost (or retried), no new calls go to it, and its
+    /// connection is dropped and made anew, so that it is used again as
+    /// soon as it can be reached (a stalled TCP connection recovers only
+    /// when the kernel retransmits).
+    fn server_silent(&mut self, s: ServerId, period: Duration, now: Instant) {
+        let Some(server) = self.servers.get_mut(s) else {
+            return;
+        };
+        server.suspect = true;
+        server.probed = None;
+        let silent = server.last_heard.map_or_else(String::new, |h| {
+            format!(", nothing heard for {}", crate::error::fmt_secs(now - h))
+        });
+        let reason = format!(
+            "{} did not answer a ping within {}{silent}",
+            server.endpoint,
+            crate::error::fmt_secs(period)
+        );
+        tracing::warn!("{reason}: its calls are lost; reconnecting");
+        for id in self.calls_on(s) {
+            self.lost(id, &reason, now);
+        }
+        self.servers.reconnect(s);
+    }
+
     /// A `_zerorpc_ping` to each suspect server: any answer clears it.
     fn probe_suspects(&self) {
         for (id, _) in self.servers.iter().filter(|(_, s)| s.suspect && s.up) {
-            let (_, ping) =
-                protocol::encode_request_extra(protocol::PING, None, 1, |out| out.push(0x90));
-            self.servers.send(id, ping.into());
+            self.ping(id);
         }
     }
 
@@ -716,7 +856,7 @@ impl Core {
             match &mut call.retry {
                 Some(r) if r.attempts < r.policy.attempts => {
                     let at = now + r.policy.backoff_after(r.attempts);
-                    call.frame = Some(r.frame.clone());
+                    call.frame = Some(call.request.clone());
                     Some(at)
                 }
                 _ => None,
@@ -738,9 +878,7 @@ impl Core {
             self.unload(s);
             if let Some(call) = self.calls.get_mut(&id) {
                 call.beat = Beat::new(now, !self.passive);
-                if let Some(r) = &mut call.retry {
-                    r.avoid = Some(s);
-                }
+                call.avoid = Some(s);
             }
         }
         tracing::debug!(reason, "call lost; retrying it on another server");
@@ -758,7 +896,7 @@ impl Core {
                 self.pending.pop_front();
                 continue;
             };
-            let avoid = call.retry.as_ref().and_then(|r| r.avoid);
+            let avoid = call.avoid;
             let Some(server) = self.servers.pick(avoid) else {
                 return;
             };
@@ -779,7 +917,7 @@ impl Core {
                 call.sent = Some(now);
             }
             if let Some(s) = self.servers.get_mut(server) {
-                s.load += 1;
+                s.add_call(now);
             }
             self.servers.send(server, frame);
         }
@@ -811,7 +949,7 @@ impl Core {
                 tracing::info!(endpoint = %ep, "server is back in its name's addresses");
             } else {
                 tracing::info!(endpoint = %ep, "server left its name's addresses; closing it once its calls end");
-                if s.load == 0 {
+                if s.load() == 0 {
                     self.remove_server(*l);
                 }
             }

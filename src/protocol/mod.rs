@@ -53,6 +53,13 @@ pub const HEARTBEAT: &str = "_zpc_hb";
 pub const MORE: &str = "_zpc_more";
 /// The caller abandoned the call (zrpc; other peers ignore it): args `[]`.
 pub const CANCEL: &str = "_zpc_cancel";
+/// The server is stopping (zrpc; other clients ignore it): it still
+/// answers what it reads, new calls should go elsewhere. No
+/// `response_to`, args `[]` (PROTOCOL.md §7).
+pub const DRAIN: &str = "_zpc_drain";
+/// The error name of a request a stopping server hands back without
+/// running it: safe to send to another server.
+pub const SERVER_STOPPING: &str = "ServerStopping";
 /// The liveness probe every zerorpc server answers (`["pong", name]`).
 pub(crate) const PING: &str = "_zerorpc_ping";
 /// The header key of a W3C trace context (`00-<trace id>-<span id>-<flags>`).

@@ -84,6 +84,8 @@ pub(super) struct Chan {
     pub(super) credit: Arc<Semaphore>,
     /// A v1 caller (no `v` ≥ 2): errors are sent in its shape.
     pub(super) legacy: bool,
+    /// It was admitted by the pool (introspection is not).
+    pub(super) pooled: bool,
 }
 
 /// Where a request is.

@@ -6,10 +6,11 @@ use super::channel::{Chan, ChanKey, Chans, Out, Run};
 use super::dispatch::Dispatch;
 use super::pool::Pool;
 use super::request;
+use crate::error::ServiceError;
 use crate::logging::{hex, RateLimit};
 use crate::protocol::{self, framing, Event};
 use crate::shutdown::Stop;
-use crate::telemetry::{Lost, Outcome, ServerMetrics};
+use crate::telemetry::{Lost, Outcome, Rejected, ServerMetrics};
 use crate::transport::{Inbound, Link, LinkEvent, LinkId};
 use bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
@@ -30,10 +31,19 @@ const BATCH: usize = 256;
 /// bound.
 const OUT_QUEUE: usize = 1024;
 
-/// A [`super::Server::close`] in progress.
+/// How long a stopping server with nothing left to run waits for another
+/// request before it closes: requests its clients sent before they heard
+/// it was stopping are still on their way.
+const QUIET: Duration = Duration::from_millis(200);
+
+/// A [`super::Server::close`] in progress: the server still answers what
+/// it reads (a client that does not know `_zpc_drain` loses nothing), and
+/// closes once it has nothing to run and has read nothing for [`QUIET`].
 struct Draining {
     /// When the requests still running are cancelled.
     deadline: Pin<Box<tokio::time::Sleep>>,
+    /// Reset by every request read.
+    quiet: Pin<Box<tokio::time::Sleep>>,
     /// Told how many requests were cancelled once the server has stopped.
     stop: Stop,
 }
@@ -65,6 +75,10 @@ pub(super) struct Core {
     pub(super) curve_server: bool,
     /// The most memory decoding one request's arguments may take.
     pub(super) max_decoded: usize,
+    /// Clients connected to bound links (told `_zpc_drain` on stop).
+    peers: std::collections::HashSet<(LinkId, Bytes)>,
+    /// A request was read since the drain's quiet timer was last reset.
+    pub(super) requests_read: bool,
 }
 
 impl Core {
@@ -94,6 +108,8 @@ impl Core {
             now: Instant::now(),
             curve_server: false,
             max_decoded: crate::protocol::budget::DEFAULT_MAX_DECODED_SIZE,
+            peers: Default::default(),
+            requests_read: false,
         }
     }
 
@@ -144,10 +160,12 @@ impl Core {
                 if let Poll::Ready(Some(stop)) = ctl.poll_recv(cx) {
                     tracing::info!(
                         in_flight = self.chans.len(),
-                        "stopping: draining in-flight requests"
+                        "stopping: answering what arrives, new calls asked to go elsewhere"
                     );
+                    self.announce_drain();
                     draining = Some(Draining {
                         deadline: Box::pin(tokio::time::sleep(stop.grace)),
+                        quiet: Box::pin(tokio::time::sleep(QUIET)),
                         stop,
                     });
                 }
@@ -155,20 +173,26 @@ impl Core {
             let Some(d) = draining.as_mut() else {
                 return Poll::Pending;
             };
-            if self.chans.is_empty() {
-                return Poll::Ready(());
+            if std::mem::take(&mut self.requests_read) {
+                d.quiet.as_mut().reset(self.now + QUIET);
             }
             if d.deadline.as_mut().poll(cx).is_ready() {
-                tracing::warn!(
-                    cancelled = self.chans.len(),
-                    "stop deadline reached: cancelling requests"
-                );
+                if !self.chans.is_empty() {
+                    tracing::warn!(
+                        cancelled = self.chans.len(),
+                        "stop deadline reached: cancelling requests"
+                    );
+                }
+                return Poll::Ready(());
+            }
+            if self.chans.is_empty() && d.quiet.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(());
             }
             Poll::Pending
         })
         .await;
         let cancelled = self.chans.len();
+        self.answer_unfinished();
         self.end_where(|_| true, None);
         // Let each link flush what is queued (final replies) before closing.
         for link in std::mem::take(&mut self.links) {
@@ -181,8 +205,15 @@ impl Core {
 
     fn on_link_event(&mut self, ev: LinkEvent, draining: bool) {
         match ev {
-            LinkEvent::Message(link, msg) => self.on_message(link, msg, draining),
+            LinkEvent::Message(link, msg) => self.on_message(link, msg),
+            LinkEvent::PeerUp(link, identity) => {
+                if draining {
+                    self.tell_drain(link, &identity);
+                }
+                self.peers.insert((link, identity));
+            }
             LinkEvent::PeerGone(link, identity) => {
+                self.peers.remove(&(link, identity.clone()));
                 let n = self.end_where(
                     |k| k.link == link && k.identity == identity,
                     Some(Lost::Disconnect),
@@ -198,16 +229,66 @@ impl Core {
             LinkEvent::Down(link) if self.links.get(link).is_some_and(|l| l.connected) => {
                 self.end_where(|k| k.link == link, Some(Lost::Disconnect));
             }
-            LinkEvent::Up(_)
-            | LinkEvent::Down(_)
-            | LinkEvent::PeerUp(..)
-            | LinkEvent::Refused(..) => {}
+            LinkEvent::Up(_) | LinkEvent::Down(_) | LinkEvent::Refused(..) => {}
+        }
+    }
+
+    /// Tell every client this server knows of that it is stopping
+    /// (`_zpc_drain`, PROTOCOL.md §7): the connected ones, and those with a
+    /// call open on a link this server connected.
+    fn announce_drain(&mut self) {
+        let mut told = std::collections::HashSet::new();
+        let open = self.chans.keys_where(|_| true);
+        let known = self.peers.iter().cloned();
+        for (link, identity) in known.chain(open.into_iter().map(|k| (k.link, k.identity))) {
+            if told.insert((link, identity.clone())) {
+                self.tell_drain(link, &identity);
+            }
+        }
+    }
+
+    fn tell_drain(&self, link: LinkId, identity: &Bytes) {
+        let (_, drain) = protocol::encode_request(protocol::DRAIN, &[0x90]);
+        if let Some(l) = self.links.get(link) {
+            l.send(framing::message(
+                std::slice::from_ref(identity),
+                drain.into(),
+            ));
+        }
+    }
+
+    /// The stop deadline came with requests unfinished: each caller is
+    /// told, so that none is left to guess. A request still waiting for a
+    /// pool slot never ran: `ServerStopping`, which a zrpc client sends to
+    /// another server. One that was running is cut short: `ServerStopped`.
+    fn answer_unfinished(&mut self) {
+        for key in self.chans.keys_where(|_| true) {
+            let Some(chan) = self.chans.get_mut(&key) else {
+                continue;
+            };
+            let e = match chan.run {
+                Run::Waiting(..) => {
+                    self.metrics.rejected(Rejected::Stopping);
+                    ServiceError::new(
+                        protocol::SERVER_STOPPING,
+                        "the server stopped before running this request",
+                    )
+                }
+                _ => ServiceError::new(
+                    "ServerStopped",
+                    "the server stopped before this request finished",
+                ),
+            };
+            let err = super::reply::encode_error(&key.id, chan.legacy, &e);
+            if let Some(l) = self.links.get(key.link) {
+                l.send(framing::message(&chan.route, err));
+            }
         }
     }
 
     /// A message from a client: an event on an open channel (it has a
     /// `response_to`), or a new request.
-    fn on_message(&mut self, link: LinkId, msg: ZmqMessage, draining: bool) {
+    fn on_message(&mut self, link: LinkId, msg: ZmqMessage) {
         let frames = msg.into_vecdeque();
         let (identity, payload) = match (frames.front(), frames.back()) {
             (Some(i), Some(p)) if frames.len() >= 2 => (i.clone(), p.clone()),
@@ -224,7 +305,7 @@ impl Core {
                     };
                     self.on_channel_event(&key, &ev);
                 }
-                None => self.on_request(link, identity, frames, &payload, ev, draining),
+                None => self.on_request(link, identity, frames, &payload, ev),
             },
             Err(e) => {
                 self.warned.warn(|| tracing::warn!(peer = %hex(&identity), error = %e, "rejected an undecodable message"));
@@ -301,7 +382,7 @@ impl Core {
         if let Some(at) = chan.deadline {
             self.deadlines.remove(&at);
         }
-        if let Some(pool) = &mut self.pool {
+        if let Some(pool) = self.pool.as_mut().filter(|_| chan.pooled) {
             pool.finished(key, chan.run.is_running());
             self.schedule();
         }

@@ -37,7 +37,6 @@ impl Core {
         frames: VecDeque<Bytes>,
         payload: &Bytes,
         ev: Event<'_>,
-        draining: bool,
     ) {
         let Some(id) = ev.message_id.map(|id| payload.slice_ref(id)) else {
             self.warned.warn(
@@ -60,11 +59,8 @@ impl Core {
                 return self.reject(&key, frames, legacy, ServiceError::new("NameError", why));
             }
         };
-        if draining {
-            self.metrics.rejected(Rejected::Stopping);
-            let e = ServiceError::new("ServerStopping", "the server is shutting down");
-            return self.reject(&key, frames, legacy, e);
-        }
+        // (A stopping server still answers what it reads: see core.rs.)
+        self.requests_read = true;
         // When it arrived (this wake-up of the core: one clock reading for
         // the whole batch).
         let now = self.now;
@@ -101,7 +97,15 @@ impl Core {
         // this core. A handler that is not ready moves to its own task,
         // which polls it again (with a real waker) before anything else.
         // Under a pool limit every request waits for its slot in a task.
-        let (call, ctx, admitted) = match &mut self.pool {
+        // Introspection (the liveness probe among it) is answered at once,
+        // outside any pool: a client pings a server whose calls are
+        // overdue, and a busy server must still answer.
+        let pool = self
+            .pool
+            .as_mut()
+            .filter(|_| !crate::service::INTROSPECTION.contains(&name));
+        let pooled = pool.is_some();
+        let (call, ctx, admitted) = match pool {
             None if bytes >= DECODE_ON_CORE_MAX => (
                 deferred(&self.dispatch, name, args),
                 lent.to_context(),
@@ -184,6 +188,7 @@ impl Core {
             beat: Beat::new(now, true),
             credit,
             legacy,
+            pooled,
         };
         self.metrics.in_flight.increment(1.0);
         self.chans.insert(key, chan);

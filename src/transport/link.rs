@@ -79,6 +79,14 @@ impl Link {
         let _ = self.out.send(msg);
     }
 
+    /// Drop a connected link's connection and connect afresh (its peer went
+    /// silent). A bound link ignores this.
+    pub(crate) fn reconnect(&self) {
+        if self.connected {
+            self.outbox.reconnect.notify_one();
+        }
+    }
+
     /// Close the queue, let the task send what is already queued (for up to
     /// `within`), then close the socket.
     pub(crate) async fn close(mut self, within: Duration) {
@@ -425,8 +433,16 @@ async fn serve_socket<S: Halves>(
     let mut refused = RateLimit::default();
     let room = tx.as_ref().and_then(S::router);
     let mut direct = Installed::new(&out_rx.outbox, tx.as_ref().and_then(S::direct), room);
+    let outbox = out_rx.outbox.clone();
+    // (A request made while it was not connected is for the connection
+    // that is gone.)
+    let _ = futures::FutureExt::now_or_never(outbox.reconnect.notified());
     loop {
         tokio::select! {
+            () = outbox.reconnect.notified(), if connected => {
+                tracing::debug!("dropping a silent connection to connect afresh");
+                return true;
+            }
             msg = out_rx.rx.recv() => match (msg, tx.as_mut()) {
                 (Some(msg), Some(tx)) => {
                     // A ROUTER message starts with the peer identity.

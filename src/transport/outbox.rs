@@ -23,6 +23,10 @@ pub(super) struct Outbox {
     /// A ROUTER's send half, for asking whether a peer's queue has room
     /// (installed while the socket lives; unlike `direct`, never parked).
     pub(super) room: Mutex<Option<zeromq::RouterSendHalf>>,
+    /// The owner wants a connected link's connection dropped and made
+    /// anew (its peer went silent: a stalled connection recovers only
+    /// when the kernel retransmits).
+    pub(super) reconnect: tokio::sync::Notify,
 }
 
 impl Outbox {
