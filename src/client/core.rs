@@ -456,9 +456,7 @@ impl Core {
         let draining = draining && self.servers.another_healthy(s);
         let now = Instant::now();
         for id in self.calls_on(s) {
-            if draining {
-                self.requeue(id, now);
-            } else {
+            if !(draining && self.requeue(id, now)) {
                 self.lost(id, &reason, now);
             }
         }
@@ -475,15 +473,15 @@ impl Core {
 
     /// Call `id` was not run by its server (a stopping server handed it
     /// back, or closed without reading it): send it to another one, with
-    /// its deadline unchanged.
-    fn requeue(&mut self, id: MessageId, now: Instant) {
+    /// its deadline unchanged. False (nothing done) for a call that had
+    /// part of its answer (a stream): it ran.
+    fn requeue(&mut self, id: MessageId, now: Instant) -> bool {
         let server = {
             let Some(call) = self.calls.get_mut(&id) else {
-                return;
+                return false;
             };
             if !matches!(call.waiter, Waiter::First(_)) {
-                // Part of its answer came: it ran.
-                return;
+                return false;
             }
             call.frame = Some(call.request.clone());
             call.beat = Beat::new(now, !self.passive);
@@ -495,9 +493,10 @@ impl Core {
                 call.avoid = Some(s);
             }
         }
-        tracing::debug!("call handed back by a stopping server; sending it elsewhere");
+        tracing::debug!("call not run by a stopping server; sending it elsewhere");
         self.pending.push_front(id);
         self.flush_pending(now);
+        true
     }
 
     /// Server `s` said it is stopping: no new calls go to it.
