@@ -177,8 +177,8 @@ impl From<RemoteError> for Error {
     }
 }
 
-impl From<zeromq::ZmqError> for Error {
-    fn from(e: zeromq::ZmqError) -> Self {
+impl From<zerorpc_zeromq::ZmqError> for Error {
+    fn from(e: zerorpc_zeromq::ZmqError) -> Self {
         Error::transport("socket error", e)
     }
 }

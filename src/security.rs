@@ -28,7 +28,7 @@ use crate::error::Error;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-pub use zeromq::curve::{z85, CurveKeyPair, KEY_LEN};
+pub use zerorpc_zeromq::curve::{z85, CurveKeyPair, KEY_LEN};
 
 /// A CURVE key (public or secret): 32 bytes.
 pub type Key = [u8; KEY_LEN];
@@ -123,15 +123,15 @@ impl Curve {
 
     /// The transport's configuration; a server that lets in nobody is a
     /// mistake, reported when the socket starts.
-    pub(crate) fn config(&self) -> Result<zeromq::curve::CurveConfig, Error> {
-        use zeromq::curve::CurveConfig;
+    pub(crate) fn config(&self) -> Result<zerorpc_zeromq::curve::CurveConfig, Error> {
+        use zerorpc_zeromq::curve::CurveConfig;
         Ok(match &self.role {
             Role::Client { keys, server } => CurveConfig::Client {
                 keys: keys.clone(),
                 server: *server,
             },
             Role::Server { keys, allow } => {
-                let authorize: zeromq::curve::CurveAuthorizer = match allow {
+                let authorize: zerorpc_zeromq::curve::CurveAuthorizer = match allow {
                     Allow::Keys(keys) if keys.is_empty() => {
                         return Err(Error::Config(
                             "a CURVE server lets in no client: allow client keys, allow any, \

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use common::*;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use zeromq::{RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
 use zerorpc::protocol::{self, Event};
+use zerorpc_zeromq::{RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
 
 fn zrpc(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_zrpc"))
@@ -187,7 +187,7 @@ fn send_queue_drops_for_a_client_that_does_not_read() {
     // A raw DEALER asks for 5000 replies and reads none.
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut dealer = zeromq::DealerSocket::new();
+        let mut dealer = zerorpc_zeromq::DealerSocket::new();
         dealer.connect(&ep).await.unwrap();
         for _ in 0..5000 {
             let (_, req) = protocol::encode_request("echo", &[0x91, 0xa1, b'x']);

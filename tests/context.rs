@@ -385,7 +385,7 @@ async fn a_handler_is_cancelled_at_its_callers_deadline() {
 /// handler was dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_late_reply_after_the_deadline() {
-    use zeromq::{DealerSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
+    use zerorpc_zeromq::{DealerSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
     let dropped = Dropped::default();
     let (_server, ep) = serve(service(&dropped)).await;
     let mut raw = DealerSocket::new();

@@ -385,7 +385,7 @@ fn more(id: u64, response_to: u64, n: u64) -> Vec<u8> {
 /// the victim keeps its replies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duplicate_routing_identity_cannot_take_over_replies() {
-    use zeromq::{DealerSocket, Socket, SocketOptions, SocketRecv, SocketSend, ZmqMessage};
+    use zerorpc_zeromq::{DealerSocket, Socket, SocketOptions, SocketRecv, SocketSend, ZmqMessage};
     let _one = ONE_AT_A_TIME.lock().await;
     let mut target = Target::start(&["calc"]);
     let dealer = |id: &'static [u8]| {
@@ -914,7 +914,7 @@ fn nil_request(id: u64, method: &str, n: usize) -> Vec<u8> {
 /// the memory comes back, and nobody else waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_request_cannot_decode_into_a_hundred_times_its_size() {
-    use zeromq::{DealerSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
+    use zerorpc_zeromq::{DealerSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
     let _one = ONE_AT_A_TIME.lock().await;
     let target = Target::start(&["calc"]);
     let echo = Target::start(&["echo"]);

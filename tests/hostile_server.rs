@@ -10,9 +10,9 @@ use common::*;
 use futures::StreamExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use zeromq::{RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
 use zerorpc::protocol::{self, Event};
 use zerorpc::{Client, Error, Value};
+use zerorpc_zeromq::{RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
 
 /// A bound ROUTER standing in for a server.
 struct FakeServer {

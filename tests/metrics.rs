@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use zeromq::{DealerSocket, Socket, SocketSend, ZmqMessage};
 use zerorpc::{Client, Server, Service, ServiceError};
+use zerorpc_zeromq::{DealerSocket, Socket, SocketSend, ZmqMessage};
 
 /// Every metric as `name{label=value,...}` → value (histograms: how many
 /// values were recorded).

@@ -197,7 +197,7 @@ fn logged(what: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_does_not_stall_the_others() {
-    use zeromq::{DealerSocket, Socket, SocketSend, ZmqMessage};
+    use zerorpc_zeromq::{DealerSocket, Socket, SocketSend, ZmqMessage};
     captured_logs();
     let service = zerorpc::Service::new("greedy")
         .method("blob", |(n,): (usize,)| async move {
@@ -385,7 +385,7 @@ async fn a_killed_server_fails_calls_fast_and_a_restarted_one_is_found() {
 /// running and answers `add(2, 3)`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_events_leave_zrpc_server_calc_answering() {
-    use zeromq::{DealerSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
+    use zerorpc_zeromq::{DealerSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
     let ep = format!("tcp://127.0.0.1:{}", free_port());
     let mut srv = spawn_until(
         Command::new(env!("CARGO_BIN_EXE_zrpc")).args([

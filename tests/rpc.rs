@@ -7,8 +7,8 @@ use common::*;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use zeromq::{DealerSocket, RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
 use zerorpc::{CallOptions, Client, Error, Server, Service, ServiceError, Value};
+use zerorpc_zeromq::{DealerSocket, RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
 
 const HB_FAST: Option<Duration> = Some(Duration::from_millis(200));
 

@@ -4,13 +4,13 @@
 
 use bytes::Bytes;
 use std::time::Duration;
-use zeromq::{Socket, SocketRecv, SocketSend, ZmqMessage};
 use zerorpc::protocol::{self, Event, MessageId};
 use zerorpc::Client;
+use zerorpc_zeromq::{Socket, SocketRecv, SocketSend, ZmqMessage};
 
 /// A bare ROUTER on a free loopback port, and its endpoint.
-async fn raw_router() -> (zeromq::RouterSocket, String) {
-    let mut router = zeromq::RouterSocket::new();
+async fn raw_router() -> (zerorpc_zeromq::RouterSocket, String) {
+    let mut router = zerorpc_zeromq::RouterSocket::new();
     let ep = router
         .bind("tcp://127.0.0.1:0")
         .await
@@ -23,7 +23,7 @@ async fn raw_router() -> (zeromq::RouterSocket, String) {
 /// The next event from the client, `_zerorpc_ping`s answered (as every
 /// zerorpc server does: a client pings a server whose calls are overdue)
 /// and left out.
-async fn recv(router: &mut zeromq::RouterSocket) -> Vec<Bytes> {
+async fn recv(router: &mut zerorpc_zeromq::RouterSocket) -> Vec<Bytes> {
     loop {
         let frames = tokio::time::timeout(Duration::from_secs(5), router.recv())
             .await
@@ -37,7 +37,7 @@ async fn recv(router: &mut zeromq::RouterSocket) -> Vec<Bytes> {
 }
 
 /// If `frames` are a `_zerorpc_ping`, answer `["pong", "raw"]` (true).
-async fn answer_ping(router: &mut zeromq::RouterSocket, frames: &[Bytes]) -> bool {
+async fn answer_ping(router: &mut zerorpc_zeromq::RouterSocket, frames: &[Bytes]) -> bool {
     let Some(ev) = frames.last().and_then(|p| Event::decode(p).ok()) else {
         return false;
     };
@@ -171,7 +171,7 @@ async fn a_reply_whose_id_comes_back_as_a_str_is_matched() {
 /// the router, the reader's task (all items, errors included), and a way
 /// to send the router's events on the call.
 struct RawStream {
-    router: zeromq::RouterSocket,
+    router: zerorpc_zeromq::RouterSocket,
     reader: tokio::task::JoinHandle<Result<Vec<Result<u64, zerorpc::Error>>, zerorpc::Error>>,
     identity: Bytes,
     id: Vec<u8>,
@@ -281,7 +281,7 @@ async fn a_final_event_without_credit_ends_the_stream() {
 /// nothing gets about a thousand events, not a million.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_caps_the_credit_a_client_grants() {
-    use zeromq::DealerSocket;
+    use zerorpc_zeromq::DealerSocket;
     let server =
         zerorpc::Server::builder(zerorpc::Service::new("s").stream("count", |(n,): (u64,)| {
             futures::stream::iter(0..n).map(Ok::<_, zerorpc::ServiceError>)
@@ -349,7 +349,7 @@ async fn each_call_stays_on_the_connection_that_carried_it() {
         tokio::time::timeout(Duration::from_secs(5), async {
             while !matches!(
                 monitor.next().await,
-                Some(zeromq::SocketEvent::Accepted(..))
+                Some(zerorpc_zeromq::SocketEvent::Accepted(..))
             ) {}
         })
         .await
@@ -423,7 +423,7 @@ async fn each_call_stays_on_the_connection_that_carried_it() {
 /// still heard: a server matches ids by what they hold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_hears_heartbeats_whose_id_was_retyped() {
-    use zeromq::DealerSocket;
+    use zerorpc_zeromq::DealerSocket;
     let server = zerorpc::Server::builder(zerorpc::Service::new("s").method(
         "sleep",
         |(s,): (f64,)| async move {

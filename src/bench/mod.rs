@@ -18,7 +18,7 @@ use futures::StreamExt;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use zeromq::{DealerSocket, RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
+use zerorpc_zeromq::{DealerSocket, RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
 
 #[derive(Parser, Debug)]
 #[command(

@@ -30,7 +30,7 @@ use crate::transport::{Link, LinkId};
 use bytes::Bytes;
 use std::collections::HashMap;
 use tokio::time::Instant;
-use zeromq::ZmqMessage;
+use zerorpc_zeromq::ZmqMessage;
 
 /// Index of a server within its client (never reused).
 pub(super) type ServerId = usize;

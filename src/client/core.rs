@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use zeromq::ZmqMessage;
+use zerorpc_zeromq::ZmqMessage;
 
 /// A call's first event (its answer), and for a stream the queue where
 /// the rest of it arrives.

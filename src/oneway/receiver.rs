@@ -199,7 +199,7 @@ impl ReceiverCore {
         }
     }
 
-    fn on_message(&mut self, msg: zeromq::ZmqMessage, permit: OwnedSemaphorePermit) {
+    fn on_message(&mut self, msg: zerorpc_zeromq::ZmqMessage, permit: OwnedSemaphorePermit) {
         let Some(payload) = framing::payload(&msg) else {
             return;
         };

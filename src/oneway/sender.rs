@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use zeromq::ZmqMessage;
+use zerorpc_zeromq::ZmqMessage;
 
 /// Events a [`Pusher`] holds while no puller is connected; beyond this,
 /// `push` fails instead of growing without bound.

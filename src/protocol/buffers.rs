@@ -1,7 +1,7 @@
 //! Message buffers: large ones recycled, small ones exact.
 //!
 //! A request or reply of [`LARGE`] bytes or more is encoded into a buffer
-//! from the transport's pool (`zeromq::buffers`, shared with the reader's
+//! from the transport's pool (`zerorpc_zeromq::buffers`, shared with the reader's
 //! large frame bodies) and goes back there once the frame has been written,
 //! instead of back to the allocator. With glibc's allocator, a megabyte
 //! freed and allocated again for every call is often returned to the system
@@ -27,7 +27,7 @@ pub(crate) fn reserve(buf: &mut Vec<u8>, more: usize) {
         return;
     }
     if need >= LARGE {
-        let mut kept = zeromq::buffers::take(need.max(2 * buf.capacity()));
+        let mut kept = zerorpc_zeromq::buffers::take(need.max(2 * buf.capacity()));
         kept.extend_from_slice(buf);
         *buf = kept;
         return;
@@ -39,7 +39,7 @@ pub(crate) fn reserve(buf: &mut Vec<u8>, more: usize) {
 /// when the last view of it is dropped (after the frame was written).
 pub(crate) fn into_bytes(buf: Vec<u8>) -> Bytes {
     if buf.capacity() >= LARGE {
-        zeromq::buffers::into_bytes(buf)
+        zerorpc_zeromq::buffers::into_bytes(buf)
     } else {
         Bytes::from(buf)
     }

@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 use std::collections::VecDeque;
-use zeromq::ZmqMessage;
+use zerorpc_zeromq::ZmqMessage;
 
 /// `[route..., empty, payload]`.
 pub(crate) fn message(route: &[Bytes], payload: Bytes) -> ZmqMessage {

@@ -20,7 +20,7 @@ use std::task::Poll;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use zeromq::ZmqMessage;
+use zerorpc_zeromq::ZmqMessage;
 
 /// Most events the core handles in one wake-up before letting other tasks
 /// run (it then wakes itself to carry on).

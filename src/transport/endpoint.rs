@@ -8,7 +8,7 @@ pub(crate) fn normalize(endpoint: &str) -> Result<String, Error> {
         Some(port) => format!("tcp://0.0.0.0:{port}"),
         None => endpoint.to_string(),
     };
-    ep.parse::<zeromq::Endpoint>()
+    ep.parse::<zerorpc_zeromq::Endpoint>()
         .map_err(|e| Error::Config(format!("invalid endpoint {endpoint:?}: {e}")))?;
     Ok(ep)
 }

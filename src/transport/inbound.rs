@@ -9,7 +9,7 @@ use crate::logging::{hex, RateLimit};
 use futures::StreamExt;
 use std::task::{Context, Poll};
 use tokio::sync::mpsc;
-use zeromq::{SocketRecv, ZmqMessage};
+use zerorpc_zeromq::{SocketRecv, ZmqMessage};
 
 /// What a link's task tells its owner's [`Inbound`].
 pub(super) enum Report {
@@ -155,18 +155,18 @@ pub(super) fn reader<R: SocketRecv + Send + 'static>(rx: R) -> Reader {
 
 /// A receive half with a poll function (the vendored patch's `poll_recv`).
 pub(super) trait PollRecv: Send + 'static {
-    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<zeromq::ZmqResult<ZmqMessage>>;
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<zerorpc_zeromq::ZmqResult<ZmqMessage>>;
 }
 
-impl PollRecv for zeromq::DealerRecvHalf {
-    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<zeromq::ZmqResult<ZmqMessage>> {
-        zeromq::DealerRecvHalf::poll_recv(self, cx)
+impl PollRecv for zerorpc_zeromq::DealerRecvHalf {
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<zerorpc_zeromq::ZmqResult<ZmqMessage>> {
+        zerorpc_zeromq::DealerRecvHalf::poll_recv(self, cx)
     }
 }
 
-impl PollRecv for zeromq::RouterRecvHalf {
-    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<zeromq::ZmqResult<ZmqMessage>> {
-        zeromq::RouterRecvHalf::poll_recv(self, cx)
+impl PollRecv for zerorpc_zeromq::RouterRecvHalf {
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<zerorpc_zeromq::ZmqResult<ZmqMessage>> {
+        zerorpc_zeromq::RouterRecvHalf::poll_recv(self, cx)
     }
 }
 
@@ -194,12 +194,12 @@ enum Received {
 /// What a receive result means to a [`Reader`]; errors are logged here, at
 /// most once a second per socket (a peer that reconnects to send bad data
 /// again and again cannot flood the log).
-fn received(r: zeromq::ZmqResult<ZmqMessage>, warned: &mut RateLimit) -> Received {
+fn received(r: zerorpc_zeromq::ZmqResult<ZmqMessage>, warned: &mut RateLimit) -> Received {
     match r {
         Ok(msg) => return Received::Message(msg),
-        Err(zeromq::ZmqError::NoMessage) => return Received::End,
+        Err(zerorpc_zeromq::ZmqError::NoMessage) => return Received::End,
         // A ROUTER names the peer it dropped.
-        Err(zeromq::ZmqError::PeerFailed(peer, why)) => warned.warn(
+        Err(zerorpc_zeromq::ZmqError::PeerFailed(peer, why)) => warned.warn(
             || tracing::warn!(peer = %hex(&peer), error = %why, "dropped a peer that sent bad data"),
         ),
         // A peer's connection broke (reset, closed mid-frame): not bad
@@ -214,7 +214,7 @@ fn received(r: zeromq::ZmqResult<ZmqMessage>, warned: &mut RateLimit) -> Receive
 
 /// Whether a receive error is the connection failing (an I/O error
 /// somewhere in its sources) rather than the peer misbehaving.
-pub(super) fn io_failure(e: &zeromq::ZmqError) -> bool {
+pub(super) fn io_failure(e: &zerorpc_zeromq::ZmqError) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
         if err.is::<std::io::Error>() {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use zeromq::{
+use zerorpc_zeromq::{
     DealerSocket, PubSocket, PullSocket, PushSocket, RouterSocket, Socket, SocketEvent, SocketRecv,
     SubSocket, ZmqMessage,
 };
@@ -175,7 +175,7 @@ trait Halves: Socket + Sized + 'static {
         None
     }
     /// A ROUTER's send half, for asking about its peers' queues.
-    fn router(_tx: &Self::Tx) -> Option<zeromq::RouterSendHalf> {
+    fn router(_tx: &Self::Tx) -> Option<zerorpc_zeromq::RouterSendHalf> {
         None
     }
     /// The receive half as a [`Reader`].
@@ -196,7 +196,7 @@ trait SendHalf: Send + 'static {
     fn send(
         &mut self,
         msg: ZmqMessage,
-    ) -> impl std::future::Future<Output = zeromq::ZmqResult<()>> + Send + '_;
+    ) -> impl std::future::Future<Output = zerorpc_zeromq::ZmqResult<()>> + Send + '_;
 }
 
 macro_rules! send_half {
@@ -205,7 +205,7 @@ macro_rules! send_half {
             fn send(
                 &mut self,
                 msg: ZmqMessage,
-            ) -> impl std::future::Future<Output = zeromq::ZmqResult<()>> + Send + '_ {
+            ) -> impl std::future::Future<Output = zerorpc_zeromq::ZmqResult<()>> + Send + '_ {
                 self.send_unboxed(msg)
             }
         }
@@ -213,8 +213,8 @@ macro_rules! send_half {
 }
 
 send_half!(
-    zeromq::RouterSendHalf,
-    zeromq::DealerSendHalf,
+    zerorpc_zeromq::RouterSendHalf,
+    zerorpc_zeromq::DealerSendHalf,
     PushSocket,
     PubSocket
 );
@@ -230,7 +230,7 @@ macro_rules! split_socket {
             fn direct(tx: &Self::Tx) -> Option<Box<dyn Direct>> {
                 Some(Box::new(tx.clone()))
             }
-            fn router(tx: &Self::Tx) -> Option<zeromq::RouterSendHalf> {
+            fn router(tx: &Self::Tx) -> Option<zerorpc_zeromq::RouterSendHalf> {
                 $router(tx)
             }
             fn reader(rx: Self::Rx) -> Reader {
@@ -247,15 +247,15 @@ macro_rules! split_socket {
 split_socket!(
     RouterSocket,
     Kind::Router,
-    zeromq::RouterSendHalf,
-    zeromq::RouterRecvHalf,
-    |tx: &zeromq::RouterSendHalf| Some(tx.clone())
+    zerorpc_zeromq::RouterSendHalf,
+    zerorpc_zeromq::RouterRecvHalf,
+    |tx: &zerorpc_zeromq::RouterSendHalf| Some(tx.clone())
 );
 split_socket!(
     DealerSocket,
     Kind::Dealer,
-    zeromq::DealerSendHalf,
-    zeromq::DealerRecvHalf,
+    zerorpc_zeromq::DealerSendHalf,
+    zerorpc_zeromq::DealerRecvHalf,
     |_| None
 );
 
@@ -381,7 +381,8 @@ async fn run_connected<S: Halves>(
             Err(e) => {
                 let security = matches!(
                     e,
-                    zeromq::ZmqError::Curve(_) | zeromq::ZmqError::MechanismMismatch(_)
+                    zerorpc_zeromq::ZmqError::Curve(_)
+                        | zerorpc_zeromq::ZmqError::MechanismMismatch(_)
                 );
                 let reason = e.to_string();
                 let report = Report::Event(LinkEvent::Refused(id, format!("{ep}: {reason}")));
@@ -449,7 +450,7 @@ async fn serve_socket<S: Halves>(
                     let peer = (S::KIND == Kind::Router).then(|| msg.get(0).cloned()).flatten();
                     match SendHalf::send(tx, msg).await {
                         Ok(()) => full.sent(peer),
-                        Err(zeromq::ZmqError::BufferFull(_)) => {
+                        Err(zerorpc_zeromq::ZmqError::BufferFull(_)) => {
                             if S::KIND == Kind::Router {
                                 metrics::counter!("zrpc_server_dropped_replies_total").increment(1);
                             }

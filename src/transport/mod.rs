@@ -44,7 +44,7 @@ use crate::error::Error;
 use bytes::Bytes;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use zeromq::{SocketOptions, ZmqMessage};
+use zerorpc_zeromq::{SocketOptions, ZmqMessage};
 
 /// Index of a link within its owner.
 pub(crate) type LinkId = usize;
@@ -119,7 +119,7 @@ pub(crate) struct Limits {
     pub(crate) send_queue_bytes: usize,
     pub(crate) handshake_timeout: Option<Duration>,
     /// CURVE (`None`: the NULL mechanism).
-    pub(crate) curve: Option<zeromq::curve::CurveConfig>,
+    pub(crate) curve: Option<zerorpc_zeromq::curve::CurveConfig>,
 }
 
 impl Default for Limits {

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
-use zeromq::ZmqMessage;
+use zerorpc_zeromq::ZmqMessage;
 
 /// Messages waiting for a link's task beyond which producers that can wait
 /// (streams) do: see [`Outbox::has_room`].
@@ -22,7 +22,7 @@ pub(super) struct Outbox {
     pub(super) queued: AtomicUsize,
     /// A ROUTER's send half, for asking whether a peer's queue has room
     /// (installed while the socket lives; unlike `direct`, never parked).
-    pub(super) room: Mutex<Option<zeromq::RouterSendHalf>>,
+    pub(super) room: Mutex<Option<zerorpc_zeromq::RouterSendHalf>>,
     /// The owner wants a connected link's connection dropped and made
     /// anew (its peer went silent: a stalled connection recovers only
     /// when the kernel retransmits).
@@ -55,7 +55,7 @@ impl Outbox {
             Ok(room) => room.clone(),
             Err(_) => None,
         };
-        let peer = zeromq::util::PeerIdentity::try_from(identity.clone()).ok();
+        let peer = zerorpc_zeromq::util::PeerIdentity::try_from(identity.clone()).ok();
         match (router, peer) {
             (Some(router), Some(peer)) => router.peer_has_room(&peer).unwrap_or(true),
             _ => true,
@@ -65,7 +65,7 @@ impl Outbox {
     /// The CURVE public key the ROUTER peer `identity` authenticated with.
     pub(super) fn peer_key(&self, identity: &bytes::Bytes) -> Option<[u8; 32]> {
         let router = self.room.lock().ok()?.clone()?;
-        let peer = zeromq::util::PeerIdentity::try_from(identity.clone()).ok()?;
+        let peer = zerorpc_zeromq::util::PeerIdentity::try_from(identity.clone()).ok()?;
         router.peer_public_key(&peer)
     }
 
@@ -81,15 +81,15 @@ pub(super) trait Direct: Send {
     fn try_send_now(&mut self, msg: ZmqMessage) -> Result<(), ZmqMessage>;
 }
 
-impl Direct for zeromq::DealerSendHalf {
+impl Direct for zerorpc_zeromq::DealerSendHalf {
     fn try_send_now(&mut self, msg: ZmqMessage) -> Result<(), ZmqMessage> {
-        zeromq::DealerSendHalf::try_send_now(self, msg)
+        zerorpc_zeromq::DealerSendHalf::try_send_now(self, msg)
     }
 }
 
-impl Direct for zeromq::RouterSendHalf {
+impl Direct for zerorpc_zeromq::RouterSendHalf {
     fn try_send_now(&mut self, msg: ZmqMessage) -> Result<(), ZmqMessage> {
-        zeromq::RouterSendHalf::try_send_now(self, msg)
+        zerorpc_zeromq::RouterSendHalf::try_send_now(self, msg)
     }
 }
 
@@ -107,7 +107,7 @@ impl<'a> Installed<'a> {
     pub(super) fn new(
         outbox: &'a Outbox,
         direct: Option<Box<dyn Direct>>,
-        room: Option<zeromq::RouterSendHalf>,
+        room: Option<zerorpc_zeromq::RouterSendHalf>,
     ) -> Self {
         if let Ok(mut slot) = outbox.room.lock() {
             *slot = room;

@@ -1,7 +1,9 @@
+//! The peers of a ROUTER, DEALER, PUSH or PULL socket: their send queues, and sending to one (by identity, round-robin, or the only one).
+
 use crate::async_rt;
 use crate::codec::{FramedIo, Message, ZmqFramedRead};
 use crate::fair_queue::QueueInner;
-use crate::peer_queue;
+use crate::peer_queue::{self, message_bytes, QueueLoad};
 use crate::util::PeerIdentity;
 use crate::write_queue::write_message_queue;
 use crate::{
@@ -84,35 +86,6 @@ impl PeerTable {
                 .map(|(id, peer)| (id.clone(), peer.clone())),
             _ => None,
         };
-    }
-}
-
-/// zrpc patch: messages and bytes waiting in a peer's send queue, added
-/// before a message is queued and subtracted once its batch is written.
-#[derive(Default, Debug)]
-pub(crate) struct QueueLoad {
-    pub(crate) messages: AtomicUsize,
-    pub(crate) bytes: AtomicUsize,
-}
-
-impl QueueLoad {
-    fn add(&self, bytes: usize) {
-        self.messages.fetch_add(1, Ordering::AcqRel);
-        self.bytes.fetch_add(bytes, Ordering::AcqRel);
-    }
-
-    pub(crate) fn sub(&self, messages: usize, bytes: usize) {
-        self.messages.fetch_sub(messages, Ordering::AcqRel);
-        self.bytes.fetch_sub(bytes, Ordering::AcqRel);
-    }
-}
-
-/// zrpc patch: the bytes a message holds, as counted against
-/// `SocketOptions::send_queue_bytes` (commands count nothing).
-pub(crate) fn message_bytes(message: &Message) -> usize {
-    match message {
-        Message::Message(m) => m.iter().map(|f| f.len() + crate::FRAME_OVERHEAD).sum(),
-        _ => 0,
     }
 }
 

@@ -14,7 +14,7 @@
 //! can be either ([`CurveConfig`] on its [`SocketOptions`](crate::SocketOptions)).
 
 use crate::codec::{CodecError, FramedIo, Message};
-use crate::util::PeerIdentity;
+use crate::identity::PeerIdentity;
 use crate::{SocketType, ZmqError, ZmqResult};
 
 use bytes::{BufMut, Bytes, BytesMut};

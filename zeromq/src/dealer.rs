@@ -1,3 +1,5 @@
+//! The DEALER socket: round-robin out, fair-queued in.
+
 use crate::backend::GenericSocketBackend;
 use crate::codec::{Message, ZmqFramedRead};
 use crate::fair_queue::FairQueue;

@@ -1,7 +1,9 @@
+//! The errors of sockets and their tasks ([`ZmqError`], [`TaskError`]).
+
+use crate::async_rt;
 use crate::codec::{CodecError, Message, ZmtpVersion};
 use crate::endpoint::Endpoint;
 use crate::endpoint::EndpointError;
-use crate::task_handle::TaskError;
 use crate::ZmqMessage;
 
 use futures::channel::mpsc;
@@ -91,5 +93,26 @@ impl From<crate::peer_queue::SendError> for ZmqError {
 impl From<mpsc::SendError> for ZmqError {
     fn from(_: mpsc::SendError) -> Self {
         ZmqError::BufferFull("Failed to send message. Send queue full/broken")
+    }
+}
+
+/// Why a socket's background task ended other than by returning.
+#[derive(Error, Debug)]
+pub enum TaskError {
+    #[error("Internal task error: {0}")]
+    Internal(#[from] Box<ZmqError>),
+    #[error("Task panicked")]
+    Panic,
+    #[error("Task cancelled")]
+    Cancelled,
+}
+impl From<async_rt::task::JoinError> for TaskError {
+    fn from(err: async_rt::task::JoinError) -> Self {
+        if err.is_panic() {
+            TaskError::Panic
+        } else {
+            debug_assert!(err.is_cancelled());
+            TaskError::Cancelled
+        }
     }
 }

@@ -1,3 +1,42 @@
+//! # zerorpc-zeromq — ZeroMQ (ZMTP 3) in Rust, the transport of zrpc
+//!
+//! A fork of zmq.rs (`zeromq` 0.7.0 on crates.io, MIT): the sockets zrpc
+//! uses — DEALER/ROUTER, PUSH/PULL, PUB/SUB — over TCP and IPC, on tokio,
+//! with no C library. What the fork changed, and why, is in `FORK.md`;
+//! zrpc names it by its package name, `zerorpc_zeromq`, never `zeromq`.
+//!
+//! ## Map
+//!
+//! A message travels socket → backend (peers and their send queues) →
+//! writer task → codec → connection; and connection → reader (codec) →
+//! fair queue → socket on the way in.
+//!
+//! | module | concept |
+//! |---|---|
+//! | `dealer`, `router`, `push`, `pull`, `pub`, `sub` | the sockets (one file each); their [`Socket`], [`SocketSend`], [`SocketRecv`] halves |
+//! | `backend`, `sub_backend` | a socket's peers: who is connected, sending to one of them |
+//! | `peer_queue`, `write_queue` | one peer's send queue (bounded in messages and bytes) and the task that writes it out |
+//! | `fair_queue` | receiving from many peers in turn |
+//! | `codec` | ZMTP 3: greeting, commands, frames (`ZmqCodec`); a connection's reader and writer |
+//! | `util` | the handshake of a new connection (greeting, mechanism, READY), shared by every socket |
+//! | [`curve`] | CurveZMQ (RFC 26): keys, Z85, the handshake and the sealing of every frame |
+//! | `transport`, `endpoint`, `reconnect` | TCP and IPC: connecting, binding, accepting; endpoint strings; reconnecting a dropped DEALER |
+//! | [`buffers`] | the process-wide pool of large frame buffers |
+//! | `identity` | a peer's routing identity ([`util::PeerIdentity`]) |
+//! | `error`, `task_handle`, `message` | errors, background tasks, [`ZmqMessage`] |
+//! | `async_rt` | the runtime: tokio |
+//!
+//! ```no_run
+//! use zerorpc_zeromq::{RouterSocket, Socket, SocketRecv, SocketSend};
+//!
+//! # async fn demo() -> zerorpc_zeromq::ZmqResult<()> {
+//! let mut socket = RouterSocket::new();
+//! socket.bind("tcp://127.0.0.1:5555").await?;
+//! let request = socket.recv().await?; // [peer identity, frames…]
+//! socket.send(request).await?; // echoed to the peer it came from
+//! # Ok(()) }
+//! ```
+
 #![recursion_limit = "1024"]
 
 mod async_rt;
@@ -9,6 +48,7 @@ mod dealer;
 mod endpoint;
 mod error;
 mod fair_queue;
+mod identity;
 mod message;
 mod peer_queue;
 mod r#pub;

@@ -1,3 +1,5 @@
+//! [`ZmqMessage`]: the frames of one message.
+
 use bytes::Bytes;
 
 use std::collections::vec_deque::{Iter, VecDeque};

@@ -15,6 +15,8 @@
 
 use crate::codec::Message;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use futures::Stream;
 use parking_lot::Mutex;
 
@@ -44,6 +46,35 @@ struct State {
 
 struct Shared {
     state: Mutex<State>,
+}
+
+/// zrpc patch: messages and bytes waiting in a peer's send queue, added
+/// before a message is queued and subtracted once its batch is written.
+#[derive(Default, Debug)]
+pub(crate) struct QueueLoad {
+    pub(crate) messages: AtomicUsize,
+    pub(crate) bytes: AtomicUsize,
+}
+
+impl QueueLoad {
+    pub(crate) fn add(&self, bytes: usize) {
+        self.messages.fetch_add(1, Ordering::AcqRel);
+        self.bytes.fetch_add(bytes, Ordering::AcqRel);
+    }
+
+    pub(crate) fn sub(&self, messages: usize, bytes: usize) {
+        self.messages.fetch_sub(messages, Ordering::AcqRel);
+        self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
+/// zrpc patch: the bytes a message holds, as counted against
+/// `SocketOptions::send_queue_bytes` (commands count nothing).
+pub(crate) fn message_bytes(message: &Message) -> usize {
+    match message {
+        Message::Message(m) => m.iter().map(|f| f.len() + crate::FRAME_OVERHEAD).sum(),
+        _ => 0,
+    }
 }
 
 /// A bounded queue of messages for one peer: any number of senders, one

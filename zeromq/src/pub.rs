@@ -1,3 +1,5 @@
+//! The PUB socket: each message to every subscriber whose subscription matches.
+
 use crate::codec::*;
 use crate::endpoint::Endpoint;
 use crate::error::ZmqResult;

@@ -1,3 +1,5 @@
+//! The PUSH socket: round-robin out.
+
 use crate::backend::GenericSocketBackend;
 use crate::codec::Message;
 use crate::transport::AcceptStopHandle;

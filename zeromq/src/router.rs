@@ -1,3 +1,5 @@
+//! The ROUTER socket: messages in with their sender's identity, out to the peer named.
+
 use crate::backend::GenericSocketBackend;
 use crate::codec::*;
 use crate::endpoint::Endpoint;

@@ -1,3 +1,5 @@
+//! The SUB socket: subscriptions out, matching messages in.
+
 use crate::codec::{Message, ZmqFramedRead};
 use crate::endpoint::Endpoint;
 use crate::error::{ZmqError, ZmqResult};

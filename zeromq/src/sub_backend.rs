@@ -1,3 +1,5 @@
+//! The peers of a SUB socket and the subscriptions resent to each as it connects.
+
 use crate::backend::DisconnectNotifier;
 use crate::codec::{CodecError, FramedIo, Message, ZmqFramedRead, ZmqFramedWrite};
 use crate::endpoint::Endpoint;

@@ -1,28 +1,9 @@
+//! A handle on a socket's background task: stop it, and learn how it ended.
+
 use crate::async_rt;
-use crate::error::{ZmqError, ZmqResult};
+use crate::error::{TaskError, ZmqResult};
 
 use futures::channel::oneshot;
-use thiserror::Error;
-
-#[derive(Error, Debug)]
-pub enum TaskError {
-    #[error("Internal task error: {0}")]
-    Internal(#[from] Box<ZmqError>),
-    #[error("Task panicked")]
-    Panic,
-    #[error("Task cancelled")]
-    Cancelled,
-}
-impl From<async_rt::task::JoinError> for TaskError {
-    fn from(err: async_rt::task::JoinError) -> Self {
-        if err.is_panic() {
-            TaskError::Panic
-        } else {
-            debug_assert!(err.is_cancelled());
-            TaskError::Cancelled
-        }
-    }
-}
 
 pub struct TaskHandle<T> {
     // Using options to allow us to move resource without consuming `self`

@@ -1,7 +1,9 @@
+//! A peer's writer task: takes what senders queued and writes it in batches.
+
 use crate::codec::{CodecResult, ZmqFramedWrite};
 
-use crate::backend::QueueLoad;
 use crate::peer_queue;
+use crate::peer_queue::QueueLoad;
 use futures::{SinkExt, StreamExt};
 use std::sync::Arc;
 
@@ -18,7 +20,7 @@ pub(crate) async fn write_message_queue(
     queued: Option<Arc<QueueLoad>>,
 ) -> CodecResult<()> {
     while let Some(message) = queue_receiver.next().await {
-        let (mut count, mut batch) = (1, crate::backend::message_bytes(&message));
+        let (mut count, mut batch) = (1, crate::peer_queue::message_bytes(&message));
         // When backlog already exists, feed a batch before flushing once to avoid per-message flush cost during bursts.
         send_queue.feed(message).await?;
 
@@ -28,7 +30,7 @@ pub(crate) async fn write_message_queue(
                 Err(_) => break,
             };
             count += 1;
-            batch += crate::backend::message_bytes(&message);
+            batch += crate::peer_queue::message_bytes(&message);
             send_queue.feed(message).await?;
         }
 

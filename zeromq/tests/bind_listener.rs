@@ -1,15 +1,12 @@
-// The fork keeps upstream's crate name in its tests.
-extern crate zerorpc_zeromq as zeromq;
-
 use std::time::Duration;
 
 #[cfg(target_family = "unix")]
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
-use zeromq::__async_rt as async_rt;
-use zeromq::prelude::{Socket, SocketRecv, SocketSend};
-use zeromq::{DealerSocket, Endpoint, Host, RouterSocket, SocketEvent, ZmqMessage};
+use zerorpc_zeromq::__async_rt as async_rt;
+use zerorpc_zeromq::prelude::{Socket, SocketRecv, SocketSend};
+use zerorpc_zeromq::{DealerSocket, Endpoint, Host, RouterSocket, SocketEvent, ZmqMessage};
 
 #[async_rt::test]
 async fn adopts_tcp_listener_and_accepts_connections() {

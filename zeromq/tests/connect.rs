@@ -1,9 +1,6 @@
-// The fork keeps upstream's crate name in its tests.
-extern crate zerorpc_zeromq as zeromq;
-
-use zeromq::__async_rt as async_rt;
-use zeromq::prelude::*;
-use zeromq::{SocketOptions, ZmqError, ZmqMessage};
+use zerorpc_zeromq::__async_rt as async_rt;
+use zerorpc_zeromq::prelude::*;
+use zerorpc_zeromq::{SocketOptions, ZmqError, ZmqMessage};
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -26,7 +23,7 @@ async fn ipc_connect_before_bind_retries_until_bind() {
     let (connected_tx, connected_rx) = futures::channel::oneshot::channel();
     let (received_tx, received_rx) = futures::channel::oneshot::channel();
     async_rt::task::spawn(async move {
-        let mut sub_socket = zeromq::SubSocket::new();
+        let mut sub_socket = zerorpc_zeromq::SubSocket::new();
         sub_socket.subscribe("").await.unwrap();
         sub_socket.connect(&subscriber_endpoint).await.unwrap();
         let _ = connected_tx.send(());
@@ -40,7 +37,7 @@ async fn ipc_connect_before_bind_retries_until_bind() {
 
     async_rt::task::sleep(Duration::from_millis(100)).await;
 
-    let mut pub_socket = zeromq::PubSocket::new();
+    let mut pub_socket = zerorpc_zeromq::PubSocket::new();
     pub_socket.bind(&endpoint).await.unwrap();
 
     async_rt::task::timeout(Duration::from_secs(5), connected_rx)
@@ -71,7 +68,7 @@ async fn connect_timeout_expires_for_missing_ipc_socket() {
     let mut options = SocketOptions::default();
     options.connect_timeout(Duration::from_millis(50));
 
-    let mut socket = zeromq::DealerSocket::with_options(options);
+    let mut socket = zerorpc_zeromq::DealerSocket::with_options(options);
     let err = socket
         .connect(&endpoint)
         .await
@@ -84,14 +81,14 @@ async fn connect_timeout_expires_for_missing_ipc_socket() {
 async fn ipc_close_allows_rebinding_same_path() {
     let (endpoint, path) = unique_ipc_endpoint("rebind");
 
-    let mut first = zeromq::RouterSocket::new();
+    let mut first = zerorpc_zeromq::RouterSocket::new();
     let first_bound = first.bind(&endpoint).await.unwrap();
     assert_eq!(first_bound.to_string(), endpoint);
 
     let errs = first.close().await;
     assert!(errs.is_empty(), "Could not unbind first socket: {:?}", errs);
 
-    let mut second = zeromq::RouterSocket::new();
+    let mut second = zerorpc_zeromq::RouterSocket::new();
     let second_bound = second.bind(&endpoint).await.unwrap();
     assert_eq!(second_bound.to_string(), endpoint);
 
@@ -113,14 +110,14 @@ async fn no_connect_timeout_allows_delayed_ipc_bind() {
     async_rt::task::spawn(async move {
         let mut options = SocketOptions::default();
         options.no_connect_timeout();
-        let mut dealer = zeromq::DealerSocket::with_options(options);
+        let mut dealer = zerorpc_zeromq::DealerSocket::with_options(options);
         dealer.connect(&dealer_endpoint).await.unwrap();
         let _ = connected_tx.send(());
     });
 
     async_rt::task::sleep(Duration::from_millis(100)).await;
 
-    let mut router = zeromq::RouterSocket::new();
+    let mut router = zerorpc_zeromq::RouterSocket::new();
     router.bind(&endpoint).await.unwrap();
 
     async_rt::task::timeout(Duration::from_secs(5), connected_rx)

@@ -1,12 +1,9 @@
-// The fork keeps upstream's crate name in its tests.
-extern crate zerorpc_zeromq as zeromq;
-
 #[cfg(test)]
 mod test {
 
-    use zeromq::__async_rt as async_rt;
-    use zeromq::prelude::*;
-    use zeromq::ZmqMessage;
+    use zerorpc_zeromq::__async_rt as async_rt;
+    use zerorpc_zeromq::prelude::*;
+    use zerorpc_zeromq::ZmqMessage;
 
     use std::error::Error;
     use std::time::Duration;
@@ -15,8 +12,8 @@ mod test {
 
     #[test]
     fn split_halves_are_send() {
-        assert_send::<zeromq::DealerSendHalf>();
-        assert_send::<zeromq::DealerRecvHalf>();
+        assert_send::<zerorpc_zeromq::DealerSendHalf>();
+        assert_send::<zerorpc_zeromq::DealerRecvHalf>();
     }
 
     #[async_rt::test]
@@ -24,10 +21,10 @@ mod test {
         pretty_env_logger::try_init().ok();
 
         // Use DEALER-to-DEALER (compatible pair, no envelope framing needed)
-        let mut server = zeromq::DealerSocket::new();
+        let mut server = zerorpc_zeromq::DealerSocket::new();
         let endpoint = server.bind("tcp://localhost:0").await?;
 
-        let mut client = zeromq::DealerSocket::new();
+        let mut client = zerorpc_zeromq::DealerSocket::new();
         client.connect(endpoint.to_string().as_str()).await?;
 
         // Give connection time to establish

@@ -1,13 +1,10 @@
 //! Tests for error handling paths that return errors instead of panicking.
 
-// The fork keeps upstream's crate name in its tests.
-extern crate zerorpc_zeromq as zeromq;
-
 #[cfg(test)]
 mod test {
-    use zeromq::__async_rt as async_rt;
-    use zeromq::prelude::*;
-    use zeromq::ZmqMessage;
+    use zerorpc_zeromq::__async_rt as async_rt;
+    use zerorpc_zeromq::prelude::*;
+    use zerorpc_zeromq::ZmqMessage;
 
     use std::time::Duration;
 
@@ -15,10 +12,10 @@ mod test {
     async fn test_router_send_requires_identity_frame() {
         pretty_env_logger::try_init().ok();
 
-        let mut router = zeromq::RouterSocket::new();
+        let mut router = zerorpc_zeromq::RouterSocket::new();
         let endpoint = router.bind("tcp://localhost:0").await.unwrap();
 
-        let mut dealer = zeromq::DealerSocket::new();
+        let mut dealer = zerorpc_zeromq::DealerSocket::new();
         dealer.connect(endpoint.to_string().as_str()).await.unwrap();
 
         async_rt::task::sleep(Duration::from_millis(100)).await;
@@ -38,10 +35,10 @@ mod test {
     async fn test_router_split_send_requires_identity_frame() {
         pretty_env_logger::try_init().ok();
 
-        let mut router = zeromq::RouterSocket::new();
+        let mut router = zerorpc_zeromq::RouterSocket::new();
         let endpoint = router.bind("tcp://localhost:0").await.unwrap();
 
-        let mut dealer = zeromq::DealerSocket::new();
+        let mut dealer = zerorpc_zeromq::DealerSocket::new();
         dealer.connect(endpoint.to_string().as_str()).await.unwrap();
 
         async_rt::task::sleep(Duration::from_millis(100)).await;

@@ -1,9 +1,6 @@
-// The fork keeps upstream's crate name in its tests.
-extern crate zerorpc_zeromq as zeromq;
-
-use zeromq::__async_rt as async_rt;
-use zeromq::prelude::*;
-use zeromq::{Endpoint, ZmqMessage};
+use zerorpc_zeromq::__async_rt as async_rt;
+use zerorpc_zeromq::prelude::*;
+use zerorpc_zeromq::{Endpoint, ZmqMessage};
 
 use std::time::Duration;
 
@@ -18,11 +15,11 @@ fn tcp_endpoint(endpoint: Endpoint) -> String {
 async fn pub_sub_delivers_large_message() {
     let payload = vec![0xAB; 300_000];
 
-    let mut sub_socket = zeromq::SubSocket::new();
+    let mut sub_socket = zerorpc_zeromq::SubSocket::new();
     let endpoint = tcp_endpoint(sub_socket.bind("tcp://127.0.0.1:0").await.unwrap());
     sub_socket.subscribe("").await.unwrap();
 
-    let mut pub_socket = zeromq::PubSocket::new();
+    let mut pub_socket = zerorpc_zeromq::PubSocket::new();
     pub_socket.connect(&endpoint).await.unwrap();
     async_rt::task::sleep(Duration::from_millis(100)).await;
 

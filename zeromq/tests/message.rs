@@ -1,12 +1,9 @@
-// The fork keeps upstream's crate name in its tests.
-extern crate zerorpc_zeromq as zeromq;
-
 #[cfg(test)]
 mod test {
     use bytes::Bytes;
     use std::collections::vec_deque::VecDeque;
     use std::convert::TryFrom;
-    use zeromq::ZmqMessage;
+    use zerorpc_zeromq::ZmqMessage;
 
     #[test]
     fn test_split_off() {

@@ -1,12 +1,9 @@
-// The fork keeps upstream's crate name in its tests.
-extern crate zerorpc_zeromq as zeromq;
-
 #[cfg(test)]
 mod test {
-    use zeromq::__async_rt as async_rt;
-    use zeromq::prelude::*;
-    use zeromq::Endpoint;
-    use zeromq::ZmqMessage;
+    use zerorpc_zeromq::__async_rt as async_rt;
+    use zerorpc_zeromq::prelude::*;
+    use zerorpc_zeromq::Endpoint;
+    use zerorpc_zeromq::ZmqMessage;
 
     use futures::channel::{mpsc, oneshot};
     use futures::{SinkExt, StreamExt};
@@ -26,7 +23,7 @@ mod test {
             let (server_stop_sender, mut server_stop) = oneshot::channel::<()>();
             let (has_bound_sender, has_bound) = oneshot::channel::<Endpoint>();
             task_handles.push(async_rt::task::spawn(async move {
-                let mut pub_socket = zeromq::PubSocket::new();
+                let mut pub_socket = zerorpc_zeromq::PubSocket::new();
                 let bound_to = pub_socket
                     .bind(bind_addr)
                     .await
@@ -65,7 +62,7 @@ mod test {
                 let cloned_payload = payload.clone();
                 let cloned_bound_addr = bound_addr.to_string();
                 task_handles.push(async_rt::task::spawn(async move {
-                    let mut sub_socket = zeromq::SubSocket::new();
+                    let mut sub_socket = zerorpc_zeromq::SubSocket::new();
                     sub_socket
                         .connect(&cloned_bound_addr)
                         .await

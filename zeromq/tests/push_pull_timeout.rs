@@ -1,11 +1,6 @@
-#![cfg(feature = "tokio-runtime")]
-
-// The fork keeps upstream's crate name in its tests.
-extern crate zerorpc_zeromq as zeromq;
-
 use bytes::Bytes;
-use zeromq::prelude::*;
-use zeromq::ZmqMessage;
+use zerorpc_zeromq::prelude::*;
+use zerorpc_zeromq::ZmqMessage;
 
 use std::net::TcpListener;
 use std::process::Stdio;
@@ -20,10 +15,10 @@ async fn pull_recv_with_per_call_timeout_keeps_making_progress() {
     const TEST_WINDOW: Duration = Duration::from_secs(3);
     const WATCHDOG: Duration = Duration::from_secs(5);
 
-    let mut push = zeromq::PushSocket::new();
+    let mut push = zerorpc_zeromq::PushSocket::new();
     let endpoint = push.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
 
-    let mut pull = zeromq::PullSocket::new();
+    let mut pull = zerorpc_zeromq::PullSocket::new();
     pull.connect(&endpoint).await.unwrap();
     tokio::time::sleep(Duration::from_millis(250)).await;
 
@@ -133,7 +128,7 @@ fn issue_248_repro_child_process() {
 }
 
 async fn run_issue_248_push_child(endpoint: &str) {
-    let mut socket = zeromq::PushSocket::new();
+    let mut socket = zerorpc_zeromq::PushSocket::new();
     socket.bind(endpoint).await.unwrap();
     let payload = Bytes::from(vec![b'x'; 128]);
     loop {
@@ -148,7 +143,7 @@ async fn run_issue_248_push_child(endpoint: &str) {
 }
 
 async fn run_issue_248_pull_child(endpoint: &str) {
-    let mut socket = zeromq::PullSocket::new();
+    let mut socket = zerorpc_zeromq::PullSocket::new();
     socket.connect(endpoint).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
 

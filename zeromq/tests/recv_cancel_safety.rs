@@ -1,14 +1,9 @@
-#![cfg(feature = "tokio-runtime")]
-
-// The fork keeps upstream's crate name in its tests.
-extern crate zerorpc_zeromq as zeromq;
-
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::convert::TryFrom;
 use std::time::{Duration, Instant};
-use zeromq::prelude::*;
-use zeromq::{ZmqError, ZmqMessage};
+use zerorpc_zeromq::prelude::*;
+use zerorpc_zeromq::{ZmqError, ZmqMessage};
 
 const CONNECT_DELAY: Duration = Duration::from_millis(250);
 const WATCHDOG: Duration = Duration::from_secs(10);
@@ -17,10 +12,10 @@ const WATCHDOG: Duration = Duration::from_secs(10);
 async fn pull_recv_timeout_storm_preserves_single_peer_order() {
     const MESSAGES: usize = 256;
 
-    let mut pull = zeromq::PullSocket::new();
+    let mut pull = zerorpc_zeromq::PullSocket::new();
     let endpoint = pull.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
 
-    let mut push = zeromq::PushSocket::new();
+    let mut push = zerorpc_zeromq::PushSocket::new();
     push.connect(&endpoint).await.unwrap();
     tokio::time::sleep(CONNECT_DELAY).await;
 
@@ -71,12 +66,12 @@ async fn pull_recv_cancel_storm_preserves_multipart_multi_peer_queues() {
     const MESSAGES_PER_PEER: usize = 96;
     const LARGE_FRAME_LEN: usize = 16 * 1024;
 
-    let mut pull = zeromq::PullSocket::new();
+    let mut pull = zerorpc_zeromq::PullSocket::new();
     let endpoint = pull.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
 
     let mut pushes = Vec::new();
     for peer in 0..PEERS {
-        let mut push = zeromq::PushSocket::new();
+        let mut push = zerorpc_zeromq::PushSocket::new();
         push.connect(&endpoint).await.unwrap();
         pushes.push((peer, push));
     }
@@ -145,7 +140,7 @@ async fn pull_recv_cancel_storm_preserves_multipart_multi_peer_queues() {
     }
 }
 
-async fn send_with_retry(socket: &mut zeromq::PushSocket, message: ZmqMessage) {
+async fn send_with_retry(socket: &mut zerorpc_zeromq::PushSocket, message: ZmqMessage) {
     let mut message = Some(message);
     loop {
         match socket.send(message.take().unwrap()).await {

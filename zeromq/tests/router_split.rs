@@ -1,6 +1,3 @@
-// The fork keeps upstream's crate name in its tests.
-extern crate zerorpc_zeromq as zeromq;
-
 #[cfg(test)]
 mod test {
 
@@ -8,9 +5,9 @@ mod test {
     use futures::future::{select, Either};
     use futures::pin_mut;
     use futures::StreamExt;
-    use zeromq::__async_rt as async_rt;
-    use zeromq::prelude::*;
-    use zeromq::{SocketEvent, SocketOptions, ZmqMessage};
+    use zerorpc_zeromq::__async_rt as async_rt;
+    use zerorpc_zeromq::prelude::*;
+    use zerorpc_zeromq::{SocketEvent, SocketOptions, ZmqMessage};
 
     use std::error::Error;
     use std::time::Duration;
@@ -20,26 +17,26 @@ mod test {
 
     #[test]
     fn split_halves_are_send() {
-        assert_send::<zeromq::RouterSendHalf>();
-        assert_send::<zeromq::RouterRecvHalf>();
+        assert_send::<zerorpc_zeromq::RouterSendHalf>();
+        assert_send::<zerorpc_zeromq::RouterRecvHalf>();
     }
 
     #[test]
     fn router_send_half_is_clone() {
-        assert_clone::<zeromq::RouterSendHalf>();
+        assert_clone::<zerorpc_zeromq::RouterSendHalf>();
     }
 
     #[async_rt::test]
     async fn router_monitor_reports_peer_disconnect_after_split() -> Result<(), Box<dyn Error>> {
-        let peer_id: zeromq::util::PeerIdentity = "disconnecting-dealer".parse()?;
+        let peer_id: zerorpc_zeromq::util::PeerIdentity = "disconnecting-dealer".parse()?;
         let mut options = SocketOptions::default();
         options.peer_identity(peer_id.clone());
 
-        let mut router = zeromq::RouterSocket::new();
+        let mut router = zerorpc_zeromq::RouterSocket::new();
         let mut monitor = router.monitor();
         let endpoint = router.bind("tcp://localhost:0").await?;
 
-        let mut dealer = zeromq::DealerSocket::with_options(options);
+        let mut dealer = zerorpc_zeromq::DealerSocket::with_options(options);
         dealer.connect(endpoint.to_string().as_str()).await?;
         dealer.send(ZmqMessage::from("register-dealer")).await?;
 
@@ -81,10 +78,10 @@ mod test {
         pretty_env_logger::try_init().ok();
 
         // ROUTER binds, DEALER connects
-        let mut router = zeromq::RouterSocket::new();
+        let mut router = zerorpc_zeromq::RouterSocket::new();
         let endpoint = router.bind("tcp://localhost:0").await?;
 
-        let mut dealer = zeromq::DealerSocket::new();
+        let mut dealer = zerorpc_zeromq::DealerSocket::new();
         dealer.connect(endpoint.to_string().as_str()).await?;
 
         async_rt::task::sleep(Duration::from_millis(100)).await;
@@ -141,10 +138,10 @@ mod test {
         }
 
         // ROUTER binds, DEALER connects
-        let mut router = zeromq::RouterSocket::new();
+        let mut router = zerorpc_zeromq::RouterSocket::new();
         let endpoint = router.bind("tcp://localhost:0").await?;
 
-        let mut dealer = zeromq::DealerSocket::new();
+        let mut dealer = zerorpc_zeromq::DealerSocket::new();
         dealer.connect(endpoint.to_string().as_str()).await?;
 
         async_rt::task::sleep(Duration::from_millis(100)).await;
@@ -213,13 +210,13 @@ mod test {
     /// the peer named, with two peers connected, in order.
     #[async_rt::test]
     async fn send_unboxed_routes_to_the_named_one_of_two_peers() -> Result<(), Box<dyn Error>> {
-        let mut router = zeromq::RouterSocket::new();
+        let mut router = zerorpc_zeromq::RouterSocket::new();
         let endpoint = router.bind("tcp://127.0.0.1:0").await?;
         let mut dealers = Vec::new();
         for name in ["unboxed-a", "unboxed-b"] {
             let mut options = SocketOptions::default();
             options.peer_identity(name.parse()?);
-            let mut dealer = zeromq::DealerSocket::with_options(options);
+            let mut dealer = zerorpc_zeromq::DealerSocket::with_options(options);
             dealer.connect(endpoint.to_string().as_str()).await?;
             dealer.send(ZmqMessage::from("hello")).await?;
             dealers.push(dealer);

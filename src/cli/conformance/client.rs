@@ -18,7 +18,7 @@ use bytes::Bytes;
 use std::collections::HashSet;
 use std::time::Duration;
 use tokio::time::Instant;
-use zeromq::{RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
+use zerorpc_zeromq::{RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
 
 /// A call in progress on the checker.
 struct Call {

@@ -9,7 +9,7 @@ use crate::Value;
 use bytes::Bytes;
 use std::time::Duration;
 use tokio::time::Instant;
-use zeromq::{DealerSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
+use zerorpc_zeromq::{DealerSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
 
 /// What to probe, and how.
 pub(crate) struct Plan {

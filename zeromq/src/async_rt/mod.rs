@@ -1,19 +1,7 @@
-//! General purpose helpers for async runtime cross-compatibility
+//! The runtime the transport runs on: tokio (upstream also offered
+//! async-std and async-dispatcher; zrpc uses neither, so the fork dropped
+//! them). A thin layer of names the rest of the crate uses.
 
 pub mod task;
 
-#[cfg(feature = "tokio-runtime")]
-extern crate tokio;
-#[cfg(feature = "tokio-runtime")]
 pub use tokio::{main, test};
-
-#[cfg(feature = "async-std-runtime")]
-extern crate async_std;
-#[cfg(feature = "async-std-runtime")]
-pub use async_std::{main, test};
-
-#[cfg(all(
-    feature = "async-dispatcher-runtime",
-    feature = "async-dispatcher-macros"
-))]
-pub use async_dispatcher::{main, test};

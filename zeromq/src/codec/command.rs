@@ -1,3 +1,5 @@
+//! ZMTP commands (READY, ERROR, PING, PONG): their names and property lists.
+
 use super::error::CodecError;
 use crate::SocketType;
 

@@ -1,3 +1,5 @@
+//! Why a connection's bytes could not be read or written as ZMTP.
+
 use thiserror::Error;
 
 /// Represents an error when encoding/decoding raw byte buffers and frames

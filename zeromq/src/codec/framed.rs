@@ -1,3 +1,5 @@
+//! A connection's reading half: bytes in, messages out (large frame bodies into buffers of their own), and the pair of halves.
+
 use crate::codec::ZmqCodec;
 use crate::SocketOptions;
 
@@ -6,7 +8,7 @@ use super::Message;
 
 use asynchronous_codec::Decoder;
 use bytes::{Bytes, BytesMut};
-use futures::{ready, AsyncRead, AsyncWrite, Stream};
+use futures::{ready, AsyncRead, Stream};
 
 use std::io;
 use std::pin::Pin;
@@ -16,21 +18,16 @@ use std::task::{Context, Poll};
 // Enables us to have multiple bounds on the dyn trait in `InnerFramed`
 pub trait FrameableRead: AsyncRead + Unpin + Send + Sync {}
 impl<T> FrameableRead for T where T: AsyncRead + Unpin + Send + Sync {}
-pub trait FrameableWrite: AsyncWrite + Unpin + Send + Sync {}
-impl<T> FrameableWrite for T where T: AsyncWrite + Unpin + Send + Sync {}
 
-pub(crate) use super::writer::ZmqFramedWrite;
+use super::writer::{FrameableWrite, ZmqFramedWrite};
 
 /// zrpc patch: a tokio reader, read into spare capacity without zeroing it.
-#[cfg(feature = "tokio-runtime")]
 pub trait TokioRead: tokio::io::AsyncRead + Unpin + Send + Sync {}
-#[cfg(feature = "tokio-runtime")]
 impl<T> TokioRead for T where T: tokio::io::AsyncRead + Unpin + Send + Sync {}
 
 /// Where a [`ZmqFramedRead`] reads from.
 enum Source {
     Futures(Box<dyn FrameableRead>),
-    #[cfg(feature = "tokio-runtime")]
     Tokio(Box<dyn TokioRead>),
 }
 
@@ -61,7 +58,6 @@ impl ZmqFramedRead {
     }
 
     /// zrpc patch: a reader over a tokio stream (read without zeroing).
-    #[cfg(feature = "tokio-runtime")]
     pub(crate) fn tokio(inner: Box<dyn TokioRead>, options: Arc<SocketOptions>) -> Self {
         let mut me = Self::from_source(Source::Tokio(inner), options);
         me.codec.large_bodies_by_reader = true;
@@ -145,7 +141,6 @@ impl ZmqFramedRead {
     /// zrpc patch: read the large frame body of `len` bytes the decoder
     /// waits for into a buffer of its own (what is buffered already first),
     /// reading no further than its end.
-    #[cfg(feature = "tokio-runtime")]
     fn poll_large_body(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<CodecResult<Bytes>> {
         use bytes::{Buf, BufMut};
         let Source::Tokio(reader) = &mut self.inner else {
@@ -191,11 +186,6 @@ impl ZmqFramedRead {
         Poll::Ready(Ok(crate::buffers::into_bytes(body)))
     }
 
-    #[cfg(not(feature = "tokio-runtime"))]
-    fn poll_large_body(&mut self, _: &mut Context<'_>, _: usize) -> Poll<CodecResult<Bytes>> {
-        unreachable!("large bodies are read by tokio readers only")
-    }
-
     /// Read up to `read_size` bytes onto the end of the buffer.
     fn poll_read_some(
         &mut self,
@@ -206,7 +196,6 @@ impl ZmqFramedRead {
         match &mut self.inner {
             // zrpc patch: tokio reads into the buffer's spare capacity as it
             // is, without zeroing it first (FORK.md item 21).
-            #[cfg(feature = "tokio-runtime")]
             Source::Tokio(reader) => {
                 use bytes::BufMut;
                 self.buffer.reserve(read_size);
@@ -305,7 +294,6 @@ impl FramedIo {
     }
 
     /// zrpc patch: over a tokio stream's halves (reads skip zeroing).
-    #[cfg(feature = "tokio-runtime")]
     pub(crate) fn tokio(
         read_half: Box<dyn TokioRead>,
         write_half: Box<dyn FrameableWrite>,

@@ -1,3 +1,5 @@
+//! The 64-byte ZMTP greeting: signature, version, mechanism, role.
+
 use super::error::CodecError;
 use super::mechanism::ZmqMechanism;
 

@@ -1,3 +1,5 @@
+//! The security mechanisms a greeting names (NULL, PLAIN, CURVE).
+
 use super::error::CodecError;
 
 use std::convert::TryFrom;

@@ -12,9 +12,10 @@ mod zmq_codec;
 pub(crate) use command::{ZmqCommand, ZmqCommandName};
 pub use error::CodecError;
 pub(crate) use error::CodecResult;
+pub(crate) use framed::FramedIo;
 pub use framed::ZmqFramedRead;
-pub(crate) use framed::{FramedIo, ZmqFramedWrite};
 pub(crate) use greeting::{ZmqGreeting, ZmtpVersion};
+pub(crate) use writer::ZmqFramedWrite;
 pub use zmq_codec::ZmqCodec;
 
 use crate::message::ZmqMessage;

@@ -9,9 +9,12 @@
 //! 1 MiB reply costs no second megabyte and no memcpy.
 
 use super::error::CodecError;
-use super::framed::FrameableWrite;
 use super::zmq_codec::{frame_header, ZmqCodec};
 use super::Message;
+
+/// What a connection's writer writes to (a `dyn` of several bounds).
+pub trait FrameableWrite: AsyncWrite + Unpin + Send + Sync {}
+impl<T> FrameableWrite for T where T: AsyncWrite + Unpin + Send + Sync {}
 
 use asynchronous_codec::Encoder;
 use bytes::{Buf, Bytes, BytesMut};

@@ -1,3 +1,5 @@
+//! The ZMTP 3 codec: frames to messages and back, with the size, frame-count and greeting checks.
+
 use super::command::ZmqCommand;
 use super::error::CodecError;
 use super::greeting::ZmqGreeting;

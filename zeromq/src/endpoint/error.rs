@@ -1,3 +1,5 @@
+//! Why an endpoint string does not parse.
+
 use thiserror::Error;
 
 /// Represents an error when parsing an [`crate::Endpoint`]

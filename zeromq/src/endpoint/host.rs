@@ -1,3 +1,5 @@
+//! The host part of a TCP endpoint: an IPv4 or IPv6 address, or a name.
+
 use super::EndpointError;
 use crate::ZmqError;
 

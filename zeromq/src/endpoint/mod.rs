@@ -1,3 +1,5 @@
+//! Endpoints (`tcp://host:port`, `ipc://path`): parsing and display.
+
 mod error;
 mod host;
 mod transport;

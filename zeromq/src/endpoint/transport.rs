@@ -1,3 +1,5 @@
+//! The transport an endpoint names (tcp, ipc).
+
 use super::EndpointError;
 
 use std::convert::TryFrom;

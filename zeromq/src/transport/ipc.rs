@@ -1,13 +1,9 @@
+//! The IPC (Unix domain socket) transport: connect, bind, accept.
+
 use std::sync::Arc;
 
-#[cfg(all(feature = "tokio-runtime", target_family = "unix"))]
+#[cfg(target_family = "unix")]
 use tokio::net::{UnixListener, UnixStream};
-
-#[cfg(all(
-    any(feature = "async-std-runtime", feature = "async-dispatcher-runtime"),
-    target_family = "unix"
-))]
-use async_std::os::unix::net::{UnixListener, UnixStream};
 
 // Compile the adapter on Unix in unit tests as well, so its I/O behavior can
 // be exercised locally without replacing the native Unix runtime transports.
@@ -47,7 +43,7 @@ impl UnixSocketAddrExt for std::os::unix::net::SocketAddr {
     }
 }
 
-#[cfg(all(feature = "tokio-runtime", target_family = "unix"))]
+#[cfg(target_family = "unix")]
 impl UnixSocketAddrExt for tokio::net::unix::SocketAddr {
     fn as_pathname(&self) -> Option<&Path> {
         self.as_pathname()
@@ -96,13 +92,8 @@ where
     #[cfg(target_family = "unix")]
     remove_stale_socket(path);
 
-    #[cfg(all(feature = "tokio-runtime", target_family = "unix"))]
+    #[cfg(target_family = "unix")]
     let listener = UnixListener::bind(path)?;
-    #[cfg(all(
-        any(feature = "async-std-runtime", feature = "async-dispatcher-runtime"),
-        target_family = "unix"
-    ))]
-    let listener = UnixListener::bind(path).await?;
     #[cfg(windows)]
     let listener = UnixListener::bind(path)?;
 
@@ -127,10 +118,7 @@ where
     let resolved_addr = pathname_from_unix_addr(resolved_addr);
     listener.set_nonblocking(true)?;
 
-    #[cfg(feature = "tokio-runtime")]
     let listener = UnixListener::from_std(listener)?;
-    #[cfg(any(feature = "async-std-runtime", feature = "async-dispatcher-runtime"))]
-    let listener = UnixListener::from(listener);
 
     begin_accept_bound(listener, resolved_addr, options, cback).await
 }
@@ -198,22 +186,6 @@ where
         }
         drop(listener);
         if let Some(listener_addr) = listener_addr {
-            #[cfg(any(
-                all(
-                    any(feature = "async-std-runtime", feature = "async-dispatcher-runtime"),
-                    target_family = "unix"
-                ),
-                all(
-                    any(feature = "async-std-runtime", feature = "async-dispatcher-runtime"),
-                    windows
-                )
-            ))]
-            use async_std::fs::remove_file;
-            #[cfg(all(
-                feature = "tokio-runtime",
-                any(target_family = "unix", windows),
-                not(any(feature = "async-std-runtime", feature = "async-dispatcher-runtime"))
-            ))]
             use tokio::fs::remove_file;
 
             if let Err(err) = remove_file(&listener_addr).await {

@@ -1,3 +1,5 @@
+//! Transports: connecting and binding TCP and IPC endpoints, and the accept loop's backoff.
+
 use std::sync::Arc;
 
 #[cfg(all(feature = "ipc-transport", any(target_family = "unix", windows)))]
@@ -185,7 +187,6 @@ where
 }
 
 #[allow(unused)]
-#[cfg(feature = "tokio-runtime")]
 fn make_framed<T>(stream: T, options: Arc<crate::SocketOptions>) -> FramedIo
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + 'static,
@@ -197,10 +198,8 @@ where
 /// zrpc patch: a tokio writer as a futures one, vectored writes included
 /// (tokio-util's `Compat` drops them, so a vectored write became one write
 /// per slice; the connection writer shares large frames through them).
-#[cfg(feature = "tokio-runtime")]
 struct WriteCompat<W>(W);
 
-#[cfg(feature = "tokio-runtime")]
 impl<W: tokio::io::AsyncWrite + Unpin> futures::AsyncWrite for WriteCompat<W> {
     fn poll_write(
         mut self: std::pin::Pin<&mut Self>,
@@ -231,15 +230,4 @@ impl<W: tokio::io::AsyncWrite + Unpin> futures::AsyncWrite for WriteCompat<W> {
     ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
     }
-}
-
-#[allow(unused)]
-#[cfg(any(feature = "async-std-runtime", feature = "async-dispatcher-runtime"))]
-fn make_framed<T>(stream: T, options: Arc<crate::SocketOptions>) -> FramedIo
-where
-    T: futures::AsyncRead + futures::AsyncWrite + Send + Sync + 'static,
-{
-    use futures::AsyncReadExt;
-    let (read, write) = stream.split();
-    FramedIo::new(Box::new(read), Box::new(write), options)
 }

@@ -1,10 +1,8 @@
+//! The TCP transport: connect, bind, accept, socket buffer sizes.
+
 use std::sync::Arc;
 
-#[cfg(feature = "tokio-runtime")]
 use tokio::net::{TcpListener, TcpStream};
-
-#[cfg(any(feature = "async-std-runtime", feature = "async-dispatcher-runtime"))]
-use async_std::net::{TcpListener, TcpStream};
 
 use super::make_framed;
 use super::{AcceptBackoff, AcceptStopHandle};
@@ -16,7 +14,6 @@ use crate::ZmqResult;
 
 use futures::{select, FutureExt};
 
-#[cfg(feature = "tokio-runtime")]
 const TCP_SOCKET_BUFFER_SIZE: usize = 4 * 1024 * 1024;
 
 pub(crate) async fn connect(
@@ -65,10 +62,7 @@ where
     let resolved_addr = listener.local_addr()?;
     listener.set_nonblocking(true)?;
 
-    #[cfg(feature = "tokio-runtime")]
     let listener = TcpListener::from_std(listener)?;
-    #[cfg(any(feature = "async-std-runtime", feature = "async-dispatcher-runtime"))]
-    let listener = TcpListener::from(listener);
 
     begin_accept_bound(
         listener,
@@ -137,7 +131,6 @@ where
     ))
 }
 
-#[cfg(feature = "tokio-runtime")]
 fn tune_socket_buffers(raw_socket: &TcpStream) {
     let socket = socket2::SockRef::from(raw_socket);
     if let Err(error) = socket.set_recv_buffer_size(TCP_SOCKET_BUFFER_SIZE) {
@@ -147,6 +140,3 @@ fn tune_socket_buffers(raw_socket: &TcpStream) {
         log::debug!("failed to set TCP send buffer size: {error}");
     }
 }
-
-#[cfg(not(feature = "tokio-runtime"))]
-fn tune_socket_buffers(_raw_socket: &TcpStream) {}

@@ -1,3 +1,5 @@
+//! Tests: how the writer batches messages.
+
 use super::*;
 
 struct PartialPendingWrite {

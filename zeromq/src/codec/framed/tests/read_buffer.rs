@@ -1,3 +1,5 @@
+//! Tests: the reader's adaptive buffer sizes and large-body reads.
+
 use super::*;
 use std::collections::VecDeque;
 

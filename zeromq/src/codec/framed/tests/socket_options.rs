@@ -1,3 +1,5 @@
+//! Tests: socket options as a connection's reader sees them.
+
 use super::*;
 use crate::transport::AcceptStopHandle;
 use crate::util::PeerIdentity;

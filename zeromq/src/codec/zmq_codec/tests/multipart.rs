@@ -1,3 +1,5 @@
+//! Tests: multi-frame messages through the codec.
+
 use super::*;
 
 #[test]

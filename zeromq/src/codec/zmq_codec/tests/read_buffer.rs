@@ -1,3 +1,5 @@
+//! Tests: the codec's buffer reservation against lying headers.
+
 use super::*;
 
 const MAX_READ_CHUNK_SIZE: usize = 64 * 1024;
