@@ -2,12 +2,10 @@
 //! routing identity) and the request's id; and the events a client sends on
 //! one (`_zpc_hb`, `_zpc_more`, anything else counts as a sign of life).
 
-use super::core::Core;
 use crate::context::Context;
 use crate::error::ServiceError;
-use crate::logging::hex;
 use crate::protocol::heartbeat::Beat;
-use crate::protocol::{self, msgpack, Event};
+use crate::protocol::msgpack;
 use crate::service::Reply;
 use crate::telemetry::{MethodMetrics, Outcome};
 use crate::transport::LinkId;
@@ -160,41 +158,8 @@ impl Chans {
     }
 }
 
-impl Core {
-    /// An event on an open channel: credit, a heartbeat, or any other sign
-    /// of life. Events for channels that are closed are dropped.
-    pub(super) fn on_channel_event(&mut self, key: &ChanKey, ev: &Event<'_>) {
-        let Some(chan) = self.chans.0.get_mut(key) else {
-            tracing::debug!(name = ?ev.name, "unable to route event (channel closed)");
-            return;
-        };
-        let now = Instant::now();
-        match ev.name {
-            Ok(protocol::HEARTBEAT) => chan.beat.heard_heartbeat(now),
-            Ok(protocol::CANCEL) => {
-                // The caller abandoned the call: stop it, send nothing.
-                if let Some(chan) = self.end(key, Outcome::Cancelled) {
-                    chan.run.abort();
-                    tracing::debug!(peer = %hex(&key.identity), "request cancelled by its caller");
-                }
-            }
-            Ok(protocol::MORE) => {
-                chan.beat.heard(now);
-                match more_credit(&ev.args) {
-                    Some(n) => {
-                        let room = MAX_CREDIT.saturating_sub(chan.credit.available_permits());
-                        chan.credit.add_permits(n.min(room));
-                    }
-                    None => self.warned.warn(|| tracing::warn!(peer = %hex(&key.identity), args = msgpack::type_name(&ev.args), "ignored _zpc_more without a positive count")),
-                }
-            }
-            _ => chan.beat.heard(now),
-        }
-    }
-}
-
 /// The count of a `_zpc_more [n]` event, if it is a positive integer.
-fn more_credit(args: &Bytes) -> Option<usize> {
+pub(super) fn more_credit(args: &Bytes) -> Option<usize> {
     let n = msgpack::read_int(&msgpack::first_item(args)?)?;
     usize::try_from(n).ok().filter(|&n| n > 0)
 }

@@ -2,23 +2,29 @@
 //! the links, dispatches each message (to a channel, or as a new request),
 //! forwards what handler tasks produce, beats, and drains on stop.
 
-use super::channel::{Chan, ChanKey, Chans, Out, Run};
+use super::channel::{more_credit, Chan, ChanKey, Chans, Out, Run, MAX_CREDIT};
+use super::deadlines::Deadlines;
 use super::dispatch::Dispatch;
-use super::pool::Pool;
-use super::request;
-use crate::error::ServiceError;
+use super::pool::{Admission, Pool};
+use super::reply::{encode_error, encode_ok};
+use super::request::{self, deferred, poll_once, request_span, Polled, DECODE_ON_CORE_MAX};
+use crate::context::Lent;
+use crate::error::{clip, ServiceError, QUOTE_LIMIT};
 use crate::logging::{hex, RateLimit};
-use crate::protocol::{self, framing, Event};
+use crate::protocol::heartbeat::Beat;
+use crate::protocol::{self, framing, msgpack, DecodeError, Event};
+use crate::service::Args;
 use crate::shutdown::Stop;
 use crate::telemetry::{Lost, Outcome, Rejected, ServerMetrics};
 use crate::transport::{Inbound, Link, LinkEvent, LinkId};
 use bytes::Bytes;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 use zerorpc_zeromq::ZmqMessage;
 
@@ -61,13 +67,8 @@ pub(super) struct Core {
     /// ServerBusy refusals (logged at most once a second).
     pub(super) busy: RateLimit,
     pub(super) metrics: ServerMetrics,
-    /// Requests' deadlines, earliest first (the number tells apart equal
-    /// instants); an entry leaves when its request ends.
-    pub(super) deadlines: BTreeMap<(Instant, u64), ChanKey>,
-    pub(super) next_deadline: u64,
-    /// Fires at the earliest deadline.
-    timer: Pin<Box<tokio::time::Sleep>>,
-    timer_at: Option<Instant>,
+    /// When requests' callers stop waiting.
+    pub(super) deadlines: Deadlines,
     /// The clock, read once per wake-up: when the requests read in it
     /// arrived (deadlines and durations count from it).
     pub(super) now: Instant,
@@ -101,10 +102,7 @@ impl Core {
             warned: RateLimit::default(),
             busy: RateLimit::default(),
             metrics,
-            deadlines: BTreeMap::new(),
-            next_deadline: 0,
-            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
-            timer_at: None,
+            deadlines: Deadlines::default(),
             now: Instant::now(),
             curve_server: false,
             max_decoded: crate::protocol::budget::DEFAULT_MAX_DECODED_SIZE,
@@ -295,7 +293,7 @@ impl Core {
             _ => return,
         };
         // (A large request's arguments are walked by its own task.)
-        match Event::decode_with(&payload, request::DECODE_ON_CORE_MAX).map(|(ev, _)| ev) {
+        match Event::decode_with(&payload, DECODE_ON_CORE_MAX).map(|(ev, _)| ev) {
             Ok(ev) => match ev.response_to {
                 Some(rt) => {
                     let key = ChanKey {
@@ -404,35 +402,13 @@ impl Core {
         keys.len()
     }
 
-    /// Note a request's deadline; returns its key in `deadlines`.
-    pub(super) fn add_deadline(&mut self, at: Instant, key: ChanKey) -> (Instant, u64) {
-        self.next_deadline += 1;
-        let slot = (at, self.next_deadline);
-        self.deadlines.insert(slot, key);
-        slot
-    }
-
     /// Cancel the requests whose caller stopped waiting (no reply: it
     /// would arrive late), and set the timer for the next deadline.
     fn poll_deadlines(&mut self, cx: &mut std::task::Context<'_>) {
-        loop {
-            let Some((&(at, n), _)) = self.deadlines.first_key_value() else {
-                self.timer_at = None;
-                return;
-            };
-            if self.timer_at != Some(at) {
-                self.timer.as_mut().reset(at);
-                self.timer_at = Some(at);
-            }
-            if self.timer.as_mut().poll(cx).is_pending() {
-                return;
-            }
-            self.timer_at = None;
-            if let Some(key) = self.deadlines.remove(&(at, n)) {
-                if let Some(chan) = self.end(&key, Outcome::DeadlineExceeded) {
-                    chan.run.abort();
-                    tracing::debug!(peer = %hex(&key.identity), "deadline passed: request cancelled");
-                }
+        while let Poll::Ready(key) = self.deadlines.poll_expired(cx) {
+            if let Some(chan) = self.end(&key, Outcome::DeadlineExceeded) {
+                chan.run.abort();
+                tracing::debug!(peer = %hex(&key.identity), "deadline passed: request cancelled");
             }
         }
     }
@@ -456,6 +432,256 @@ impl Core {
                 );
                 chan.run = Run::Running(task);
             }
+        }
+    }
+
+    // ---- requests ----
+
+    /// A request (an event with no `response_to`): rejected with an `ERR`
+    /// when it cannot run, answered inline when its handler finishes at
+    /// once, and otherwise given a channel and a task.
+    pub(super) fn on_request(
+        &mut self,
+        link: LinkId,
+        identity: Bytes,
+        frames: VecDeque<Bytes>,
+        payload: &Bytes,
+        ev: Event<'_>,
+    ) {
+        let Some(id) = ev.message_id.map(|id| payload.slice_ref(id)) else {
+            self.warned.warn(
+                || tracing::warn!(peer = %hex(&identity), "dropped a request without message_id"),
+            );
+            self.metrics.rejected(Rejected::Malformed);
+            return;
+        };
+        let key = ChanKey { link, identity, id };
+        if self.chans.contains(&key) {
+            self.warned.warn(|| tracing::warn!(peer = %hex(&key.identity), "dropped a request reusing the message_id of a running one"));
+            self.metrics.rejected(Rejected::Duplicate);
+            return;
+        }
+        let legacy = ev.version.unwrap_or(1) < 2;
+        let name = match ev.name {
+            Ok(name) => name,
+            Err(why) => {
+                self.metrics.rejected(Rejected::Malformed);
+                return self.reject(&key, frames, legacy, ServiceError::new("NameError", why));
+            }
+        };
+        // (A stopping server still answers what it reads: see core.rs.)
+        self.requests_read = true;
+        // When it arrived (this wake-up of the core: one clock reading for
+        // the whole batch).
+        let now = self.now;
+        // The caller's deadline: past it, nobody reads a reply.
+        let deadline = match ev.timeout_ms {
+            Some(0) => {
+                self.metrics.rejected(Rejected::Expired);
+                return tracing::debug!(peer = %hex(&key.identity), method = %name, "dropped a request whose deadline had passed");
+            }
+            Some(ms) => now.checked_add(Duration::from_millis(ms)),
+            None => None,
+        };
+        let bytes = ev.args.len();
+        let args = match Args::try_from_raw(ev.args) {
+            Ok(args) => args.with_max_decoded(self.max_decoded),
+            Err(raw) => return self.not_an_array(&key, frames, legacy, name, &raw),
+        };
+        let client_key = match self.curve_server {
+            true => self.links[key.link].peer_key(&key.identity),
+            false => None,
+        };
+        let lent = Lent {
+            payload,
+            method: name,
+            id: &key.id,
+            header: ev.header,
+            peer: &key.identity,
+            deadline,
+            client_key,
+        };
+        let span = request_span(&lent);
+        // Most handlers finish without waiting: poll once here (a panic
+        // caught) and reply at once, saving a task and two hops through
+        // this core. A handler that is not ready moves to its own task,
+        // which polls it again (with a real waker) before anything else.
+        // Under a pool limit every request waits for its slot in a task.
+        // Introspection (the liveness probe among it) is answered at once,
+        // outside any pool: a client pings a server whose calls are
+        // overdue, and a busy server must still answer.
+        let pool = self
+            .pool
+            .as_mut()
+            .filter(|_| !crate::service::INTROSPECTION.contains(&name));
+        let pooled = pool.is_some();
+        let (call, ctx, admitted) = match pool {
+            None if bytes >= DECODE_ON_CORE_MAX => (
+                deferred(&self.dispatch, name, args),
+                lent.to_context(),
+                Admission::Run,
+            ),
+            None => match poll_once(&self.dispatch, name, args, &lent, &span) {
+                Polled::Running(call) => (call, lent.to_context(), Admission::Run),
+                Polled::Done(result) => {
+                    let outcome = if result.is_ok() {
+                        Outcome::Ok
+                    } else {
+                        Outcome::Error
+                    };
+                    // (The one clock reading of an inline request, it began
+                    // when this wake-up of the core did; and none when
+                    // nobody records it.)
+                    let timed = self.metrics.enabled || !span.is_disabled();
+                    let elapsed = if timed { now.elapsed() } else { Duration::ZERO };
+                    if self.metrics.enabled {
+                        self.metrics.method(name).ended(outcome, elapsed);
+                    }
+                    if !span.is_disabled() {
+                        span.record("outcome", outcome.as_str());
+                        span.record("duration_ms", elapsed.as_secs_f64() * 1e3);
+                    }
+                    let reply = match result {
+                        Ok(v) => encode_ok(&key.id, v),
+                        Err(e) => {
+                            tracing::debug!(parent: &span, error = %e, "request failed");
+                            encode_error(&key.id, legacy, &e)
+                        }
+                    };
+                    return self.reply(key.link, frames, reply);
+                }
+            },
+            Some(pool) => match pool.admit(&key, bytes) {
+                Admission::Busy => {
+                    self.busy.warn(|| tracing::warn!(peer = %hex(&key.identity), "pool queue full: refused a request with ServerBusy"));
+                    self.metrics.rejected(Rejected::Busy);
+                    let e = ServiceError::new(
+                        "ServerBusy",
+                        "too many requests waiting; try again later",
+                    );
+                    return self.reject(&key, frames, legacy, e);
+                }
+                admitted => {
+                    let call = match bytes >= DECODE_ON_CORE_MAX {
+                        true => deferred(&self.dispatch, name, args),
+                        false => lent.scope(|| self.dispatch.call(name, args)),
+                    };
+                    (call, lent.to_context(), admitted)
+                }
+            },
+        };
+        let credit = Arc::new(Semaphore::new(1));
+        let run = match admitted {
+            Admission::Wait => Run::Waiting(call, ctx),
+            _ => Run::Running(request::spawn(
+                call,
+                self.out_tx.clone(),
+                credit.clone(),
+                key.clone(),
+                legacy,
+                self.links[key.link].room(),
+                ctx,
+                span.clone(),
+            )),
+        };
+        let deadline = deadline.map(|at| self.deadlines.add(at, key.clone()));
+        let chan = Chan {
+            started: now,
+            metrics: self.metrics.method(name).clone(),
+            span,
+            deadline,
+            route: framing::route(&frames),
+            run,
+            // v1 callers are heartbeated and judged lost like v3 ones: a
+            // passive channel was never judged lost, so abandoned v1 calls
+            // ran forever.
+            beat: Beat::new(now, true),
+            credit,
+            legacy,
+            pooled,
+        };
+        self.metrics.in_flight.increment(1.0);
+        self.chans.insert(key, chan);
+    }
+
+    /// A message that is not a well-formed event: answered with a
+    /// `ProtocolError` when its request id can be read, so the caller learns
+    /// what was wrong instead of waiting for a timeout.
+    pub(super) fn on_undecodable(
+        &mut self,
+        link: LinkId,
+        identity: Bytes,
+        frames: VecDeque<Bytes>,
+        payload: &Bytes,
+        e: DecodeError,
+    ) {
+        if let Some((id, version)) = protocol::request_id(payload) {
+            let key = ChanKey { link, identity, id };
+            if !self.chans.contains(&key) {
+                self.metrics.rejected(Rejected::Malformed);
+                let err = ServiceError::new("ProtocolError", format!("malformed request: {e}"));
+                self.reject(&key, frames, version.unwrap_or(1) < 2, err);
+            }
+        }
+    }
+
+    /// Answer a request whose arguments are not an array with Python's
+    /// `TypeError`.
+    fn not_an_array(
+        &mut self,
+        key: &ChanKey,
+        frames: VecDeque<Bytes>,
+        legacy: bool,
+        name: &str,
+        raw: &[u8],
+    ) {
+        self.metrics
+            .method(name)
+            .ended(Outcome::Error, Duration::ZERO);
+        let got = msgpack::type_name(raw);
+        let name = clip(name, QUOTE_LIMIT);
+        let e = ServiceError::type_error(format!(
+            "{name}() arguments must be a msgpack array, got {got}"
+        ));
+        self.reject(key, frames, legacy, e);
+    }
+
+    /// Answer a request (its `frames`) with an error.
+    fn reject(&mut self, key: &ChanKey, frames: VecDeque<Bytes>, legacy: bool, e: ServiceError) {
+        tracing::debug!(peer = %hex(&key.identity), error = %e, "request rejected");
+        self.reply(key.link, frames, encode_error(&key.id, legacy, &e));
+    }
+
+    // ---- events on open channels ----
+
+    /// An event on an open channel: credit, a heartbeat, or any other sign
+    /// of life. Events for channels that are closed are dropped.
+    pub(super) fn on_channel_event(&mut self, key: &ChanKey, ev: &Event<'_>) {
+        let Some(chan) = self.chans.get_mut(key) else {
+            tracing::debug!(name = ?ev.name, "unable to route event (channel closed)");
+            return;
+        };
+        let now = Instant::now();
+        match ev.name {
+            Ok(protocol::HEARTBEAT) => chan.beat.heard_heartbeat(now),
+            Ok(protocol::CANCEL) => {
+                // The caller abandoned the call: stop it, send nothing.
+                if let Some(chan) = self.end(key, Outcome::Cancelled) {
+                    chan.run.abort();
+                    tracing::debug!(peer = %hex(&key.identity), "request cancelled by its caller");
+                }
+            }
+            Ok(protocol::MORE) => {
+                chan.beat.heard(now);
+                match more_credit(&ev.args) {
+                    Some(n) => {
+                        let room = MAX_CREDIT.saturating_sub(chan.credit.available_permits());
+                        chan.credit.add_permits(n.min(room));
+                    }
+                    None => self.warned.warn(|| tracing::warn!(peer = %hex(&key.identity), args = msgpack::type_name(&ev.args), "ignored _zpc_more without a positive count")),
+                }
+            }
+            _ => chan.beat.heard(now),
         }
     }
 }

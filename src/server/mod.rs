@@ -2,24 +2,32 @@
 //!
 //! One core task owns all channel state (no locks). It reads every link's
 //! socket itself, decodes each event, and either feeds it to an open
-//! channel (`channel.rs`: heartbeats, stream credit) or starts a request
-//! (`request.rs`). A handler that finishes without waiting is answered
-//! inline; any other runs in its own tokio task and hands its encoded reply
-//! back to the core, which forwards it only while the channel is open — so a
-//! reply to a client that has gone is simply dropped. The core also sends
-//! heartbeats on one shared tick and cancels the task of any client that
-//! goes silent or disconnects.
+//! channel (heartbeats, stream credit, cancel) or admits a new request. A
+//! handler that finishes without waiting is answered inline; any other runs
+//! in its own tokio task (`request.rs`) and hands its encoded reply back to
+//! the core, which forwards it only while the channel is open — so a reply
+//! to a client that has gone is simply dropped. The core also sends
+//! heartbeats on one shared tick, cancels the task of any client that goes
+//! silent or disconnects, and drains on stop.
+//!
+//! A request's way: the core's `on_message` → `on_request` (`core.rs`:
+//! checks, pool, inline first poll) → `request::spawn` when it waits →
+//! the reply through `reply.rs` → the link (`crate::transport`).
 //!
 //! | file | concept |
 //! |---|---|
 //! | `mod.rs` | [`ServerBuilder`] and the [`Server`] handle |
-//! | `core` | the core task: its loop, link events, ticks, draining |
-//! | `channel` | an open channel and the events that arrive on it |
-//! | `request` | a new request: checks, the inline first poll, the task, streams |
-//! | `reply` | how replies are framed and encoded |
+//! | `core` | the core task (`Core`, all its methods): its loop, link events, requests, channel events, ticks, draining |
+//! | `channel` | an open channel (`Chan`), its key, and the table of them |
+//! | `request` | running a handler: the inline first poll, its own task, its stream under credit |
+//! | `deadlines` | when requests' callers stop waiting, behind one timer |
+//! | `pool` | `pool_size`: who runs next, round-robin between clients |
+//! | `dispatch` | the handler table, directly or through tower layers |
+//! | `reply` | how replies are encoded |
 
 mod channel;
 mod core;
+mod deadlines;
 mod dispatch;
 mod pool;
 mod reply;

@@ -1,24 +1,21 @@
-//! A new request: the checks that may reject it with an `ERR`, the inline
-//! first poll of its handler, and the task that runs it otherwise (its
-//! reply, or its stream under the caller's credit).
+//! Running a request's handler: polled once inline, its arguments decoded
+//! in its own task when large, or run in a task of its own (its reply, or
+//! its stream under the caller's credit). What is accepted and refused is
+//! the core's (`core.rs`).
 
-use super::channel::{Chan, ChanKey, Out, Run};
-use super::core::Core;
+use super::channel::{ChanKey, Out};
 use super::dispatch::Dispatch;
-use super::pool::Admission;
 use super::reply::{encode_error, encode_ok};
 use crate::context::{self, Context, Lent};
-use crate::error::{clip, ServiceError, QUOTE_LIMIT};
+use crate::error::ServiceError;
 use crate::logging::hex;
-use crate::protocol::heartbeat::Beat;
-use crate::protocol::{self, framing, msgpack, DecodeError, Event};
+use crate::protocol::{self};
 use crate::service::{self, Args, Encoded, ItemStream, Reply};
-use crate::telemetry::{Outcome, Rejected};
-use crate::transport::{LinkId, PeerRoom};
+use crate::telemetry::Outcome;
+use crate::transport::PeerRoom;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
-use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,233 +23,14 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::AbortHandle;
 use tracing::{Instrument, Span};
 
-impl Core {
-    /// A request (an event with no `response_to`): rejected with an `ERR`
-    /// when it cannot run, answered inline when its handler finishes at
-    /// once, and otherwise given a channel and a task.
-    pub(super) fn on_request(
-        &mut self,
-        link: LinkId,
-        identity: Bytes,
-        frames: VecDeque<Bytes>,
-        payload: &Bytes,
-        ev: Event<'_>,
-    ) {
-        let Some(id) = ev.message_id.map(|id| payload.slice_ref(id)) else {
-            self.warned.warn(
-                || tracing::warn!(peer = %hex(&identity), "dropped a request without message_id"),
-            );
-            self.metrics.rejected(Rejected::Malformed);
-            return;
-        };
-        let key = ChanKey { link, identity, id };
-        if self.chans.contains(&key) {
-            self.warned.warn(|| tracing::warn!(peer = %hex(&key.identity), "dropped a request reusing the message_id of a running one"));
-            self.metrics.rejected(Rejected::Duplicate);
-            return;
-        }
-        let legacy = ev.version.unwrap_or(1) < 2;
-        let name = match ev.name {
-            Ok(name) => name,
-            Err(why) => {
-                self.metrics.rejected(Rejected::Malformed);
-                return self.reject(&key, frames, legacy, ServiceError::new("NameError", why));
-            }
-        };
-        // (A stopping server still answers what it reads: see core.rs.)
-        self.requests_read = true;
-        // When it arrived (this wake-up of the core: one clock reading for
-        // the whole batch).
-        let now = self.now;
-        // The caller's deadline: past it, nobody reads a reply.
-        let deadline = match ev.timeout_ms {
-            Some(0) => {
-                self.metrics.rejected(Rejected::Expired);
-                return tracing::debug!(peer = %hex(&key.identity), method = %name, "dropped a request whose deadline had passed");
-            }
-            Some(ms) => now.checked_add(Duration::from_millis(ms)),
-            None => None,
-        };
-        let bytes = ev.args.len();
-        let args = match Args::try_from_raw(ev.args) {
-            Ok(args) => args.with_max_decoded(self.max_decoded),
-            Err(raw) => return self.not_an_array(&key, frames, legacy, name, &raw),
-        };
-        let client_key = match self.curve_server {
-            true => self.links[key.link].peer_key(&key.identity),
-            false => None,
-        };
-        let lent = Lent {
-            payload,
-            method: name,
-            id: &key.id,
-            header: ev.header,
-            peer: &key.identity,
-            deadline,
-            client_key,
-        };
-        let span = request_span(&lent);
-        // Most handlers finish without waiting: poll once here (a panic
-        // caught) and reply at once, saving a task and two hops through
-        // this core. A handler that is not ready moves to its own task,
-        // which polls it again (with a real waker) before anything else.
-        // Under a pool limit every request waits for its slot in a task.
-        // Introspection (the liveness probe among it) is answered at once,
-        // outside any pool: a client pings a server whose calls are
-        // overdue, and a busy server must still answer.
-        let pool = self
-            .pool
-            .as_mut()
-            .filter(|_| !crate::service::INTROSPECTION.contains(&name));
-        let pooled = pool.is_some();
-        let (call, ctx, admitted) = match pool {
-            None if bytes >= DECODE_ON_CORE_MAX => (
-                deferred(&self.dispatch, name, args),
-                lent.to_context(),
-                Admission::Run,
-            ),
-            None => match poll_once(&self.dispatch, name, args, &lent, &span) {
-                Polled::Running(call) => (call, lent.to_context(), Admission::Run),
-                Polled::Done(result) => {
-                    let outcome = if result.is_ok() {
-                        Outcome::Ok
-                    } else {
-                        Outcome::Error
-                    };
-                    // (The one clock reading of an inline request, it began
-                    // when this wake-up of the core did; and none when
-                    // nobody records it.)
-                    let timed = self.metrics.enabled || !span.is_disabled();
-                    let elapsed = if timed { now.elapsed() } else { Duration::ZERO };
-                    if self.metrics.enabled {
-                        self.metrics.method(name).ended(outcome, elapsed);
-                    }
-                    if !span.is_disabled() {
-                        span.record("outcome", outcome.as_str());
-                        span.record("duration_ms", elapsed.as_secs_f64() * 1e3);
-                    }
-                    let reply = match result {
-                        Ok(v) => encode_ok(&key.id, v),
-                        Err(e) => {
-                            tracing::debug!(parent: &span, error = %e, "request failed");
-                            encode_error(&key.id, legacy, &e)
-                        }
-                    };
-                    return self.reply(key.link, frames, reply);
-                }
-            },
-            Some(pool) => match pool.admit(&key, bytes) {
-                Admission::Busy => {
-                    self.busy.warn(|| tracing::warn!(peer = %hex(&key.identity), "pool queue full: refused a request with ServerBusy"));
-                    self.metrics.rejected(Rejected::Busy);
-                    let e = ServiceError::new(
-                        "ServerBusy",
-                        "too many requests waiting; try again later",
-                    );
-                    return self.reject(&key, frames, legacy, e);
-                }
-                admitted => {
-                    let call = match bytes >= DECODE_ON_CORE_MAX {
-                        true => deferred(&self.dispatch, name, args),
-                        false => lent.scope(|| self.dispatch.call(name, args)),
-                    };
-                    (call, lent.to_context(), admitted)
-                }
-            },
-        };
-        let credit = Arc::new(Semaphore::new(1));
-        let run = match admitted {
-            Admission::Wait => Run::Waiting(call, ctx),
-            _ => Run::Running(spawn(
-                call,
-                self.out_tx.clone(),
-                credit.clone(),
-                key.clone(),
-                legacy,
-                self.links[key.link].room(),
-                ctx,
-                span.clone(),
-            )),
-        };
-        let deadline = deadline.map(|at| self.add_deadline(at, key.clone()));
-        let chan = Chan {
-            started: now,
-            metrics: self.metrics.method(name).clone(),
-            span,
-            deadline,
-            route: framing::route(&frames),
-            run,
-            // v1 callers are heartbeated and judged lost like v3 ones: a
-            // passive channel was never judged lost, so abandoned v1 calls
-            // ran forever.
-            beat: Beat::new(now, true),
-            credit,
-            legacy,
-            pooled,
-        };
-        self.metrics.in_flight.increment(1.0);
-        self.chans.insert(key, chan);
-    }
-
-    /// A message that is not a well-formed event: answered with a
-    /// `ProtocolError` when its request id can be read, so the caller learns
-    /// what was wrong instead of waiting for a timeout.
-    pub(super) fn on_undecodable(
-        &mut self,
-        link: LinkId,
-        identity: Bytes,
-        frames: VecDeque<Bytes>,
-        payload: &Bytes,
-        e: DecodeError,
-    ) {
-        if let Some((id, version)) = protocol::request_id(payload) {
-            let key = ChanKey { link, identity, id };
-            if !self.chans.contains(&key) {
-                self.metrics.rejected(Rejected::Malformed);
-                let err = ServiceError::new("ProtocolError", format!("malformed request: {e}"));
-                self.reject(&key, frames, version.unwrap_or(1) < 2, err);
-            }
-        }
-    }
-
-    /// Answer a request whose arguments are not an array with Python's
-    /// `TypeError`.
-    fn not_an_array(
-        &mut self,
-        key: &ChanKey,
-        frames: VecDeque<Bytes>,
-        legacy: bool,
-        name: &str,
-        raw: &[u8],
-    ) {
-        self.metrics
-            .method(name)
-            .ended(Outcome::Error, Duration::ZERO);
-        let got = msgpack::type_name(raw);
-        let name = clip(name, QUOTE_LIMIT);
-        let e = ServiceError::type_error(format!(
-            "{name}() arguments must be a msgpack array, got {got}"
-        ));
-        self.reject(key, frames, legacy, e);
-    }
-
-    /// Answer a request (its `frames`) with an error.
-    fn reject(&mut self, key: &ChanKey, frames: VecDeque<Bytes>, legacy: bool, e: ServiceError) {
-        tracing::debug!(peer = %hex(&key.identity), error = %e, "request rejected");
-        self.reply(key.link, frames, encode_error(&key.id, legacy, &e));
-    }
-}
-
 /// A request after its first poll.
-enum Polled {
+pub(super) enum Polled {
     /// Not finished, or a stream (streams always run in a task).
     Running(BoxFuture<'static, Result<Reply, ServiceError>>),
     /// Answered (or panicked) at once.
     Done(Result<Encoded, ServiceError>),
 }
 
-/// Start a request and poll it once (inside its span, its context
-/// current), catching a panic.
 /// Arguments from this size on are decoded by the request's own task, not
 /// by the core: decoding a large request would hold up every other one.
 pub(super) const DECODE_ON_CORE_MAX: usize = 64 * 1024;
@@ -262,7 +40,7 @@ pub(super) const DECODE_ON_CORE_MAX: usize = 64 * 1024;
 /// current), not now. That first poll is long CPU work: on a multi-thread
 /// runtime it is run as blocking work, so that the worker's other tasks
 /// (the core among them) move to another thread instead of waiting for it.
-fn deferred(
+pub(super) fn deferred(
     dispatch: &Dispatch,
     name: &str,
     args: Args,
@@ -285,7 +63,15 @@ fn multi_thread() -> bool {
     Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread)
 }
 
-fn poll_once(dispatch: &Dispatch, name: &str, args: Args, lent: &Lent<'_>, span: &Span) -> Polled {
+/// Start a request and poll it once (inside its span, its context
+/// current), catching a panic.
+pub(super) fn poll_once(
+    dispatch: &Dispatch,
+    name: &str,
+    args: Args,
+    lent: &Lent<'_>,
+    span: &Span,
+) -> Polled {
     use std::task::Poll;
     let _entered = span.enter();
     let first = std::panic::AssertUnwindSafe(|| {
@@ -310,7 +96,7 @@ fn poll_once(dispatch: &Dispatch, name: &str, args: Args, lent: &Lent<'_>, span:
 /// A request's span: `zrpc.request` at debug level, so a subscriber that
 /// wants it pays for it and nobody else does. Its trace id is the caller's
 /// (`traceparent`), so one trace crosses processes.
-fn request_span(lent: &Lent<'_>) -> Span {
+pub(super) fn request_span(lent: &Lent<'_>) -> Span {
     use tracing::field::Empty;
     if !crate::telemetry::spans_wanted() {
         return Span::none();
