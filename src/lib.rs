@@ -37,8 +37,8 @@
 //! | [`protocol`] | the wire: event codec (`event`), message ids, framing of ZeroMQ messages, msgpack primitives, heartbeat rules, recycled large buffers (`buffers`) |
 //! | `transport` | the adapter over our ZeroMQ package: links (one socket each, reconnecting), sending (`outbox`), receiving (`inbound`), endpoints |
 //! | [`service`](mod@service) | the name → handler table: argument decoding (`args`), handlers and their guards (`handler`), introspection, [`RpcService`] objects |
-//! | [`server`] | ROUTER server: the core task, channels (heartbeats, credit), requests, replies |
-//! | [`client`] | the client: the call table (`core`), who reads the sockets (`driver`, `relay`), [`ReplyStream`], what a call sends (`call`), when calls time out (`deadlines`), where a call goes (`balance`), servers found by name (`discovery`, [`Resolver`]), what may be sent twice (`retry`, [`Retry`]) |
+//! | [`server`] | ROUTER server: the core task (`core`: every request and channel event), running handlers (`request`), channels, deadlines, the pool, replies |
+//! | [`client`] | the client: one call from the caller's side (`call`), the call table (`calls`), where a call goes (`servers`), who reads the sockets (`reader`), [`ReplyStream`], when calls time out (`deadlines`), servers found by name (`discovery`, [`Resolver`]), what may be sent twice (`retry`, [`Retry`]) |
 //! | [`oneway`] | fire-and-forget events: [`Pusher`] → [`Puller`] (cast), [`Publisher`] → [`Subscriber`] (fanout) |
 //! | `blob` | [`Blob`]: binary data shared with the message it came in, not copied out |
 //! | `context` | [`Context`]: what a handler knows of its request (method, peer, deadline, header keys, [`TraceParent`]) |

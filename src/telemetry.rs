@@ -235,7 +235,25 @@ impl Default for ClientMetrics {
     }
 }
 
+/// What one call is counted with: the client's in-flight gauge (raised
+/// when it starts, lowered when it ends), and its method's handles (`None`
+/// without a recorder).
+pub(crate) struct CallCounters {
+    pub(crate) handles: Option<Arc<CallMetrics>>,
+    pub(crate) in_flight: Gauge,
+}
+
 impl ClientMetrics {
+    /// A call of `method` starts: it is counted in flight.
+    pub(crate) fn started(&mut self, method: &str) -> CallCounters {
+        let counters = CallCounters {
+            handles: self.method(method),
+            in_flight: self.in_flight.clone(),
+        };
+        counters.in_flight.increment(1.0);
+        counters
+    }
+
     /// The handles of `method`; `None` without a recorder.
     pub(crate) fn method(&mut self, method: &str) -> Option<Arc<CallMetrics>> {
         if !self.enabled {

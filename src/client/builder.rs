@@ -1,8 +1,8 @@
 //! Configuring a [`Client`].
 
-use super::core::Core;
+use super::calls::Table;
 use super::discovery::{self, Resolver, DEFAULT_RESOLVE_EVERY};
-use super::driver::Shared;
+use super::reader::Reader;
 use super::retry::Retry;
 use super::{Client, Inner, DEFAULT_TIMEOUT};
 use crate::error::Error;
@@ -199,12 +199,12 @@ impl ClientBuilder {
         }
         let (links, mut shown, inbound, opener) =
             endpoints.open_growable(Kind::Dealer, Kind::Router).await?;
-        let core = Core::new(inbound, links, Some(opener), self.heartbeat, self.passive);
-        let shared = Arc::new(Shared::new(core));
-        let task = tokio::spawn(Shared::run(shared.clone()));
+        let table = Table::new(inbound, links, Some(opener), self.heartbeat, self.passive);
+        let reader = Arc::new(Reader::new(table));
+        let task = tokio::spawn(Reader::run(reader.clone()));
         let discovery = resolver.map(|r| {
             tokio::spawn(discovery::run(
-                Arc::downgrade(&shared),
+                Arc::downgrade(&reader),
                 r,
                 names.clone(),
                 self.resolve_every,
@@ -213,7 +213,7 @@ impl ClientBuilder {
         shown.extend(names);
         Ok(Client {
             inner: Arc::new(Inner {
-                core: shared,
+                reader,
                 timeout: self.timeout,
                 retry: self.retry,
                 endpoints: shown,

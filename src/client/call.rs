@@ -1,15 +1,37 @@
-//! What a call puts on the wire and how its answer reads: arguments as a
-//! msgpack array, the request frame, the value of `OK` and the error of
-//! `ERR`.
+//! One call, from its caller's side: the request it sends (its arguments,
+//! and a header with the client's and the call's keys, the hooks' say, the
+//! deadline and the trace), the [`Pending`] future that waits for its
+//! first event, and how that reply reads (`OK`'s value, `ERR`'s error).
+//!
+//! A call's life, start to end: [`Pending::send`] encodes it and registers
+//! it in the client's table (`calls.rs`, a `Call` there), which sends it to
+//! a server (`servers.rs`) over that server's link. Its first event, a
+//! [`Reply`], lands in its [`Slot`], put there by whoever read the sockets
+//! (`reader.rs`: the waiting caller itself when it leads); the caller's
+//! [`Pending`] takes it. A streamed reply's later events go to its
+//! [`ReplyStream`](super::ReplyStream). A `Pending` dropped before its
+//! answer abandons the call (the server is told).
 
-use super::core::First;
+use super::reader::{self, Reader};
+use super::stream::StreamRx;
+use super::{CallOptions, Client};
+use crate::context;
 use crate::error::{Error, RemoteError, Source};
+use crate::middleware::{self, Outgoing};
 use crate::protocol::{self, budget, buffers, msgpack, HeaderExtra, MessageId};
+use crate::telemetry::{CallCounters, CallOutcome};
 use bytes::Bytes;
 use rmpv::Value;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+use tokio::time::Instant;
+
+// ---- the request ----------------------------------------------------------
 
 /// Encode call arguments as a msgpack array: `()` becomes `[]`, a tuple or
 /// sequence is the array itself, and any other value becomes a single
@@ -76,7 +98,7 @@ pub(super) fn request_dynamic(
 }
 
 /// The value of a one-event reply: `OK [value]`, or the error of `ERR`.
-pub(super) fn single_value(method: &str, first: First) -> Result<Bytes, Error> {
+pub(super) fn single_value(method: &str, first: Reply) -> Result<Bytes, Error> {
     match &*first.name {
         protocol::OK => msgpack::first_item(&first.args)
             .ok_or_else(|| Error::Protocol(format!("OK reply to {method} has no value"))),
@@ -137,9 +159,374 @@ pub(super) fn parse_err(args: &Bytes) -> RemoteError {
     }
 }
 
+// ---- the first event of the reply -------------------------------------------
+
+/// A call's first event: its answer (`OK`, `ERR`), or the first of a stream
+/// (`STREAM`, or `STREAM_DONE` for an empty one) with the queue where the
+/// rest of it arrives.
+pub(super) struct Reply {
+    pub(super) name: Name,
+    pub(super) args: Bytes,
+    pub(super) rest: Option<StreamRx>,
+}
+
+impl Reply {
+    pub(super) fn is_stream(&self) -> bool {
+        self.rest.is_some() || self.name == protocol::STREAM_DONE
+    }
+}
+
+/// A call's reply, or why there is none.
+pub(super) type Answered = Result<Reply, Error>;
+
+/// An event name as decoded: reserved names (all a reply normally carries)
+/// borrow their constant.
+pub(super) type Name = std::borrow::Cow<'static, str>;
+
+/// Nothing holding a slot's lock waits or can panic, so a poisoned lock
+/// (impossible in practice) is used as it is.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Where a caller's answer lands, put there by whoever read it.
+pub(super) struct Slot<T>(Mutex<SlotState<T>>);
+
+struct SlotState<T> {
+    value: Option<T>,
+    waker: Option<Waker>,
+    /// The caller is gone: nobody will take a value.
+    gone: bool,
+}
+
+impl<T> Slot<T> {
+    pub(super) fn new() -> Arc<Self> {
+        Arc::new(Slot(Mutex::new(SlotState {
+            value: None,
+            waker: None,
+            gone: false,
+        })))
+    }
+
+    /// Hand the caller its value; false (and the value dropped) when the
+    /// caller is gone.
+    pub(super) fn fill(&self, value: T) -> bool {
+        let mut state = lock(&self.0);
+        if state.gone {
+            return false;
+        }
+        state.value = Some(value);
+        let waker = state.waker.take();
+        drop(state);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        true
+    }
+
+    /// The value if it is there; otherwise wake `cx` when it comes.
+    pub(super) fn poll_take(&self, cx: &mut Context<'_>) -> Poll<T> {
+        let mut state = lock(&self.0);
+        if let Some(v) = state.value.take() {
+            return Poll::Ready(v);
+        }
+        if !state
+            .waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            state.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// The caller will take nothing more.
+    pub(super) fn leave(&self) {
+        let mut state = lock(&self.0);
+        state.gone = true;
+        state.value = None;
+        state.waker = None;
+    }
+
+    pub(super) fn is_gone(&self) -> bool {
+        lock(&self.0).gone
+    }
+}
+
+// ---- waiting for it -----------------------------------------------------------
+
+/// A call that was sent, waiting for its first event (a plain future
+/// rather than an `async fn`: each call's future is moved a few times,
+/// and an async one kept copies of what sending needed). While no other
+/// caller does, it reads the sockets itself (see `reader.rs`).
+pub(super) struct Pending<'a> {
+    client: &'a Client,
+    method: &'a str,
+    id: MessageId,
+    slot: Arc<Slot<Answered>>,
+    /// Tells this caller apart when it leads the reading.
+    token: u64,
+    /// It has led (it may still be the leader).
+    led: bool,
+    /// It has its answer (the call is no longer waiting for it).
+    done: bool,
+    /// Counted in `zrpc_client_in_flight` (and per method, with a recorder).
+    counters: CallCounters,
+    span: tracing::Span,
+    /// When it started: its deadline, heartbeat clock and duration count
+    /// from it.
+    started: Instant,
+}
+
+impl<'a> Pending<'a> {
+    /// Send a request (`encode` writes it with the header entries the call
+    /// carries) and wait for its first event. Not async, so that what only
+    /// sending needs (the options, the encoder) is not kept in every call's
+    /// future while it waits.
+    pub(super) fn send(
+        client: &'a Client,
+        method: &'a str,
+        encode: impl FnOnce(&HeaderExtra) -> Result<(MessageId, Bytes), Error>,
+        opts: CallOptions,
+    ) -> Result<Pending<'a>, Error> {
+        // (The one clock reading of a call's start.)
+        let started = Instant::now();
+        let span = if !crate::telemetry::spans_wanted() {
+            tracing::Span::none()
+        } else {
+            tracing::debug_span!(
+                "zrpc.call",
+                method = tracing::field::Empty,
+                id = tracing::field::Empty,
+                trace_id = tracing::field::Empty,
+                outcome = tracing::field::Empty,
+                duration_ms = tracing::field::Empty,
+            )
+        };
+        if !span.is_disabled() {
+            span.record("method", method);
+        }
+        match register(client, method, encode, opts, &span, started) {
+            Ok((id, slot, counters)) => Ok(Pending {
+                client,
+                method,
+                id,
+                slot,
+                token: reader::token(),
+                led: false,
+                done: false,
+                counters,
+                span,
+                started,
+            }),
+            Err(e) => {
+                ended(client, method, None, &span, started.elapsed(), Err(&e));
+                Err(e)
+            }
+        }
+    }
+
+    fn reader(&self) -> &'a Reader {
+        &self.client.inner.reader
+    }
+}
+
+impl Future for Pending<'_> {
+    type Output = Result<(MessageId, Reply), Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        // (The span is not entered while waiting: nothing of the call runs
+        // then; it lives from the request to the answer.)
+        let answer = match this.slot.poll_take(cx) {
+            Poll::Ready(answer) => answer,
+            Poll::Pending => {
+                let reader = this.reader();
+                let read = match reader.lead(this.token, cx.waker()) {
+                    true => {
+                        this.led = true;
+                        reader.pump(Some(this.id))
+                    }
+                    false => None,
+                };
+                match read {
+                    Some(answer) => answer,
+                    None => return Poll::Pending,
+                }
+            }
+        };
+        this.done = true;
+        if this.led {
+            this.reader().resign(this.token);
+        }
+        let err;
+        let result = match &answer {
+            Ok(first) if first.name == protocol::ERR => {
+                err = Error::Remote(parse_err(&first.args));
+                Err(&err)
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        // (No clock reading when nobody wants the duration.)
+        let hooks = &this.client.inner.hooks.0;
+        let timed =
+            this.counters.handles.is_some() || !this.span.is_disabled() || !hooks.is_empty();
+        let elapsed = match timed {
+            true => this.started.elapsed(),
+            false => Duration::ZERO,
+        };
+        let metrics = this.counters.handles.as_deref();
+        ended(
+            this.client,
+            this.method,
+            metrics,
+            &this.span,
+            elapsed,
+            result,
+        );
+        Poll::Ready(answer.map(|first| (this.id, first)))
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.counters.in_flight.decrement(1.0);
+        if self.done {
+            return;
+        }
+        if let Some(handles) = &self.counters.handles {
+            handles.ended(CallOutcome::Cancelled, self.started.elapsed());
+        }
+        if self.led {
+            self.reader().resign(self.token);
+        }
+        self.slot.leave();
+        // Dropped before its answer: the caller gave up. The server is told
+        // at once, so it stops working for nobody.
+        self.reader().abandon(self.id);
+    }
+}
+
+/// Everything a call does before it waits: the header it carries (the
+/// client's and the call's keys, the hooks' say, the deadline, the trace),
+/// then the request registered in the table (which sends it).
+fn register(
+    client: &Client,
+    method: &str,
+    encode: impl FnOnce(&HeaderExtra) -> Result<(MessageId, Bytes), Error>,
+    opts: CallOptions,
+    span: &tracing::Span,
+    at: Instant,
+) -> Result<(MessageId, Arc<Slot<Answered>>, CallCounters), Error> {
+    let inner = &client.inner;
+    let mut timeout = opts.timeout.unwrap_or(inner.timeout);
+    // Inside a handler: no longer than its caller waits, same trace.
+    let mut trace = None;
+    if let Some((remaining, parent)) = context::inherited() {
+        if let Some(left) = remaining {
+            timeout = Some(timeout.map_or(left, |t| t.min(left)));
+        }
+        trace = parent;
+    }
+    let mut extra = HeaderExtra::default();
+    if !(inner.headers.is_empty() && opts.headers.is_empty() && inner.hooks.0.is_empty()) {
+        let mut headers = inner.headers.clone();
+        for (k, v) in opts.headers {
+            match headers.iter_mut().find(|(key, _)| *key == k) {
+                Some(entry) => entry.1 = v,
+                None => headers.push((k, v)),
+            }
+        }
+        for hook in &inner.hooks.0 {
+            hook.before(&mut Outgoing {
+                method,
+                headers: &mut headers,
+                timeout,
+            })?;
+        }
+        if let Some((key, _)) = headers.iter().find(|(k, _)| middleware::reserved(k)) {
+            return Err(Error::Config(format!(
+                "header key {key:?} is the protocol's own"
+            )));
+        }
+        // A trace context the caller set itself wins.
+        if headers.iter().any(|(k, _)| k == protocol::TRACEPARENT) {
+            trace = None;
+        }
+        middleware::encode_headers(&mut extra, &headers);
+    }
+    if let Some(t) = timeout {
+        let ms = t
+            .as_millis()
+            .clamp(u128::from(!t.is_zero()), u128::from(u64::MAX));
+        extra.set_timeout_ms(ms as u64);
+    }
+    if let Some(t) = trace {
+        if !span.is_disabled() {
+            span.record("trace_id", t.trace_id_hex());
+        }
+        extra.push(protocol::TRACEPARENT, &Value::from(t.to_string()));
+    }
+    let (id, frame) = encode(&extra)?;
+    if !span.is_disabled() {
+        span.record("id", String::from_utf8_lossy(id.as_bytes()).as_ref());
+    }
+    let slot = Slot::new();
+    let retry = opts.retry.or(inner.retry);
+    let counters = inner
+        .reader
+        .start(id, frame, method, timeout, retry, slot.clone(), at)?;
+    Ok((id, slot, counters))
+}
+
+/// Count a call that ended (for a stream: that got its first event),
+/// close its span, and tell the hooks, last added first.
+pub(super) fn ended(
+    client: &Client,
+    method: &str,
+    metrics: Option<&crate::telemetry::CallMetrics>,
+    span: &tracing::Span,
+    elapsed: Duration,
+    result: Result<(), &Error>,
+) {
+    let outcome = CallOutcome::of(&result);
+    if let Some(m) = metrics {
+        m.ended(outcome, elapsed);
+    }
+    if !span.is_disabled() {
+        span.record("outcome", outcome.as_str());
+        span.record("duration_ms", elapsed.as_secs_f64() * 1e3);
+    }
+    for hook in client.inner.hooks.0.iter().rev() {
+        hook.after(method, result, elapsed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    /// Counts its wake-ups.
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counter() -> (Arc<Count>, Waker) {
+        let c = Arc::new(Count::default());
+        (c.clone(), Waker::from(c))
+    }
+
+    fn woken(c: &Count) -> usize {
+        c.0.load(Ordering::SeqCst)
+    }
 
     #[test]
     fn args_encoding_shapes() {
@@ -163,5 +550,23 @@ mod tests {
         );
         let raw = msgpack::encode_value(&Value::Array(vec!["ValueError('x')".into()]));
         assert_eq!(parse_err(&Bytes::from(raw)).message, "ValueError('x')");
+    }
+
+    #[test]
+    fn slots_hold_a_value_until_taken_and_refuse_after_the_caller_left() {
+        let slot = Slot::new();
+        let (count, waker) = counter();
+        let mut cx = Context::from_waker(&waker);
+        assert!(slot.poll_take(&mut cx).is_pending());
+        assert!(slot.fill(7));
+        assert_eq!(woken(&count), 1);
+        assert_eq!(slot.poll_take(&mut cx), Poll::Ready(7));
+        assert!(slot.poll_take(&mut cx).is_pending());
+        assert!(!slot.is_gone());
+        slot.leave();
+        assert!(slot.is_gone());
+        assert!(!slot.fill(8));
+        assert!(slot.poll_take(&mut cx).is_pending());
+        assert_eq!(woken(&count), 1, "nothing was filled");
     }
 }

@@ -15,7 +15,7 @@
 //! command line has it), else [`SystemResolver`]. Another [`Resolver`] (a
 //! static list, a watched file, a registry) takes whatever names it likes.
 
-use super::driver::Shared;
+use super::reader::Reader;
 use crate::error::Error;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -270,9 +270,9 @@ pub(super) fn is_name(endpoint: &str) -> bool {
 }
 
 /// Resolve `names` now and every `every`, handing each answer to the
-/// client's core, until the client is gone or closed.
+/// client's table, until the client is gone or closed.
 pub(super) async fn run(
-    shared: Weak<Shared>,
+    reader: Weak<Reader>,
     resolver: Arc<dyn Resolver>,
     names: Vec<String>,
     every: Duration,
@@ -282,7 +282,7 @@ pub(super) async fn run(
     loop {
         for (origin, name) in names.iter().enumerate() {
             let answer = resolver.resolve(name).await;
-            let Some(shared) = shared.upgrade() else {
+            let Some(reader) = reader.upgrade() else {
                 return;
             };
             match answer {
@@ -293,11 +293,11 @@ pub(super) async fn run(
                     if endpoints.is_empty() {
                         tracing::warn!(name, "name stands for no server now");
                     }
-                    let mut core = shared.lock();
-                    if core.closed {
+                    let mut table = reader.lock();
+                    if table.is_closed() {
                         return;
                     }
-                    core.set_addresses(origin, &endpoints);
+                    table.set_addresses(origin, &endpoints);
                 }
                 Err(e) => {
                     let e = crate::error::with_causes(&e);

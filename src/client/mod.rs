@@ -1,51 +1,46 @@
 //! The client: a DEALER proxy that multiplexes any number of concurrent
 //! calls, heartbeats them, and survives server restarts.
 //!
-//! All call state sits behind one lock (`core.rs`). A caller encodes its
-//! request, registers the call and hands the request to the link itself (no
-//! hop through another task: on loopback that hop was a large share of a
-//! call), then waits for its first event (`driver.rs` explains who reads the
-//! sockets meanwhile). A call that times out, or whose caller dropped the
-//! future (noticed on the next tick), is forgotten, which stops its
-//! heartbeats: that is how zerorpc cancels a call.
+//! A call's way out, one file per step: [`Client::call`] (`mod.rs`) →
+//! `Pending::send` (`call.rs`: the request encoded with its header, the
+//! call registered) → `Table::start` (`calls.rs`: the call table, under
+//! one lock, picks a server) → `Servers::send` (`servers.rs`: that
+//! server's link) → `Link::send` (`crate::transport`: straight to the
+//! socket's queue when nothing waits, no task in between). Its way back:
+//! whoever reads the sockets (`reader.rs`: the waiting caller itself, or
+//! the client's core task) hands each event to the table, which routes it
+//! to its call: the first event into the call's slot, where its `Pending`
+//! future takes it; a stream's later events to its [`ReplyStream`].
 //!
-//! Each server is its own link, and every event of a call goes through the
-//! link that carried its request, so heartbeats always reach the server that
-//! runs the call even when a client is connected to several servers. A call
-//! goes to the healthy server with the fewest calls in flight (`balance`);
-//! a call lost with its server fails with `LostRemote` unless its caller
-//! allowed a [`Retry`]; servers given by name are found and followed by
-//! `discovery`.
-//!
-//! A streamed reply (the first event is `STREAM`) becomes a [`ReplyStream`].
-//! It grants the server credit as the application reads, exactly as
-//! zerorpc-python does (nothing until the first item has arrived, then
-//! `_zpc_more [100 - reserved]` whenever fewer than 50 are reserved), so at
-//! most about 100 items are ever in flight or queued.
+//! A call that times out, or whose caller dropped the future, is
+//! forgotten and its server told (`_zpc_cancel`). Each server is its own
+//! link, and every event of a call goes through the link that carried its
+//! request. A call goes to the healthy server with the fewest calls in
+//! flight (`servers.rs`); a call lost with its server fails with
+//! `LostRemote` unless its caller allowed a [`Retry`]; servers given by
+//! name are found and followed by `discovery`.
 //!
 //! | file | concept |
 //! |---|---|
 //! | `mod.rs` | the [`Client`] handle and its calls |
-//! | `balance` | the servers, their health and load, and where a call goes |
-//! | `builder` | [`ClientBuilder`] |
-//! | `call` | what a call sends and how its answer reads |
-//! | `core` | the call table: timeouts, heartbeats, routing of events |
+//! | `call` | one call from its caller's side: the request, the `Pending` future, the reply's reading |
+//! | `calls` | the call table: every call in flight, where it goes, what each event means for it, timeouts, heartbeats |
+//! | `servers` | the servers, their health and load, and where a call goes |
+//! | `reader` | who reads the sockets (a waiting caller, or the core task), and the table's lock |
+//! | `stream` | [`ReplyStream`] and its credit |
 //! | `deadlines` | when calls time out, earliest first |
 //! | `discovery` | servers found by name: [`Resolver`] and the built-in ones |
-//! | `driver` | who reads the sockets: a waiting caller, or the core task |
-//! | `relay` | the hand-off of socket wake-ups between them |
 //! | `retry` | what a caller may allow to be sent twice: [`Retry`] |
-//! | `stream` | [`ReplyStream`] and its credit |
+//! | `builder` | [`ClientBuilder`] |
 
-mod balance;
 mod builder;
 mod call;
-mod core;
+mod calls;
 mod deadlines;
 mod discovery;
-mod driver;
-mod relay;
+mod reader;
 mod retry;
+mod servers;
 mod stream;
 
 pub use builder::ClientBuilder;
@@ -56,22 +51,19 @@ pub use discovery::{Resolver, SystemResolver, DEFAULT_RESOLVE_EVERY};
 pub use retry::Retry;
 pub use stream::ReplyStream;
 
-use self::core::First;
-use crate::context;
 use crate::error::Error;
-use crate::middleware::{self, Outgoing};
-use crate::protocol::{self, budget, HeaderExtra, MessageId};
-use crate::telemetry::{CallMetrics, CallOutcome};
+use crate::protocol::{self, budget, MessageId};
 use bytes::Bytes;
-use call::{decode_serde, decode_value, request_dynamic, request_serde, single_value, Decode};
-use driver::{FirstEvent, Shared};
-use relay::Slot;
+use call::{
+    decode_serde, decode_value, request_dynamic, request_serde, single_value, Decode, Pending,
+    Reply,
+};
+use reader::Reader;
 use rmpv::Value;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::Instant;
 
 /// Default call timeout, as in zerorpc.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -145,14 +137,15 @@ pub struct Client {
 }
 
 struct Inner {
-    core: Arc<Shared>,
+    /// The call table and who reads the sockets (see `reader.rs`).
+    reader: Arc<Reader>,
     timeout: Option<Duration>,
     retry: Option<Retry>,
     endpoints: Vec<String>,
     /// Header keys of every call.
     headers: Vec<(String, Value)>,
     hooks: builder::Hooks,
-    /// The core task (see `driver.rs`).
+    /// The core task (see `reader.rs`).
     task: tokio::task::JoinHandle<()>,
     /// Resolves the names among the endpoints (see `discovery.rs`).
     discovery: Option<tokio::task::JoinHandle<()>>,
@@ -178,89 +171,14 @@ pub enum Response {
     Stream(ReplyStream<Value>),
 }
 
-/// A call waiting for its first event (counted in `zrpc_client_in_flight`);
-/// dropped unfinished, its caller gave up on it (counted as cancelled).
-struct Waiting {
-    slot: Arc<Slot<self::core::Answer>>,
-    in_flight: metrics::Gauge,
-    /// `None` when no recorder is installed.
-    handles: Option<Arc<CallMetrics>>,
-    started: Instant,
-    finished: bool,
-}
-
 /// The single value of a call's first event, raw.
-fn only_value(method: &str, first: First) -> Result<Bytes, Error> {
+fn only_value(method: &str, first: Reply) -> Result<Bytes, Error> {
     if first.is_stream() {
         return Err(Error::Protocol(format!(
             "{method} streams its reply: read it with Client::stream"
         )));
     }
     single_value(method, first)
-}
-
-/// A sent call waiting for its first event (a plain future rather than
-/// an `async fn`: each call's future is moved a few times, and an async
-/// one kept copies of what sending needed).
-struct Answer<'a> {
-    client: &'a Client,
-    method: &'a str,
-    sent: Sent,
-    first: FirstEvent<'a>,
-}
-
-impl std::future::Future for Answer<'_> {
-    type Output = Result<(MessageId, First), Error>;
-
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        let this = self.get_mut();
-        // (The span is not entered while waiting: nothing of the call runs
-        // then; it lives from the request to the answer.)
-        let answer = std::task::ready!(std::pin::Pin::new(&mut this.first).poll(cx));
-        let sent = &mut this.sent;
-        sent.waiting.finished = true;
-        let err;
-        let result = match &answer {
-            Ok(first) if first.name == protocol::ERR => {
-                err = Error::Remote(call::parse_err(&first.args));
-                Err(&err)
-            }
-            Ok(_) => Ok(()),
-            Err(e) => Err(e),
-        };
-        // (No clock reading when nobody wants the duration.)
-        let hooks = &this.client.inner.hooks.0;
-        let timed = sent.waiting.handles.is_some() || !sent.span.is_disabled() || !hooks.is_empty();
-        let elapsed = if timed {
-            sent.started.elapsed()
-        } else {
-            Duration::ZERO
-        };
-        let metrics = sent.waiting.handles.as_deref();
-        this.client
-            .ended(this.method, metrics, &sent.span, elapsed, result);
-        std::task::Poll::Ready(answer.map(|first| (sent.id, first)))
-    }
-}
-
-/// A call that was sent: what waiting for its answer needs.
-struct Sent {
-    id: MessageId,
-    waiting: Waiting,
-    span: tracing::Span,
-    started: Instant,
-}
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        self.in_flight.decrement(1.0);
-        if let (false, Some(handles)) = (self.finished, &self.handles) {
-            handles.ended(CallOutcome::Cancelled, self.started.elapsed());
-        }
-    }
 }
 
 impl Client {
@@ -282,7 +200,7 @@ impl Client {
     /// Every server this client knows now (given, bound or discovered),
     /// with its state and load.
     pub fn servers(&self) -> Vec<ServerInfo> {
-        self.inner.core.lock().servers.info()
+        self.inner.reader.lock().servers.info()
     }
 
     /// Call `method` with `args` (a tuple such as `(1, 2)`, `()` for none, or
@@ -306,8 +224,8 @@ impl Client {
         args: A,
         opts: CallOptions,
     ) -> Result<R, Error> {
-        let sent = self.begin(method, |extra| request_serde(method, extra, &args), opts)?;
-        let (_, first) = self.answer(method, sent).await?;
+        let encode = |extra: &_| request_serde(method, extra, &args);
+        let (_, first) = Pending::send(self, method, encode, opts)?.await?;
         let result = only_value(method, first)?;
         crate::blob::from_msgpack(&result, &result, self.inner.max_decoded)
             .map_err(|e| Error::decode(format!("the result of {method}"), e))
@@ -326,12 +244,8 @@ impl Client {
         args: Vec<Value>,
         opts: CallOptions,
     ) -> Result<Value, Error> {
-        let sent = self.begin(
-            method,
-            |extra| Ok(request_dynamic(method, extra, args)),
-            opts,
-        )?;
-        let (_, first) = self.answer(method, sent).await?;
+        let encode = |extra: &_| Ok(request_dynamic(method, extra, args));
+        let (_, first) = Pending::send(self, method, encode, opts)?.await?;
         let result = only_value(method, first)?;
         budget::read_value(&result, self.inner.max_decoded)
             .map_err(|e| Error::decode(format!("the result of {method}"), e))
@@ -367,8 +281,8 @@ impl Client {
         args: A,
         opts: CallOptions,
     ) -> Result<ReplyStream<R>, Error> {
-        let sent = self.begin(method, |extra| request_serde(method, extra, &args), opts)?;
-        let (id, first) = self.answer(method, sent).await?;
+        let encode = |extra: &_| request_serde(method, extra, &args);
+        let (id, first) = Pending::send(self, method, encode, opts)?.await?;
         self.make_stream(method, id, first, decode_serde::<R>)
     }
 
@@ -380,12 +294,8 @@ impl Client {
         args: Vec<Value>,
         opts: CallOptions,
     ) -> Result<Response, Error> {
-        let sent = self.begin(
-            method,
-            |extra| Ok(request_dynamic(method, extra, args)),
-            opts,
-        )?;
-        let (id, first) = self.answer(method, sent).await?;
+        let encode = |extra: &_| Ok(request_dynamic(method, extra, args));
+        let (id, first) = Pending::send(self, method, encode, opts)?.await?;
         if first.is_stream() {
             return self
                 .make_stream(method, id, first, decode_value)
@@ -401,7 +311,7 @@ impl Client {
         &self,
         method: &str,
         id: MessageId,
-        first: First,
+        first: Reply,
         decode: Decode<R>,
     ) -> Result<ReplyStream<R>, Error> {
         let rest = first.rest;
@@ -411,7 +321,7 @@ impl Client {
             protocol::STREAM_DONE => None,
             _ => Some(single_value(
                 method,
-                First {
+                Reply {
                     rest: None,
                     ..first
                 },
@@ -427,192 +337,18 @@ impl Client {
         ))
     }
 
-    /// Send a request (`encode` writes it with the header entries the call
-    /// carries). Not async, so that what only sending needs (the options,
-    /// the encoder) is not kept in every call's future while it waits.
-    fn begin(
-        &self,
-        method: &str,
-        encode: impl FnOnce(&HeaderExtra) -> Result<(MessageId, Bytes), Error>,
-        opts: CallOptions,
-    ) -> Result<Sent, Error> {
-        // (The one clock reading of a call's start: its deadline, heartbeat
-        // clock and duration all count from it.)
-        let started = Instant::now();
-        let span = if !crate::telemetry::spans_wanted() {
-            tracing::Span::none()
-        } else {
-            tracing::debug_span!(
-                "zrpc.call",
-                method = tracing::field::Empty,
-                id = tracing::field::Empty,
-                trace_id = tracing::field::Empty,
-                outcome = tracing::field::Empty,
-                duration_ms = tracing::field::Empty,
-            )
-        };
-        if !span.is_disabled() {
-            span.record("method", method);
-        }
-        match self.send(method, encode, opts, &span, started) {
-            Ok((id, waiting)) => Ok(Sent {
-                id,
-                waiting,
-                span,
-                started,
-            }),
-            Err(e) => {
-                self.ended(method, None, &span, started.elapsed(), Err(&e));
-                Err(e)
-            }
-        }
-    }
-
-    /// Wait, bounded by the timeout, for a sent call's first event.
-    fn answer<'a>(&'a self, method: &'a str, sent: Sent) -> Answer<'a> {
-        Answer {
-            first: FirstEvent::new(&self.inner.core, sent.id, sent.waiting.slot.clone()),
-            client: self,
-            method,
-            sent,
-        }
-    }
-
-    /// Everything a call does before it waits: the header it carries (the
-    /// client's and the call's keys, the hooks' say, the deadline, the
-    /// trace), then the request handed to the core.
-    fn send(
-        &self,
-        method: &str,
-        encode: impl FnOnce(&HeaderExtra) -> Result<(MessageId, Bytes), Error>,
-        opts: CallOptions,
-        span: &tracing::Span,
-        at: Instant,
-    ) -> Result<(MessageId, Waiting), Error> {
-        let inner = &self.inner;
-        let mut timeout = opts.timeout.unwrap_or(inner.timeout);
-        // Inside a handler: no longer than its caller waits, same trace.
-        let mut trace = None;
-        if let Some((remaining, parent)) = context::inherited() {
-            if let Some(left) = remaining {
-                timeout = Some(timeout.map_or(left, |t| t.min(left)));
-            }
-            trace = parent;
-        }
-        let mut extra = HeaderExtra::default();
-        if !(inner.headers.is_empty() && opts.headers.is_empty() && inner.hooks.0.is_empty()) {
-            let mut headers = inner.headers.clone();
-            for (k, v) in opts.headers {
-                match headers.iter_mut().find(|(key, _)| *key == k) {
-                    Some(entry) => entry.1 = v,
-                    None => headers.push((k, v)),
-                }
-            }
-            for hook in &inner.hooks.0 {
-                hook.before(&mut Outgoing {
-                    method,
-                    headers: &mut headers,
-                    timeout,
-                })?;
-            }
-            if let Some((key, _)) = headers.iter().find(|(k, _)| middleware::reserved(k)) {
-                return Err(Error::Config(format!(
-                    "header key {key:?} is the protocol's own"
-                )));
-            }
-            // A trace context the caller set itself wins.
-            if headers.iter().any(|(k, _)| k == protocol::TRACEPARENT) {
-                trace = None;
-            }
-            middleware::encode_headers(&mut extra, &headers);
-        }
-        if let Some(t) = timeout {
-            let ms = t
-                .as_millis()
-                .clamp(u128::from(!t.is_zero()), u128::from(u64::MAX));
-            extra.set_timeout_ms(ms as u64);
-        }
-        if let Some(t) = trace {
-            if !span.is_disabled() {
-                span.record("trace_id", t.trace_id_hex());
-            }
-            extra.push(protocol::TRACEPARENT, &Value::from(t.to_string()));
-        }
-        let (id, frame) = encode(&extra)?;
-        if !span.is_disabled() {
-            span.record("id", String::from_utf8_lossy(id.as_bytes()).as_ref());
-        }
-        let slot = Slot::new();
-        let terms = self::core::Terms {
-            timeout,
-            retry: opts.retry.or(inner.retry),
-        };
-        let started = inner
-            .core
-            .start(id, frame, method, terms, slot.clone(), at)?;
-        let waiting = Waiting {
-            slot,
-            in_flight: started.in_flight,
-            handles: started.handles,
-            started: at,
-            finished: false,
-        };
-        Ok((id, waiting))
-    }
-
-    /// Count a call that ended (for a stream: that got its first event),
-    /// close its span, and tell the hooks, last added first.
-    fn ended(
-        &self,
-        method: &str,
-        metrics: Option<&CallMetrics>,
-        span: &tracing::Span,
-        elapsed: Duration,
-        result: Result<(), &Error>,
-    ) {
-        let outcome = CallOutcome::of(&result);
-        if let Some(m) = metrics {
-            m.ended(outcome, elapsed);
-        }
-        if !span.is_disabled() {
-            span.record("outcome", outcome.as_str());
-            span.record("duration_ms", elapsed.as_secs_f64() * 1e3);
-        }
-        for hook in self.inner.hooks.0.iter().rev() {
-            hook.after(method, result, elapsed);
-        }
-    }
-
     /// Stop taking calls (new ones fail with [`Error::Closed`]), let the
     /// calls in flight finish for up to `grace`, fail the rest with
     /// [`Error::Closed`], and close the sockets. Fails with
     /// [`Error::Unfinished`] when calls had to be failed. Every clone of this
     /// client is closed; closing a closed client does nothing.
     pub async fn close(&self, grace: Duration) -> Result<(), Error> {
-        let shared = &self.inner.core;
-        if std::mem::replace(&mut shared.lock().closed, true) {
+        let Some(failed) = self.inner.reader.close(grace).await else {
             return Ok(());
-        }
-        // Poll the call table: closing is rare, and this keeps the hot path
-        // free of an "idle" notification.
-        let deadline = tokio::time::Instant::now() + grace;
-        while !shared.lock().calls.is_empty() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let (failed, links, inbound) = {
-            let mut core = shared.lock();
-            let failed = core.calls.len();
-            core.fail_where(|_| true, |_| Error::Closed);
-            (failed, core.servers.take_links(), core.inbound.take())
         };
         if let Some(d) = &self.inner.discovery {
             d.abort();
         }
-        for link in links {
-            link.close(Duration::from_millis(200)).await;
-        }
-        // Dropping the sockets' receive halves closes them.
-        drop(inbound);
         self.inner.task.abort();
         match failed {
             0 => Ok(()),

@@ -1,83 +1,38 @@
-//! The client's call table: every call in flight, its deadline, its
-//! heartbeat state and who waits for its events. It does no I/O of its own
-//! beyond handing messages to links; [`super::driver`] decides who feeds it
-//! what the sockets received.
+//! The client's call table ([`Table`]): every call in flight (a [`Call`]),
+//! its deadline, its heartbeat state and who waits for its events; where
+//! each new call goes, and what each event read from a server means for
+//! its call. It does no I/O of its own beyond handing messages to links;
+//! `reader.rs` decides who feeds it what the sockets received.
 
-use super::balance::{ServerId, Servers};
+use super::call::{parse_err, Answered, Name, Reply, Slot};
 use super::deadlines::Deadlines;
-use super::relay::Slot;
 use super::retry::Retry;
+use super::servers::{ServerId, Servers};
+use super::stream::{stream_queue, StreamTx};
 use crate::error::Error;
 use crate::logging::RateLimit;
 use crate::names::ShortName;
 use crate::protocol::heartbeat::Beat;
 use crate::protocol::{self, framing, Event, MessageId};
-use crate::telemetry::{CallMetrics, ClientMetrics};
+use crate::telemetry::{CallCounters, ClientMetrics};
 use crate::transport::{Inbound, Link, LinkEvent, LinkId, Opener};
 use bytes::Bytes;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::BuildHasherDefault;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
-use zerorpc_zeromq::ZmqMessage;
-
-/// A call's first event (its answer), and for a stream the queue where
-/// the rest of it arrives.
-pub(super) struct First {
-    pub(super) name: Name,
-    pub(super) args: Bytes,
-    pub(super) rest: Option<StreamRx>,
-}
 
 /// The most bytes of a stream's items that may wait unread for its reader
 /// (one item is always taken, whatever its size). The reader's credit
 /// keeps a server that follows it well under this; a server that sends
 /// small items and then huge ones on the credit they earned is cut off.
 const STREAM_MAX_AHEAD: usize = 64 << 20;
+use zerorpc_zeromq::ZmqMessage;
 
-/// The reading end of a stream's queue: its events, and how many bytes of
-/// items wait in it unread (the core adds, the reader subtracts).
-pub(super) struct StreamRx {
-    pub(super) rx: mpsc::UnboundedReceiver<StreamEvent>,
-    pub(super) ahead: Arc<AtomicUsize>,
-}
-
-/// The core's end of a stream's queue.
-pub(super) struct StreamTx {
-    tx: mpsc::UnboundedSender<StreamEvent>,
-    ahead: Arc<AtomicUsize>,
-}
-
-fn stream_queue() -> (StreamTx, StreamRx) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let ahead = Arc::new(AtomicUsize::new(0));
-    let rx = StreamRx {
-        rx,
-        ahead: ahead.clone(),
-    };
-    (StreamTx { tx, ahead }, rx)
-}
-
-impl First {
-    pub(super) fn is_stream(&self) -> bool {
-        self.rest.is_some() || self.name == protocol::STREAM_DONE
-    }
-}
-
-pub(super) type Answer = Result<First, Error>;
-
-/// A later event of a stream (`STREAM`, `STREAM_DONE` or `ERR`), or why the
-/// stream broke.
-pub(super) type StreamEvent = Result<(Name, Bytes), Error>;
-
-/// An event name as decoded: reserved names (all a reply normally carries)
-/// borrow their constant.
-pub(super) type Name = std::borrow::Cow<'static, str>;
-
+/// One call in flight, as the table knows it.
 pub(super) struct Call {
     /// The request, until a link takes it.
     frame: Option<Bytes>,
@@ -114,7 +69,7 @@ struct Retrying {
 /// Who receives a call's events.
 pub(super) enum Waiter {
     /// The caller, waiting for the first event.
-    First(Arc<Slot<Answer>>),
+    First(Arc<Slot<Answered>>),
     /// A [`ReplyStream`], for the events after the first.
     Stream(StreamTx),
 }
@@ -140,21 +95,8 @@ impl Waiter {
     }
 }
 
-/// How long a call may take, and whether it may be sent twice.
-pub(super) struct Terms {
-    pub(super) timeout: Option<Duration>,
-    pub(super) retry: Option<Retry>,
-}
-
-/// What a started call is counted with.
-pub(super) struct Started {
-    /// `None` when no recorder is installed.
-    pub(super) handles: Option<Arc<CallMetrics>>,
-    pub(super) in_flight: metrics::Gauge,
-}
-
 /// The call table and the client's links.
-pub(super) struct Core {
+pub(super) struct Table {
     /// The sockets' receive side (`None` once closed).
     pub(super) inbound: Option<Inbound>,
     pub(super) servers: Servers,
@@ -185,7 +127,7 @@ pub(super) struct Core {
     pub(super) unwatched: bool,
 }
 
-impl Core {
+impl Table {
     pub(super) fn new(
         inbound: Inbound,
         links: Vec<Link>,
@@ -197,7 +139,7 @@ impl Core {
         for link in links {
             servers.add_link(link, None);
         }
-        Core {
+        Table {
             inbound: Some(inbound),
             servers,
             opener,
@@ -219,24 +161,21 @@ impl Core {
     /// Register a call and send it (or queue it until a server is up).
     /// True when the core task's timer must be set earlier; and the call's
     /// metric handles.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn start(
         &mut self,
         id: MessageId,
         frame: Bytes,
         method: &str,
-        terms: Terms,
-        reply: Arc<Slot<Answer>>,
+        timeout: Option<Duration>,
+        retry: Option<Retry>,
+        reply: Arc<Slot<Answered>>,
         now: Instant,
-    ) -> Result<(bool, Started), Error> {
-        let Terms { timeout, retry } = terms;
+    ) -> Result<(bool, CallCounters), Error> {
         if self.closed {
             return Err(Error::Closed);
         }
-        let started = Started {
-            handles: self.metrics.method(method),
-            in_flight: self.metrics.in_flight.clone(),
-        };
-        started.in_flight.increment(1.0);
+        let started = self.metrics.started(method);
         let deadline = timeout.map(|t| (now + t, t));
         let retry = retry.filter(|r| r.attempts > 1).map(|policy| {
             Box::new(Retrying {
@@ -399,7 +338,7 @@ impl Core {
         &mut self,
         ev: LinkEvent,
         mine: Option<MessageId>,
-    ) -> Option<Answer> {
+    ) -> Option<Answered> {
         if self.closed {
             return None;
         }
@@ -513,7 +452,7 @@ impl Core {
         link: LinkId,
         msg: ZmqMessage,
         mine: Option<MessageId>,
-    ) -> Option<Answer> {
+    ) -> Option<Answered> {
         let from = self.servers.of_message(link, &msg)?;
         let server = self.servers.get_mut(from)?;
         server.last_heard = Some(Instant::now());
@@ -595,7 +534,7 @@ impl Core {
         name: Name,
         args: Bytes,
         mine: Option<MessageId>,
-    ) -> Option<Answer> {
+    ) -> Option<Answered> {
         let Some(call) = self.calls.get_mut(&id) else {
             tracing::debug!(%name, "unable to route event (call finished)");
             return None;
@@ -609,7 +548,7 @@ impl Core {
         if name == protocol::ERR
             && matches!(call.waiter, Waiter::First(_))
             && self.servers.another_healthy(from)
-            && super::call::parse_err(&args).name == protocol::SERVER_STOPPING
+            && parse_err(&args).name == protocol::SERVER_STOPPING
         {
             self.requeue(id, Instant::now());
             return None;
@@ -672,7 +611,7 @@ impl Core {
                 let (tx, rx) = stream_queue();
                 if let Waiter::First(slot) = std::mem::replace(&mut call.waiter, Waiter::Stream(tx))
                 {
-                    let first = First {
+                    let first = Reply {
                         name,
                         args,
                         rest: Some(rx),
@@ -691,7 +630,7 @@ impl Core {
                     ..
                 }) = self.forget(id)
                 {
-                    let first = First {
+                    let first = Reply {
                         name,
                         args,
                         rest: None,
@@ -980,6 +919,30 @@ impl Core {
                 inbound.forget(l);
             }
         }
+    }
+
+    /// Take no new calls; false if it was closed already.
+    pub(super) fn close(&mut self) -> bool {
+        !std::mem::replace(&mut self.closed, true)
+    }
+
+    /// [`Table::close`] was called.
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Calls in flight.
+    pub(super) fn in_flight(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Fail every call left with `Error::Closed`, and hand over the
+    /// sockets to close: how many calls failed, the links, the receive
+    /// side.
+    pub(super) fn fail_all(&mut self) -> (usize, Vec<Link>, Option<Inbound>) {
+        let failed = self.calls.len();
+        self.fail_where(|_| true, |_| Error::Closed);
+        (failed, self.servers.take_links(), self.inbound.take())
     }
 
     /// Fail every call matching `pred` with the error `err(method)`.
