@@ -13,21 +13,20 @@
 //! answer abandons the call (the server is told).
 
 use super::reader::{self, Reader};
-use super::stream::StreamRx;
+use super::reply::{parse_err, Answered, Reply, Slot};
 use super::{CallOptions, Client};
 use crate::context;
-use crate::error::{Error, RemoteError, Source};
+use crate::error::Error;
 use crate::middleware::{self, Outgoing};
-use crate::protocol::{self, budget, buffers, msgpack, HeaderExtra, MessageId};
+use crate::protocol::{self, buffers, msgpack, HeaderExtra, MessageId};
 use crate::telemetry::{CallCounters, CallOutcome};
 use bytes::Bytes;
 use rmpv::Value;
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -95,162 +94,6 @@ pub(super) fn request_dynamic(
         })
     });
     (id, frame)
-}
-
-/// The value of a one-event reply: `OK [value]`, or the error of `ERR`.
-pub(super) fn single_value(method: &str, first: Reply) -> Result<Bytes, Error> {
-    match &*first.name {
-        protocol::OK => msgpack::first_item(&first.args)
-            .ok_or_else(|| Error::Protocol(format!("OK reply to {method} has no value"))),
-        protocol::ERR => Err(Error::Remote(parse_err(&first.args))),
-        other => Err(Error::Protocol(format!(
-            "unexpected {other} reply to {method}"
-        ))),
-    }
-}
-
-/// How a reply value becomes the caller's type, within the decoding
-/// budget of its second argument (the client's `max_decoded_size`).
-pub(super) type Decode<T> = fn(&[u8], usize) -> Result<T, Source>;
-
-/// Into any serde type.
-pub(super) fn decode_serde<R: DeserializeOwned>(raw: &[u8], max: usize) -> Result<R, Source> {
-    budget::from_slice(raw, max).map_err(|e| Arc::new(e) as Source)
-}
-
-/// Into a dynamic value, msgpack types kept.
-pub(super) fn decode_value(raw: &[u8], max: usize) -> Result<Value, Source> {
-    budget::read_value(raw, max).map_err(|e| Arc::new(e) as Source)
-}
-
-/// The most an `ERR`'s `[name, message, traceback]` may take decoded.
-const ERR_MAX_DECODED: usize = 1 << 20;
-
-/// Read `ERR` args: `[name, message, traceback]` (v2+) or `[repr]` (v1).
-pub(super) fn parse_err(args: &Bytes) -> RemoteError {
-    let items: Vec<String> = match budget::read_value(args, ERR_MAX_DECODED) {
-        Ok(Value::Array(a)) => a
-            .into_iter()
-            .map(|v| match v {
-                Value::String(s) => s.into_str().unwrap_or_default(),
-                Value::Nil => String::new(),
-                other => other.to_string(),
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    let mut it = items.into_iter();
-    match (it.next(), it.next(), it.next()) {
-        (Some(name), Some(message), tb) => RemoteError {
-            name,
-            message,
-            traceback: tb.unwrap_or_default(),
-        },
-        (Some(repr), None, _) => RemoteError {
-            name: "RemoteError".into(),
-            message: repr,
-            traceback: String::new(),
-        },
-        _ => RemoteError {
-            name: "RemoteError".into(),
-            message: "malformed ERR reply".into(),
-            traceback: String::new(),
-        },
-    }
-}
-
-// ---- the first event of the reply -------------------------------------------
-
-/// A call's first event: its answer (`OK`, `ERR`), or the first of a stream
-/// (`STREAM`, or `STREAM_DONE` for an empty one) with the queue where the
-/// rest of it arrives.
-pub(super) struct Reply {
-    pub(super) name: Name,
-    pub(super) args: Bytes,
-    pub(super) rest: Option<StreamRx>,
-}
-
-impl Reply {
-    pub(super) fn is_stream(&self) -> bool {
-        self.rest.is_some() || self.name == protocol::STREAM_DONE
-    }
-}
-
-/// A call's reply, or why there is none.
-pub(super) type Answered = Result<Reply, Error>;
-
-/// An event name as decoded: reserved names (all a reply normally carries)
-/// borrow their constant.
-pub(super) type Name = std::borrow::Cow<'static, str>;
-
-/// Nothing holding a slot's lock waits or can panic, so a poisoned lock
-/// (impossible in practice) is used as it is.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Where a caller's answer lands, put there by whoever read it.
-pub(super) struct Slot<T>(Mutex<SlotState<T>>);
-
-struct SlotState<T> {
-    value: Option<T>,
-    waker: Option<Waker>,
-    /// The caller is gone: nobody will take a value.
-    gone: bool,
-}
-
-impl<T> Slot<T> {
-    pub(super) fn new() -> Arc<Self> {
-        Arc::new(Slot(Mutex::new(SlotState {
-            value: None,
-            waker: None,
-            gone: false,
-        })))
-    }
-
-    /// Hand the caller its value; false (and the value dropped) when the
-    /// caller is gone.
-    pub(super) fn fill(&self, value: T) -> bool {
-        let mut state = lock(&self.0);
-        if state.gone {
-            return false;
-        }
-        state.value = Some(value);
-        let waker = state.waker.take();
-        drop(state);
-        if let Some(w) = waker {
-            w.wake();
-        }
-        true
-    }
-
-    /// The value if it is there; otherwise wake `cx` when it comes.
-    pub(super) fn poll_take(&self, cx: &mut Context<'_>) -> Poll<T> {
-        let mut state = lock(&self.0);
-        if let Some(v) = state.value.take() {
-            return Poll::Ready(v);
-        }
-        if !state
-            .waker
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()))
-        {
-            state.waker = Some(cx.waker().clone());
-        }
-        Poll::Pending
-    }
-
-    /// The caller will take nothing more.
-    pub(super) fn leave(&self) {
-        let mut state = lock(&self.0);
-        state.gone = true;
-        state.value = None;
-        state.waker = None;
-    }
-
-    pub(super) fn is_gone(&self) -> bool {
-        lock(&self.0).gone
-    }
 }
 
 // ---- waiting for it -----------------------------------------------------------
@@ -506,27 +349,6 @@ pub(super) fn ended(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::Wake;
-
-    /// Counts its wake-ups.
-    #[derive(Default)]
-    struct Count(AtomicUsize);
-
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn counter() -> (Arc<Count>, Waker) {
-        let c = Arc::new(Count::default());
-        (c.clone(), Waker::from(c))
-    }
-
-    fn woken(c: &Count) -> usize {
-        c.0.load(Ordering::SeqCst)
-    }
 
     #[test]
     fn args_encoding_shapes() {
@@ -534,39 +356,5 @@ mod tests {
         assert_eq!(encode_args(&(1, 2)).unwrap(), vec![0x92, 1, 2]);
         assert_eq!(encode_args(&vec![1]).unwrap(), vec![0x91, 1]);
         assert_eq!(encode_args(&"x").unwrap(), vec![0x91, 0xa1, b'x']);
-    }
-
-    #[test]
-    fn err_parsing() {
-        let raw = msgpack::encode_value(&Value::Array(vec![
-            "NameError".into(),
-            "x".into(),
-            "tb".into(),
-        ]));
-        let e = parse_err(&Bytes::from(raw));
-        assert_eq!(
-            (e.name.as_str(), e.message.as_str(), e.traceback.as_str()),
-            ("NameError", "x", "tb")
-        );
-        let raw = msgpack::encode_value(&Value::Array(vec!["ValueError('x')".into()]));
-        assert_eq!(parse_err(&Bytes::from(raw)).message, "ValueError('x')");
-    }
-
-    #[test]
-    fn slots_hold_a_value_until_taken_and_refuse_after_the_caller_left() {
-        let slot = Slot::new();
-        let (count, waker) = counter();
-        let mut cx = Context::from_waker(&waker);
-        assert!(slot.poll_take(&mut cx).is_pending());
-        assert!(slot.fill(7));
-        assert_eq!(woken(&count), 1);
-        assert_eq!(slot.poll_take(&mut cx), Poll::Ready(7));
-        assert!(slot.poll_take(&mut cx).is_pending());
-        assert!(!slot.is_gone());
-        slot.leave();
-        assert!(slot.is_gone());
-        assert!(!slot.fill(8));
-        assert!(slot.poll_take(&mut cx).is_pending());
-        assert_eq!(woken(&count), 1, "nothing was filled");
     }
 }

@@ -4,11 +4,10 @@
 //! its call. It does no I/O of its own beyond handing messages to links;
 //! `reader.rs` decides who feeds it what the sockets received.
 
-use super::call::{parse_err, Answered, Name, Reply, Slot};
 use super::deadlines::Deadlines;
+use super::reply::{parse_err, stream_queue, Answered, Name, Reply, Slot, StreamTx};
 use super::retry::Retry;
 use super::servers::{ServerId, Servers};
-use super::stream::{stream_queue, StreamTx};
 use crate::error::Error;
 use crate::logging::RateLimit;
 use crate::names::ShortName;

@@ -24,6 +24,7 @@
 //! |---|---|
 //! | `mod.rs` | the [`Client`] handle and its calls |
 //! | `call` | one call from its caller's side: the request, the `Pending` future, the reply's reading |
+//! | `reply` | what comes back: the first event, the slot it lands in, a stream's queue, how `OK` and `ERR` read |
 //! | `calls` | the call table: every call in flight, where it goes, what each event means for it, timeouts, heartbeats |
 //! | `servers` | the servers, their health and load, and where a call goes |
 //! | `reader` | who reads the sockets (a waiting caller, or the core task), and the table's lock |
@@ -39,6 +40,7 @@ mod calls;
 mod deadlines;
 mod discovery;
 mod reader;
+mod reply;
 mod retry;
 mod servers;
 mod stream;
@@ -54,11 +56,9 @@ pub use stream::ReplyStream;
 use crate::error::Error;
 use crate::protocol::{self, budget, MessageId};
 use bytes::Bytes;
-use call::{
-    decode_serde, decode_value, request_dynamic, request_serde, single_value, Decode, Pending,
-    Reply,
-};
+use call::{request_dynamic, request_serde, Pending};
 use reader::Reader;
+use reply::{decode_serde, decode_value, single_value, Decode, Reply};
 use rmpv::Value;
 use serde::de::DeserializeOwned;
 use serde::Serialize;

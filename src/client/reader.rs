@@ -24,8 +24,8 @@
 //! next, no wake-up is lost. A leader that finishes or gives up without
 //! acting on a wake-up passes it to the core task.
 
-use super::call::{Answered, Slot};
 use super::calls::Table;
+use super::reply::{Answered, Slot};
 use super::retry::Retry;
 use crate::error::Error;
 use crate::protocol::MessageId;

@@ -5,16 +5,14 @@
 //! (zerorpc's), fewer when items are large: as many of the largest item
 //! seen so far as fit in 16 MiB, and at least one.
 
-use super::call::{parse_err, Decode, Name};
+use super::reply::{parse_err, Decode, StreamRx};
 use super::Inner;
 use crate::error::Error;
 use crate::protocol::{self, MessageId};
 use bytes::Bytes;
 use std::pin::Pin;
-use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::sync::mpsc;
 
 /// How many items a stream reader may have in flight (zerorpc's default
 /// `inqueue_size`); credit is topped up when fewer than half remain.
@@ -22,34 +20,6 @@ const STREAM_WINDOW: usize = 100;
 
 /// How many bytes of items a stream reader aims to have in flight at most.
 const STREAM_WINDOW_BYTES: usize = 16 << 20;
-
-/// A later event of a stream (`STREAM`, `STREAM_DONE` or `ERR`), or why the
-/// stream broke.
-pub(super) type StreamEvent = Result<(Name, Bytes), Error>;
-
-/// The reading end of a stream's queue: its events, and how many bytes of
-/// items wait in it unread (the table adds, the reader subtracts).
-pub(super) struct StreamRx {
-    pub(super) rx: mpsc::UnboundedReceiver<StreamEvent>,
-    pub(super) ahead: Arc<AtomicUsize>,
-}
-
-/// The table's end of a stream's queue.
-pub(super) struct StreamTx {
-    pub(super) tx: mpsc::UnboundedSender<StreamEvent>,
-    pub(super) ahead: Arc<AtomicUsize>,
-}
-
-/// A stream's queue, from the table to the reader.
-pub(super) fn stream_queue() -> (StreamTx, StreamRx) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let ahead = Arc::new(AtomicUsize::new(0));
-    let rx = StreamRx {
-        rx,
-        ahead: ahead.clone(),
-    };
-    (StreamTx { tx, ahead }, rx)
-}
 
 /// The items of a streamed reply, as a [`futures::Stream`] of results.
 ///
