@@ -186,11 +186,11 @@ impl From<zerorpc_zeromq::ZmqError> for Error {
 /// How much of a caller's own input an error message quotes (a method
 /// name, a wrong argument): enough to recognise it, never the whole of a
 /// 40 MiB argument.
-pub(crate) const QUOTE_LIMIT: usize = 200;
+pub const QUOTE_LIMIT: usize = 200;
 
 /// `s`, cut to about `max` bytes (on a character boundary) with a note of
 /// how long it was.
-pub(crate) fn clip(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+pub fn clip(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
     if s.len() <= max {
         return s.into();
     }
@@ -288,7 +288,7 @@ impl From<RemoteError> for ServiceError {
 }
 
 /// An error and its causes on one line: `cannot bind …: Address in use`.
-pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
+pub fn with_causes(e: &dyn std::error::Error) -> String {
     let mut line = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -50,8 +50,7 @@
 //! | [`error`] | [`Error`] (what callers see) and [`ServiceError`] (what handlers raise) |
 //! | `logging` | how faults are logged (rate limits, peer ids) |
 //! | `shutdown` | the one shape of `close(grace)` |
-//! | `cli` | the `zrpc` command and its built-in services (feature `cli`; `src/bin/zrpc.rs` only calls it) |
-//! | `bench` | `zrpc-bench` (feature `cli`; behind `src/bin/zrpc-bench.rs`) |
+//! | [`conformance`] | the conformance kit: checks of a server or of clients against PROTOCOL.md (feature `conformance`) |
 //!
 //! The transport itself is the `zerorpc-zeromq` package of this workspace
 //! (a fork of zeromq 0.7, `zeromq/` in the repository), used here under the
@@ -59,9 +58,12 @@
 //!
 //! ## Features
 //!
-//! - `cli` (off by default): the `zrpc` and `zrpc-bench` binaries, with
-//!   their command-line parser, logging setup and built-in services. A
-//!   library user compiles none of that.
+//! - `cli` (off by default): the `zrpc` and `zrpc-bench` binaries
+//!   (`src/bin/`), with their command-line parser, logging setup and
+//!   built-in services. A library user compiles none of that.
+//! - `conformance` (off by default; `cli` turns it on): [`conformance`].
+//! - `dns` (off by default; `cli` turns it on): [`DnsResolver`], DNS with
+//!   SRV records and a chosen name server.
 //!
 //! ## Logging, tracing, metrics
 //!
@@ -76,12 +78,10 @@
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
-#[cfg(feature = "cli")]
-pub mod bench;
 mod blob;
-#[cfg(feature = "cli")]
-pub mod cli;
 pub mod client;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod context;
 pub mod error;
 mod logging;
@@ -200,10 +200,6 @@ pub use async_trait::async_trait;
 /// `with_options` sets per-call options (timeout, header keys).
 #[doc(inline)]
 pub use zerorpc_macros::service;
-
-// The service macro's code names this crate `::zerorpc`, also from inside
-// it (the command line's built-in services).
-extern crate self as zerorpc;
 
 /// The README's Rust examples, compiled as doctests so they cannot drift.
 #[cfg(doctest)]

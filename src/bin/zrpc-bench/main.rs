@@ -8,16 +8,21 @@
 //! real [`Client`]. Both run in this process, on the same tokio runtime
 //! (`--runtime`), one after the other.
 
-use crate::cli::json::from_json;
-use crate::protocol::{self, msgpack};
-use crate::Value;
-use crate::{CallOptions, Client, Server, Service, ServiceError};
+// The same JSON reading as `zrpc` (one file, two commands).
+#[allow(dead_code)]
+#[path = "../zrpc/json.rs"]
+mod json;
+
 use bytes::Bytes;
 use clap::Parser;
 use futures::StreamExt;
+use json::from_json;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use zerorpc::protocol;
+use zerorpc::Value;
+use zerorpc::{CallOptions, Client, Server, Service, ServiceError};
 use zerorpc_zeromq::{DealerSocket, RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
 
 #[derive(Parser, Debug)]
@@ -112,8 +117,12 @@ struct Opts {
     spans: bool,
 }
 
-/// Entry point of `zrpc-bench`.
-pub fn main() -> i32 {
+fn main() {
+    std::process::exit(run_main());
+}
+
+/// Parse the arguments, run, and return the exit code.
+fn run_main() -> i32 {
     let opts = match Opts::try_parse() {
         Ok(o) => o,
         Err(e) => {
@@ -233,7 +242,10 @@ fn latency(Timed { mut samples, total }: Timed) -> Latency {
 /// The zerorpc request a zrpc client sends for `echo(payload)`: the raw
 /// side sends exactly this many bytes.
 fn request_like(payload: &[u8]) -> Bytes {
-    let args = msgpack::encode_value(&Value::Array(vec![Value::Binary(payload.to_vec())]));
+    let mut args = Vec::new();
+    let array = Value::Array(vec![Value::Binary(payload.to_vec())]);
+    // (Writing to a Vec cannot fail.)
+    let _ = rmpv::encode::write_value(&mut args, &array);
     Bytes::from(protocol::encode_request("echo", &args).1)
 }
 
@@ -355,9 +367,9 @@ async fn raw_many(
 // ----------------------------------------------------------------- zrpc side
 
 /// A typed `echo(bytes) -> bytes`, the way a Rust service takes binary
-/// (a [`Blob`](crate::Blob): a view of the request, not a copy).
+/// (a [`Blob`](zerorpc::Blob): a view of the request, not a copy).
 fn echo_service() -> Service {
-    Service::new("bench").method("echo", |(b,): (crate::Blob,)| async move {
+    Service::new("bench").method("echo", |(b,): (zerorpc::Blob,)| async move {
         Ok::<_, ServiceError>(b)
     })
 }
@@ -387,7 +399,7 @@ async fn zrpc_client(ep: &str) -> Result<Client, String> {
 async fn call_once(c: &Client, method: &str, args: CallArgs<'_>) -> Result<(), String> {
     match args {
         CallArgs::Bytes(b) => c
-            .call::<_, crate::Blob>(method, (serde_bytes::Bytes::new(b),))
+            .call::<_, zerorpc::Blob>(method, (serde_bytes::Bytes::new(b),))
             .await
             .map(drop),
         CallArgs::Values(v) => c.call_dynamic(method, v.to_vec()).await.map(drop),
@@ -516,7 +528,7 @@ fn print_table_of(title: &str, heads: [&str; 3], rows: &[Row], notes: &[String])
 /// `zrpc-bench --curve`: the same zrpc calls over NULL and over CURVE,
 /// alternating round by round.
 async fn curve_vs_null(o: &Opts) -> Result<(), String> {
-    use crate::security::{Curve, CurveKeyPair};
+    use zerorpc::security::{Curve, CurveKeyPair};
     let (server_keys, client_keys) = (CurveKeyPair::generate(), CurveKeyPair::generate());
     let start = |curve: Option<Curve>| async move {
         let mut b = Server::builder(echo_service()).bind("tcp://127.0.0.1:0");
@@ -542,16 +554,16 @@ async fn curve_vs_null(o: &Opts) -> Result<(), String> {
 }
 
 /// A service with `echo` defined with `#[zerorpc::service]`.
-#[crate::service(name = "bench")]
+#[zerorpc::service(name = "bench")]
 trait TypedEcho {
     /// Return the bytes.
-    async fn echo(&self, b: crate::Blob) -> crate::Blob;
+    async fn echo(&self, b: zerorpc::Blob) -> zerorpc::Blob;
 }
 
 struct Echo;
 
 impl TypedEcho for Echo {
-    async fn echo(&self, b: crate::Blob) -> crate::Blob {
+    async fn echo(&self, b: zerorpc::Blob) -> zerorpc::Blob {
         b
     }
 }
@@ -917,7 +929,7 @@ async fn live(o: &Opts) -> Result<(), String> {
         .await
     {
         Ok(_) => {}
-        Err(crate::Error::Timeout { .. }) => {
+        Err(zerorpc::Error::Timeout { .. }) => {
             return Err(format!(
                 "no zerorpc server answered at {shown} within {} s",
                 PING_TIMEOUT.as_secs()

@@ -9,12 +9,12 @@
 //! cancelled (the caller gave up, or its connection closed); at most
 //! `--exec-max` run at once; output beyond [`MAX_OUTPUT`] is an error.
 
-use super::json::to_json;
-use crate::{Service, ServiceError, Value};
+use crate::json::to_json;
 use std::process::Stdio;
 use std::sync::Arc;
 use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
+use zerorpc::{Service, ServiceError, Value};
 
 /// The most stdout a command may produce (the reply carries it whole).
 pub(super) const MAX_OUTPUT: usize = 16 << 20;
@@ -80,7 +80,7 @@ async fn run_exec(
         .collect();
     if !runner.allow_options {
         if let Some((i, a)) = argv.iter().enumerate().find(|(_, a)| a.starts_with('-')) {
-            let shown = crate::error::clip(a, 40);
+            let shown = zerorpc::error::clip(a, 40);
             return Err(ServiceError::new(
                 "ValueError",
                 format!(

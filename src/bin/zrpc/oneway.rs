@@ -1,14 +1,14 @@
 //! `zrpc --push/--pub` (send one event) and `zrpc --pull/--sub` (print every
 //! event as a JSON line until interrupted).
 
-use super::json::to_json;
-use super::CliError;
-use crate::error::ServiceError;
-use crate::oneway::{Publisher, Puller, Pusher, SenderBuilder, Subscriber};
-use crate::security::Curve;
-use crate::Service;
-use crate::Value;
+use crate::json::to_json;
+use crate::CliError;
 use std::time::Duration;
+use zerorpc::error::ServiceError;
+use zerorpc::oneway::{Publisher, Puller, Pusher, SenderBuilder, Subscriber};
+use zerorpc::security::Curve;
+use zerorpc::Service;
+use zerorpc::Value;
 
 /// Give a new subscriber's subscription time to reach us after its
 /// handshake (ZeroMQ gives no signal for it).
@@ -44,7 +44,7 @@ pub(super) async fn send(
             if !publisher.wait_for_subscriber(left).await {
                 return Err(CliError::Other(format!(
                     "no subscriber connected within {}; nothing was published",
-                    crate::error::fmt_secs(timeout)
+                    crate::fmt_secs(timeout)
                 )));
             }
             tokio::time::sleep(SUBSCRIPTION_SETTLE).await;
@@ -121,7 +121,7 @@ pub(super) async fn listen(
     let receiver = builder.start().await?;
     let role = if pull { "pulling" } else { "subscribed" };
     eprintln!("{role} on {}", receiver.endpoints().join(", "));
-    super::wait_for_signal().await;
+    crate::wait_for_signal().await;
     receiver.close(Duration::from_secs(2)).await?;
     Ok(())
 }

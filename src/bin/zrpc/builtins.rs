@@ -1,9 +1,9 @@
 //! Services `zrpc --server` offers without any code: `time`, `calc` and
 //! `echo` (shell commands as methods are in `exec.rs`).
 
-use crate::{Service, ServiceError, Value};
 use chrono::format::{Item, StrftimeItems};
 use std::time::Duration;
+use zerorpc::{Service, ServiceError, Value};
 
 /// Names of the built-in services.
 pub(super) const NAMES: &[&str] = &["time", "calc", "echo"];
@@ -19,7 +19,7 @@ pub(super) fn service(name: &str) -> Option<Service> {
 }
 
 /// The current time, and waiting.
-#[crate::service(name = "time")]
+#[zerorpc::service(name = "time")]
 trait Time {
     /// Return the current time in seconds since the Epoch, as a float.
     async fn time(&self) -> f64;
@@ -112,13 +112,13 @@ impl Num {
                     .map(Num::Int)
                     .or_else(|_| s.parse::<f64>().map(Num::Float))
                     .map_err(|_| {
-                        let s = crate::error::clip(s, crate::error::QUOTE_LIMIT);
+                        let s = zerorpc::error::clip(s, zerorpc::error::QUOTE_LIMIT);
                         ServiceError::type_error(format!("expected a number, got {s:?}"))
                     })
             }
             other => {
                 let other = other.to_string();
-                let other = crate::error::clip(&other, crate::error::QUOTE_LIMIT);
+                let other = zerorpc::error::clip(&other, zerorpc::error::QUOTE_LIMIT);
                 Err(ServiceError::type_error(format!(
                     "expected a number, got {other}"
                 )))
@@ -160,7 +160,7 @@ fn arith(
 
 /// Arithmetic on numbers or numeric strings (the `zerorpc` command line
 /// sends every argument as a string).
-#[crate::service(name = "calc")]
+#[zerorpc::service(name = "calc")]
 trait Calc {
     /// Greet someone by name.
     async fn hello(&self, name: Value) -> String;
@@ -215,7 +215,7 @@ fn calc() -> Service {
 }
 
 /// A stream to read (`echo` itself is added dynamically: see [`echo`]).
-#[crate::service(name = "echo")]
+#[zerorpc::service(name = "echo")]
 trait Counting {
     /// Stream the integers 0 to n-1, one item each.
     fn count(&self, n: u64) -> impl Stream<Item = u64>;

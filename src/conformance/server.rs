@@ -1,5 +1,5 @@
-//! Probing any zerorpc server: `zrpc --conformance ADDR [STREAM_METHOD
-//! ARGS...]`. A bare DEALER sends crafted events (ids of each msgpack type,
+//! Probing any zerorpc server (`zrpc --conformance ADDR [STREAM_METHOD
+//! ARGS...]`). A bare DEALER sends crafted events (ids of each msgpack type,
 //! v1 requests, stray events, a long call, a stream under measured credit)
 //! and checks each reply byte by byte against PROTOCOL.md.
 
@@ -12,14 +12,30 @@ use tokio::time::Instant;
 use zerorpc_zeromq::{DealerSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
 
 /// What to probe, and how.
-pub(crate) struct Plan {
-    pub(crate) endpoint: String,
-    /// The heartbeat period the server uses.
-    pub(crate) period: Duration,
-    /// A method taking seconds that sleeps that long (for the long call).
-    pub(crate) sleep_method: String,
-    /// A streaming method and its arguments, if the server has one.
-    pub(crate) stream: Option<(String, Vec<Value>)>,
+#[derive(Clone, Debug)]
+pub struct ServerProbe {
+    /// The server's endpoint.
+    pub endpoint: String,
+    /// The heartbeat period the server uses (zerorpc's 5 s by default).
+    pub period: Duration,
+    /// A method taking seconds that sleeps that long, for the long call's
+    /// heartbeat checks (`sleep` by default).
+    pub sleep_method: String,
+    /// A streaming method and its arguments, if the server has one (its
+    /// credit checks are not run without).
+    pub stream: Option<(String, Vec<Value>)>,
+}
+
+impl ServerProbe {
+    /// Probe the server at `endpoint` with the defaults.
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        ServerProbe {
+            endpoint: endpoint.into(),
+            period: crate::server::DEFAULT_HEARTBEAT,
+            sleep_method: "sleep".into(),
+            stream: None,
+        }
+    }
 }
 
 /// How long a reply may take before a check says it never came.
@@ -162,7 +178,7 @@ fn show(seen: &Seen) -> String {
 }
 
 /// Run every check against the server of `plan`.
-pub(crate) async fn probe(plan: &Plan) -> Report {
+pub async fn probe_server(plan: &ServerProbe) -> Report {
     let mut r = Report::default();
     let mut conn = match Conn::connect(&plan.endpoint, plan.period).await {
         Ok(c) => c,
@@ -187,7 +203,7 @@ pub(crate) async fn probe(plan: &Plan) -> Report {
                 "stream.follows_credit",
                 "stream.done",
             ] {
-                r.not_run(
+                r.skip(
                     name,
                     "no stream method given (zrpc --conformance ADDR METHOD ARGS...)",
                 );
@@ -379,7 +395,7 @@ async fn errors(conn: &mut Conn, r: &mut Report) {
                 "errors.unknown_method_answered",
                 format!("no reply within {REPLY_WAIT:?}"),
             );
-            r.not_run("errors.err_shape", "no ERR was received to look at");
+            r.skip("errors.err_shape", "no ERR was received to look at");
         }
     }
     let reply = conn
@@ -459,7 +475,7 @@ async fn v1(conn: &mut Conn, r: &mut Report) {
 
 /// A call lasting 2.5 heartbeat periods, heartbeating actively: the server
 /// must beat (not before one period), and the call must end well.
-async fn heartbeats(conn: &mut Conn, plan: &Plan, r: &mut Report) {
+async fn heartbeats(conn: &mut Conn, plan: &ServerProbe, r: &mut Report) {
     let names = [
         "heartbeat.server_beats",
         "heartbeat.first_not_before_period",
@@ -480,7 +496,7 @@ async fn heartbeats(conn: &mut Conn, plan: &Plan, r: &mut Report) {
         .await
         .is_err()
     {
-        return names.iter().for_each(|n| r.not_run(n, "cannot send"));
+        return names.iter().for_each(|n| r.skip(n, "cannot send"));
     }
     // (The connection beats on the call every period meanwhile.)
     let mut beats = Vec::new();
@@ -501,7 +517,7 @@ async fn heartbeats(conn: &mut Conn, plan: &Plan, r: &mut Report) {
             .is_some_and(|n| n.contains("NameError"));
         if missing {
             let why = format!("the server has no {}(seconds) method", plan.sleep_method);
-            return names.iter().for_each(|n| r.not_run(n, why.clone()));
+            return names.iter().for_each(|n| r.skip(n, why.clone()));
         }
     }
     r.check("heartbeat.server_beats", !beats.is_empty(), || {
@@ -570,7 +586,7 @@ async fn stream(conn: &mut Conn, method: &str, args: &[Value], r: &mut Report) {
             "stream.follows_credit",
             "stream.done",
         ] {
-            r.not_run(name, why.clone());
+            r.skip(name, why.clone());
         }
         return;
     }
@@ -616,7 +632,7 @@ async fn stream(conn: &mut Conn, method: &str, args: &[Value], r: &mut Report) {
             || format!("{} data events after a grant of 10", next.len()),
         );
     } else {
-        r.not_run(
+        r.skip(
             "stream.follows_credit",
             "the stream ended at its first event",
         );

@@ -1,10 +1,10 @@
 //! What the command line prints: results, method listings, signatures.
 
-use super::json::to_json;
-use crate::client::Client;
-use crate::error::Error;
-use crate::service::{ArgInfo, MethodInfo};
-use crate::Value;
+use crate::json::to_json;
+use zerorpc::client::Client;
+use zerorpc::error::Error;
+use zerorpc::service::{ArgInfo, MethodInfo};
+use zerorpc::Value;
 
 /// A remote service as introspection describes it.
 pub(crate) struct Described {
@@ -225,9 +225,9 @@ pub fn emit(text: &str) {
 /// closes (`| head -3`), reading stops: dropping the stream tells the server
 /// to stop producing.
 pub async fn print_stream(
-    mut items: crate::ReplyStream<Value>,
+    mut items: zerorpc::ReplyStream<Value>,
     json: bool,
-) -> Result<(), crate::Error> {
+) -> Result<(), zerorpc::Error> {
     use futures::StreamExt;
     use tokio::io::AsyncWriteExt;
     // (tokio's stdout writes from a blocking thread: a reader that stops

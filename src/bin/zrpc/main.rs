@@ -1,29 +1,46 @@
-//! The `zrpc` command: a drop-in for the `zerorpc` command line.
+//! The `zrpc` command: a drop-in for the `zerorpc` command line, built on
+//! the library's public API.
 //!
-//! `src/bin/zrpc.rs` only calls [`main`]; everything else lives here so it
-//! can be tested as a library.
+//! | file | concept |
+//! |---|---|
+//! | `main.rs` | the command: which role the flags ask for, running it, its one-line errors and exit codes |
+//! | `flags` | the flags ([`clap`]) |
+//! | `builtins` | the built-in services: `time`, `calc`, `echo` |
+//! | `exec` | shell commands served as methods (`--exec`) |
+//! | `oneway` | `--push`, `--pull`, `--pub`, `--sub` |
+//! | `output` | what it prints: results, listings, escaped peer text |
+//! | `json` | parameters and results as JSON |
+//! | `security` | CURVE keys and the rule for `--exec` in clear text |
+//! | `conformance` | `--conformance`, over [`zerorpc::conformance`] |
+
+// The flags' doc comments are their `--help` text, where `[ADDRESS]` is a
+// usage pattern, not a link.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 mod builtins;
 mod conformance;
 mod exec;
 mod flags;
-pub(crate) mod json;
+mod json;
 mod oneway;
 mod output;
 mod security;
 
-use crate::client::{CallOptions, Client, Response};
-use crate::error::Error;
-use crate::server::Server;
-use crate::Value;
 use clap::Parser;
 use flags::Opts;
 use json::infer_cli_arg;
 use std::time::Duration;
+use zerorpc::client::{CallOptions, Client, Response};
+use zerorpc::error::Error;
+use zerorpc::server::Server;
+use zerorpc::Value;
 
-/// Entry point of the binary: parse `std::env::args_os`, run, return the
-/// exit code.
-pub fn main() -> i32 {
+fn main() {
+    std::process::exit(run_main());
+}
+
+/// Parse `std::env::args_os`, run, and return the exit code.
+fn run_main() -> i32 {
     // Methods, parameters and addresses are msgpack strings: UTF-8.
     let mut argv = Vec::new();
     for (i, arg) in std::env::args_os().enumerate() {
@@ -80,7 +97,7 @@ pub fn main() -> i32 {
                     eprintln!("{}", output::printable(r.traceback.trim_end(), true));
                 }
             }
-            let e = crate::error::with_causes(&e);
+            let e = zerorpc::error::with_causes(&e);
             eprintln!("zrpc: {}", output::printable(&e, false));
             1
         }
@@ -131,6 +148,16 @@ impl From<Error> for CliError {
             Error::Config(m) => CliError::Usage(m),
             e => CliError::Failed(e),
         }
+    }
+}
+
+/// Seconds as people write them: `30s`, `0.5s`.
+fn fmt_secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 {
+        format!("{}s", s as u64)
+    } else {
+        format!("{s}s")
     }
 }
 
@@ -205,7 +232,7 @@ async fn run(opts: Opts) -> Result<(), CliError> {
         return conformance::run(conformance::Request {
             connects,
             binds,
-            period: heartbeat.unwrap_or(crate::server::DEFAULT_HEARTBEAT),
+            period: heartbeat.unwrap_or(zerorpc::server::DEFAULT_HEARTBEAT),
             timeout: seconds(opts.timeout, "timeout")?.unwrap_or(Duration::from_secs(3600)),
             sleep_method: opts.sleep_method.clone(),
             stream,
@@ -279,7 +306,7 @@ async fn serve(
     binds: Vec<String>,
     command: Option<String>,
     heartbeat: Option<Duration>,
-    curve: Option<crate::security::Curve>,
+    curve: Option<zerorpc::security::Curve>,
 ) -> Result<(), CliError> {
     let mut service = match command.as_deref() {
         Some(name) => builtins::service(name).ok_or_else(|| {
@@ -288,7 +315,7 @@ async fn serve(
                 builtins::NAMES.join(", ")
             ))
         })?,
-        None if !opts.exec.is_empty() => crate::Service::new("exec"),
+        None if !opts.exec.is_empty() => zerorpc::Service::new("exec"),
         None => {
             return Err(CliError::Usage(format!(
                 "--server needs a service ({}) or --exec NAME=COMMAND",
@@ -315,7 +342,7 @@ async fn serve(
         builder = builder.pool_per_client(n);
     }
     if let Some(n) = opts.pool_queue {
-        builder = builder.pool_queue(n, crate::server::DEFAULT_POOL_QUEUE_BYTES);
+        builder = builder.pool_queue(n, zerorpc::server::DEFAULT_POOL_QUEUE_BYTES);
     }
     if let Some(n) = opts.send_queue_bytes {
         builder = builder.send_queue_bytes(n);

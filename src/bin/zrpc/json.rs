@@ -2,8 +2,8 @@
 //! for people: JSON has no bytes, so bin becomes a string when it is UTF-8 and
 //! `"0x<hex>"` otherwise; non-string map keys are written as their JSON text.
 
-use crate::Value;
 use serde_json::Value as Json;
+use zerorpc::Value;
 
 /// JSON → msgpack: integers stay integers, other numbers become f64.
 pub(crate) fn from_json(j: &Json) -> Value {
@@ -83,11 +83,11 @@ fn hex(b: &[u8]) -> String {
 /// A `-j` parameter: strict JSON, nesting at most as deep as a value may
 /// inside an event's arguments (the protocol's one depth limit).
 pub(crate) fn parse_json(s: &str) -> Result<Value, String> {
-    let limit = crate::protocol::MAX_DEPTH - 1;
+    let limit = zerorpc::protocol::MAX_DEPTH - 1;
     if nesting(s) > limit {
         return Err(format!(
             "nested deeper than {limit} levels (a value inside the arguments' array; the protocol's limit is {})",
-            crate::protocol::MAX_DEPTH
+            zerorpc::protocol::MAX_DEPTH
         ));
     }
     let mut de = serde_json::Deserializer::from_str(s);

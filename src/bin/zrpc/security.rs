@@ -1,9 +1,9 @@
 //! The command line's CURVE options: `--keygen`, the keys, and the rule
 //! that commands are not served in clear beyond loopback.
 
-use super::flags::Opts;
-use super::CliError;
-use crate::security::{parse_key, z85, Curve, CurveKeyPair, Key};
+use crate::flags::Opts;
+use crate::CliError;
+use zerorpc::security::{parse_key, z85, Curve, CurveKeyPair, Key};
 
 /// `zrpc --keygen`: the public key, then the secret key, one per line
 /// (what `zmq_curve_keypair` makes; nothing else on stdout).
@@ -11,7 +11,7 @@ pub(super) fn keygen() {
     let keys = CurveKeyPair::generate();
     let public = z85::encode(&keys.public()).unwrap_or_default();
     let secret = z85::encode(&keys.secret()).unwrap_or_default();
-    super::output::emit(&format!("{public}\n{secret}\n"));
+    crate::output::emit(&format!("{public}\n{secret}\n"));
 }
 
 /// The largest key file read: a `--keygen` output is 82 bytes.
