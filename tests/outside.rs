@@ -20,7 +20,11 @@ fn root() -> PathBuf {
 }
 
 fn cargo() -> Command {
-    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    // These builds only have to compile and run: debug info would make
+    // them the slowest part of the suite.
+    cargo.env("CARGO_PROFILE_DEV_DEBUG", "false");
+    cargo
 }
 
 fn run(cmd: &mut Command, what: &str) -> Output {
