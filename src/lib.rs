@@ -53,8 +53,10 @@
 //! | [`conformance`] | the conformance kit: checks of a server or of clients against PROTOCOL.md (feature `conformance`) |
 //!
 //! The transport itself is the `zerorpc-zeromq` package of this workspace
-//! (a fork of zeromq 0.7, `zeromq/` in the repository), used here under the
-//! name `zeromq`. The wire protocol is specified in `PROTOCOL.md`.
+//! (`zeromq/` in the repository; our fork of zmq.rs), imported by its own
+//! name, `zerorpc_zeromq`. The wire protocol is specified in `PROTOCOL.md`.
+//! The `zrpc` and `zrpc-bench` commands are binaries beside the library
+//! (`src/bin/zrpc/`, `src/bin/zrpc-bench/`) that use only its public API.
 //!
 //! ## Features
 //!
@@ -71,7 +73,8 @@
 //! `tracing_subscriber::fmt().with_env_filter("zerorpc=info").init()`.
 //! Each request has a `zrpc.request` span and each call a `zrpc.call` span
 //! (debug level). Metrics go through the `metrics` facade: install a
-//! recorder before starting servers and clients (the README lists them).
+//! recorder before starting servers and clients (the guide's "context and
+//! middleware" chapter lists them).
 
 #![warn(missing_docs)]
 
@@ -205,6 +208,25 @@ pub use zerorpc_macros::service;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// The guide's Rust examples (`docs/`), compiled as doctests as well.
+#[cfg(doctest)]
+mod guide {
+    #[doc = include_str!("../docs/services.md")]
+    pub struct Services;
+    #[doc = include_str!("../docs/clients.md")]
+    pub struct Clients;
+    #[doc = include_str!("../docs/streams.md")]
+    pub struct Streams;
+    #[doc = include_str!("../docs/oneway.md")]
+    pub struct Oneway;
+    #[doc = include_str!("../docs/context-and-middleware.md")]
+    pub struct ContextAndMiddleware;
+    #[doc = include_str!("../docs/security.md")]
+    pub struct Security;
+    #[doc = include_str!("../docs/many-servers.md")]
+    pub struct ManyServers;
+}
 
 pub use transport::{
     DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_SEND_QUEUE,

@@ -1,6 +1,9 @@
 //! PROTOCOL.md's test vectors are real: every ```hex block decodes as an
 //! event with zrpc's decoder and with rmpv, and re-encodes to the same
 //! bytes (so the vectors are canonical msgpack, as every peer sends it).
+//! And the README's protocol quick start, a raw pyzmq request, is answered.
+
+mod common;
 
 use zerorpc::protocol::Event;
 
@@ -58,4 +61,33 @@ fn the_zrpc_request_vector_is_what_zrpc_sends() {
         .expect("the id is in the frame");
     ours[at..at + 32].copy_from_slice(b"0123456789abcdef0123456789abcdef");
     assert!(doc.contains(&ours), "not in PROTOCOL.md: {ours:02x?}");
+}
+
+/// The README's "Protocol quick start": a request made by hand with pyzmq
+/// and msgpack (zerorpc-python's own dependencies), no zerorpc library.
+#[tokio::test]
+async fn the_readme_protocol_quick_start_is_answered() {
+    let readme = include_str!("../README.md");
+    let section = &readme[readme
+        .find("## Protocol quick start")
+        .expect("the README has a Protocol quick start")..];
+    let start = section.find("```python\n").expect("a python block") + "```python\n".len();
+    let script = &section[start..start + section[start..].find("```").expect("its end")];
+    assert!(script.contains("tcp://127.0.0.1:4242"), "{script}");
+
+    let (server, ep) = common::serve(common::test_service()).await;
+    let script = script.replace("tcp://127.0.0.1:4242", &ep);
+    let out = tokio::process::Command::new(common::python())
+        .args(["-c", &script])
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(20), out)
+        .await
+        .expect("the script finished")
+        .expect("python runs");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "OK [5]\n");
+    server
+        .close(std::time::Duration::from_secs(1))
+        .await
+        .unwrap();
 }

@@ -23,7 +23,7 @@ use zerorpc_zeromq::ZmqMessage;
 pub const MAX_WAITING: usize = 100_000;
 
 /// How long a closing sender gives the socket to write what it was handed:
-/// `zeromq` 0.7 has no linger option and no way to see the flush finish.
+/// the transport has no linger option and no way to see the flush finish.
 const LINGER: Duration = Duration::from_millis(100);
 
 /// Endpoints for a [`Pusher`] or [`Publisher`]; finish with `start`.

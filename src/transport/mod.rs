@@ -1,5 +1,5 @@
-//! The transport adapter: everything zrpc needs from `zeromq` 0.7, with its
-//! gaps closed in one place.
+//! The transport adapter: everything zrpc needs from its ZeroMQ sockets
+//! (`zerorpc_zeromq`), with what they leave to their owner done in one place.
 //!
 //! A [`Link`] is one ZeroMQ socket (ROUTER, DEALER, PUSH, PULL, PUB or
 //! SUB), bound or connected, driven by its own task, which connects,
@@ -9,7 +9,7 @@
 //! and no channel between the socket and the owner, and a flood backs up
 //! into TCP rather than into memory.
 //!
-//! What `zeromq` 0.7 does not do, and this module does:
+//! What the sockets leave to their owner, and this module does:
 //! - a connected socket never reconnects, and its `recv` hangs forever after
 //!   the peer closes: the link watches the socket monitor for the disconnect,
 //!   drops the socket and connects a fresh one with capped backoff;
@@ -17,11 +17,11 @@
 //!   task, so connecting returns at once and messages wait in the owner;
 //! - `tcp://*:port` is not understood: it is rewritten to `0.0.0.0`;
 //! - a ROUTER send to a peer that stopped reading waited for it, stalling
-//!   every other peer: with the vendored patch such messages are dropped
+//!   every other peer: now such messages are dropped
 //!   (per-peer send queue, [`DEFAULT_SEND_QUEUE`]) and the peer is logged.
 //!
-//! The rest is fixed in the transport package itself, `zerorpc-zeromq` (our
-//! fork of zeromq 0.7; its `FORK.md` lists every change): a maximum message
+//! The rest is done in the transport package itself, `zerorpc-zeromq` (our
+//! fork of zmq.rs; its `FORK.md` lists every change): a maximum message
 //! size, ZMTP heartbeats answered, no allocation from a frame header, no
 //! per-peer identity leak, sends that never wait.
 //!
@@ -81,8 +81,8 @@ pub(crate) enum Kind {
 
 /// Default largest message a peer may send: zerorpc's 100 MiB. A peer that
 /// announces more is disconnected before anything is allocated for it (the
-/// vendored `zeromq` patch; upstream 0.7 would allocate whatever a frame
-/// header claims, and abort on a huge claim).
+/// transport checks the frame header; upstream zmq.rs allocated whatever a
+/// header claimed, and aborted on a huge claim).
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 100 << 20;
 
 /// Default number of messages that may wait to be written to one peer (a

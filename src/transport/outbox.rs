@@ -75,8 +75,8 @@ impl Outbox {
     }
 }
 
-/// A send half that can take a message without waiting (from the vendored
-/// `zeromq` patch), or give it back.
+/// A send half that can take a message without waiting (the transport's
+/// `try_send_now`), or give it back.
 pub(super) trait Direct: Send {
     fn try_send_now(&mut self, msg: ZmqMessage) -> Result<(), ZmqMessage>;
 }

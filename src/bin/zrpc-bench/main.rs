@@ -1,4 +1,4 @@
-//! `zrpc-bench`: zrpc beside its floor, the raw `zeromq` transport, measured
+//! `zrpc-bench`: zrpc beside its floor, the raw transport (`zerorpc_zeromq`), measured
 //! in one run on loopback.
 //!
 //! Every zrpc figure has a raw counterpart doing the same traffic without the
