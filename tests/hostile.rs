@@ -5,8 +5,9 @@
 //! the server's memory stays under 300 MB, and that it recovers within 2 s
 //! of the attacker leaving.
 //!
-//! The attacks run one at a time (a mutex), so their figures do not
-//! disturb each other. The test command attacks the release binary (see
+//! Under `cargo test` the attacks run one at a time (a mutex); the test
+//! command runs them two at a time, each against a server of its own
+//! (`.config/nextest.toml`), and attacks the release binary (see
 //! [`server_bin`]).
 
 mod common;
