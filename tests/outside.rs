@@ -1,19 +1,21 @@
-//! The crate as others get it: a project outside this workspace that
-//! depends on `zerorpc` by path, with no `[patch]` anywhere, runs the
-//! README's quick start; a plain dependent compiles no command-line
-//! dependency; and the workspace packages for publishing.
+//! The crate as others get it: the workspace packages for publishing, and a
+//! project outside it that depends on `zerorpc` as crates.io would serve it
+//! (those packages, not this checkout) runs the README's quick start; a
+//! plain dependent compiles no command-line dependency.
 //!
-//! These run cargo itself, each in its own target directory under
-//! `target/` (so they never wait on the build lock of the `cargo test` that
-//! runs them), one at a time.
+//! One cargo build, in its own target directory under `target/` (so it never
+//! waits on the build lock of the build that runs the tests).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Two cargo builds at once on a 2-core machine help nobody.
-static CARGO: Mutex<()> = Mutex::new(());
+/// The packages a dependent of `zerorpc` gets from crates.io.
+const PACKAGES: [&str; 3] = [
+    "zerorpc-0.1.0",
+    "zerorpc-zeromq-0.7.0",
+    "zerorpc-macros-0.1.0",
+];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -57,28 +59,72 @@ fn readme_quick_start() -> String {
     block.to_string()
 }
 
-/// A crate in `dir` that depends on this one by path and on nothing of
-/// this workspace's configuration.
-fn write_outside_crate(dir: &Path) {
+/// Packages every crate of the workspace as `cargo publish` would upload
+/// it and unpacks each into `into`, where a dependent finds it as it would
+/// in the registry. (Building them is the outside crate's build.)
+fn package_the_workspace(into: &Path) {
+    let target = root().join("target/outside/package");
+    let _ = std::fs::remove_dir_all(&target);
+    run(
+        cargo().current_dir(root()).args([
+            "package",
+            "--workspace",
+            // (The comparison with tarpc and tonic is a tool of this
+            // repository: `publish = false`.)
+            "--exclude",
+            "zrpc-compare",
+            "--locked",
+            "--allow-dirty",
+            "--no-verify",
+            "--target-dir",
+            target.to_str().unwrap(),
+        ]),
+        "cargo package --workspace",
+    );
+    std::fs::create_dir_all(into).unwrap();
+    for name in PACKAGES {
+        let krate = target.join("package").join(format!("{name}.crate"));
+        assert!(krate.exists(), "{} was not written", krate.display());
+        run(
+            Command::new("tar")
+                .arg("-xzf")
+                .arg(&krate)
+                .arg("-C")
+                .arg(into),
+            "unpacking a package (tar)",
+        );
+    }
+}
+
+/// A crate in `dir` that depends on `zerorpc` by version, with crates.io's
+/// copies of this workspace's packages standing for the ones in `packages`
+/// (the only `[patch]`: no crate of crates.io is replaced).
+fn write_outside_crate(dir: &Path, packages: &Path) {
     std::fs::create_dir_all(dir.join("src")).unwrap();
-    let manifest = format!(
-        r#"[package]
+    let mut manifest = r#"[package]
 name = "outside"
 version = "0.0.0"
 edition = "2021"
 publish = false
 
 [dependencies]
-zerorpc = {{ path = {root:?} }}
-tokio = {{ version = "1", features = ["macros", "rt-multi-thread", "sync", "time"] }}
-serde = {{ version = "1", features = ["derive"] }}
+zerorpc = "0.1.0"
+tokio = { version = "1", features = ["macros", "rt-multi-thread", "sync", "time"] }
+serde = { version = "1", features = ["derive"] }
 futures = "0.3"
 
 # Its own workspace: nothing is inherited from the one above.
 [workspace]
-"#,
-        root = root().display().to_string()
-    );
+
+# What crates.io would serve for this workspace's packages.
+[patch.crates-io]
+"#
+    .to_string();
+    for name in PACKAGES {
+        let (krate, _version) = name.rsplit_once('-').unwrap();
+        let path = packages.join(name).display().to_string();
+        manifest.push_str(&format!("{krate} = {{ path = {path:?} }}\n"));
+    }
     std::fs::write(dir.join("Cargo.toml"), manifest).unwrap();
     std::fs::write(dir.join("src/main.rs"), readme_quick_start()).unwrap();
     // The workspace's lock pins the versions it is tested with; cargo
@@ -87,16 +133,27 @@ futures = "0.3"
 }
 
 #[test]
-fn a_crate_outside_the_workspace_runs_the_readme_quick_start() {
-    let _one = CARGO.lock().unwrap_or_else(|e| e.into_inner());
+fn the_packaged_crates_build_and_run_the_readme_quick_start() {
+    let started = Instant::now();
+    let packages = root().join("target/outside/packages");
+    let _ = std::fs::remove_dir_all(&packages);
+    package_the_workspace(&packages);
+
     let dir = root().join("target/outside/crate");
     let _ = std::fs::remove_dir_all(&dir);
-    write_outside_crate(&dir);
-    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
-    assert!(!manifest.contains("[patch"), "{manifest}");
-
+    write_outside_crate(&dir, &packages);
+    // Compiled copies of the packages from an earlier run could stand in
+    // for today's (unpacking keeps the archive's times): none may be left.
     let target = root().join("target/outside/target");
-    let started = Instant::now();
+    let mut clean = cargo();
+    clean
+        .current_dir(&dir)
+        .env("CARGO_TARGET_DIR", &target)
+        .arg("clean");
+    for name in PACKAGES {
+        clean.args(["-p", name.rsplit_once('-').unwrap().0]);
+    }
+    run(&mut clean, "cargo clean of the packages' earlier builds");
     let out = run(
         cargo()
             .current_dir(&dir)
@@ -110,11 +167,12 @@ fn a_crate_outside_the_workspace_runs_the_readme_quick_start() {
         "{stdout}"
     );
     eprintln!(
-        "outside crate built and ran in {:.0?}",
+        "packaged, built and ran in {:.0?}",
         started.elapsed().max(Duration::from_millis(1))
     );
 
-    // A plain library dependent compiles none of the CLI's dependencies.
+    // The packages were used (not crates.io's crates of these names), and a
+    // plain library dependent compiles none of the CLI's dependencies.
     let tree = run(
         cargo()
             .current_dir(&dir)
@@ -122,6 +180,16 @@ fn a_crate_outside_the_workspace_runs_the_readme_quick_start() {
         "cargo tree of the outside crate",
     );
     let tree = String::from_utf8_lossy(&tree.stdout).into_owned();
+    for name in PACKAGES {
+        let (krate, version) = name.rsplit_once('-').unwrap();
+        let path = packages.join(name).display().to_string();
+        assert!(
+            tree.lines()
+                .any(|l| l.starts_with(&format!("{krate} v{version} "))
+                    && l.ends_with(&format!("({path})"))),
+            "{krate} does not come from its package:\n{tree}"
+        );
+    }
     for cli_only in ["clap ", "tracing-subscriber ", "chrono ", "serde_json "] {
         assert!(
             !tree.lines().any(|l| l.starts_with(cli_only)),
@@ -132,57 +200,4 @@ fn a_crate_outside_the_workspace_runs_the_readme_quick_start() {
     crates.sort();
     crates.dedup();
     eprintln!("a plain dependent compiles {} crates", crates.len());
-}
-
-#[test]
-fn the_workspace_packages_for_publishing() {
-    let _one = CARGO.lock().unwrap_or_else(|e| e.into_inner());
-    let target = root().join("target/package-check");
-    // Packages every crate as crates.io would get it (zerorpc-zeromq first,
-    // then zerorpc against that packaged copy) and builds each from its
-    // package alone. Cargo unpacks the packaged crates under
-    // $CARGO_HOME/registry/src and reuses an unpacked crate of the same
-    // name and version: a copy from an earlier run would stand in for
-    // today's sources. So this runs with its own CARGO_HOME, sharing the
-    // real one's downloads and configuration, with a fresh unpack area.
-    let home = root().join("target/package-home");
-    let real_home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-        .expect("CARGO_HOME or HOME");
-    let _ = std::fs::remove_dir_all(&home);
-    std::fs::create_dir_all(home.join("registry")).unwrap();
-    for shared in [
-        "registry/index",
-        "registry/cache",
-        "config.toml",
-        "credentials.toml",
-    ] {
-        let from = real_home.join(shared);
-        if from.exists() {
-            std::os::unix::fs::symlink(&from, home.join(shared)).unwrap();
-        }
-    }
-    // (Compiled registry crates are never rebuilt either: none may be
-    // left from an earlier run.)
-    let _ = std::fs::remove_dir_all(&target);
-    run(
-        cargo().current_dir(root()).env("CARGO_HOME", &home).args([
-            "package",
-            "--workspace",
-            // (The comparison with tarpc and tonic is a tool of this
-            // repository: `publish = false`.)
-            "--exclude",
-            "zrpc-compare",
-            "--locked",
-            "--allow-dirty",
-            "--target-dir",
-            target.to_str().unwrap(),
-        ]),
-        "cargo package --workspace",
-    );
-    for name in ["zerorpc-0.1.0", "zerorpc-zeromq-0.7.0"] {
-        let krate = target.join("package").join(format!("{name}.crate"));
-        assert!(krate.exists(), "{} was not written", krate.display());
-    }
 }
