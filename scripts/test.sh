@@ -60,7 +60,7 @@ peers >target/nextest/peers.log 2>&1 &
 peers_pid=$!
 
 export CARGO_INCREMENTAL=0
-# No debug info in this build: the ~50 binaries it links take a third less
+# No debug info in this build: the binaries it links take a third less
 # time without it, and a failing test still names its file and line.
 export CARGO_PROFILE_DEV_DEBUG=false
 features=(--workspace --features zerorpc/cli)

@@ -1,6 +1,6 @@
 //! Guards the test suite itself.
 
-/// The CLI, interop, resilience and soak tests start the `zrpc` binary and
+/// tests/command/, hostile, soak and cluster start the `zrpc` binary and
 /// are compiled only with the `cli` feature. Without it they would be left
 /// out without a word; this test makes that a failure instead.
 #[test]
@@ -8,7 +8,7 @@
 fn the_whole_suite_is_compiled() {
     assert!(
         cfg!(feature = "cli"),
-        "the cli, interop_python, resilience and soak tests need the zrpc binary: \
+        "tests/command/, hostile, soak and cluster need the zrpc binary: \
          run the suite with `scripts/test.sh` (or `cargo test --features cli`)"
     );
 }

@@ -132,7 +132,7 @@ def streams():
 
 
 def typed():
-    # Against a service defined with #[zerorpc::service] (tests/typed.rs).
+    # Against a service defined with #[zerorpc::service] (tests/library/typed.rs).
     c = client()
     names = c._zerorpc_list()
     assert "add" in names and "sayHello" in names, names

@@ -1,4 +1,4 @@
-"""libzmq's CURVE (through pyzmq) against zrpc, for tests/curve_interop.rs.
+"""libzmq's CURVE (through pyzmq) against zrpc, for tests/command/curve_interop.rs.
 
 usage:
   py_curve.py keypair                       print a new key pair (public, secret: Z85 lines)

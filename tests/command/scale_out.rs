@@ -5,11 +5,8 @@
 //! 127.0.0.1), and the scale runs (1 client x 16 servers, 16 clients x 4
 //! servers, 100 000 calls, a server killed and one started mid-run).
 
-mod common;
-#[path = "common/dns.rs"]
-mod dns;
-#[path = "common/pool.rs"]
-mod pool;
+use crate::common;
+use crate::{dns, pool};
 
 use common::*;
 use pool::{hammer, Replica, Tally};

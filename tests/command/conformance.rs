@@ -4,7 +4,7 @@
 //! (PROTOCOL.md lists them) are asserted as the exact set of failures, so
 //! the kit is shown to catch them.
 
-mod common;
+use crate::common;
 
 use common::*;
 use futures::StreamExt;
@@ -70,7 +70,7 @@ const SERVER_CHECKS: usize = 26;
 /// The checks PROTOCOL.md's conformance table lists as checks `of` a
 /// server or of a client, so the reference and the kit cannot drift apart.
 fn documented(of: &str) -> BTreeSet<String> {
-    include_str!("../PROTOCOL.md")
+    include_str!("../../PROTOCOL.md")
         .lines()
         .filter_map(|row| {
             let cells: Vec<&str> = row.split('|').map(str::trim).collect();

@@ -3,12 +3,12 @@
 //! bytes (so the vectors are canonical msgpack, as every peer sends it).
 //! And the README's protocol quick start, a raw pyzmq request, is answered.
 
-mod common;
+use crate::common;
 
 use zerorpc::protocol::Event;
 
 fn vectors() -> Vec<Vec<u8>> {
-    let doc = include_str!("../PROTOCOL.md");
+    let doc = include_str!("../../PROTOCOL.md");
     let mut out = Vec::new();
     let mut lines = doc.lines();
     while let Some(line) = lines.next() {
@@ -67,7 +67,7 @@ fn the_zrpc_request_vector_is_what_zrpc_sends() {
 /// and msgpack (zerorpc-python's own dependencies), no zerorpc library.
 #[tokio::test]
 async fn the_readme_protocol_quick_start_is_answered() {
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../../README.md");
     let section = &readme[readme
         .find("## Protocol quick start")
         .expect("the README has a Protocol quick start")..];

@@ -1,8 +1,8 @@
 //! Request context, middleware, deadlines, cancellation and spans, with
-//! zrpc on both sides (tests/context_interop.rs has the real peers, and
+//! zrpc on both sides (tests/library/context_interop.rs has the real peers, and
 //! tests/metrics.rs the metrics).
 
-mod common;
+use crate::common;
 
 use common::serve;
 

@@ -3,7 +3,7 @@
 //! the client (the library, or the `zrpc` command) must stay bounded, fail
 //! fast and say why.
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::*;

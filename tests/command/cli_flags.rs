@@ -2,7 +2,7 @@
 //! a bare ROUTER standing in for the server where the flag shapes what the
 //! client sends, a real `zrpc --server` elsewhere.
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::*;

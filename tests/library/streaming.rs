@@ -1,7 +1,7 @@
 //! Streamed replies between zrpc peers: order, errors, flow control (a slow
 //! reader bounds the producer), cancellation and heartbeats.
 
-mod common;
+use crate::common;
 
 use common::start_server;
 use futures::StreamExt;

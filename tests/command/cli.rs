@@ -1,6 +1,6 @@
 //! The `zrpc` command as an operator uses it: real processes on loopback.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::process::{Command, Output};

@@ -1,7 +1,7 @@
 //! Interop with the real zerorpc-python 0.6.3, in both directions.
 //! Requires the Python peer (scripts/test.sh installs it into .venv).
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! client sends when a caller gives up) ignored harmlessly by
 //! zerorpc-python and zerorpc-node servers.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! `#[zerorpc::service]`: one trait, its handler table with introspection,
 //! and its typed client, end to end.
 
-mod common;
+use crate::common;
 
 use common::serve;
 use futures::StreamExt;

@@ -1,7 +1,7 @@
 //! One-way events between zrpc peers: work sharing, holding events until a
 //! puller connects, fanout, and receivers that survive bad events.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! `_zpc_hb`), so it catches what Python forgives. Requires the node peer
 //! (scripts/test.sh installs it into tests/node/node_modules).
 
-mod common;
+use crate::common;
 
 use common::*;
 use futures::StreamExt;

@@ -1,7 +1,7 @@
 //! Rust-to-Rust behaviour of client and server: calls, errors, concurrency,
 //! heartbeats, timeouts, reconnects, draining, and malformed input.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

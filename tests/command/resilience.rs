@@ -2,7 +2,7 @@
 //! claim huge lengths, messages over the size limit, and libzmq peers that
 //! send ZMTP heartbeats (PING).
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::io::{Read, Write};

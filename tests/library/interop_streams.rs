@@ -1,7 +1,7 @@
 //! Streams and one-way events against the real zerorpc-python 0.6.3, in
 //! both directions. Requires the Python peer (scripts/test.sh installs it).
 
-mod common;
+use crate::common;
 
 use common::*;
 use futures::StreamExt;

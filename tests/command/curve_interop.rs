@@ -2,7 +2,7 @@
 //! sockets and zerorpc-python over CURVE talking to zrpc, both ways; keys
 //! made by either side accepted by the other; refused keys get no data.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::process::{Command, Output};

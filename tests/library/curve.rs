@@ -1,6 +1,6 @@
 //! CurveZMQ between zrpc peers: calls, streams and one-way events
 //! encrypted; the allow-list; wrong keys and mechanism mismatches refused.
-//! (tests/curve_interop.rs checks the same against libzmq through pyzmq.)
+//! (tests/command/curve_interop.rs checks the same against libzmq through pyzmq.)
 
 use futures::StreamExt;
 use std::time::Duration;
