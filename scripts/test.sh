@@ -78,8 +78,9 @@ cargo metadata --locked --format-version 1 >target/nextest/cargo-metadata.json
 reuse=(--binaries-metadata target/nextest/binaries.json
   --cargo-metadata target/nextest/cargo-metadata.json)
 
-# tests/hostile.rs attacks the server users run, the release binary; it,
-# the docs and the doc tests build at low priority while the other tests run.
+# tests/hostile.rs attacks, and soak.rs and cluster.rs load, the server users
+# run: the release binary. It, the docs and the doc tests build at low
+# priority while the other tests run.
 (
   nice -n 19 cargo build --locked --release --quiet --features zerorpc/cli --bin zrpc
   # The published libraries' docs, with every feature the library has (the

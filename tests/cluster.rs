@@ -224,7 +224,7 @@ impl Cluster {
     fn start_server(&mut self, k: usize) {
         let h = &self.hosts[k];
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &h.ns, env!("CARGO_BIN_EXE_zrpc")])
+        cmd.args(["netns", "exec", &h.ns, &common::release_zrpc()])
             .args(["--server", "--bind", &format!("tcp://{}:{PORT}", h.ip)])
             .args(["--heartbeat", &self.heartbeat.to_string()])
             .arg(&self.service);

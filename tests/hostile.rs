@@ -26,26 +26,6 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 
 // ---- the server under attack -------------------------------------------
 
-/// The binary attacked: `$ZRPC_RELEASE_BIN` when set (the test command
-/// builds the release `zrpc` and sets it: the 100 ms bar is about the
-/// server users run, and a debug build's per-message cost is ~10x), else
-/// this build's `zrpc`.
-fn server_bin() -> String {
-    match std::env::var("ZRPC_RELEASE_BIN") {
-        Ok(bin) => {
-            assert!(
-                std::path::Path::new(&bin).exists(),
-                "ZRPC_RELEASE_BIN={bin} does not exist: build it with `cargo build --release --features cli --bin zrpc`"
-            );
-            bin
-        }
-        Err(_) => {
-            eprintln!("note: attacking the debug zrpc; scripts/test.sh attacks the release build (ZRPC_RELEASE_BIN)");
-            env!("CARGO_BIN_EXE_zrpc").to_string()
-        }
-    }
-}
-
 /// `zrpc --server --bind tcp://127.0.0.1:PORT ARGS…`, ready, its log
 /// captured.
 struct Target {
@@ -62,7 +42,7 @@ impl Target {
     fn start_with(args: &[&str], wrap: impl FnOnce(&mut Command) -> &mut Command) -> Target {
         let port = free_port();
         let ep = format!("tcp://127.0.0.1:{port}");
-        let mut cmd = Command::new(server_bin());
+        let mut cmd = Command::new(common::release_zrpc());
         cmd.args(["--server", "--bind", &ep])
             .args(args)
             .env("MALLOC_ARENA_MAX", "1");

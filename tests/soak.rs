@@ -25,7 +25,7 @@ fn rss_kib(pid: u32) -> u64 {
 fn zrpc_server(service: &str) -> (Proc, String) {
     let ep = format!("tcp://127.0.0.1:{}", free_port());
     let proc = spawn_until(
-        Command::new(env!("CARGO_BIN_EXE_zrpc"))
+        Command::new(common::release_zrpc())
             .args(["--server", "--bind", &ep, service])
             // One malloc arena: RSS then reflects what is live, not which
             // thread happened to allocate.

@@ -301,6 +301,26 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The `zrpc` that users run, for tests whose bars are about it (attacks,
+/// memory under a soak, failover on a cluster): `$ZRPC_RELEASE_BIN` when
+/// set (the test command builds the release binary and sets it; a debug
+/// build's per-message cost is ~10x), else this build's `zrpc`.
+pub fn release_zrpc() -> String {
+    match std::env::var("ZRPC_RELEASE_BIN") {
+        Ok(bin) => {
+            assert!(
+                std::path::Path::new(&bin).exists(),
+                "ZRPC_RELEASE_BIN={bin} does not exist: build it with `cargo build --release --features cli --bin zrpc`"
+            );
+            bin
+        }
+        Err(_) => {
+            eprintln!("note: running the debug zrpc; scripts/test.sh runs the release build (ZRPC_RELEASE_BIN)");
+            env!("CARGO_BIN_EXE_zrpc").to_string()
+        }
+    }
+}
+
 /// Start the real Python zerorpc server on a free port.
 pub fn python_server(heartbeat: f64) -> (Proc, String) {
     let ep = format!("tcp://127.0.0.1:{}", free_port());
