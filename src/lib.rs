@@ -36,7 +36,7 @@
 //! |---|---|
 //! | [`protocol`] | the wire: event codec (`event`), message ids, framing of ZeroMQ messages, msgpack primitives, heartbeat rules, recycled large buffers (`buffers`) |
 //! | `transport` | the adapter over our ZeroMQ package: links (one socket each, reconnecting), sending (`outbox`), receiving (`inbound`), endpoints |
-//! | [`service`](mod@service) | the name → handler table: argument decoding (`args`), handlers and their guards (`handler`), introspection, [`RpcService`] objects |
+//! | [`service`](mod@service) | the name → handler table: argument decoding (`args`), handlers and their guards (`handler`), introspection, namespaces and API versions (`version`), [`RpcService`] objects |
 //! | [`server`] | ROUTER server: the core task (`core`: every request and channel event), running handlers (`request`), channels, deadlines, the pool, replies |
 //! | [`client`] | the client: one call from the caller's side (`call`), the call table (`calls`), where a call goes (`servers`), who reads the sockets (`reader`), [`ReplyStream`], when calls time out (`deadlines`), servers found by name (`discovery`, [`Resolver`]), what may be sent twice (`retry`, [`Retry`]) |
 //! | [`oneway`] | fire-and-forget events: [`Pusher`] → [`Puller`] (cast), [`Publisher`] → [`Subscriber`] (fanout) |
@@ -110,7 +110,7 @@ pub use context::{Context, TraceParent};
 pub use error::{Error, RemoteError, ServiceError};
 pub use oneway::{Publisher, Puller, Pusher, Receiver, Subscriber};
 pub use server::{Server, ServerBuilder};
-pub use service::{ArgInfo, Args, MethodInfo, RpcService, Service};
+pub use service::{ArgInfo, Args, MethodInfo, ParseVersionError, RpcService, Service, Version};
 
 /// A dynamic msgpack value (what `call_dynamic` and `Service::dynamic`
 /// handlers exchange), from the `rmpv` crate.
@@ -193,6 +193,12 @@ pub use async_trait::async_trait;
 /// # Ok(()) }
 /// ```
 ///
+/// `namespace = "control"` and `version = "2.0"` (oslo.messaging's
+/// target) declare where a server puts the service beside its default one
+/// ([`ServerBuilder::service`]: methods answer as `control.stop`) and the
+/// version it serves; the typed client then calls `control.*` and requires
+/// that version (the guide: `docs/oslo.md`).
+///
 /// Each method is `&self` first. Arguments arrive positionally, named by
 /// their Rust names in introspection; a caller giving too few or too many
 /// gets Python's `TypeError` (`add() missing 1 required positional
@@ -226,6 +232,8 @@ mod guide {
     pub struct Security;
     #[doc = include_str!("../docs/many-servers.md")]
     pub struct ManyServers;
+    #[doc = include_str!("../docs/oslo.md")]
+    pub struct Oslo;
 }
 
 pub use transport::{

@@ -15,7 +15,7 @@
 //! | `zrpc_server_requests_total` | counter | `method`, `outcome` (`ok`, `error`, `cancelled`, `deadline_exceeded`) |
 //! | `zrpc_server_request_duration_seconds` | histogram | `method` (requests answered) |
 //! | `zrpc_server_in_flight` | gauge | requests running or waiting for a pool slot |
-//! | `zrpc_server_rejected_total` | counter | `reason` (`busy`, `stopping`, `malformed`, `duplicate`, `expired`) |
+//! | `zrpc_server_rejected_total` | counter | `reason` (`busy`, `stopping`, `malformed`, `duplicate`, `expired`, `version`) |
 //! | `zrpc_server_lost_total` | counter | `reason` (`heartbeat`, `disconnect`): requests cancelled because their client went away |
 //! | `zrpc_server_dropped_replies_total` | counter | replies dropped for a client that does not read |
 //! | `zrpc_server_connected_peers` | gauge | clients connected to bound endpoints |
@@ -63,6 +63,7 @@ pub(crate) enum Rejected {
     Malformed,
     Duplicate,
     Expired,
+    Version,
 }
 
 /// Why a server's client was judged gone.
@@ -127,7 +128,7 @@ pub(crate) struct ServerMetrics {
     methods: NameMap<Arc<MethodMetrics>>,
     other: Arc<MethodMetrics>,
     pub(crate) in_flight: Gauge,
-    rejected: [Counter; 5],
+    rejected: [Counter; 6],
     lost: [Counter; 2],
 }
 
@@ -146,8 +147,15 @@ impl ServerMetrics {
             methods,
             other: Arc::new(MethodMetrics::for_method("<other>")),
             in_flight: gauge!("zrpc_server_in_flight"),
-            rejected: ["busy", "stopping", "malformed", "duplicate", "expired"]
-                .map(|reason| counter!("zrpc_server_rejected_total", "reason" => reason)),
+            rejected: [
+                "busy",
+                "stopping",
+                "malformed",
+                "duplicate",
+                "expired",
+                "version",
+            ]
+            .map(|reason| counter!("zrpc_server_rejected_total", "reason" => reason)),
             lost: ["heartbeat", "disconnect"]
                 .map(|reason| counter!("zrpc_server_lost_total", "reason" => reason)),
         }

@@ -28,27 +28,57 @@ pub fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
     }
 }
 
-/// `#[zerorpc::service(name = "calc")]`.
+/// `#[zerorpc::service(name = "calc", namespace = "control", version = "2.0")]`.
 struct ServiceArgs {
     name: Option<LitStr>,
+    namespace: Option<LitStr>,
+    version: Option<(u32, u32)>,
 }
 
 impl Parse for ServiceArgs {
     fn parse(input: ParseStream) -> syn::Result<Self> {
-        let mut name = None;
+        let mut args = ServiceArgs {
+            name: None,
+            namespace: None,
+            version: None,
+        };
         while !input.is_empty() {
             let key: Ident = input.parse()?;
             input.parse::<Token![=]>()?;
             let value: LitStr = input.parse()?;
             match key.to_string().as_str() {
-                "name" => name = Some(value),
-                _ => return Err(Error::new(key.span(), "expected `name = \"...\"`")),
+                "name" => args.name = Some(value),
+                "namespace" => args.namespace = Some(value),
+                "version" => args.version = Some(version(&value)?),
+                _ => {
+                    return Err(Error::new(
+                        key.span(),
+                        "expected `name = \"...\"`, `namespace = \"...\"` or `version = \"MAJOR.MINOR\"`",
+                    ))
+                }
             }
             if !input.is_empty() {
                 input.parse::<Token![,]>()?;
             }
         }
-        Ok(ServiceArgs { name })
+        Ok(args)
+    }
+}
+
+/// `"2.0"` (or `"2"`) as `(2, 0)`.
+fn version(lit: &LitStr) -> syn::Result<(u32, u32)> {
+    let text = lit.value();
+    let (major, minor) = text.split_once('.').unwrap_or((&text, "0"));
+    let number = |t: &str| match t.bytes().all(|b| b.is_ascii_digit()) {
+        true => t.parse::<u32>().ok(),
+        false => None,
+    };
+    match (number(major), number(minor)) {
+        (Some(major), Some(minor)) => Ok((major, minor)),
+        _ => Err(Error::new(
+            lit.span(),
+            "a version is MAJOR.MINOR, e.g. \"2.0\"",
+        )),
     }
 }
 
@@ -145,6 +175,13 @@ fn expand(args: ServiceArgs, mut item: ItemTrait) -> syn::Result<Tokens> {
         .map(|m| TraitItem::Fn(m.declaration.clone()))
         .collect();
     let registrations = methods.iter().map(registration);
+    let namespace = args.namespace.as_ref().map(LitStr::value);
+    let set_namespace = namespace
+        .as_ref()
+        .map(|ns| quote!(let __service = __service.namespace(#ns);));
+    let set_version = args
+        .version
+        .map(|(major, minor)| quote!(let __service = __service.version(::zerorpc::Version::new(#major, #minor));));
     item.items.push(syn::parse_quote! {
         /// This implementation as a [`zerorpc::Service`] (its methods,
         /// their docs and argument names for introspection), ready for
@@ -155,11 +192,19 @@ fn expand(args: ServiceArgs, mut item: ItemTrait) -> syn::Result<Tokens> {
         {
             let __this = ::std::sync::Arc::new(self);
             let __service = ::zerorpc::Service::new(#service_name);
+            #set_namespace
+            #set_version
             #(#registrations)*
             __service
         }
     });
-    let client = client(&item, &service_name, &methods);
+    let client = client(
+        &item,
+        &service_name,
+        namespace.as_deref(),
+        args.version,
+        &methods,
+    );
     Ok(quote! {
         #item
         #client
@@ -514,7 +559,13 @@ fn registration(m: &Method) -> Tokens {
 }
 
 /// The typed client: one async method per remote method.
-fn client(item: &ItemTrait, service: &str, methods: &[Method]) -> Tokens {
+fn client(
+    item: &ItemTrait,
+    service: &str,
+    namespace: Option<&str>,
+    version: Option<(u32, u32)>,
+    methods: &[Method],
+) -> Tokens {
     let vis = &item.vis;
     let trait_name = &item.ident;
     let name = format_ident!("{}Client", trait_name);
@@ -523,24 +574,57 @@ fn client(item: &ItemTrait, service: &str, methods: &[Method]) -> Tokens {
          method, over a [`zerorpc::Client`]."
     );
     let methods = methods.iter().map(client_method);
+    let prefix = match namespace {
+        Some(ns) => quote!(::core::option::Option::Some(::std::string::String::from(#ns))),
+        None => quote!(::core::option::Option::None),
+    };
+    let options = match version {
+        Some((major, minor)) => quote! {
+            ::zerorpc::CallOptions::default().api_version(::zerorpc::Version::new(#major, #minor))
+        },
+        None => quote!(::zerorpc::CallOptions::default()),
+    };
     quote! {
         #[doc = #doc]
         #[derive(Clone)]
         #vis struct #name {
             client: ::zerorpc::Client,
             options: ::zerorpc::CallOptions,
+            namespace: ::core::option::Option<::std::string::String>,
         }
 
         impl #name {
-            /// Call the service through `client`.
+            /// Call the service through `client` (under the trait's
+            /// namespace and requiring its version, when it declares them).
             #vis fn new(client: ::zerorpc::Client) -> Self {
-                Self { client, options: ::core::default::Default::default() }
+                Self { client, options: #options, namespace: #prefix }
             }
 
             /// The same client, its calls made with `options` (a timeout,
-            /// header keys).
+            /// header keys, a version).
             #vis fn with_options(&self, options: ::zerorpc::CallOptions) -> Self {
-                Self { client: self.client.clone(), options }
+                Self { client: self.client.clone(), options, namespace: self.namespace.clone() }
+            }
+
+            /// The same client, calling the methods under `namespace`
+            /// (`namespace.method`), or without a prefix for `None` (the
+            /// service is a server's default one).
+            #vis fn with_namespace(&self, namespace: ::core::option::Option<&str>) -> Self {
+                Self {
+                    client: self.client.clone(),
+                    options: self.options.clone(),
+                    namespace: namespace.map(::std::string::String::from),
+                }
+            }
+
+            /// A method's name on the wire.
+            fn __wire_name(&self, method: &'static str) -> ::std::borrow::Cow<'static, str> {
+                match &self.namespace {
+                    ::core::option::Option::Some(ns) => {
+                        ::std::borrow::Cow::Owned(::std::format!("{ns}.{method}"))
+                    }
+                    ::core::option::Option::None => ::std::borrow::Cow::Borrowed(method),
+                }
             }
 
             /// The underlying client (for dynamic calls).
@@ -598,7 +682,7 @@ fn client_method(m: &Method) -> Tokens {
                 -> ::core::result::Result<::zerorpc::ReplyStream<#value_ty>, ::zerorpc::Error>
             {
                 #(#checks)*
-                self.client.stream_with(#wire, #wire_args, self.options.clone()).await
+                self.client.stream_with(&self.__wire_name(#wire), #wire_args, self.options.clone()).await
             }
         },
         _ => quote_spanned! {span=>
@@ -607,7 +691,7 @@ fn client_method(m: &Method) -> Tokens {
                 -> ::core::result::Result<#value_ty, ::zerorpc::Error>
             {
                 #(#checks)*
-                self.client.call_with(#wire, #wire_args, self.options.clone()).await
+                self.client.call_with(&self.__wire_name(#wire), #wire_args, self.options.clone()).await
             }
         },
     }

@@ -142,6 +142,15 @@ impl ClientBuilder {
         self
     }
 
+    /// Require this API version of every call's namespace (the
+    /// `api_version` header; see [`Service::version`](crate::Service::version)):
+    /// a server that does not serve it answers `ERR UnsupportedVersion`.
+    /// [`CallOptions::api_version`](super::CallOptions::api_version) wins
+    /// over it. zerorpc-python and zerorpc-node servers ignore it.
+    pub fn api_version(self, version: crate::Version) -> Self {
+        self.header(crate::protocol::API_VERSION_KEY, version.to_string())
+    }
+
     /// Retry every call lost with its server (connection closed, heartbeats
     /// lapsed) before it was answered, on another server, by this policy.
     /// Only for services whose methods are safe to run twice: see

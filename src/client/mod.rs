@@ -104,6 +104,14 @@ impl CallOptions {
         self
     }
 
+    /// Require this API version of the method's namespace (the
+    /// `api_version` header; see [`Service::version`](crate::Service::version)):
+    /// a server that does not serve it answers `ERR UnsupportedVersion`,
+    /// naming both versions.
+    pub fn api_version(self, version: crate::Version) -> Self {
+        self.header(crate::protocol::API_VERSION_KEY, version.to_string())
+    }
+
     /// Allow this call to be sent again, to another server, if its server
     /// is lost before answering: only for a call that is safe to run twice.
     pub fn retry(mut self, policy: Retry) -> Self {

@@ -54,6 +54,9 @@ pub struct Event<'a> {
     /// request, if present and a non-negative integer (zrpc's deadline;
     /// other peers ignore the key).
     pub timeout_ms: Option<u64>,
+    /// Raw msgpack of header `api_version`: the version of the method's
+    /// namespace the caller requires (zrpc; other peers ignore the key).
+    pub api_version: Option<&'a [u8]>,
     /// The event name (method name or a reserved name), if it was a valid str.
     pub name: Result<&'a str, &'static str>,
     /// Raw msgpack of the whole header (a map for v2+ peers), for the keys
@@ -93,6 +96,7 @@ impl<'a> Event<'a> {
             response_to,
             version,
             timeout_ms,
+            api_version,
         } = header(&mut r)?;
         let header = &buf[header_start..r.pos];
         let name = match r.str_or_skip()? {
@@ -113,6 +117,7 @@ impl<'a> Event<'a> {
             response_to,
             version,
             timeout_ms,
+            api_version,
             name,
             header,
             args: frame.slice(args_start..args_end),
@@ -141,6 +146,7 @@ struct Ids<'a> {
     response_to: Option<&'a [u8]>,
     version: Option<i64>,
     timeout_ms: Option<u64>,
+    api_version: Option<&'a [u8]>,
 }
 
 /// The message id and version of a request whose header is readable even
@@ -177,6 +183,10 @@ pub(crate) fn reply_to(frame: &Bytes) -> Option<&[u8]> {
 /// The header key of a request carrying the caller's remaining time, in
 /// milliseconds (zrpc's deadline; PROTOCOL.md §5).
 pub const TIMEOUT_KEY: &str = "timeout_ms";
+
+/// The header key of a request that requires a version of its method's
+/// namespace, as a `"MAJOR.MINOR"` str (zrpc; PROTOCOL.md §5).
+pub const API_VERSION_KEY: &str = "api_version";
 
 /// Header of an outgoing event.
 #[derive(Clone, Copy, Debug)]
@@ -359,6 +369,7 @@ fn header<'a>(r: &mut Reader<'a>) -> Result<Ids<'a>, DecodeError> {
         response_to: None,
         version: None,
         timeout_ms: None,
+        api_version: None,
     };
     let header_start = r.pos;
     match r.container()? {
@@ -376,6 +387,7 @@ fn header<'a>(r: &mut Reader<'a>) -> Result<Ids<'a>, DecodeError> {
                     Some(k) if k == TIMEOUT_KEY.as_bytes() => {
                         ids.timeout_ms = read_int(raw).and_then(|ms| u64::try_from(ms).ok())
                     }
+                    Some(k) if k == API_VERSION_KEY.as_bytes() => ids.api_version = Some(raw),
                     _ => {}
                 }
             }

@@ -29,7 +29,7 @@ pub(crate) mod msgpack;
 
 pub use event::{
     encode, encode_err, encode_reply, encode_request, encode_request_with_header, request_id,
-    DecodeError, Event, Header, HeaderExtra, TIMEOUT_KEY,
+    DecodeError, Event, Header, HeaderExtra, API_VERSION_KEY, TIMEOUT_KEY,
 };
 pub(crate) use event::{
     encode_request_extra, encode_request_into, encode_with, owned_name, reply_to, HEARTBEAT_ARGS,

@@ -469,6 +469,12 @@ impl Core {
                 return self.reject(&key, frames, legacy, ServiceError::new("NameError", why));
             }
         };
+        if let Some(wanted) = ev.api_version {
+            if let Some(e) = self.dispatch.service().refuse_version(name, wanted) {
+                self.metrics.rejected(Rejected::Version);
+                return self.reject(&key, frames, legacy, e);
+            }
+        }
         // (A stopping server still answers what it reads: see core.rs.)
         self.requests_read = true;
         // When it arrived (this wake-up of the core: one clock reading for

@@ -63,6 +63,27 @@ pub struct ServerBuilder {
 }
 
 impl ServerBuilder {
+    /// Serve `service` too, beside the one given to [`Server::builder`]
+    /// (the default): its methods answer as `namespace.method` (the
+    /// namespace is [`Service::namespace`], its name unless set), so a
+    /// zerorpc-python or zerorpc-node client calls `control.stop` by name.
+    /// Each keeps its own [version](Service::version). Repeatable.
+    ///
+    /// ```
+    /// use zerorpc::{Server, Service, ServiceError, Version};
+    /// let control = Service::new("control")
+    ///     .version(Version::new(2, 0))
+    ///     .method("stop", |(): ()| async { Ok::<_, ServiceError>(true) });
+    /// let builder = Server::builder(Service::new("test"))
+    ///     .service(control)
+    ///     .bind("tcp://127.0.0.1:0");
+    /// # let _ = builder;
+    /// ```
+    pub fn service(mut self, service: Service) -> Self {
+        self.service = self.service.mount(service);
+        self
+    }
+
     /// Secure every connection with CURVE (encryption, and on the CURVE
     /// server side the allow-list of client keys; see [`crate::security`]).
     pub fn curve(mut self, curve: crate::security::Curve) -> Self {

@@ -113,7 +113,7 @@ pub(crate) fn answer(
 }
 
 /// `_zerorpc_inspect`: `{name, methods: {NAME: {args: [{name, default?}], doc}}}`.
-fn inspect(service: &str, methods: &BTreeMap<String, MethodInfo>) -> Value {
+pub(super) fn inspect(service: &str, methods: &BTreeMap<String, MethodInfo>) -> Value {
     let methods = methods
         .values()
         .map(|info| {

@@ -17,6 +17,7 @@ mod args;
 pub(crate) mod handler;
 mod introspect;
 mod object;
+mod version;
 
 #[doc(hidden)]
 pub use args::ArgReader;
@@ -25,6 +26,7 @@ pub(crate) use handler::{guarded, panicked, Encoded, ItemStream, Reply};
 pub(crate) use introspect::INTROSPECTION;
 pub use introspect::{ArgInfo, MethodInfo};
 pub use object::RpcService;
+pub use version::{ParseVersionError, Version};
 
 use crate::error::{clip, ServiceError, QUOTE_LIMIT};
 use crate::names::NameMap;
@@ -57,10 +59,26 @@ type CatchAll = Arc<
 /// ```
 pub struct Service {
     name: String,
+    /// Where a server puts it beside its default service (its methods
+    /// then answer as `namespace.method`); its name unless set.
+    namespace: Option<String>,
+    /// The version it serves; [`Version::DEFAULT`] unless set.
+    version: Option<Version>,
     /// What introspection says of each method, sorted by name.
     infos: BTreeMap<String, MethodInfo>,
     handlers: NameMap<Handler>,
     last: Option<String>,
+    catch_all: Option<CatchAll>,
+    /// The services added beside this one ([`Service::mount`]).
+    mounted: Vec<Mounted>,
+}
+
+/// A service added beside another: what is left of it once its methods
+/// are in the table under `prefix`.
+struct Mounted {
+    /// `namespace.`
+    prefix: String,
+    version: Version,
     catch_all: Option<CatchAll>,
 }
 
@@ -69,16 +87,118 @@ impl Service {
     pub fn new(name: impl Into<String>) -> Self {
         Service {
             name: name.into(),
+            namespace: None,
+            version: None,
             infos: BTreeMap::new(),
             handlers: NameMap::default(),
             last: None,
             catch_all: None,
+            mounted: Vec::new(),
         }
     }
 
     /// The service name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Where a server puts this service when it is not the default one
+    /// ([`ServerBuilder::service`](crate::server::ServerBuilder::service)):
+    /// its methods answer as `namespace.method`. Defaults to the name.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+
+    /// The namespace this service goes under beside another (its name
+    /// unless [`Service::namespace`] set one).
+    pub fn namespace_name(&self) -> &str {
+        self.namespace.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The API version this service serves (default
+    /// [`Version::DEFAULT`], 1.0). A call that requires a version (the
+    /// `api_version` header, [`CallOptions::api_version`](crate::CallOptions::api_version))
+    /// is answered only when this one [serves](Version::serves) it, and
+    /// gets `ERR UnsupportedVersion` naming both versions otherwise; a call
+    /// that requires none (every zerorpc-python and zerorpc-node call) is
+    /// served whatever the version.
+    pub fn version(mut self, version: Version) -> Self {
+        self.version = Some(version);
+        self
+    }
+
+    /// The API version served.
+    pub fn served_version(&self) -> Version {
+        self.version.unwrap_or(Version::DEFAULT)
+    }
+
+    /// Add `other`'s methods beside this service's, under `other`'s
+    /// namespace: its `stop` answers as `control.stop`, with its docs and
+    /// argument names in introspection, its version checked on calls that
+    /// require one, and its catch-all (if any) answering unknown
+    /// `control.*` names. This service stays the default: its methods
+    /// answer without a prefix, and `_zerorpc_name` gives its name.
+    ///
+    /// A method of this service whose name is already `namespace.method`
+    /// is replaced by `other`'s.
+    pub fn mount(mut self, other: Service) -> Self {
+        let namespace = other.namespace_name().to_string();
+        let prefix = format!("{namespace}.");
+        for (name, mut info) in other.infos {
+            let full = format!("{prefix}{name}");
+            info.name = full.clone();
+            self.infos.insert(full, info);
+        }
+        for (name, handler) in other.handlers {
+            self.handlers.insert(format!("{prefix}{name}"), handler);
+        }
+        // Nested services keep their full path.
+        for inner in other.mounted {
+            self.mounted.push(Mounted {
+                prefix: format!("{prefix}{}", inner.prefix),
+                ..inner
+            });
+        }
+        self.mounted.retain(|m| m.prefix != prefix);
+        self.mounted.push(Mounted {
+            prefix,
+            version: other.version.unwrap_or(Version::DEFAULT),
+            catch_all: other.catch_all,
+        });
+        // Longest prefix first: the most specific namespace answers.
+        self.mounted
+            .sort_by_key(|m| std::cmp::Reverse(m.prefix.len()));
+        self.last = None;
+        self
+    }
+
+    /// The namespaces beside the default one, with the version each serves.
+    pub fn namespaces(&self) -> Vec<(&str, Version)> {
+        self.mounted
+            .iter()
+            .map(|m| (m.prefix.trim_end_matches('.'), m.version))
+            .collect()
+    }
+
+    /// The mounted service `name` belongs to, if any.
+    fn mounted_for(&self, name: &str) -> Option<&Mounted> {
+        self.mounted.iter().find(|m| name.starts_with(&m.prefix))
+    }
+
+    /// `ERR UnsupportedVersion` for a call to `name` that requires the
+    /// version in `wanted` (raw msgpack of the `api_version` header key),
+    /// when its namespace does not serve it. Introspection answers any
+    /// version.
+    pub(crate) fn refuse_version(&self, name: &str, wanted: &[u8]) -> Option<ServiceError> {
+        if INTROSPECTION.contains(&name) {
+            return None;
+        }
+        let served = match self.mounted_for(name) {
+            Some(m) => m.version,
+            None => self.served_version(),
+        };
+        version::refuse(name, served, wanted)
     }
 
     /// Registered method names, sorted.
@@ -303,10 +423,16 @@ impl Service {
         if let Some(handler) = self.handlers.get(name) {
             return handler(args);
         }
+        if name == "_zerorpc_inspect" && (self.version.is_some() || !self.mounted.is_empty()) {
+            let answer = self.inspect_with_versions();
+            return Box::pin(std::future::ready(Ok(Reply::Value(Encoded::value(
+                &answer,
+            )))));
+        }
         let reply = match introspect::answer(&self.name, &self.infos, name, &args) {
             Some(answer) => answer,
-            None => match (&self.catch_all, args.values()) {
-                (Some(f), Ok(values)) => {
+            None => match (self.catch_all_for(name), args.values()) {
+                (Some((f, name)), Ok(values)) => {
                     let fut = f(name.to_string(), values);
                     return Box::pin(async move { Ok(Reply::Value(Encoded::value(&fut.await?))) });
                 }
@@ -317,6 +443,30 @@ impl Service {
         Box::pin(std::future::ready(
             reply.map(|v| Reply::Value(Encoded::value(&v))),
         ))
+    }
+
+    /// `_zerorpc_inspect` with the version of each namespace (`""` for the
+    /// default service) under `versions`, a key zerorpc's own clients
+    /// ignore.
+    fn inspect_with_versions(&self) -> Value {
+        let mut answer = introspect::inspect(&self.name, &self.infos);
+        let versions = std::iter::once(("", self.served_version()))
+            .chain(self.namespaces())
+            .map(|(ns, v)| (Value::from(ns), Value::from(v.to_string())))
+            .collect();
+        if let Value::Map(entries) = &mut answer {
+            entries.push(("versions".into(), Value::Map(versions)));
+        }
+        answer
+    }
+
+    /// The catch-all answering `name`, and the name as it sees it: a
+    /// mounted service's, without its prefix, for names in its namespace.
+    fn catch_all_for<'n>(&self, name: &'n str) -> Option<(&CatchAll, &'n str)> {
+        match self.mounted_for(name) {
+            Some(m) => m.catch_all.as_ref().map(|f| (f, &name[m.prefix.len()..])),
+            None => self.catch_all.as_ref().map(|f| (f, name)),
+        }
     }
 }
 

@@ -522,3 +522,63 @@ fn a_pool_of_servers_by_address_and_by_host_name() {
     assert!(total >= 2050, "{j}");
     assert_eq!(j["errors"], serde_json::json!({}), "{j}");
 }
+
+#[test]
+fn one_server_serves_several_built_ins_under_their_names() {
+    let (_srv, ep) = server(&["calc", "time", "echo"]);
+    // The first is the default; the others answer as name.method.
+    assert_eq!(stdout(&zrpc(&[&ep, "add", "2", "3"])), "5\n");
+    let out = zrpc(&[&ep, "time.strftime", "%Y"]);
+    assert!(out.status.success(), "{out:?}");
+    let year = chrono::Local::now().format("%Y").to_string();
+    assert_eq!(stdout(&out).trim(), year);
+    assert_eq!(stdout(&zrpc(&[&ep, "echo.count", "3"])), "0\n1\n2\n");
+    let listing = stdout(&zrpc(&[&ep]));
+    for method in ["add", "time.strftime", "echo.count"] {
+        assert!(listing.contains(method), "{method} missing:\n{listing}");
+    }
+    assert!(listing.starts_with("[calc]\n"), "{listing}");
+    let out = zrpc(&[&ep, "strftime", "%Y"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("NameError"), "{}", stderr(&out));
+    // Unknown or repeated services are usage errors.
+    let ep2 = format!("tcp://127.0.0.1:{}", free_port());
+    let out = zrpc(&["--server", "--bind", &ep2, "calc", "nosuch"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        stderr(&out).contains("unknown service \"nosuch\""),
+        "{}",
+        stderr(&out)
+    );
+    let out = zrpc(&["--server", "--bind", &ep2, "calc", "time", "time"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(stderr(&out).contains("named twice"), "{}", stderr(&out));
+}
+
+#[test]
+fn api_versions_from_the_command_line() {
+    let (_srv, ep) = server(&["--api-version", "2.1", "calc", "time"]);
+    assert_eq!(
+        stdout(&zrpc(&["--api-version", "2.0", &ep, "add", "1", "2"])),
+        "3\n"
+    );
+    let out = zrpc(&["--api-version", "2.2", &ep, "add", "1", "2"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = stderr(&out);
+    assert!(
+        err.contains("UnsupportedVersion") && err.contains("2.1") && err.contains("2.2"),
+        "{err}"
+    );
+    // time is served at the default version, 1.0.
+    let out = zrpc(&["--api-version", "1.0", &ep, "time.time"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = zrpc(&["-?", &ep]);
+    assert!(
+        stdout(&out).contains("versions: calc 2.1, time.* 1.0"),
+        "{}",
+        stdout(&out)
+    );
+    let out = zrpc(&["--api-version", "two", &ep, "add", "1", "2"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(stderr(&out).contains("not a version"), "{}", stderr(&out));
+}

@@ -125,6 +125,19 @@ const scenarios = {
 
 // Against `zrpc --conformance --bind`: a plain call, a call longer than two
 // heartbeats, and a stream.
+// A zrpc server with `control` (version 2.0) beside its default service.
+scenarios.namespaces = async function () {
+  const c = client();
+  assert.strictEqual(await call(c, "add", 2, 3), 5);
+  assert.strictEqual(await call(c, "control.status"), "running");
+  assert.deepStrictEqual(await call(c, "control.echo", [1, "x"]), [1, "x"]);
+  const inspect = await call(c, "_zerorpc_inspect");
+  assert.ok("control.status" in inspect.methods, JSON.stringify(inspect));
+  assert.strictEqual(inspect.versions.control, "2.0");
+  await expectError(call(c, "status"), "NameError", "status");
+  c.close();
+};
+
 scenarios.conformance = async function () {
   const c = client({ timeout: 20, heartbeatInterval: 1000 });
   await call(c, "add", 1, 2);

@@ -164,5 +164,38 @@ def conformance():
     assert list(c.count(300)) == list(range(300))
 
 
+def namespaces():
+    # A zrpc server with `control` (version 2.0) beside its default service.
+    c = client()
+    assert c.add(2, 3) == 5
+    assert c("control.status") == "running"
+    assert c("control.echo", [1, "x"]) == [1, "x"]
+    names = c._zerorpc_list()
+    assert "control.status" in names and "add" in names, names
+    expect_error(lambda: c("status"), "NameError", "status")
+
+    # oslo's version rule, the version sent in a header key of the
+    # request, as a zerorpc middleware can add it.
+    class Version(object):
+        def __init__(self, version):
+            self.version = version
+
+        def client_before_request(self, event):
+            event.header["api_version"] = self.version
+
+    def at(version):
+        ctx = zerorpc.Context()
+        ctx.register_middleware(Version(version))
+        v = zerorpc.Client(timeout=10, heartbeat=5, context=ctx)
+        v.connect(endpoint)
+        return v
+
+    assert at("2.0")("control.status") == "running"
+    e = expect_error(lambda: at("2.1")("control.status"), "UnsupportedVersion", "requires 2.1")
+    assert "served at version 2.0" in e.msg, e.msg
+    expect_error(lambda: at("2.0").add(1, 2), "UnsupportedVersion", "served at version 1.0")
+    assert at("1.0").add(1, 2) == 3
+
+
 globals()[scenario]()
 print("PASS", scenario, flush=True)

@@ -14,6 +14,7 @@ use clap::Parser;
         zrpc --client --connect tcp://127.0.0.1:4242 strftime %Y/%m/%d\n  \
         zrpc -? tcp://127.0.0.1:4242\n  \
         zrpc --server --bind tcp://127.0.0.1:4243 --exec uptime=uptime\n  \
+        zrpc --server --bind tcp://127.0.0.1:4246 calc time echo   (time.strftime, echo.count, ...)\n  \
         zrpc tcp://127.0.0.1:4242 count 5              (echo service: a stream)\n  \
         zrpc --pull --bind tcp://127.0.0.1:4244        (print every pushed event)\n  \
         zrpc --push --connect tcp://127.0.0.1:4244 resize photo.jpg 640\n  \
@@ -27,7 +28,9 @@ pub(super) struct Opts {
     /// Run as a client (the default).
     #[arg(long)]
     pub(super) client: bool,
-    /// Run as a server, serving SERVICE (time, calc, echo) and any --exec methods.
+    /// Run as a server, serving SERVICE (time, calc, echo) and any --exec
+    /// methods; more SERVICEs after the first are served beside it under
+    /// their names (`time.strftime`).
     #[arg(long)]
     pub(super) server: bool,
     /// Send one event METHOD PARAMS... to one puller (PUSH), then exit.
@@ -148,6 +151,11 @@ pub(super) struct Opts {
     /// strict JSON with -j).
     #[arg(long, value_name = "KEY=VALUE")]
     pub(super) header: Vec<String>,
+    /// The API version X.Y: the version the default service serves
+    /// (server), or that every call requires (client; a server that does
+    /// not serve it answers UnsupportedVersion).
+    #[arg(long, value_name = "X.Y")]
+    pub(super) api_version: Option<zerorpc::Version>,
     /// Serve a shell command as method NAME (server; repeatable). Arguments
     /// become argv, stdout is the result, a non-zero exit is an error.
     #[arg(long, value_name = "NAME=COMMAND")]

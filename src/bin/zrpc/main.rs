@@ -241,13 +241,8 @@ async fn run(opts: Opts) -> Result<(), CliError> {
         .await;
     }
     if opts.server {
-        if let Some(extra) = params.first() {
-            return Err(CliError::Usage(format!(
-                "--server takes one SERVICE (got {extra:?} after it)"
-            )));
-        }
         security::check_exec_exposure(&opts, &binds, &connects, curve.is_some())?;
-        serve(&opts, connects, binds, command, heartbeat, curve).await
+        serve(&opts, connects, binds, command, params, heartbeat, curve).await
     } else if opts.push || opts.publish {
         let timeout = seconds(opts.timeout, "timeout")?.unwrap_or(Duration::MAX);
         let method =
@@ -272,6 +267,9 @@ async fn run(opts: Opts) -> Result<(), CliError> {
         }
         if let Some(c) = curve {
             builder = builder.curve(c);
+        }
+        if let Some(v) = opts.api_version {
+            builder = builder.api_version(v);
         }
         for h in &opts.header {
             let (key, value) = h
@@ -305,16 +303,20 @@ async fn serve(
     connects: Vec<String>,
     binds: Vec<String>,
     command: Option<String>,
+    more: Vec<String>,
     heartbeat: Option<Duration>,
     curve: Option<zerorpc::security::Curve>,
 ) -> Result<(), CliError> {
-    let mut service = match command.as_deref() {
-        Some(name) => builtins::service(name).ok_or_else(|| {
+    let builtin = |name: &str| {
+        builtins::service(name).ok_or_else(|| {
             CliError::Usage(format!(
                 "unknown service {name:?}: built-in services are {} (or serve commands with --exec NAME=COMMAND)",
                 builtins::NAMES.join(", ")
             ))
-        })?,
+        })
+    };
+    let mut service = match command.as_deref() {
+        Some(name) => builtin(name)?,
         None if !opts.exec.is_empty() => zerorpc::Service::new("exec"),
         None => {
             return Err(CliError::Usage(format!(
@@ -326,6 +328,15 @@ async fn serve(
     let runner = exec::Runner::new(opts.exec_max, opts.exec_allow_options);
     for spec in &opts.exec {
         service = exec::add_exec(service, spec, &runner).map_err(CliError::Usage)?;
+    }
+    if let Some(v) = opts.api_version {
+        service = service.version(v);
+    }
+    for name in &more {
+        if Some(name) == command.as_ref() || more.iter().filter(|m| *m == name).count() > 1 {
+            return Err(CliError::Usage(format!("service {name:?} is named twice")));
+        }
+        service = service.mount(builtin(name)?);
     }
     let name = service.name().to_string();
     if let Some(addr) = &opts.metrics {

@@ -10,6 +10,9 @@ use zerorpc::Value;
 pub(crate) struct Described {
     pub name: String,
     pub methods: Vec<MethodInfo>,
+    /// Each namespace's API version (`""`: the default service), when the
+    /// server reports them (zrpc's `versions` key).
+    pub versions: Vec<(String, String)>,
 }
 
 impl Described {
@@ -33,6 +36,11 @@ impl Described {
                             .collect()
                     }),
                 })
+                .collect(),
+            versions: self
+                .versions
+                .iter()
+                .map(|(ns, v)| (line(ns), line(v)))
                 .collect(),
         }
     }
@@ -88,7 +96,19 @@ fn from_inspect(v: &Value) -> Described {
         })
         .unwrap_or_default();
     methods.sort_by(|a, b| a.name.cmp(&b.name));
-    Described { name, methods }
+    let versions = get(v, "versions")
+        .and_then(Value::as_map)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(ns, v)| Some((ns.as_str()?.to_string(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    Described {
+        name,
+        methods,
+        versions,
+    }
 }
 
 async fn legacy(client: &Client) -> Result<Described, Error> {
@@ -110,7 +130,11 @@ async fn legacy(client: &Client) -> Result<Described, Error> {
             args: None,
         });
     }
-    Ok(Described { name, methods })
+    Ok(Described {
+        name,
+        methods,
+        versions: Vec::new(),
+    })
 }
 
 fn signature(m: &MethodInfo) -> String {
@@ -133,6 +157,17 @@ fn signature(m: &MethodInfo) -> String {
 pub(crate) fn listing(svc: &Described, signatures: bool) -> String {
     let svc = &svc.printable();
     let mut out = format!("[{}]\n", svc.name);
+    if !svc.versions.is_empty() {
+        let versions: Vec<String> = svc
+            .versions
+            .iter()
+            .map(|(ns, v)| match ns.as_str() {
+                "" => format!("{} {v}", svc.name),
+                ns => format!("{ns}.* {v}"),
+            })
+            .collect();
+        out.push_str(&format!("versions: {}\n", versions.join(", ")));
+    }
     let width = svc.methods.iter().map(|m| m.name.len()).max().unwrap_or(0);
     for m in &svc.methods {
         if signatures {
@@ -279,6 +314,7 @@ mod tests {
                 MethodInfo::new("add").doc("Add.\nMore").args(["a", "b"]),
                 MethodInfo::new("mystery"),
             ],
+            versions: Vec::new(),
         };
         svc.methods[0].args.as_mut().unwrap()[1].default = Some(Value::from(10));
         assert_eq!(
@@ -293,6 +329,11 @@ mod tests {
         assert_eq!(
             method_help(&svc, "zz"),
             "[calc]\nNo documentation for \"zz\".\n"
+        );
+        svc.versions = vec![("".into(), "1.0".into()), ("control".into(), "2.0".into())];
+        assert_eq!(
+            listing(&svc, true),
+            "[calc]\nversions: calc 1.0, control.* 2.0\nadd(a, b=10)\nmystery(??)\n"
         );
     }
 
@@ -313,6 +354,7 @@ mod tests {
         let svc = Described {
             name: "s\x1b]0;x\x07".into(),
             methods: vec![MethodInfo::new("m\x1b").doc("line\n\x1b[31mred")],
+            versions: Vec::new(),
         };
         assert_eq!(listing(&svc, false), "[s\\x1b]0;x\\x07]\nm\\x1b line\n");
         assert_eq!(

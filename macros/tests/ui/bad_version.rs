@@ -1,0 +1,7 @@
+// A version is MAJOR.MINOR.
+#[zerorpc::service(namespace = "control", version = "two")]
+pub trait Control {
+    async fn stop(&self);
+}
+
+fn main() {}
