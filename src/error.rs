@@ -98,6 +98,11 @@ pub enum Error {
     /// The peer broke the zerorpc protocol.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// Keyword arguments that do not fit the method's parameters (an
+    /// unknown name, a missing value), or a server that does not report
+    /// its parameters; found before anything was sent.
+    #[error("{0}")]
+    Arguments(String),
     /// A `close(grace)` ended its grace period with work left: requests
     /// cancelled, calls failed or events not delivered.
     #[error("{count} {what} after {}", fmt_secs(*grace))]
@@ -127,6 +132,7 @@ impl Error {
             Error::Encode { .. } => "EncodeError",
             Error::Decode { .. } => "DecodeError",
             Error::Protocol(_) => "ProtocolError",
+            Error::Arguments(_) => "ArgumentError",
             Error::Unfinished { .. } => "Unfinished",
             Error::Closed => "Closed",
         }

@@ -231,6 +231,7 @@ impl ClientBuilder {
                 task,
                 discovery,
                 max_decoded: self.max_decoded,
+                signatures: Default::default(),
             }),
         })
     }

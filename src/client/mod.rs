@@ -32,6 +32,7 @@
 //! | `deadlines` | when calls time out, earliest first |
 //! | `discovery` | servers found by name: [`Resolver`] and the built-in ones |
 //! | `retry` | what a caller may allow to be sent twice: [`Retry`] |
+//! | `kwargs` | keyword arguments placed at positions by the server's own introspection |
 //! | `builder` | [`ClientBuilder`] |
 
 mod builder;
@@ -39,6 +40,7 @@ mod call;
 mod calls;
 mod deadlines;
 mod discovery;
+mod kwargs;
 mod reader;
 mod reply;
 mod retry;
@@ -159,6 +161,8 @@ struct Inner {
     discovery: Option<tokio::task::JoinHandle<()>>,
     /// The most memory decoding one reply or item may take.
     max_decoded: usize,
+    /// Methods' parameters, for keyword arguments (see `kwargs.rs`).
+    signatures: kwargs::Signatures,
 }
 
 impl Drop for Inner {
@@ -243,6 +247,78 @@ impl Client {
     pub async fn call_dynamic(&self, method: &str, args: Vec<Value>) -> Result<Value, Error> {
         self.call_dynamic_with(method, args, CallOptions::default())
             .await
+    }
+
+    /// Call `method` with keyword arguments as well as positional ones,
+    /// whatever the server: zerorpc only has positions, so the names are
+    /// placed at their positions by the method's parameters as the server
+    /// reports them (`_zerorpc_inspect`, else `_zerorpc_args`; learned once
+    /// per method and client), and skipped parameters get their declared
+    /// defaults. An unknown name, a name given twice or a parameter left
+    /// without a value fails here ([`Error::Arguments`], naming the
+    /// method's real parameters), before anything is sent.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: zerorpc::Client) -> Result<(), zerorpc::Error> {
+    /// use zerorpc::Value;
+    /// // A zerorpc-python `def add(self, a, b=10)`:
+    /// let sum: i64 = client
+    ///     .call_kwargs("add", vec![], vec![("a".into(), Value::from(5))])
+    ///     .await?;
+    /// assert_eq!(sum, 15);
+    /// # Ok(()) }
+    /// ```
+    pub async fn call_kwargs<R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: Vec<Value>,
+        kwargs: Vec<(String, Value)>,
+    ) -> Result<R, Error> {
+        let args = self.positional(method, args, kwargs).await?;
+        self.call(method, args).await
+    }
+
+    /// The positional arguments that [`Client::call_kwargs`] would send:
+    /// `args`, then each keyword at its parameter's position.
+    pub async fn positional(
+        &self,
+        method: &str,
+        args: Vec<Value>,
+        kwargs: Vec<(String, Value)>,
+    ) -> Result<Vec<Value>, Error> {
+        if kwargs.is_empty() {
+            return Ok(args);
+        }
+        let signatures = &self.inner.signatures;
+        if !matches!(signatures.get(method), Some(Some(_))) {
+            match self.call_dynamic("_zerorpc_inspect", vec![]).await {
+                Ok(inspect) => signatures.learn_inspect(&inspect),
+                Err(Error::Remote(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if !matches!(signatures.get(method), Some(Some(_))) {
+            // Older servers, and Python's when its inspect fails as a whole.
+            match self
+                .call_dynamic("_zerorpc_args", vec![method.into()])
+                .await
+            {
+                Ok(spec) => signatures.learn_argspec(method, &spec),
+                Err(Error::Remote(e)) => {
+                    return Err(Error::Arguments(format!(
+                        "keyword arguments need the parameters of {method}, and the server does not report them ({}: {})",
+                        e.name, e.message
+                    )))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match signatures.get(method) {
+            Some(Some(params)) => kwargs::place(method, &params, args, kwargs),
+            _ => Err(Error::Arguments(format!(
+                "keyword arguments need the parameters of {method}, and the server does not report them"
+            ))),
+        }
     }
 
     /// [`Client::call_dynamic`] with per-call options.

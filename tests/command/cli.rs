@@ -582,3 +582,28 @@ fn api_versions_from_the_command_line() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(stderr(&out).contains("not a version"), "{}", stderr(&out));
 }
+
+#[test]
+fn keyword_arguments_from_the_command_line() {
+    // zerorpc-python's `def add(self, a, b=10)`.
+    let (_py, ep) = python_kwargs_server("shim");
+    assert_eq!(stdout(&zrpc(&["--kw", "a=5", &ep, "add"])), "15\n");
+    assert_eq!(
+        stdout(&zrpc(&["--kw", "b=2", "--kw", "a=1", &ep, "add"])),
+        "3\n"
+    );
+    assert_eq!(stdout(&zrpc(&["--kw", "b=2", &ep, "add", "40"])), "42\n");
+    let out = zrpc(&["--kw", "c=1", &ep, "add"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = stderr(&out);
+    assert!(err.contains("add(a, b=10) has no parameter \"c\""), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    let out = zrpc(&["--kw", "a", &ep, "add"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    // A zrpc server's declared arguments work the same way.
+    let (_srv, ep) = server(&["calc"]);
+    assert_eq!(
+        stdout(&zrpc(&["--kw", "b=3", "--kw", "a=4", &ep, "subtract"])),
+        "1\n"
+    );
+}

@@ -335,6 +335,23 @@ pub fn python_server(heartbeat: f64) -> (Proc, String) {
     (proc, ep)
 }
 
+/// zerorpc-python serving `add(self, a, b=10)` and `greet(self, name,
+/// greeting="Hello", punctuation="!")` (tests/python/py_kwargs.py), as
+/// released (`"stock"`) or with the getargspec its introspection needs on
+/// Python ≥ 3.11 (`"shim"`).
+pub fn python_kwargs_server(mode: &str) -> (Proc, String) {
+    let ep = format!("tcp://127.0.0.1:{}", free_port());
+    let proc = spawn_until(
+        Command::new(python())
+            .arg(script("py_kwargs.py"))
+            .arg(&ep)
+            .arg(mode),
+        "READY",
+        false,
+    );
+    (proc, ep)
+}
+
 /// Run a Python client scenario against `ep`; panics with its output on failure.
 pub fn python_client(ep: &str, scenario: &str) {
     let out = Command::new(python())

@@ -10,6 +10,7 @@
 //! | `context.rs` | request context, middleware, deadlines, cancellation |
 //! | `context_interop.rs` | context and `_zpc_cancel` against the real peers |
 //! | `interop_streams.rs` | streams and one-way events against zerorpc-python |
+//! | `kwargs.rs` | keyword arguments placed by a zrpc or zerorpc-python server's introspection |
 //! | `namespaces.rs` | several services per server: namespaces, versions, the real peers calling them |
 //! | `curve.rs` | CurveZMQ between zrpc peers |
 //! | `typed.rs` | `#[zerorpc::service]` end to end |
@@ -29,6 +30,7 @@ mod context;
 mod context_interop;
 mod curve;
 mod interop_streams;
+mod kwargs;
 mod namespaces;
 mod oneway;
 mod protocol_doc;

@@ -156,6 +156,12 @@ pub(super) struct Opts {
     /// not serve it answers UnsupportedVersion).
     #[arg(long, value_name = "X.Y")]
     pub(super) api_version: Option<zerorpc::Version>,
+    /// Pass argument NAME by name (client; repeatable), after the
+    /// positional PARAMS: placed at its position by the server's own
+    /// introspection, skipped parameters getting their defaults. VALUE is
+    /// read like a parameter.
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub(super) kw: Vec<String>,
     /// Serve a shell command as method NAME (server; repeatable). Arguments
     /// become argv, stdout is the result, a non-zero exit is an error.
     #[arg(long, value_name = "NAME=COMMAND")]

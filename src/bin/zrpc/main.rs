@@ -449,7 +449,18 @@ async fn client_main(
         output::emit(&output::method_help(&svc, &method));
         return Ok(());
     }
-    let args = parse_params(&params, opts.json)?;
+    let mut args = parse_params(&params, opts.json)?;
+    if !opts.kw.is_empty() {
+        let mut kwargs = Vec::new();
+        for kw in &opts.kw {
+            let (name, value) = kw
+                .split_once('=')
+                .ok_or_else(|| CliError::Usage(format!("--kw takes NAME=VALUE, got {kw:?}")))?;
+            let value = parse_params(&[value.to_string()], opts.json)?.remove(0);
+            kwargs.push((name.to_string(), value));
+        }
+        args = client.positional(&method, args, kwargs).await?;
+    }
     match client
         .request_dynamic(&method, args, CallOptions::default())
         .await?
