@@ -98,6 +98,15 @@ pub enum Error {
     /// The peer broke the zerorpc protocol.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// A call to a server by name ([`CallOptions::to`](crate::CallOptions::to))
+    /// that none of the client's servers has; nothing was sent.
+    #[error("no server named {name:?} among this client's servers: {servers}")]
+    UnknownServer {
+        /// The name asked for.
+        name: String,
+        /// The servers there are, with their names.
+        servers: String,
+    },
     /// Keyword arguments that do not fit the method's parameters (an
     /// unknown name, a missing value), or a server that does not report
     /// its parameters; found before anything was sent.
@@ -133,6 +142,7 @@ impl Error {
             Error::Decode { .. } => "DecodeError",
             Error::Protocol(_) => "ProtocolError",
             Error::Arguments(_) => "ArgumentError",
+            Error::UnknownServer { .. } => "UnknownServer",
             Error::Unfinished { .. } => "Unfinished",
             Error::Closed => "Closed",
         }

@@ -12,8 +12,10 @@
 //! [`ReplyStream`](super::ReplyStream). A `Pending` dropped before its
 //! answer abandons the call (the server is told).
 
+use super::calls::Route;
 use super::reader::{self, Reader};
 use super::reply::{parse_err, Answered, Reply, Slot};
+use super::servers::ServerId;
 use super::{CallOptions, Client};
 use crate::context;
 use crate::error::Error;
@@ -132,6 +134,18 @@ impl<'a> Pending<'a> {
         encode: impl FnOnce(&HeaderExtra) -> Result<(MessageId, Bytes), Error>,
         opts: CallOptions,
     ) -> Result<Pending<'a>, Error> {
+        Pending::send_to(client, method, encode, opts, None)
+    }
+
+    /// [`Pending::send`] to server `only` (the client asking a server its
+    /// name).
+    pub(super) fn send_to(
+        client: &'a Client,
+        method: &'a str,
+        encode: impl FnOnce(&HeaderExtra) -> Result<(MessageId, Bytes), Error>,
+        opts: CallOptions,
+        only: Option<ServerId>,
+    ) -> Result<Pending<'a>, Error> {
         // (The one clock reading of a call's start.)
         let started = Instant::now();
         let span = if !crate::telemetry::spans_wanted() {
@@ -149,7 +163,7 @@ impl<'a> Pending<'a> {
         if !span.is_disabled() {
             span.record("method", method);
         }
-        match register(client, method, encode, opts, &span, started) {
+        match register(client, method, encode, opts, only, &span, started) {
             Ok((id, slot, counters)) => Ok(Pending {
                 client,
                 method,
@@ -259,10 +273,29 @@ fn register(
     method: &str,
     encode: impl FnOnce(&HeaderExtra) -> Result<(MessageId, Bytes), Error>,
     opts: CallOptions,
+    only: Option<ServerId>,
     span: &tracing::Span,
     at: Instant,
 ) -> Result<(MessageId, Arc<Slot<Answered>>, CallCounters), Error> {
     let inner = &client.inner;
+    // A call to a server by name goes there or nowhere (the caller asked
+    // the servers their names first: `Client::learn_names`).
+    let route = match (only, &opts.to) {
+        (Some(s), _) => Route::Only(s),
+        (None, Some(name)) => {
+            let servers = &inner.reader.lock().servers;
+            match servers.named(name) {
+                Some(s) => Route::Only(s),
+                None => {
+                    return Err(Error::UnknownServer {
+                        name: name.clone(),
+                        servers: servers.names().join(", "),
+                    })
+                }
+            }
+        }
+        (None, None) => Route::Any,
+    };
     let mut timeout = opts.timeout.unwrap_or(inner.timeout);
     // Inside a handler: no longer than its caller waits, same trace.
     let mut trace = None;
@@ -317,9 +350,10 @@ fn register(
     }
     let slot = Slot::new();
     let retry = opts.retry.or(inner.retry);
-    let counters = inner
-        .reader
-        .start(id, frame, method, timeout, retry, slot.clone(), at)?;
+    let counters =
+        inner
+            .reader
+            .start(id, frame, method, timeout, retry, slot.clone(), route, at)?;
     Ok((id, slot, counters))
 }
 

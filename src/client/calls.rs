@@ -53,9 +53,30 @@ pub(super) struct Call {
     retry: Option<Box<Retrying>>,
     /// When its request left (timed only with several servers).
     sent: Option<Instant>,
-    /// The server it was lost on or handed back by: not sent there again
-    /// while another one is healthy.
-    avoid: Option<ServerId>,
+    /// Where it may go.
+    route: Route,
+}
+
+/// Where a call may go.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Route {
+    /// To the best server.
+    Any,
+    /// Not to the server it was lost on or handed back by, while another
+    /// one is healthy.
+    Avoid(ServerId),
+    /// To this server, or nowhere (a call to a server by name).
+    Only(ServerId),
+}
+
+impl Route {
+    /// After a call was lost on `s`: a call to one server stays on it.
+    fn after_losing(self, s: ServerId) -> Route {
+        match self {
+            Route::Only(_) => self,
+            _ => Route::Avoid(s),
+        }
+    }
 }
 
 /// What is left of a retryable call's policy.
@@ -169,6 +190,7 @@ impl Table {
         timeout: Option<Duration>,
         retry: Option<Retry>,
         reply: Arc<Slot<Answered>>,
+        route: Route,
         now: Instant,
     ) -> Result<(bool, CallCounters), Error> {
         if self.closed {
@@ -193,7 +215,7 @@ impl Table {
             credit: 1,
             retry,
             sent: None,
-            avoid: None,
+            route,
         };
         self.calls.insert(id, call);
         self.pending.push_back(id);
@@ -374,6 +396,8 @@ impl Table {
             server.up = true;
             server.suspect = false;
             server.refused = None;
+            // Perhaps another server at the same address: ask again.
+            server.name = None;
             // A new connection: a restarted server, no longer stopping.
             server.draining = false;
         }
@@ -412,13 +436,14 @@ impl Table {
     /// Call `id` was not run by its server (a stopping server handed it
     /// back, or closed without reading it): send it to another one, with
     /// its deadline unchanged. False (nothing done) for a call that had
-    /// part of its answer (a stream): it ran.
+    /// part of its answer (a stream): it ran; and for a call to one server
+    /// by name: there is no other.
     fn requeue(&mut self, id: MessageId, now: Instant) -> bool {
         let server = {
             let Some(call) = self.calls.get_mut(&id) else {
                 return false;
             };
-            if !matches!(call.waiter, Waiter::First(_)) {
+            if !matches!(call.waiter, Waiter::First(_)) || matches!(call.route, Route::Only(_)) {
                 return false;
             }
             call.frame = Some(call.request.clone());
@@ -428,7 +453,7 @@ impl Table {
         if let Some(s) = server {
             self.unload(s);
             if let Some(call) = self.calls.get_mut(&id) {
-                call.avoid = Some(s);
+                call.route = call.route.after_losing(s);
             }
         }
         tracing::debug!("call not run by a stopping server; sending it elsewhere");
@@ -546,6 +571,7 @@ impl Table {
         // to another server (PROTOCOL.md §7).
         if name == protocol::ERR
             && matches!(call.waiter, Waiter::First(_))
+            && !matches!(call.route, Route::Only(_))
             && self.servers.another_healthy(from)
             && parse_err(&args).name == protocol::SERVER_STOPPING
         {
@@ -815,7 +841,7 @@ impl Table {
             self.unload(s);
             if let Some(call) = self.calls.get_mut(&id) {
                 call.beat = Beat::new(now, !self.passive);
-                call.avoid = Some(s);
+                call.route = call.route.after_losing(s);
             }
         }
         tracing::debug!(reason, "call lost; retrying it on another server");
@@ -833,9 +859,32 @@ impl Table {
                 self.pending.pop_front();
                 continue;
             };
-            let avoid = call.avoid;
-            let Some(server) = self.servers.pick(avoid) else {
-                return;
+            let server = match call.route {
+                Route::Only(s) => match self.servers.get(s).is_some_and(|s| s.usable()) {
+                    true => s,
+                    // Named, and gone since: nowhere else to go.
+                    false => {
+                        self.pending.pop_front();
+                        if let Some(call) = self.forget(id) {
+                            call.waiter.fail(Error::LostRemote {
+                                method: call.method.into(),
+                                reason: format!(
+                                    "the server it was sent to ({}) is not connected",
+                                    self.servers.endpoint(s)
+                                ),
+                            });
+                        }
+                        continue;
+                    }
+                },
+                Route::Avoid(s) => match self.servers.pick(Some(s)) {
+                    Some(server) => server,
+                    None => return,
+                },
+                Route::Any => match self.servers.pick(None) {
+                    Some(server) => server,
+                    None => return,
+                },
             };
             self.pending.pop_front();
             let Some(call) = self.calls.get_mut(&id) else {

@@ -88,6 +88,8 @@ pub struct CallOptions {
     /// Send the call again if its server is lost before answering (see
     /// [`Retry`]); overrides [`ClientBuilder::retry`].
     pub retry: Option<Retry>,
+    /// Send the call to the server with this name only ([`CallOptions::to`]).
+    pub to: Option<String>,
 }
 
 impl CallOptions {
@@ -114,6 +116,17 @@ impl CallOptions {
         self.header(crate::protocol::API_VERSION_KEY, version.to_string())
     }
 
+    /// Send this call to the server called `name` ([`ServerBuilder::name`](crate::ServerBuilder::name),
+    /// `zrpc --server-name`), among the client's servers, as
+    /// oslo.messaging's `Target(server=...)`. The client asks each server
+    /// its name once per connection (`_zrpc_server_name`); when none of
+    /// them has it, the call fails at once ([`Error::UnknownServer`], listing
+    /// the names there are).
+    pub fn to(mut self, name: impl Into<String>) -> Self {
+        self.to = Some(name.into());
+        self
+    }
+
     /// Allow this call to be sent again, to another server, if its server
     /// is lost before answering: only for a call that is safe to run twice.
     pub fn retry(mut self, policy: Retry) -> Self {
@@ -136,6 +149,10 @@ pub struct ServerInfo {
     pub in_flight: usize,
     /// Calls it answered.
     pub answered: u64,
+    /// Its name, once a call was sent to a server by name
+    /// ([`CallOptions::to`]); `None` before, or for a server that is not
+    /// zrpc.
+    pub name: Option<String>,
 }
 
 /// A connection to one or more zerorpc servers. Cheap to clone; all clones
@@ -237,6 +254,9 @@ impl Client {
         opts: CallOptions,
     ) -> Result<R, Error> {
         let encode = |extra: &_| request_serde(method, extra, &args);
+        if opts.to.is_some() {
+            self.learn_names(opts.timeout).await?;
+        }
         let (_, first) = Pending::send(self, method, encode, opts)?.await?;
         let result = only_value(method, first)?;
         crate::blob::from_msgpack(&result, &result, self.inner.max_decoded)
@@ -321,6 +341,56 @@ impl Client {
         }
     }
 
+    /// Ask every connected server whose name is not known yet
+    /// (`_zrpc_server_name`, at once, each bounded by `timeout` or 5 s):
+    /// what [`CallOptions::to`] needs. A server that is not zrpc answers
+    /// `NameError` and has no name; one that does not answer is asked
+    /// again next time.
+    async fn learn_names(&self, timeout: Option<Option<Duration>>) -> Result<(), Error> {
+        let ask = Duration::from_secs(5).min(
+            timeout
+                .unwrap_or(self.inner.timeout)
+                .unwrap_or(Duration::MAX),
+        );
+        // A client just started may still be connecting: give its servers
+        // a moment (a down one costs a call by name this wait, no more).
+        let connecting = tokio::time::Instant::now() + ask.min(Duration::from_secs(1));
+        while tokio::time::Instant::now() < connecting
+            && !self.inner.reader.lock().servers.iter().all(|(_, s)| s.up)
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let unnamed = self.inner.reader.lock().servers.unnamed();
+        let asks = unnamed.into_iter().map(|id| async move {
+            let method = crate::service::SERVER_NAME;
+            let encode = |extra: &_| Ok(request_dynamic(method, extra, vec![]));
+            let opts = CallOptions::timeout(ask);
+            let answer = match Pending::send_to(self, method, encode, opts, Some(id)) {
+                Ok(pending) => pending.await,
+                Err(e) => Err(e),
+            };
+            let name = match answer {
+                Ok((_, first)) => only_value(method, first)
+                    .ok()
+                    .and_then(|raw| budget::read_value(&raw, self.inner.max_decoded).ok())
+                    .and_then(|v| v.as_str().map(str::to_string)),
+                // Not zrpc (NameError): no name, and none to come.
+                Err(Error::Remote(_)) => None,
+                Err(Error::Closed) => return Err(Error::Closed),
+                // Lost or slow: ask again next time.
+                Err(_) => return Ok(()),
+            };
+            if let Some(server) = self.inner.reader.lock().servers.get_mut(id) {
+                server.name = Some(name);
+            }
+            Ok(())
+        });
+        for asked in futures::future::join_all(asks).await {
+            asked?;
+        }
+        Ok(())
+    }
+
     /// [`Client::call_dynamic`] with per-call options.
     pub async fn call_dynamic_with(
         &self,
@@ -329,6 +399,9 @@ impl Client {
         opts: CallOptions,
     ) -> Result<Value, Error> {
         let encode = |extra: &_| Ok(request_dynamic(method, extra, args));
+        if opts.to.is_some() {
+            self.learn_names(opts.timeout).await?;
+        }
         let (_, first) = Pending::send(self, method, encode, opts)?.await?;
         let result = only_value(method, first)?;
         budget::read_value(&result, self.inner.max_decoded)
@@ -366,6 +439,9 @@ impl Client {
         opts: CallOptions,
     ) -> Result<ReplyStream<R>, Error> {
         let encode = |extra: &_| request_serde(method, extra, &args);
+        if opts.to.is_some() {
+            self.learn_names(opts.timeout).await?;
+        }
         let (id, first) = Pending::send(self, method, encode, opts)?.await?;
         self.make_stream(method, id, first, decode_serde::<R>)
     }
@@ -379,6 +455,9 @@ impl Client {
         opts: CallOptions,
     ) -> Result<Response, Error> {
         let encode = |extra: &_| Ok(request_dynamic(method, extra, args));
+        if opts.to.is_some() {
+            self.learn_names(opts.timeout).await?;
+        }
         let (id, first) = Pending::send(self, method, encode, opts)?.await?;
         if first.is_stream() {
             return self

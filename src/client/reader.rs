@@ -24,7 +24,7 @@
 //! next, no wake-up is lost. A leader that finishes or gives up without
 //! acting on a wake-up passes it to the core task.
 
-use super::calls::Table;
+use super::calls::{Route, Table};
 use super::reply::{Answered, Slot};
 use super::retry::Retry;
 use crate::error::Error;
@@ -90,11 +90,12 @@ impl Reader {
         timeout: Option<Duration>,
         retry: Option<Retry>,
         reply: Arc<Slot<Answered>>,
+        route: Route,
         now: Instant,
     ) -> Result<CallCounters, Error> {
         let (wake, counters) = self
             .lock()
-            .start(id, frame, method, timeout, retry, reply, now)?;
+            .start(id, frame, method, timeout, retry, reply, route, now)?;
         if wake {
             self.rearm.notify_one();
         }

@@ -73,6 +73,10 @@ pub(super) struct Server {
     pub(super) origin: Option<usize>,
     /// Why its last connect attempt failed, until it connects.
     pub(super) refused: Option<String>,
+    /// Its name, once asked (`_zrpc_server_name`; `Some(None)`: it has
+    /// none, not being zrpc), for calls sent to a server by name. Asked
+    /// again after each new connection.
+    pub(super) name: Option<Option<String>>,
 }
 
 impl Server {
@@ -95,12 +99,13 @@ impl Server {
             retyped: false,
             origin,
             refused: None,
+            name: None,
         }
     }
 
     /// Takes new calls: connected, not suspected, not retiring (a
     /// draining one only when no other will do).
-    fn usable(&self) -> bool {
+    pub(super) fn usable(&self) -> bool {
         self.up && !self.suspect && !self.retiring
     }
 
@@ -343,6 +348,33 @@ impl Servers {
         Some(l)
     }
 
+    /// The usable server called `name`.
+    pub(super) fn named(&self, name: &str) -> Option<ServerId> {
+        self.iter()
+            .find(|(_, s)| s.usable() && s.name.as_ref().and_then(Option::as_deref) == Some(name))
+            .map(|(id, _)| id)
+    }
+
+    /// Usable servers whose name has not been asked yet.
+    pub(super) fn unnamed(&self) -> Vec<ServerId> {
+        self.iter()
+            .filter(|(_, s)| s.usable() && s.name.is_none())
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// What each server is called, for an error naming them.
+    pub(super) fn names(&self) -> Vec<String> {
+        self.iter()
+            .map(|(_, s)| match (s.usable(), s.name.as_ref()) {
+                (false, _) => format!("{} (not connected)", s.endpoint),
+                (true, Some(Some(name))) => format!("{name} ({})", s.endpoint),
+                (true, Some(None)) => format!("{} (not zrpc: no name)", s.endpoint),
+                (true, None) => format!("{} (did not say its name)", s.endpoint),
+            })
+            .collect()
+    }
+
     /// Is a healthy server other than `s` there?
     pub(super) fn another_healthy(&self, s: ServerId) -> bool {
         self.iter().any(|(id, server)| id != s && server.healthy())
@@ -387,6 +419,7 @@ impl Servers {
                 skipped: s.suspect || s.retiring || s.draining,
                 in_flight: s.load,
                 answered: s.answered,
+                name: s.name.clone().flatten(),
             })
             .collect()
     }

@@ -44,6 +44,17 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// `host-pid`: the host's name (as the kernel has it), and this process.
+fn default_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string());
+    format!("{host}-{}", std::process::id())
+}
+
 /// Default heartbeat period, as in zerorpc.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 
@@ -51,6 +62,7 @@ pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 #[must_use = "a builder does nothing until `start` is awaited"]
 pub struct ServerBuilder {
     service: Service,
+    name: Option<String>,
     /// Tower layers, first added outermost.
     layers: Vec<Box<dyn FnOnce(Stack) -> Stack + Send>>,
     endpoints: Endpoints,
@@ -63,6 +75,15 @@ pub struct ServerBuilder {
 }
 
 impl ServerBuilder {
+    /// The server's name (default: the host's name and the process id,
+    /// `host-1234`): a client connected to several servers sends a call to
+    /// this one with [`CallOptions::to`](crate::CallOptions::to), as
+    /// oslo.messaging's `Target(server=...)`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
     /// Serve `service` too, beside the one given to [`Server::builder`]
     /// (the default): its methods answer as `namespace.method` (the
     /// namespace is [`Service::namespace`], its name unless set), so a
@@ -235,7 +256,10 @@ impl ServerBuilder {
                 self.pool_queue_bytes,
             )
         });
-        let service = Arc::new(self.service);
+        let mut service = self.service;
+        let name = self.name.unwrap_or_else(default_name);
+        service.server_name = Some(name.clone());
+        let service = Arc::new(service);
         let dispatch = if self.layers.is_empty() {
             dispatch::Dispatch::Direct(service)
         } else {
@@ -253,6 +277,7 @@ impl ServerBuilder {
         let task = tokio::spawn(core.run(inbound, ctl_rx));
         Ok(Server {
             endpoints,
+            name,
             ctl: ctl_tx,
             task: task.abort_handle(),
         })
@@ -263,6 +288,7 @@ impl ServerBuilder {
 /// drains first.
 pub struct Server {
     endpoints: Vec<String>,
+    name: String,
     ctl: mpsc::UnboundedSender<Stop>,
     task: tokio::task::AbortHandle,
 }
@@ -272,6 +298,7 @@ impl Server {
     pub fn builder(service: Service) -> ServerBuilder {
         ServerBuilder {
             service,
+            name: None,
             layers: Vec::new(),
             endpoints: Endpoints::default(),
             heartbeat: Some(DEFAULT_HEARTBEAT),
@@ -281,6 +308,11 @@ impl Server {
             pool_queue_bytes: DEFAULT_POOL_QUEUE_BYTES,
             max_decoded: crate::protocol::budget::DEFAULT_MAX_DECODED_SIZE,
         }
+    }
+
+    /// The server's name ([`ServerBuilder::name`]).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// The endpoints, bound ones resolved (a `:0` port shows the real port).

@@ -78,17 +78,23 @@ pub(crate) fn placeholder_names(arity: Option<usize>) -> Option<Vec<ArgInfo>> {
 /// Answer a reserved introspection method of the service `service` with
 /// these `methods`; `None` when `name` is not one.
 /// The methods every service answers itself.
-pub(crate) const INTROSPECTION: [&str; 6] = [
+pub(crate) const INTROSPECTION: [&str; 7] = [
     "_zerorpc_list",
     "_zerorpc_name",
     "_zerorpc_ping",
     "_zerorpc_inspect",
     "_zerorpc_help",
     "_zerorpc_args",
+    SERVER_NAME,
 ];
+
+/// The name of the server (zrpc; PROTOCOL.md §12.2): how a client learns
+/// which of its servers is which, to send a call to one by name.
+pub(crate) const SERVER_NAME: &str = "_zrpc_server_name";
 
 pub(crate) fn answer(
     service: &str,
+    server: Option<&str>,
     methods: &BTreeMap<String, MethodInfo>,
     name: &str,
     args: &Args,
@@ -108,6 +114,10 @@ pub(crate) fn answer(
         "_zerorpc_inspect" => Ok(inspect(service, methods)),
         "_zerorpc_help" => lookup(name).map(|m| m.doc.as_deref().map_or(Value::Nil, Value::from)),
         "_zerorpc_args" => lookup(name).map(argspec),
+        SERVER_NAME => match server {
+            Some(server) => Ok(Value::from(server)),
+            None => return None,
+        },
         _ => return None,
     })
 }

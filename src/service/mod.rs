@@ -23,8 +23,8 @@ mod version;
 pub use args::ArgReader;
 pub use args::Args;
 pub(crate) use handler::{guarded, panicked, Encoded, ItemStream, Reply};
-pub(crate) use introspect::INTROSPECTION;
 pub use introspect::{ArgInfo, MethodInfo};
+pub(crate) use introspect::{INTROSPECTION, SERVER_NAME};
 pub use object::RpcService;
 pub use version::{ParseVersionError, Version};
 
@@ -71,6 +71,9 @@ pub struct Service {
     catch_all: Option<CatchAll>,
     /// The services added beside this one ([`Service::mount`]).
     mounted: Vec<Mounted>,
+    /// The name of the server it is served by (what `_zrpc_server_name`
+    /// answers), set when the server starts.
+    pub(crate) server_name: Option<String>,
 }
 
 /// A service added beside another: what is left of it once its methods
@@ -94,6 +97,7 @@ impl Service {
             last: None,
             catch_all: None,
             mounted: Vec::new(),
+            server_name: None,
         }
     }
 
@@ -429,7 +433,13 @@ impl Service {
                 &answer,
             )))));
         }
-        let reply = match introspect::answer(&self.name, &self.infos, name, &args) {
+        let reply = match introspect::answer(
+            &self.name,
+            self.server_name.as_deref(),
+            &self.infos,
+            name,
+            &args,
+        ) {
             Some(answer) => answer,
             None => match (self.catch_all_for(name), args.values()) {
                 (Some((f, name)), Ok(values)) => {

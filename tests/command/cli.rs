@@ -607,3 +607,44 @@ fn keyword_arguments_from_the_command_line() {
         "1\n"
     );
 }
+
+#[test]
+fn a_call_goes_to_the_server_named_with_to() {
+    let (_a, a) = server(&["--server-name", "alpha", "echo"]);
+    let (_b, b) = server(&["--server-name", "beta", "echo"]);
+    // Each answers `_zrpc_server_name` with its own name.
+    for (ep, name) in [(&a, "alpha"), (&b, "beta")] {
+        assert_eq!(
+            stdout(&zrpc(&[ep, "_zrpc_server_name"])),
+            format!("{name}\n")
+        );
+    }
+    for _ in 0..3 {
+        let out = zrpc(&[
+            "--connect",
+            &a,
+            "--connect",
+            &b,
+            "--to",
+            "beta",
+            "_zrpc_server_name",
+        ]);
+        assert_eq!(stdout(&out), "beta\n", "{out:?}");
+    }
+    let out = zrpc(&[
+        "--connect",
+        &a,
+        "--connect",
+        &b,
+        "--to",
+        "gamma",
+        "echo",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = stderr(&out);
+    assert!(
+        err.contains("no server named \"gamma\"") && err.contains("alpha"),
+        "{err}"
+    );
+}

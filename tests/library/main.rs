@@ -11,6 +11,7 @@
 //! | `context_interop.rs` | context and `_zpc_cancel` against the real peers |
 //! | `interop_streams.rs` | streams and one-way events against zerorpc-python |
 //! | `kwargs.rs` | keyword arguments placed by a zrpc or zerorpc-python server's introspection |
+//! | `named.rs` | calls to one named server among several |
 //! | `namespaces.rs` | several services per server: namespaces, versions, the real peers calling them |
 //! | `curve.rs` | CurveZMQ between zrpc peers |
 //! | `typed.rs` | `#[zerorpc::service]` end to end |
@@ -31,6 +32,7 @@ mod context_interop;
 mod curve;
 mod interop_streams;
 mod kwargs;
+mod named;
 mod namespaces;
 mod oneway;
 mod protocol_doc;

@@ -151,6 +151,14 @@ pub(super) struct Opts {
     /// strict JSON with -j).
     #[arg(long, value_name = "KEY=VALUE")]
     pub(super) header: Vec<String>,
+    /// This server's name (server; default: host-pid): clients send calls
+    /// to it by name with --to.
+    #[arg(long, value_name = "NAME")]
+    pub(super) server_name: Option<String>,
+    /// Send the call to the server named NAME among those given (client;
+    /// see --server-name); fails at once if none has it.
+    #[arg(long, value_name = "NAME")]
+    pub(super) to: Option<String>,
     /// The API version X.Y: the version the default service serves
     /// (server), or that every call requires (client; a server that does
     /// not serve it answers UnsupportedVersion).

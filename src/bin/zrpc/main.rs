@@ -343,6 +343,9 @@ async fn serve(
         serve_metrics(addr)?;
     }
     let mut builder = Server::builder(service).heartbeat(heartbeat);
+    if let Some(n) = &opts.server_name {
+        builder = builder.name(n);
+    }
     if let Some(c) = curve {
         builder = builder.curve(c);
     }
@@ -376,7 +379,11 @@ async fn serve(
         builder = builder.connect(ep);
     }
     let server = builder.start().await?;
-    eprintln!("serving \"{name}\" on {}", server.endpoints().join(", "));
+    eprintln!(
+        "serving \"{name}\" on {} as server {:?}",
+        server.endpoints().join(", "),
+        server.name()
+    );
     wait_for_signal().await;
     eprintln!("stopping: finishing requests in flight (up to 10s)");
     if let Err(e) = server.close(Duration::from_secs(10)).await {
@@ -461,10 +468,11 @@ async fn client_main(
         }
         args = client.positional(&method, args, kwargs).await?;
     }
-    match client
-        .request_dynamic(&method, args, CallOptions::default())
-        .await?
-    {
+    let mut call = CallOptions::default();
+    if let Some(to) = &opts.to {
+        call = call.to(to);
+    }
+    match client.request_dynamic(&method, args, call).await? {
         Response::Value(v) => output::emit(&format!("{}\n", output::render(&v, opts.print_json))),
         Response::Stream(items) => output::print_stream(items, opts.print_json).await?,
     }
