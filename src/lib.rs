@@ -103,8 +103,8 @@ pub use blob::Blob;
 #[cfg(feature = "dns")]
 pub use client::DnsResolver;
 pub use client::{
-    CallOptions, Client, ClientBuilder, ReplyStream, Resolver, Response, Retry, ServerInfo,
-    SystemResolver, DEFAULT_RESOLVE_EVERY,
+    CallOptions, Client, ClientBuilder, Prepared, ReplyStream, Resolver, Response, Retry,
+    ServerInfo, SystemResolver, DEFAULT_RESOLVE_EVERY,
 };
 pub use context::{Context, TraceParent};
 pub use error::{Error, RemoteError, ServiceError};

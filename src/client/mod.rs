@@ -33,6 +33,7 @@
 //! | `discovery` | servers found by name: [`Resolver`] and the built-in ones |
 //! | `retry` | what a caller may allow to be sent twice: [`Retry`] |
 //! | `kwargs` | keyword arguments placed at positions by the server's own introspection |
+//! | `prepared` | [`Prepared`]: the client with its target overridden (oslo's `prepare`) |
 //! | `builder` | [`ClientBuilder`] |
 
 mod builder;
@@ -41,6 +42,7 @@ mod calls;
 mod deadlines;
 mod discovery;
 mod kwargs;
+mod prepared;
 mod reader;
 mod reply;
 mod retry;
@@ -52,6 +54,7 @@ pub(crate) use call::encode_args;
 #[cfg(feature = "dns")]
 pub use discovery::DnsResolver;
 pub use discovery::{Resolver, SystemResolver, DEFAULT_RESOLVE_EVERY};
+pub use prepared::Prepared;
 pub use retry::Retry;
 pub use stream::ReplyStream;
 
@@ -224,6 +227,13 @@ impl Client {
     /// The endpoints (bound ones resolved; names as given).
     pub fn endpoints(&self) -> &[String] {
         &self.inner.endpoints
+    }
+
+    /// A view of this client with its target overridden — namespace,
+    /// version, server name, timeout, header keys — as oslo.messaging's
+    /// `client.prepare(...)`: see [`Prepared`].
+    pub fn prepare(&self) -> Prepared {
+        Prepared::new(self.clone())
     }
 
     /// Every server this client knows now (given, bound or discovered),

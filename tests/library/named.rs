@@ -146,3 +146,74 @@ async fn a_zerorpc_python_server_has_no_name_and_is_never_picked_by_one() {
         other => panic!("{other:?}"),
     }
 }
+
+/// oslo's `client.prepare(namespace=, version=, server=, timeout=)`.
+#[tokio::test]
+async fn a_prepared_view_overrides_namespace_version_server_and_timeout() {
+    let control = |name: &'static str| {
+        Service::new("control")
+            .version(zerorpc::Version::new(2, 1))
+            .method("whoami", move |(): ()| async move {
+                Ok::<_, ServiceError>(name)
+            })
+            .method("tenant", |(): ()| async {
+                let ctx = zerorpc::Context::current().expect("a request");
+                Ok::<_, ServiceError>(ctx.header("tenant").unwrap_or(Value::Nil))
+            })
+            .method("slow", |(): ()| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok::<_, ServiceError>(())
+            })
+    };
+    let mut servers = Vec::new();
+    for name in ["s1", "s2"] {
+        let server = Server::builder(Service::new("default"))
+            .service(control(name))
+            .name(name)
+            .bind("tcp://127.0.0.1:0")
+            .start()
+            .await
+            .unwrap();
+        servers.push(server);
+    }
+    let client = Client::builder()
+        .connect(&servers[0].endpoints()[0])
+        .connect(&servers[1].endpoints()[0])
+        .timeout(Some(Duration::from_secs(10)))
+        .start()
+        .await
+        .unwrap();
+    until_connected(&client, 2).await;
+    let prepared = client
+        .prepare()
+        .namespace("control")
+        .version(zerorpc::Version::new(2, 0))
+        .server("s2")
+        .header("tenant", "acme");
+    for _ in 0..4 {
+        let who: String = prepared.call("whoami", ()).await.unwrap();
+        assert_eq!(who, "s2");
+    }
+    let tenant: String = prepared.call("tenant", ()).await.unwrap();
+    assert_eq!(tenant, "acme");
+    // Each override is checked: a version too new, a timeout too short.
+    let e = prepared
+        .clone()
+        .version(zerorpc::Version::new(2, 2))
+        .call::<_, Value>("whoami", ())
+        .await
+        .unwrap_err();
+    assert!(matches!(&e, Error::Remote(r) if r.name == "UnsupportedVersion"), "{e:?}");
+    let started = Instant::now();
+    let e = prepared
+        .clone()
+        .timeout(Some(Duration::from_millis(200)))
+        .call::<_, Value>("slow", ())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // The client itself is unchanged.
+    let e = client.call::<_, Value>("whoami", ()).await.unwrap_err();
+    assert!(matches!(&e, Error::Remote(r) if r.name == "NameError"), "{e:?}");
+}
