@@ -4,6 +4,10 @@
 //! |---|---|---|---|
 //! | [`Pusher::push`] → [`Puller`] | `Pusher` → `Puller` | `cast` (one worker takes it) | PUSH → PULL |
 //! | [`Publisher::publish`] → [`Subscriber`] | `Publisher` → `Subscriber` | `fanout_cast` (every listener) | PUB → SUB |
+//! | [`Notifier::notify`] → [`NotificationListener`] | `Publisher` → `Subscriber` (reads them) | `Notifier` → notification listener | PUB → SUB, filtered at the PUB |
+//!
+//! A notification (`notify.rs`) is the one exception to one frame: a topic
+//! frame first, for the listeners' subscriptions.
 //!
 //! An event is one frame, `[{message_id, v: 3}, method, [args...]]`, with no
 //! `response_to`, no reply, no heartbeat and no flow control. The receiving
@@ -19,8 +23,10 @@
 //!   publisher (ZeroMQ's "slow joiner"): publish after
 //!   [`Publisher::wait_for_subscriber`], or design for loss.
 
+mod notify;
 mod receiver;
 mod sender;
 
+pub use notify::{ListenerBuilder, NotificationListener, Notifier, NotifierBuilder, Priority};
 pub use receiver::{Puller, Receiver, ReceiverBuilder, Subscriber, DEFAULT_RECEIVER_POOL};
 pub use sender::{Publisher, Pusher, SenderBuilder, MAX_WAITING};

@@ -47,7 +47,12 @@ pub struct ReceiverBuilder {
     service: Service,
     endpoints: Endpoints,
     pool_size: usize,
+    filter: Option<Filter>,
 }
+
+/// Which events a receiver hands to its service (by name and arguments);
+/// the others are dropped unread.
+pub(crate) type Filter = Arc<dyn Fn(&str, &Args) -> bool + Send + Sync>;
 
 impl ReceiverBuilder {
     fn new(kind: Kind, service: Service) -> Self {
@@ -56,6 +61,7 @@ impl ReceiverBuilder {
             service,
             endpoints: Endpoints::default(),
             pool_size: DEFAULT_RECEIVER_POOL,
+            filter: None,
         }
     }
 
@@ -93,6 +99,20 @@ impl ReceiverBuilder {
         self
     }
 
+    /// Subscribe to these topics only (a subscriber; prefixes of the
+    /// topic frame a notification carries): the publisher sends nothing
+    /// else.
+    pub(crate) fn topics(mut self, topics: Vec<String>) -> Self {
+        self.endpoints.limits.topics = topics;
+        self
+    }
+
+    /// Hand only the events `filter` accepts to the service.
+    pub(crate) fn filter(mut self, filter: Filter) -> Self {
+        self.filter = Some(filter);
+        self
+    }
+
     /// Open the sockets and start dispatching in the background.
     pub async fn start(self) -> Result<Receiver, Error> {
         let owner = match self.kind {
@@ -106,6 +126,7 @@ impl ReceiverBuilder {
             pool: Arc::new(Semaphore::new(self.pool_size)),
             tasks: JoinSet::new(),
             warned: Arc::new(Mutex::new(RateLimit::default())),
+            filter: self.filter,
         };
         // The links live as long as the core task reads them.
         let task = tokio::spawn(async move {
@@ -157,6 +178,7 @@ struct ReceiverCore {
     pool: Arc<Semaphore>,
     tasks: JoinSet<()>,
     warned: Arc<Mutex<RateLimit>>,
+    filter: Option<Filter>,
 }
 
 impl ReceiverCore {
@@ -229,6 +251,11 @@ impl ReceiverCore {
                 || tracing::warn!(method = %name, got, "dropped an event whose args are not an array"),
             );
         };
+        if let Some(filter) = &self.filter {
+            if !filter(&name, &args) {
+                return;
+            }
+        }
         let id = ev.message_id.map(hex).unwrap_or_default();
         let call = ctx
             .clone()

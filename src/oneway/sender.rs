@@ -8,6 +8,7 @@ use crate::protocol::{self, msgpack};
 use crate::shutdown::{self, Stop};
 use crate::transport::{Endpoints, Inbound, Kind, Link, LinkEvent};
 use crate::Value;
+use bytes::Bytes;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::marker::PhantomData;
@@ -116,8 +117,12 @@ impl Drop for Sender {
     }
 }
 
+/// An event to send, and the topic frame before it, if any (a
+/// notification's: the subscribers' filters match it).
+type Outgoing = (Option<Bytes>, Vec<u8>);
+
 enum SenderCmd {
-    Send(Vec<u8>),
+    Send(Outgoing),
     /// Answer once at least one peer is connected.
     WhenConnected(oneshot::Sender<()>),
     /// Deliver what is held (until the deadline), close, report losses.
@@ -126,6 +131,10 @@ enum SenderCmd {
 
 impl Sender {
     fn send(&self, method: &str, args: &[u8]) -> Result<(), Error> {
+        self.send_topic(None, method, args)
+    }
+
+    fn send_topic(&self, topic: Option<Bytes>, method: &str, args: &[u8]) -> Result<(), Error> {
         if self.waiting.load(Ordering::Relaxed) >= MAX_WAITING {
             return Err(Error::Transport {
                 context: format!(
@@ -137,7 +146,7 @@ impl Sender {
         let (_, frame) = protocol::encode_request(method, args);
         self.waiting.fetch_add(1, Ordering::Relaxed);
         self.cmd
-            .send(SenderCmd::Send(frame))
+            .send(SenderCmd::Send((topic, frame)))
             .map_err(|_| Error::Closed)
     }
 
@@ -164,7 +173,7 @@ struct SenderCore {
     up: Vec<bool>,
     next: usize,
     /// Push events waiting for a connected puller.
-    held: VecDeque<Vec<u8>>,
+    held: VecDeque<Outgoing>,
     fanout: bool,
     waiting: Arc<AtomicUsize>,
     watchers: Vec<oneshot::Sender<()>>,
@@ -182,8 +191,8 @@ impl SenderCore {
             let deadline = closing.as_ref().map(|c| c.0);
             tokio::select! {
                 cmd = cmds.recv(), if closing.is_none() => match cmd {
-                    Some(SenderCmd::Send(frame)) => {
-                        self.held.push_back(frame);
+                    Some(SenderCmd::Send(event)) => {
+                        self.held.push_back(event);
                         self.deliver();
                     }
                     Some(SenderCmd::WhenConnected(tx)) => {
@@ -232,13 +241,21 @@ impl SenderCore {
     /// Hand held events to connected peers: each to one (push), or to all
     /// (publish; with nobody subscribed it is dropped, as in ZeroMQ).
     fn deliver(&mut self) {
-        while let Some(frame) = self.held.pop_front() {
+        while let Some((topic, frame)) = self.held.pop_front() {
             if self.fanout {
                 self.waiting.fetch_sub(1, Ordering::Relaxed);
                 let mut sent = false;
+                let message = match topic {
+                    Some(topic) => {
+                        let mut m = ZmqMessage::from(topic);
+                        m.push_back(Bytes::from(frame));
+                        m
+                    }
+                    None => ZmqMessage::from(frame),
+                };
                 for (l, link) in self.links.iter().enumerate() {
                     if self.up[l] {
-                        link.send(ZmqMessage::from(frame.clone()));
+                        link.send(message.clone());
                         sent = true;
                     }
                 }
@@ -249,7 +266,7 @@ impl SenderCore {
             }
             let n = self.links.len();
             let Some(l) = (0..n).map(|i| (self.next + i) % n).find(|&l| self.up[l]) else {
-                self.held.push_front(frame);
+                self.held.push_front((topic, frame));
                 return;
             };
             self.next = l + 1;
@@ -350,6 +367,18 @@ impl Publisher {
     pub fn publish_dynamic(&self, method: &str, args: Vec<Value>) -> Result<(), Error> {
         let raw = msgpack::encode_value(&Value::Array(args));
         self.inner.send(method, &raw)
+    }
+
+    /// Publish raw msgpack `args` behind a `topic` frame, which
+    /// subscribers' filters match (notifications).
+    pub(crate) fn publish_topic(
+        &self,
+        topic: &str,
+        method: &str,
+        args: &[u8],
+    ) -> Result<(), Error> {
+        let topic = Bytes::copy_from_slice(topic.as_bytes());
+        self.inner.send_topic(Some(topic), method, args)
     }
 
     /// Wait until at least one subscriber is connected (false after

@@ -210,6 +210,12 @@ impl Service {
         self.infos.keys().map(String::as_str).collect()
     }
 
+    /// Whether a call to `name` reaches a handler (its own, or a
+    /// catch-all's).
+    pub(crate) fn answers(&self, name: &str) -> bool {
+        self.handlers.contains_key(name) || self.catch_all_for(name).is_some()
+    }
+
     /// Introspection data of every method, sorted by name.
     pub fn methods(&self) -> Vec<&MethodInfo> {
         self.infos.values().collect()

@@ -183,7 +183,7 @@ trait Halves: Socket + Sized + 'static {
         reader(rx)
     }
     /// Set the socket up before it binds or connects.
-    fn prepare(&mut self) -> impl std::future::Future<Output = ()> + Send {
+    fn prepare(&mut self, _limits: &Limits) -> impl std::future::Future<Output = ()> + Send {
         async {}
     }
 }
@@ -293,10 +293,18 @@ impl Halves for SubSocket {
     fn halves(self) -> (Option<Self::Tx>, Option<Self::Rx>) {
         (None, Some(self))
     }
-    async fn prepare(&mut self) {
-        // Remembered by the socket and sent to every peer as it connects.
-        if let Err(e) = self.subscribe("").await {
-            tracing::warn!(error = %e, "cannot subscribe");
+    async fn prepare(&mut self, limits: &Limits) {
+        // Remembered by the socket and sent to every peer as it connects;
+        // the publisher sends only what matches one of them.
+        let everything = [String::new()];
+        let topics = match limits.topics.is_empty() {
+            true => &everything[..],
+            false => &limits.topics[..],
+        };
+        for topic in topics {
+            if let Err(e) = self.subscribe(topic).await {
+                tracing::warn!(error = %e, "cannot subscribe");
+            }
         }
     }
 }
@@ -308,7 +316,7 @@ async fn bind_as<S: Halves>(
     limits: Limits,
 ) -> Result<Link, Error> {
     let mut sock = S::with_options(limits.socket_options(S::KIND));
-    sock.prepare().await;
+    sock.prepare(&limits).await;
     let monitor = sock.monitor();
     let resolved = sock
         .bind(ep)
@@ -348,7 +356,7 @@ async fn run_connected<S: Halves>(
         let mut opts = limits.socket_options(S::KIND);
         opts.connect_timeout(CONNECT_ATTEMPT);
         let mut sock = S::with_options(opts);
-        sock.prepare().await;
+        sock.prepare(&limits).await;
         let monitor = sock.monitor();
         // Anything queued while down belongs to channels the owner has
         // already failed; sending it to a new peer would only confuse it.

@@ -120,6 +120,9 @@ pub(crate) struct Limits {
     pub(crate) handshake_timeout: Option<Duration>,
     /// CURVE (`None`: the NULL mechanism).
     pub(crate) curve: Option<zerorpc_zeromq::curve::CurveConfig>,
+    /// A subscriber's topics, prefixes of a message's first frame (empty:
+    /// everything, as zerorpc subscribes).
+    pub(crate) topics: Vec<String>,
 }
 
 impl Default for Limits {
@@ -130,6 +133,7 @@ impl Default for Limits {
             send_queue_bytes: DEFAULT_SEND_QUEUE_BYTES,
             handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
             curve: None,
+            topics: Vec::new(),
         }
     }
 }

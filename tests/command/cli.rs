@@ -648,3 +648,72 @@ fn a_call_goes_to_the_server_named_with_to() {
         "{err}"
     );
 }
+
+#[test]
+fn notify_and_listen_from_the_command_line() {
+    let ep = format!("tcp://127.0.0.1:{}", free_port());
+    let mut listener = Lines::spawn(Command::new(env!("CARGO_BIN_EXE_zrpc")).args([
+        "--listen",
+        "--bind",
+        &ep,
+        "--event-type",
+        "compute.*",
+        "--priority",
+        "error",
+    ]));
+    let notify = |priority: &str, event_type: &str| {
+        zrpc(&[
+            "--notify",
+            "--timeout",
+            "20",
+            "--connect",
+            &ep,
+            "--priority",
+            priority,
+            "--header",
+            "user=ada",
+            "--publisher-id",
+            "host1",
+            event_type,
+            "disk full",
+        ])
+    };
+    // Not wanted: another priority, another event type. Then one that is.
+    for (priority, event_type) in [
+        ("info", "compute.fail"),
+        ("error", "network.fail"),
+        ("error", "compute.fail"),
+    ] {
+        let out = notify(priority, event_type);
+        assert!(out.status.success(), "{out:?}");
+    }
+    listener.expect(
+        r#"{"priority":"error","event_type":"compute.fail","publisher_id":"host1","payload":"disk full","ctxt":{"user":"ada"}}"#,
+        Duration::from_secs(20),
+    );
+    let lines: Vec<String> = listener
+        .seen()
+        .iter()
+        .filter(|l| l.starts_with('{'))
+        .cloned()
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let out = zrpc(&["--notify", "--connect", &ep, "--priority", "loud", "x", "1"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(stderr(&out).contains("not a priority"), "{}", stderr(&out));
+    let out = zrpc(&[
+        "--notify",
+        "--timeout",
+        "0.5",
+        "--bind",
+        &format!("tcp://127.0.0.1:{}", free_port()),
+        "x",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stderr(&out).contains("no listener connected"),
+        "{}",
+        stderr(&out)
+    );
+}

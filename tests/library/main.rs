@@ -13,6 +13,7 @@
 //! | `kwargs.rs` | keyword arguments placed by a zrpc or zerorpc-python server's introspection |
 //! | `named.rs` | calls to one named server among several |
 //! | `namespaces.rs` | several services per server: namespaces, versions, the real peers calling them |
+//! | `notifications.rs` | notifications: priorities, filters at the publisher, a plain Python subscriber |
 //! | `curve.rs` | CurveZMQ between zrpc peers |
 //! | `typed.rs` | `#[zerorpc::service]` end to end |
 //! | `wire.rs` | zrpc's bytes on the wire, read by a bare socket |
@@ -34,6 +35,7 @@ mod interop_streams;
 mod kwargs;
 mod named;
 mod namespaces;
+mod notifications;
 mod oneway;
 mod protocol_doc;
 mod rpc;

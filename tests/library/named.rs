@@ -203,7 +203,10 @@ async fn a_prepared_view_overrides_namespace_version_server_and_timeout() {
         .call::<_, Value>("whoami", ())
         .await
         .unwrap_err();
-    assert!(matches!(&e, Error::Remote(r) if r.name == "UnsupportedVersion"), "{e:?}");
+    assert!(
+        matches!(&e, Error::Remote(r) if r.name == "UnsupportedVersion"),
+        "{e:?}"
+    );
     let started = Instant::now();
     let e = prepared
         .clone()
@@ -215,5 +218,8 @@ async fn a_prepared_view_overrides_namespace_version_server_and_timeout() {
     assert!(started.elapsed() < Duration::from_secs(2));
     // The client itself is unchanged.
     let e = client.call::<_, Value>("whoami", ()).await.unwrap_err();
-    assert!(matches!(&e, Error::Remote(r) if r.name == "NameError"), "{e:?}");
+    assert!(
+        matches!(&e, Error::Remote(r) if r.name == "NameError"),
+        "{e:?}"
+    );
 }

@@ -7,9 +7,15 @@ usage: py_oneway.py ROLE ENDPOINT N [FLAGFILE]
                           then news(0..N-1)
   subscribe ENDPOINT N    connect a Subscriber; print WARM at the first
                           warmup(), PASS once news(0..N-1) each arrived once
+  notified ENDPOINT N     connect a plain Subscriber to a zrpc Notifier, whose
+                          info(ctxt, publisher_id, event_type, payload,
+                          metadata) prints WARM at the first "warmup" event
+                          type, then NOTE and the five as JSON for others;
+                          PASS after N of them
 Prints READY when its socket is set up; exits non-zero on any failure or
 after 30 s.
 """
+import json
 import os
 import sys
 
@@ -39,6 +45,14 @@ class Sink(object):
         got.append(i)
         finish_when_complete()
 
+    def info(self, ctxt, publisher_id, event_type, payload, metadata):
+        if event_type == "warmup":
+            self.warmup()
+            return
+        print("NOTE " + json.dumps([ctxt, publisher_id, event_type, payload, metadata]), flush=True)
+        got.append(len(got))
+        finish_when_complete()
+
     def warmup(self):
         if not warm:
             warm.append(1)
@@ -53,7 +67,7 @@ if role == "push":
         pusher.record(i)
     gevent.sleep(1.0)  # libzmq flushes in the background
     print("PASS", flush=True)
-elif role in ("pull", "subscribe"):
+elif role in ("pull", "subscribe", "notified"):
     if role == "pull":
         peer = zerorpc.Puller(Sink())
         peer.bind(endpoint)

@@ -19,11 +19,13 @@ use clap::Parser;
         zrpc --pull --bind tcp://127.0.0.1:4244        (print every pushed event)\n  \
         zrpc --push --connect tcp://127.0.0.1:4244 resize photo.jpg 640\n  \
         zrpc --sub --connect tcp://127.0.0.1:4245      (print every published event)\n  \
-        zrpc --pub --bind tcp://127.0.0.1:4245 news hello\n\n\
+        zrpc --pub --bind tcp://127.0.0.1:4245 news hello\n  \
+        zrpc --listen --connect tcp://127.0.0.1:4247 --event-type 'compute.*'\n  \
+        zrpc --notify --bind tcp://127.0.0.1:4247 --priority error compute.fail 'disk full'\n\n\
         Built-in services: time, calc, echo. --exec runs commands for remote callers:\n\
         only expose it on endpoints you trust."
 )]
-#[command(group(clap::ArgGroup::new("role").args(["client", "server", "push", "pull", "publish", "subscribe", "conformance"])))]
+#[command(group(clap::ArgGroup::new("role").args(["client", "server", "push", "pull", "publish", "subscribe", "notify", "listen", "conformance"])))]
 pub(super) struct Opts {
     /// Run as a client (the default).
     #[arg(long)]
@@ -46,6 +48,27 @@ pub(super) struct Opts {
     /// Print every published event as a JSON line until interrupted (SUB).
     #[arg(long = "sub")]
     pub(super) subscribe: bool,
+    /// Send one notification EVENT_TYPE PAYLOAD at --priority (default
+    /// info) to every listener, then exit; the request context is the
+    /// --header keys. Waits (up to --timeout) for a listener first.
+    #[arg(long)]
+    pub(super) notify: bool,
+    /// Print every notification as a JSON line until interrupted (priority,
+    /// event_type, publisher_id, payload, ctxt), filtered by --priority,
+    /// --event-type and --publisher-id at the notifier.
+    #[arg(long)]
+    pub(super) listen: bool,
+    /// With --notify: its priority (audit, debug, info, warn, error,
+    /// critical, sample). With --listen: one it wants (repeatable).
+    #[arg(long, value_name = "PRIORITY")]
+    pub(super) priority: Vec<zerorpc::oneway::Priority>,
+    /// With --listen: event types it wants, `*` for any text (repeatable).
+    #[arg(long, value_name = "PATTERN")]
+    pub(super) event_type: Vec<String>,
+    /// With --notify: who it says it is (default zrpc). With --listen: the
+    /// publishers it wants, `*` for any text.
+    #[arg(long, value_name = "ID")]
+    pub(super) publisher_id: Option<String>,
     /// Check another zerorpc implementation against the protocol: probe the
     /// server at ADDRESS (optionally with a STREAM_METHOD and its PARAMS),
     /// or with --bind, check every client that calls. One line per check;

@@ -249,6 +249,50 @@ async fn run(opts: Opts) -> Result<(), CliError> {
             command.ok_or_else(|| CliError::Usage("--push and --pub need a METHOD".into()))?;
         let args = parse_params(&params, opts.json)?;
         oneway::send(opts.push, &connects, &binds, &method, args, timeout, curve).await
+    } else if opts.notify {
+        let timeout = seconds(opts.timeout, "timeout")?.unwrap_or(Duration::MAX);
+        let event_type = command
+            .ok_or_else(|| CliError::Usage("--notify needs an EVENT_TYPE and a PAYLOAD".into()))?;
+        let mut payload = parse_params(&params, opts.json)?;
+        if payload.len() != 1 {
+            return Err(CliError::Usage(format!(
+                "--notify takes one PAYLOAD after the event type (got {})",
+                payload.len()
+            )));
+        }
+        let priority = match opts.priority[..] {
+            [] => zerorpc::oneway::Priority::Info,
+            [p] => p,
+            _ => return Err(CliError::Usage("--notify takes one --priority".into())),
+        };
+        let mut ctxt = Vec::new();
+        for h in &opts.header {
+            let (key, value) = h
+                .split_once('=')
+                .ok_or_else(|| CliError::Usage(format!("--header takes KEY=VALUE, got {h:?}")))?;
+            let value = parse_params(&[value.to_string()], opts.json)?.remove(0);
+            ctxt.push((Value::from(key), value));
+        }
+        let note = oneway::Note {
+            publisher_id: opts.publisher_id.clone().unwrap_or_else(|| "zrpc".into()),
+            priority,
+            event_type,
+            payload: payload.remove(0),
+            ctxt: Value::Map(ctxt),
+        };
+        oneway::notify(&connects, &binds, note, timeout, curve).await
+    } else if opts.listen {
+        if let Some(extra) = command {
+            return Err(CliError::Usage(format!(
+                "--listen takes no event type or payload (got {extra:?}): filter with --event-type"
+            )));
+        }
+        let wanted = oneway::Wanted {
+            priorities: opts.priority.clone(),
+            event_types: opts.event_type.clone(),
+            publisher_id: opts.publisher_id.clone(),
+        };
+        oneway::listen_notifications(&connects, &binds, wanted, curve).await
     } else if opts.pull || opts.subscribe {
         if let Some(extra) = command {
             return Err(CliError::Usage(format!(

@@ -1,11 +1,14 @@
-//! `zrpc --push/--pub` (send one event) and `zrpc --pull/--sub` (print every
-//! event as a JSON line until interrupted).
+//! `zrpc --push/--pub/--notify` (send one event or notification) and
+//! `zrpc --pull/--sub/--listen` (print every event or notification as a JSON
+//! line until interrupted).
 
 use crate::json::to_json;
 use crate::CliError;
 use std::time::Duration;
 use zerorpc::error::ServiceError;
-use zerorpc::oneway::{Publisher, Puller, Pusher, SenderBuilder, Subscriber};
+use zerorpc::oneway::{
+    NotificationListener, Notifier, Priority, Publisher, Puller, Pusher, SenderBuilder, Subscriber,
+};
 use zerorpc::security::Curve;
 use zerorpc::Service;
 use zerorpc::Value;
@@ -35,30 +38,140 @@ pub(super) async fn send(
         let publisher = endpoints(Publisher::builder(), connects, binds, curve)
             .start()
             .await?;
-        // A subscriber still connected after the settle time has had its
-        // subscription arrive; one that came and went (a connect attempt
-        // cut short) does not count.
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if !publisher.wait_for_subscriber(left).await {
-                return Err(CliError::Other(format!(
-                    "no subscriber connected within {}; nothing was published",
-                    crate::fmt_secs(timeout)
-                )));
-            }
-            tokio::time::sleep(SUBSCRIPTION_SETTLE).await;
-            if publisher
-                .wait_for_subscriber(Duration::from_millis(10))
-                .await
-            {
-                break;
-            }
+        let waited = settled(timeout, |within| publisher.wait_for_subscriber(within)).await;
+        if !waited {
+            return Err(CliError::Other(format!(
+                "no subscriber connected within {}; nothing was published",
+                crate::fmt_secs(timeout)
+            )));
         }
         publisher.publish_dynamic(method, args)?;
         publisher.close(Duration::from_secs(1)).await?;
     }
     Ok(())
+}
+
+/// Wait (up to `timeout`) for a subscriber that stays: one still connected
+/// after the settle time has had its subscription arrive; one that came and
+/// went (a connect attempt cut short) does not count.
+async fn settled<F, Fut>(timeout: Duration, wait: F) -> bool
+where
+    F: Fn(Duration) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if !wait(left).await {
+            return false;
+        }
+        tokio::time::sleep(SUBSCRIPTION_SETTLE).await;
+        if wait(Duration::from_millis(10)).await {
+            return true;
+        }
+    }
+}
+
+/// One notification, as the command line gives it.
+pub(super) struct Note {
+    pub(super) publisher_id: String,
+    pub(super) priority: Priority,
+    pub(super) event_type: String,
+    pub(super) payload: Value,
+    pub(super) ctxt: Value,
+}
+
+/// Send one notification once a listener is there (within `timeout`).
+pub(super) async fn notify(
+    connects: &[String],
+    binds: &[String],
+    note: Note,
+    timeout: Duration,
+    curve: Option<Curve>,
+) -> Result<(), CliError> {
+    let mut builder = Notifier::builder(note.publisher_id);
+    if let Some(c) = curve {
+        builder = builder.curve(c);
+    }
+    for ep in connects {
+        builder = builder.connect(ep);
+    }
+    for ep in binds {
+        builder = builder.bind(ep);
+    }
+    let notifier = builder.start().await?;
+    if !settled(timeout, |within| notifier.wait_for_listener(within)).await {
+        return Err(CliError::Other(format!(
+            "no listener connected within {}; nothing was sent",
+            crate::fmt_secs(timeout)
+        )));
+    }
+    notifier.notify(note.priority, &note.ctxt, &note.event_type, &note.payload)?;
+    notifier.close(Duration::from_secs(1)).await?;
+    Ok(())
+}
+
+/// What `zrpc --listen` wants.
+pub(super) struct Wanted {
+    pub(super) priorities: Vec<Priority>,
+    pub(super) event_types: Vec<String>,
+    pub(super) publisher_id: Option<String>,
+}
+
+/// Print every notification wanted, one JSON line each, until
+/// SIGINT/SIGTERM.
+pub(super) async fn listen_notifications(
+    connects: &[String],
+    binds: &[String],
+    wanted: Wanted,
+    curve: Option<Curve>,
+) -> Result<(), CliError> {
+    let printer = Service::new("zrpc").catch_all(|priority: String, args: Vec<Value>| async move {
+        use tokio::io::AsyncWriteExt;
+        let mut line = notification_line(&priority, &args);
+        line.push('\n');
+        let mut out = tokio::io::stdout();
+        let _ = out.write_all(line.as_bytes()).await;
+        let _ = out.flush().await;
+        Ok::<_, ServiceError>(Value::Nil)
+    });
+    let mut builder = NotificationListener::builder(printer);
+    for p in wanted.priorities {
+        builder = builder.priority(p);
+    }
+    for pattern in wanted.event_types {
+        builder = builder.event_type(pattern);
+    }
+    if let Some(pattern) = wanted.publisher_id {
+        builder = builder.publisher_id(pattern);
+    }
+    if let Some(c) = curve {
+        builder = builder.curve(c);
+    }
+    for ep in binds {
+        builder = builder.bind(ep);
+    }
+    for ep in connects {
+        builder = builder.connect(ep);
+    }
+    let receiver = builder.start().await?;
+    eprintln!("listening on {}", receiver.endpoints().join(", "));
+    crate::wait_for_signal().await;
+    receiver.close(Duration::from_secs(2)).await?;
+    Ok(())
+}
+
+/// `{"priority":...,"event_type":...,"publisher_id":...,"payload":...,"ctxt":...}`.
+fn notification_line(priority: &str, args: &[Value]) -> String {
+    let arg = |i: usize| args.get(i).map(to_json).unwrap_or(serde_json::Value::Null);
+    format!(
+        "{{\"priority\":{},\"event_type\":{},\"publisher_id\":{},\"payload\":{},\"ctxt\":{}}}",
+        serde_json::Value::from(priority),
+        arg(2),
+        arg(1),
+        arg(3),
+        arg(0)
+    )
 }
 
 fn endpoints<T>(
