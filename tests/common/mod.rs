@@ -321,6 +321,24 @@ pub fn release_zrpc() -> String {
     }
 }
 
+/// An example binary (`cargo test` builds the examples next to the test
+/// binaries).
+pub fn example(name: &str) -> PathBuf {
+    let path = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the suite with `cargo test` (which builds the examples)",
+        path.display()
+    );
+    path
+}
+
 /// Start the real Python zerorpc server on a free port.
 pub fn python_server(heartbeat: f64) -> (Proc, String) {
     let ep = format!("tcp://127.0.0.1:{}", free_port());

@@ -255,3 +255,29 @@ async fn a_zerorpc_python_server_ignores_a_required_version() {
     let sum: i64 = c.call("add", (2, 3)).await.unwrap();
     assert_eq!(sum, 5);
 }
+
+/// examples/oslo_style.rs, oslo.messaging's example on zrpc, runs to the
+/// end and does each step.
+#[test]
+fn the_oslo_style_example_runs() {
+    let out = std::process::Command::new(common::example("oslo_style"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    for line in [
+        "call test(arg=hello) at 2.0 on server1: server1 tested hello",
+        "call test at 3.0: UnsupportedVersion: test is served at version 2.0; the call requires 3.0",
+        "cast test(arg=work): sent to one worker",
+        "fanout: server1 got test(\"everyone\")",
+        "fanout: server2 got test(\"everyone\")",
+        "notification error: server1 compute.fail \"disk full\"",
+        "control.stop on server1: true; server1 stopped",
+        "call test after the stop: server2 tested still here",
+        "control.stop on server1 again: UnknownServer",
+    ] {
+        assert!(stdout.contains(line), "no {line:?} in:\n{stdout}");
+    }
+    let casts = stdout.lines().filter(|l| l.starts_with("cast: ")).count();
+    assert_eq!(casts, 1, "a cast runs once:\n{stdout}");
+}

@@ -219,28 +219,12 @@ async fn a_python_client_sees_the_typed_service_as_a_python_one() {
 /// as its argument, the client calling it.
 #[test]
 fn the_typed_examples_run_as_documented() {
-    // `cargo test` builds the examples next to the test binaries.
-    let examples = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .join("examples");
-    let bin = |name: &str| {
-        let path = examples.join(name);
-        assert!(
-            path.exists(),
-            "{} is missing: run the suite with `cargo test` (which builds the examples)",
-            path.display()
-        );
-        path
-    };
     let ep = format!("tcp://127.0.0.1:{}", common::free_port());
-    let mut cmd = std::process::Command::new(bin("typed_server"));
+    let mut cmd = std::process::Command::new(common::example("typed_server"));
     cmd.arg(&ep);
     let mut server = common::Lines::spawn(&mut cmd);
     server.expect("serving calc", Duration::from_secs(20));
-    let out = std::process::Command::new(bin("typed_client"))
+    let out = std::process::Command::new(common::example("typed_client"))
         .arg(&ep)
         .output()
         .unwrap();
