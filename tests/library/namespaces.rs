@@ -24,6 +24,10 @@ fn control() -> Service {
             |(v,): (Value,)| async move { Ok::<_, ServiceError>(v) },
         )
         .args(["value"])
+        .method("scale", |(x, factor): (i64, i64)| async move {
+            Ok::<_, ServiceError>(x * factor)
+        })
+        .args(["x", "factor=2"])
 }
 
 /// The test service as the default, `control` beside it, and a `misc`

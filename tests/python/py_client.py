@@ -173,6 +173,13 @@ def namespaces():
     names = c._zerorpc_list()
     assert "control.status" in names and "add" in names, names
     expect_error(lambda: c("status"), "NameError", "status")
+    # A namespaced method's parameters, as zerorpc-python's own client
+    # reads them (what keyword arguments are placed by).
+    assert c._zerorpc_args("control.scale") == [["x", "factor"], None, None, [2]]
+    inspect = c._zerorpc_inspect()
+    assert inspect["methods"]["control.scale"]["args"] == [
+        {"name": "x"}, {"name": "factor", "default": 2}], inspect["methods"]["control.scale"]
+    assert c("control.scale", 21, 2) == 42
 
     # oslo's version rule, the version sent in a header key of the
     # request, as a zerorpc middleware can add it.
