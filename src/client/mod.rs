@@ -35,6 +35,7 @@
 //! | `kwargs` | keyword arguments placed at positions by the server's own introspection |
 //! | `prepared` | [`Prepared`]: the client with its target overridden (oslo's `prepare`) |
 //! | `builder` | [`ClientBuilder`] |
+//! | `test_waker` | (tests) a waker that counts its wake-ups |
 
 mod builder;
 mod call;
@@ -48,6 +49,8 @@ mod reply;
 mod retry;
 mod servers;
 mod stream;
+#[cfg(test)]
+mod test_waker;
 
 pub use builder::ClientBuilder;
 pub(crate) use call::encode_args;

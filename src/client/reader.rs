@@ -366,26 +366,7 @@ impl Wake for Relay {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
-
-    /// Counts its wake-ups.
-    #[derive(Default)]
-    struct Count(AtomicUsize);
-
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn counter() -> (Arc<Count>, Waker) {
-        let c = Arc::new(Count::default());
-        (c.clone(), Waker::from(c))
-    }
-
-    fn woken(c: &Count) -> usize {
-        c.0.load(Ordering::SeqCst)
-    }
+    use crate::client::test_waker::{counter, woken};
 
     #[test]
     fn wakes_go_to_the_leader_else_to_the_core() {

@@ -197,27 +197,7 @@ pub(super) fn stream_queue() -> (StreamTx, StreamRx) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::Ordering;
-    use std::task::Wake;
-
-    /// Counts its wake-ups.
-    #[derive(Default)]
-    struct Count(AtomicUsize);
-
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn counter() -> (Arc<Count>, Waker) {
-        let c = Arc::new(Count::default());
-        (c.clone(), Waker::from(c))
-    }
-
-    fn woken(c: &Count) -> usize {
-        c.0.load(Ordering::SeqCst)
-    }
+    use crate::client::test_waker::{counter, woken};
 
     #[test]
     fn err_parsing() {
