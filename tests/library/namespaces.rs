@@ -285,3 +285,43 @@ fn the_oslo_style_example_runs() {
     let casts = stdout.lines().filter(|l| l.starts_with("cast: ")).count();
     assert_eq!(casts, 1, "a cast runs once:\n{stdout}");
 }
+
+/// The other way round: zrpc clients (dynamic, prepared, typed with a
+/// namespace and a version) calling `control.status` on a zerorpc-python
+/// server that serves namespaced names (a dict of methods), and ignores
+/// the version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zrpc_clients_call_namespaced_methods_of_a_zerorpc_python_server() {
+    let ep = format!("tcp://127.0.0.1:{}", common::free_port());
+    let _py = {
+        let ep = ep.clone();
+        tokio::task::spawn_blocking(move || {
+            common::spawn_until(
+                std::process::Command::new(common::python())
+                    .arg(common::script("py_namespaced.py"))
+                    .arg(&ep),
+                "READY",
+                false,
+            )
+        })
+        .await
+        .unwrap()
+    };
+    let c = client(&ep).await;
+    let status: String = c.call("control.status", ()).await.unwrap();
+    assert_eq!(status, "running");
+    let prepared: String = c
+        .prepare()
+        .namespace("control")
+        .version(Version::new(2, 0))
+        .call("status", ())
+        .await
+        .unwrap();
+    assert_eq!(prepared, "running");
+    assert_eq!(
+        ControlClient::new(c.clone()).status().await.unwrap(),
+        "running"
+    );
+    let sum: i64 = c.call("add", (2, 3)).await.unwrap();
+    assert_eq!(sum, 5);
+}
