@@ -27,6 +27,8 @@ mod notify;
 mod receiver;
 mod sender;
 
-pub use notify::{ListenerBuilder, NotificationListener, Notifier, NotifierBuilder, Priority};
+pub use notify::{
+    ListenerBuilder, NotificationListener, Notifier, NotifierBuilder, ParsePriorityError, Priority,
+};
 pub use receiver::{Puller, Receiver, ReceiverBuilder, Subscriber, DEFAULT_RECEIVER_POOL};
 pub use sender::{Publisher, Pusher, SenderBuilder, MAX_WAITING};

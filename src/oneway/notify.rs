@@ -75,21 +75,23 @@ impl fmt::Display for Priority {
     }
 }
 
-impl FromStr for Priority {
-    type Err = Error;
+/// Why a text is not a priority.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not a priority: {0:?} (audit, debug, info, warn, error, critical, sample)")]
+pub struct ParsePriorityError(String);
 
-    fn from_str(s: &str) -> Result<Priority, Error> {
-        let s = s.to_ascii_lowercase();
-        match s.as_str() {
+impl FromStr for Priority {
+    type Err = ParsePriorityError;
+
+    /// A priority's name, any case; `warning` for `warn`, as oslo.
+    fn from_str(s: &str) -> Result<Priority, ParsePriorityError> {
+        let lower = s.to_ascii_lowercase();
+        match lower.as_str() {
             "warning" => Ok(Priority::Warn),
             _ => Priority::ALL
                 .into_iter()
-                .find(|p| p.as_str() == s)
-                .ok_or_else(|| {
-                    Error::Config(format!(
-                        "not a priority: {s:?} (audit, debug, info, warn, error, critical, sample)"
-                    ))
-                }),
+                .find(|p| p.as_str() == lower)
+                .ok_or_else(|| ParsePriorityError(crate::error::clip(s, 64).into_owned())),
         }
     }
 }
@@ -470,4 +472,44 @@ fn timestamp(at: SystemTime) -> String {
         rem % 60,
         since.subsec_micros()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_as_globs() {
+        assert!(glob("compute.*", "compute.instance.create"));
+        assert!(glob("compute.*.end", "compute.instance.create.end"));
+        assert!(!glob("compute.*.end", "compute.instance.create.start"));
+        assert!(glob("*", ""));
+        assert!(glob("a*a", "aa"));
+        assert!(!glob("a*a", "a"));
+        assert!(glob("exact", "exact") && !glob("exact", "exact.more"));
+        assert_eq!(literal_start("compute.*.end"), "compute.");
+        assert_eq!(literal_start("*"), "");
+    }
+
+    #[test]
+    fn priorities_parse_as_oslo_names_them() {
+        assert_eq!("WARNING".parse(), Ok(Priority::Warn));
+        assert_eq!("error".parse(), Ok(Priority::Error));
+        assert!("loud".parse::<Priority>().is_err());
+        for p in Priority::ALL {
+            assert_eq!(p.as_str().parse(), Ok(p));
+        }
+    }
+
+    #[test]
+    fn timestamps_are_oslos_utc_format() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_micros(1_796_528_451_123_456);
+        assert_eq!(timestamp(at), "2026-12-06 03:40:51.123456"); // date -u -d @1796528451
+        assert_eq!(
+            timestamp(SystemTime::UNIX_EPOCH),
+            "1970-01-01 00:00:00.000000"
+        );
+        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(&timestamp(leap)[..10], "2000-02-29");
+    }
 }
