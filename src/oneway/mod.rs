@@ -6,11 +6,10 @@
 //! | [`Publisher::publish`] → [`Subscriber`] | `Publisher` → `Subscriber` | `fanout_cast` (every listener) | PUB → SUB |
 //! | [`Notifier::notify`] → [`NotificationListener`] | `Publisher` → `Subscriber` (reads them) | `Notifier` → notification listener | PUB → SUB, filtered at the PUB |
 //!
-//! A notification (`notify.rs`) is the one exception to one frame: a topic
-//! frame first, for the listeners' subscriptions.
-//!
 //! An event is one frame, `[{message_id, v: 3}, method, [args...]]`, with no
-//! `response_to`, no reply, no heartbeat and no flow control. The receiving
+//! `response_to`, no reply, no heartbeat and no flow control (a
+//! notification puts a topic frame before it, for the listeners'
+//! subscriptions). The receiving
 //! side dispatches it into an ordinary [`Service`](crate::Service); a failing or unknown
 //! method is logged there and never reaches the sender.
 //!
@@ -22,6 +21,12 @@
 //!   subscriber only receives events sent after its subscription reached the
 //!   publisher (ZeroMQ's "slow joiner"): publish after
 //!   [`Publisher::wait_for_subscriber`], or design for loss.
+//!
+//! | file | concept |
+//! |---|---|
+//! | `sender` | [`Pusher`] and [`Publisher`]: the core task that holds and hands out events |
+//! | `receiver` | [`Puller`] and [`Subscriber`]: a [`Receiver`] dispatching into a service, its topics and filter |
+//! | `notify` | [`Notifier`], [`NotificationListener`], [`Priority`]: oslo's notifications on PUB/SUB |
 
 mod notify;
 mod receiver;
