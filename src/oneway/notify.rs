@@ -347,6 +347,13 @@ impl ListenerBuilder {
         self
     }
 
+    /// Handle at most `n` notifications at once (default 1024; 1 keeps
+    /// them in arrival order).
+    pub fn pool_size(mut self, n: usize) -> Self {
+        self.receiver = self.receiver.pool_size(n);
+        self
+    }
+
     /// Only notifications at `priority` (repeatable; default: every
     /// priority the endpoint has a method for).
     pub fn priority(mut self, priority: Priority) -> Self {

@@ -7,7 +7,8 @@ use crate::CliError;
 use std::time::Duration;
 use zerorpc::error::ServiceError;
 use zerorpc::oneway::{
-    NotificationListener, Notifier, Priority, Publisher, Puller, Pusher, SenderBuilder, Subscriber,
+    NotificationListener, Notifier, Priority, Publisher, Puller, Pusher, Receiver, SenderBuilder,
+    Subscriber,
 };
 use zerorpc::security::Curve;
 use zerorpc::Service;
@@ -126,15 +127,7 @@ pub(super) async fn listen_notifications(
     wanted: Wanted,
     curve: Option<Curve>,
 ) -> Result<(), CliError> {
-    let printer = Service::new("zrpc").catch_all(|priority: String, args: Vec<Value>| async move {
-        use tokio::io::AsyncWriteExt;
-        let mut line = notification_line(&priority, &args);
-        line.push('\n');
-        let mut out = tokio::io::stdout();
-        let _ = out.write_all(line.as_bytes()).await;
-        let _ = out.flush().await;
-        Ok::<_, ServiceError>(Value::Nil)
-    });
+    let printer = printer(notification_line);
     let mut builder = NotificationListener::builder(printer);
     for p in wanted.priorities {
         builder = builder.priority(p);
@@ -154,11 +147,8 @@ pub(super) async fn listen_notifications(
     for ep in connects {
         builder = builder.connect(ep);
     }
-    let receiver = builder.start().await?;
-    eprintln!("listening on {}", receiver.endpoints().join(", "));
-    crate::wait_for_signal().await;
-    receiver.close(Duration::from_secs(2)).await?;
-    Ok(())
+    // One at a time, so lines come out in arrival order.
+    until_signal(builder.pool_size(1).start().await?, "listening").await
 }
 
 /// `{"priority":...,"event_type":...,"publisher_id":...,"payload":...,"ctxt":...}`.
@@ -200,18 +190,7 @@ pub(super) async fn listen(
     max_message_size: Option<usize>,
     curve: Option<Curve>,
 ) -> Result<(), CliError> {
-    // (tokio's stdout writes from a blocking thread: a reader that stops
-    // reading blocks that thread, not the runtime, so a signal still stops
-    // the command.)
-    let printer = Service::new("zrpc").catch_all(|method: String, args: Vec<Value>| async move {
-        use tokio::io::AsyncWriteExt;
-        let mut line = event_line(&method, &args);
-        line.push('\n');
-        let mut out = tokio::io::stdout();
-        let _ = out.write_all(line.as_bytes()).await;
-        let _ = out.flush().await;
-        Ok::<_, ServiceError>(Value::Nil)
-    });
+    let printer = printer(event_line);
     let mut builder = if pull {
         Puller::builder(printer)
     } else {
@@ -231,8 +210,30 @@ pub(super) async fn listen(
     for ep in connects {
         builder = builder.connect(ep);
     }
-    let receiver = builder.start().await?;
     let role = if pull { "pulling" } else { "subscribed" };
+    until_signal(builder.start().await?, role).await
+}
+
+/// A service that prints every event it gets as one line of `line(name,
+/// args)` on stdout.
+fn printer(line: fn(&str, &[Value]) -> String) -> Service {
+    // (tokio's stdout writes from a blocking thread: a reader that stops
+    // reading blocks that thread, not the runtime, so a signal still stops
+    // the command.)
+    Service::new("zrpc").catch_all(move |name: String, args: Vec<Value>| async move {
+        use tokio::io::AsyncWriteExt;
+        let mut text = line(&name, &args);
+        text.push('\n');
+        let mut out = tokio::io::stdout();
+        let _ = out.write_all(text.as_bytes()).await;
+        let _ = out.flush().await;
+        Ok::<_, ServiceError>(Value::Nil)
+    })
+}
+
+/// Say where `receiver` is (`role` on its endpoints), run it until
+/// SIGINT/SIGTERM, then close it.
+async fn until_signal(receiver: Receiver, role: &str) -> Result<(), CliError> {
     eprintln!("{role} on {}", receiver.endpoints().join(", "));
     crate::wait_for_signal().await;
     receiver.close(Duration::from_secs(2)).await?;
