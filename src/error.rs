@@ -36,6 +36,42 @@ impl fmt::Display for RemoteError {
 
 impl std::error::Error for RemoteError {}
 
+/// The most an `ERR`'s `[name, message, traceback]` may take decoded.
+const ERR_MAX_DECODED: usize = 1 << 20;
+
+/// Read `ERR` args: `[name, message, traceback]` (v2+) or `[repr]` (v1).
+pub(crate) fn parse_err(args: &[u8]) -> RemoteError {
+    let items: Vec<String> = match crate::protocol::budget::read_value(args, ERR_MAX_DECODED) {
+        Ok(rmpv::Value::Array(a)) => a
+            .into_iter()
+            .map(|v| match v {
+                rmpv::Value::String(s) => s.into_str().unwrap_or_default(),
+                rmpv::Value::Nil => String::new(),
+                other => other.to_string(),
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut it = items.into_iter();
+    match (it.next(), it.next(), it.next()) {
+        (Some(name), Some(message), tb) => RemoteError {
+            name,
+            message,
+            traceback: tb.unwrap_or_default(),
+        },
+        (Some(repr), None, _) => RemoteError {
+            name: "RemoteError".into(),
+            message: repr,
+            traceback: String::new(),
+        },
+        _ => RemoteError {
+            name: "RemoteError".into(),
+            message: "malformed ERR reply".into(),
+            traceback: String::new(),
+        },
+    }
+}
+
 /// Everything that can go wrong with a call, a server or a one-way socket.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -98,6 +134,27 @@ pub enum Error {
     /// The peer broke the zerorpc protocol.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// A call that streams items (a client-stream or bidirectional call)
+    /// to a server without zrpc's extension for it (zerorpc-python,
+    /// zerorpc-node, an older zrpc): it answered the request without
+    /// running the method, and no item was sent.
+    #[error("{method}: the server does not take a stream of items from its caller (zrpc's extension; it answered {answer})")]
+    NoStreams {
+        /// Method called.
+        method: String,
+        /// What the server answered (its `NameError`).
+        answer: RemoteError,
+    },
+    /// The caller's stream of items failed (an item could not be encoded,
+    /// or the stream yielded an error): the server was told, and cancelled
+    /// the call.
+    #[error("the items sent to {method} failed: {error}; the call was cancelled")]
+    ItemsFailed {
+        /// Method called.
+        method: String,
+        /// Why.
+        error: ServiceError,
+    },
     /// A call to a server by name ([`CallOptions::to`](crate::CallOptions::to))
     /// that none of the client's servers has; nothing was sent.
     #[error("no server named {name:?} among this client's servers: {servers}")]
@@ -143,6 +200,8 @@ impl Error {
             Error::Protocol(_) => "ProtocolError",
             Error::Arguments(_) => "ArgumentError",
             Error::UnknownServer { .. } => "UnknownServer",
+            Error::NoStreams { .. } => "NoStreams",
+            Error::ItemsFailed { .. } => "ItemsFailed",
             Error::Unfinished { .. } => "Unfinished",
             Error::Closed => "Closed",
         }

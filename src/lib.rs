@@ -110,7 +110,9 @@ pub use context::{Context, TraceParent};
 pub use error::{Error, RemoteError, ServiceError};
 pub use oneway::{Publisher, Puller, Pusher, Receiver, Subscriber};
 pub use server::{Server, ServerBuilder};
-pub use service::{ArgInfo, Args, MethodInfo, ParseVersionError, RpcService, Service, Version};
+pub use service::{
+    ArgInfo, Args, Items, MethodInfo, ParseVersionError, RpcService, Service, Version,
+};
 
 /// A dynamic msgpack value (what `call_dynamic` and `Service::dynamic`
 /// handlers exchange), from the `rmpv` crate.

@@ -16,6 +16,7 @@ use super::calls::Route;
 use super::reader::{self, Reader};
 use super::reply::{parse_err, Answered, Reply, Slot};
 use super::servers::ServerId;
+use super::upload::Upload;
 use super::{CallOptions, Client};
 use crate::context;
 use crate::error::Error;
@@ -134,7 +135,19 @@ impl<'a> Pending<'a> {
         encode: impl FnOnce(&HeaderExtra) -> Result<(MessageId, Bytes), Error>,
         opts: CallOptions,
     ) -> Result<Pending<'a>, Error> {
-        Pending::send_to(client, method, encode, opts, None)
+        Pending::send_to(client, method, encode, opts, None, None)
+    }
+
+    /// [`Pending::send`] for a call whose caller streams items (sent by
+    /// `upload.rs` under the credit the server grants to `upload`).
+    pub(super) fn send_streaming(
+        client: &'a Client,
+        method: &'a str,
+        encode: impl FnOnce(&HeaderExtra) -> Result<(MessageId, Bytes), Error>,
+        opts: CallOptions,
+        upload: Arc<Upload>,
+    ) -> Result<Pending<'a>, Error> {
+        Pending::send_to(client, method, encode, opts, None, Some(upload))
     }
 
     /// [`Pending::send`] to server `only` (the client asking a server its
@@ -145,6 +158,7 @@ impl<'a> Pending<'a> {
         encode: impl FnOnce(&HeaderExtra) -> Result<(MessageId, Bytes), Error>,
         opts: CallOptions,
         only: Option<ServerId>,
+        upload: Option<Arc<Upload>>,
     ) -> Result<Pending<'a>, Error> {
         // (The one clock reading of a call's start.)
         let started = Instant::now();
@@ -163,7 +177,7 @@ impl<'a> Pending<'a> {
         if !span.is_disabled() {
             span.record("method", method);
         }
-        match register(client, method, encode, opts, only, &span, started) {
+        match register(client, method, encode, opts, only, upload, &span, started) {
             Ok((id, slot, counters)) => Ok(Pending {
                 client,
                 method,
@@ -181,6 +195,11 @@ impl<'a> Pending<'a> {
                 Err(e)
             }
         }
+    }
+
+    /// The call's id.
+    pub(super) fn id(&self) -> MessageId {
+        self.id
     }
 
     fn reader(&self) -> &'a Reader {
@@ -268,12 +287,14 @@ impl Drop for Pending<'_> {
 /// Everything a call does before it waits: the header it carries (the
 /// client's and the call's keys, the hooks' say, the deadline, the trace),
 /// then the request registered in the table (which sends it).
+#[allow(clippy::too_many_arguments)]
 fn register(
     client: &Client,
     method: &str,
     encode: impl FnOnce(&HeaderExtra) -> Result<(MessageId, Bytes), Error>,
     opts: CallOptions,
     only: Option<ServerId>,
+    upload: Option<Arc<Upload>>,
     span: &tracing::Span,
     at: Instant,
 ) -> Result<(MessageId, Arc<Slot<Answered>>, CallCounters), Error> {
@@ -350,10 +371,17 @@ fn register(
     }
     let slot = Slot::new();
     let retry = opts.retry.or(inner.retry);
-    let counters =
-        inner
-            .reader
-            .start(id, frame, method, timeout, retry, slot.clone(), route, at)?;
+    let counters = inner.reader.start(
+        id,
+        frame,
+        method,
+        timeout,
+        retry,
+        slot.clone(),
+        route,
+        at,
+        upload,
+    )?;
     Ok((id, slot, counters))
 }
 

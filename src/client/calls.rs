@@ -8,11 +8,12 @@ use super::deadlines::Deadlines;
 use super::reply::{parse_err, stream_queue, Answered, Name, Reply, Slot, StreamTx};
 use super::retry::Retry;
 use super::servers::{ServerId, Servers};
+use super::upload::{Upload, UploadHandle};
 use crate::error::Error;
 use crate::logging::RateLimit;
 use crate::names::ShortName;
 use crate::protocol::heartbeat::Beat;
-use crate::protocol::{self, framing, Event, MessageId};
+use crate::protocol::{self, framing, msgpack, Event, MessageId};
 use crate::telemetry::{CallCounters, ClientMetrics};
 use crate::transport::{Inbound, Link, LinkEvent, LinkId, Opener};
 use bytes::Bytes;
@@ -55,6 +56,9 @@ pub(super) struct Call {
     sent: Option<Instant>,
     /// Where it may go.
     route: Route,
+    /// A stream call's items on their way (PROTOCOL.md §9.1): the
+    /// server's grants go there.
+    upload: Option<UploadHandle>,
 }
 
 /// Where a call may go.
@@ -192,18 +196,22 @@ impl Table {
         reply: Arc<Slot<Answered>>,
         route: Route,
         now: Instant,
+        upload: Option<Arc<Upload>>,
     ) -> Result<(bool, CallCounters), Error> {
         if self.closed {
             return Err(Error::Closed);
         }
         let started = self.metrics.started(method);
         let deadline = timeout.map(|t| (now + t, t));
-        let retry = retry.filter(|r| r.attempts > 1).map(|policy| {
-            Box::new(Retrying {
-                policy,
-                attempts: 0,
-            })
-        });
+        // (A stream call's items are not kept: it is never sent twice.)
+        let retry = retry
+            .filter(|r| r.attempts > 1 && upload.is_none())
+            .map(|policy| {
+                Box::new(Retrying {
+                    policy,
+                    attempts: 0,
+                })
+            });
         let call = Call {
             request: frame.clone(),
             frame: Some(frame),
@@ -216,6 +224,7 @@ impl Table {
             retry,
             sent: None,
             route,
+            upload: upload.map(UploadHandle),
         };
         self.calls.insert(id, call);
         self.pending.push_back(id);
@@ -443,7 +452,10 @@ impl Table {
             let Some(call) = self.calls.get_mut(&id) else {
                 return false;
             };
-            if !matches!(call.waiter, Waiter::First(_)) || matches!(call.route, Route::Only(_)) {
+            if !matches!(call.waiter, Waiter::First(_))
+                || matches!(call.route, Route::Only(_))
+                || call.upload.as_ref().is_some_and(|u| u.0.sent_any())
+            {
                 return false;
             }
             call.frame = Some(call.request.clone());
@@ -542,7 +554,16 @@ impl Table {
         match self.calls.get_mut(&id) {
             Some(call) if call.server != Some(from) => left(name),
             Some(call) if heartbeat => call.beat.heard_heartbeat(Instant::now()),
-            Some(call) => call.beat.heard(Instant::now()),
+            Some(call) => {
+                call.beat.heard(Instant::now());
+                // The server has room for more of the call's items.
+                if let (Some(up), protocol::MORE) = (&call.upload, name) {
+                    match msgpack::first_item(&ev.args).and_then(|n| msgpack::read_int(&n)) {
+                        Some(n) if n > 0 => up.0.grant(usize::try_from(n).unwrap_or(usize::MAX)),
+                        _ => tracing::debug!("ignored _zpc_more without a positive count"),
+                    }
+                }
+            }
             None => tracing::debug!(%name, "unable to route event (call finished)"),
         }
         None
@@ -572,6 +593,7 @@ impl Table {
         if name == protocol::ERR
             && matches!(call.waiter, Waiter::First(_))
             && !matches!(call.route, Route::Only(_))
+            && !call.upload.as_ref().is_some_and(|u| u.0.sent_any())
             && self.servers.another_healthy(from)
             && parse_err(&args).name == protocol::SERVER_STOPPING
         {
@@ -668,6 +690,23 @@ impl Table {
             }
         }
         None
+    }
+
+    /// Send `event` on call `id` (to its server); false when the call has
+    /// ended or has no server.
+    pub(super) fn send_on(&mut self, id: MessageId, event: Bytes) -> bool {
+        let Some(s) = self.calls.get(&id).and_then(|c| c.server) else {
+            return false;
+        };
+        self.servers.send(s, event);
+        true
+    }
+
+    /// Fail call `id` with `e` (the server was told already).
+    pub(super) fn fail(&mut self, id: MessageId, e: Error) {
+        if let Some(call) = self.forget(id) {
+            call.waiter.fail(e);
+        }
     }
 
     /// The reader of stream `id` has room for `n` more events.

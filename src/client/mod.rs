@@ -32,6 +32,7 @@
 //! | `deadlines` | when calls time out, earliest first |
 //! | `discovery` | servers found by name: [`Resolver`] and the built-in ones |
 //! | `retry` | what a caller may allow to be sent twice: [`Retry`] |
+//! | `upload` | a call whose caller streams items: its request, and the task sending the items under the server's credit |
 //! | `kwargs` | keyword arguments placed at positions by the server's own introspection |
 //! | `prepared` | [`Prepared`]: the client with its target overridden (oslo's `prepare`) |
 //! | `builder` | [`ClientBuilder`] |
@@ -51,6 +52,7 @@ mod servers;
 mod stream;
 #[cfg(test)]
 mod test_waker;
+mod upload;
 
 pub use builder::ClientBuilder;
 pub(crate) use call::encode_args;
@@ -204,6 +206,15 @@ pub enum Response {
     Value(Value),
     /// The method streams (`STREAM` ...).
     Stream(ReplyStream<Value>),
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Response::Value(v) => f.debug_tuple("Value").field(v).finish(),
+            Response::Stream(s) => write!(f, "Stream({})", s.method()),
+        }
+    }
 }
 
 /// The single value of a call's first event, raw.
@@ -378,7 +389,7 @@ impl Client {
             let method = crate::service::SERVER_NAME;
             let encode = |extra: &_| Ok(request_dynamic(method, extra, vec![]));
             let opts = CallOptions::timeout(ask);
-            let answer = match Pending::send_to(self, method, encode, opts, Some(id)) {
+            let answer = match Pending::send_to(self, method, encode, opts, Some(id), None) {
                 Ok(pending) => pending.await,
                 Err(e) => Err(e),
             };
@@ -459,6 +470,161 @@ impl Client {
         self.make_stream(method, id, first, decode_serde::<R>)
     }
 
+    /// Call a client-stream method (zrpc's extension, PROTOCOL.md §9.1):
+    /// `args` as for [`Client::call`], then `items`, sent as the server
+    /// asks for them (a slow server slows the sending down; nothing queues
+    /// without bound); one result back. The call's timeout covers the whole
+    /// exchange, up to the result.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: zerorpc::Client) -> Result<(), zerorpc::Error> {
+    /// let total: i64 = client.client_stream("sum", (), futures::stream::iter(1..=100)).await?;
+    /// assert_eq!(total, 5050);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// A server without the extension (zerorpc-python, zerorpc-node) gets
+    /// no item and answers the request unrun: [`Error::NoStreams`]. An item
+    /// that cannot be encoded fails the call ([`Error::ItemsFailed`]) and
+    /// cancels it on the server; dropping the future cancels it too.
+    pub async fn client_stream<A, T, R>(
+        &self,
+        method: &str,
+        args: A,
+        items: impl futures::Stream<Item = T> + Send + 'static,
+    ) -> Result<R, Error>
+    where
+        A: Serialize,
+        T: Serialize + Send + 'static,
+        R: DeserializeOwned,
+    {
+        self.client_stream_with(method, args, items, CallOptions::default())
+            .await
+    }
+
+    /// [`Client::client_stream`] with per-call options.
+    pub async fn client_stream_with<A, T, R>(
+        &self,
+        method: &str,
+        args: A,
+        items: impl futures::Stream<Item = T> + Send + 'static,
+        opts: CallOptions,
+    ) -> Result<R, Error>
+    where
+        A: Serialize,
+        T: Serialize + Send + 'static,
+        R: DeserializeOwned,
+    {
+        let encode = |extra: &_| upload::request(method, extra, &args);
+        let (_, first) = self
+            .send_items(method, encode, upload::typed(items), opts)
+            .await?;
+        let result = only_value(method, first)?;
+        crate::blob::from_msgpack(&result, &result, self.inner.max_decoded)
+            .map_err(|e| Error::decode(format!("the result of {method}"), e))
+    }
+
+    /// Call a bidirectional method (zrpc's extension, PROTOCOL.md §9.1):
+    /// `items` go to the server as it asks for them while its results come
+    /// back as a [`ReplyStream`], each direction under its own credit.
+    /// Returns once the first result (or the end) has arrived; the call's
+    /// timeout covers the wait for it.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: zerorpc::Client) -> Result<(), zerorpc::Error> {
+    /// use futures::StreamExt;
+    /// let words = futures::stream::iter(["a", "b"]);
+    /// let mut upper = client.bidi_stream::<_, _, String>("upper", (), words).await?;
+    /// while let Some(word) = upper.next().await {
+    ///     println!("{}", word?);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn bidi_stream<A, T, R>(
+        &self,
+        method: &str,
+        args: A,
+        items: impl futures::Stream<Item = T> + Send + 'static,
+    ) -> Result<ReplyStream<R>, Error>
+    where
+        A: Serialize,
+        T: Serialize + Send + 'static,
+        R: DeserializeOwned,
+    {
+        self.bidi_stream_with(method, args, items, CallOptions::default())
+            .await
+    }
+
+    /// [`Client::bidi_stream`] with per-call options.
+    pub async fn bidi_stream_with<A, T, R>(
+        &self,
+        method: &str,
+        args: A,
+        items: impl futures::Stream<Item = T> + Send + 'static,
+        opts: CallOptions,
+    ) -> Result<ReplyStream<R>, Error>
+    where
+        A: Serialize,
+        T: Serialize + Send + 'static,
+        R: DeserializeOwned,
+    {
+        let encode = |extra: &_| upload::request(method, extra, &args);
+        let (id, first) = self
+            .send_items(method, encode, upload::typed(items), opts)
+            .await?;
+        self.make_stream(method, id, first, decode_serde::<R>)
+    }
+
+    /// A stream call with dynamic values, taking whatever comes back: one
+    /// value (a client-stream method) or a stream of values (a
+    /// bidirectional one). An `Err` item fails the caller's stream: the
+    /// server is told (`ERR`) and cancels the call, which fails here with
+    /// [`Error::ItemsFailed`].
+    pub async fn request_dynamic_with_items(
+        &self,
+        method: &str,
+        args: Vec<Value>,
+        items: impl futures::Stream<Item = Result<Value, crate::ServiceError>> + Send + 'static,
+        opts: CallOptions,
+    ) -> Result<Response, Error> {
+        let encode = |extra: &_| Ok(upload::request_dynamic(method, extra, args));
+        let (id, first) = self
+            .send_items(method, encode, upload::dynamic(items), opts)
+            .await?;
+        self.response(method, id, first)
+    }
+
+    /// Send a stream call, start the task that sends its items, and wait
+    /// for its first event.
+    async fn send_items(
+        &self,
+        method: &str,
+        encode: impl FnOnce(&protocol::HeaderExtra) -> Result<(MessageId, Bytes), Error>,
+        items: impl futures::Stream<Item = upload::Item> + Send + 'static,
+        opts: CallOptions,
+    ) -> Result<(MessageId, Reply), Error> {
+        if opts.to.is_some() {
+            self.learn_names(opts.timeout).await?;
+        }
+        let (up, ended) = upload::Upload::new();
+        let pending = Pending::send_streaming(self, method, encode, opts, up.clone())?;
+        let id = pending.id();
+        let inner = self.inner.clone();
+        tokio::spawn(upload::send_items(
+            inner,
+            method.into(),
+            id,
+            up,
+            ended,
+            items,
+        ));
+        let (id, first) = pending.await?;
+        match upload::refused(method, &first) {
+            Some(e) => Err(e),
+            None => Ok((id, first)),
+        }
+    }
+
     /// Call with dynamic values and take whatever comes back: one value, or
     /// a stream of values.
     pub async fn request_dynamic(
@@ -472,6 +638,11 @@ impl Client {
             self.learn_names(opts.timeout).await?;
         }
         let (id, first) = Pending::send(self, method, encode, opts)?.await?;
+        self.response(method, id, first)
+    }
+
+    /// A dynamic call's answer: one value, or a stream of values.
+    fn response(&self, method: &str, id: MessageId, first: Reply) -> Result<Response, Error> {
         if first.is_stream() {
             return self
                 .make_stream(method, id, first, decode_value)

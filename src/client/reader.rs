@@ -92,10 +92,11 @@ impl Reader {
         reply: Arc<Slot<Answered>>,
         route: Route,
         now: Instant,
+        upload: Option<Arc<super::upload::Upload>>,
     ) -> Result<CallCounters, Error> {
         let (wake, counters) = self
             .lock()
-            .start(id, frame, method, timeout, retry, reply, route, now)?;
+            .start(id, frame, method, timeout, retry, reply, route, now, upload)?;
         if wake {
             self.rearm.notify_one();
         }

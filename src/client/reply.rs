@@ -2,7 +2,7 @@
 //! none), the [`Slot`] where it lands for its caller, the queue of a
 //! stream's later events, and how `OK`, `ERR` and items read.
 
-use crate::error::{Error, RemoteError, Source};
+use crate::error::{Error, Source};
 use crate::protocol::{self, budget, msgpack};
 use bytes::Bytes;
 use rmpv::Value;
@@ -38,41 +38,7 @@ pub(super) fn decode_value(raw: &[u8], max: usize) -> Result<Value, Source> {
     budget::read_value(raw, max).map_err(|e| Arc::new(e) as Source)
 }
 
-/// The most an `ERR`'s `[name, message, traceback]` may take decoded.
-const ERR_MAX_DECODED: usize = 1 << 20;
-
-/// Read `ERR` args: `[name, message, traceback]` (v2+) or `[repr]` (v1).
-pub(super) fn parse_err(args: &Bytes) -> RemoteError {
-    let items: Vec<String> = match budget::read_value(args, ERR_MAX_DECODED) {
-        Ok(Value::Array(a)) => a
-            .into_iter()
-            .map(|v| match v {
-                Value::String(s) => s.into_str().unwrap_or_default(),
-                Value::Nil => String::new(),
-                other => other.to_string(),
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    let mut it = items.into_iter();
-    match (it.next(), it.next(), it.next()) {
-        (Some(name), Some(message), tb) => RemoteError {
-            name,
-            message,
-            traceback: tb.unwrap_or_default(),
-        },
-        (Some(repr), None, _) => RemoteError {
-            name: "RemoteError".into(),
-            message: repr,
-            traceback: String::new(),
-        },
-        _ => RemoteError {
-            name: "RemoteError".into(),
-            message: "malformed ERR reply".into(),
-            traceback: String::new(),
-        },
-    }
-}
+pub(super) use crate::error::parse_err;
 
 /// A call's first event: its answer (`OK`, `ERR`), or the first of a stream
 /// (`STREAM`, or `STREAM_DONE` for an empty one) with the queue where the

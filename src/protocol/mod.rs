@@ -57,6 +57,11 @@ pub const CANCEL: &str = "_zpc_cancel";
 /// answers what it reads, new calls should go elsewhere. No
 /// `response_to`, args `[]` (PROTOCOL.md §7).
 pub const DRAIN: &str = "_zpc_drain";
+/// A call whose caller streams items to it (zrpc's extension, PROTOCOL.md
+/// §9.1): args `[method, param...]`; the items follow as `STREAM` events
+/// under the server's `_zpc_more` credit, ended by `STREAM_DONE`. Servers
+/// without the extension answer it `NameError`, never run it.
+pub const STREAM_CALL: &str = "_zrpc_stream_call";
 /// The error name of a request a stopping server hands back without
 /// running it: safe to send to another server.
 pub const SERVER_STOPPING: &str = "ServerStopping";

@@ -86,6 +86,22 @@ pub(crate) fn first_item(raw: &Bytes) -> Option<Bytes> {
     Some(raw.slice(start..r.pos))
 }
 
+/// An array whose first element is a str, split: that str's bytes (not
+/// yet checked as UTF-8), and the other elements as an array of their own
+/// (`[name, a, b]` gives `name` and `[a, b]`). `None` for anything else.
+pub(crate) fn split_name(raw: &[u8]) -> Option<(&[u8], Vec<u8>)> {
+    let mut r = Reader::new(raw);
+    let n = match r.container().ok()? {
+        Container::Array(n) if n > 0 => n,
+        _ => return None,
+    };
+    let name = r.str_or_skip().ok()??;
+    let mut rest = Vec::with_capacity(5 + raw.len() - r.pos);
+    rmp::encode::write_array_len(&mut rest, n - 1).ok()?;
+    rest.extend_from_slice(&raw[r.pos..]);
+    Some((name, rest))
+}
+
 /// A short, human description of the msgpack type of a raw value.
 pub(crate) fn type_name(raw: &[u8]) -> &'static str {
     match raw.first() {

@@ -1,6 +1,7 @@
 //! Open channels: one per request running, keyed by the client (link and
 //! routing identity) and the request's id; and the events a client sends on
-//! one (`_zpc_hb`, `_zpc_more`, anything else counts as a sign of life).
+//! one (`_zpc_hb`, `_zpc_more`, its stream's items; anything else counts
+//! as a sign of life).
 
 use crate::context::Context;
 use crate::error::ServiceError;
@@ -12,8 +13,9 @@ use crate::transport::LinkId;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
@@ -84,7 +86,25 @@ pub(super) struct Chan {
     pub(super) legacy: bool,
     /// It was admitted by the pool (introspection is not).
     pub(super) pooled: bool,
+    /// The caller's stream of items, for a client-stream or bidirectional
+    /// call (PROTOCOL.md §9.1).
+    pub(super) input: Option<Input>,
 }
+
+/// What the core keeps of a caller's stream of items.
+pub(super) struct Input {
+    /// Where its items go (`None` once the caller ended its stream).
+    pub(super) tx: Option<mpsc::UnboundedSender<Bytes>>,
+    /// Items the caller may still send (granted, not yet arrived).
+    pub(super) credit: usize,
+    /// Bytes of items queued for the handler, not yet read.
+    pub(super) ahead: Arc<AtomicUsize>,
+}
+
+/// The most bytes of items a caller may have queued unread by the handler
+/// (one item is always taken, whatever its size): the handler's credit
+/// keeps a caller well under it.
+pub(super) const INPUT_MAX_AHEAD: usize = 64 << 20;
 
 /// Where a request is.
 pub(super) enum Run {

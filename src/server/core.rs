@@ -2,7 +2,9 @@
 //! the links, dispatches each message (to a channel, or as a new request),
 //! forwards what handler tasks produce, beats, and drains on stop.
 
-use super::channel::{more_credit, Chan, ChanKey, Chans, Out, Run, MAX_CREDIT};
+use super::channel::{
+    more_credit, Chan, ChanKey, Chans, Input, Out, Run, INPUT_MAX_AHEAD, MAX_CREDIT,
+};
 use super::deadlines::Deadlines;
 use super::dispatch::Dispatch;
 use super::pool::{Admission, Pool};
@@ -13,7 +15,7 @@ use crate::error::{clip, ServiceError, QUOTE_LIMIT};
 use crate::logging::{hex, RateLimit};
 use crate::protocol::heartbeat::Beat;
 use crate::protocol::{self, framing, msgpack, DecodeError, Event};
-use crate::service::Args;
+use crate::service::{Args, Incoming};
 use crate::shutdown::Stop;
 use crate::telemetry::{Lost, Outcome, Rejected, ServerMetrics};
 use crate::transport::{Inbound, Link, LinkEvent, LinkId};
@@ -21,6 +23,7 @@ use bytes::Bytes;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -63,6 +66,10 @@ pub(super) struct Core {
     /// Where handler tasks send what they produce.
     pub(super) out_tx: mpsc::Sender<Out>,
     out_rx: mpsc::Receiver<Out>,
+    /// Where handlers reading their caller's items ask for more of them
+    /// (a grant per half window read: few, and never dropped).
+    grants_tx: mpsc::UnboundedSender<(ChanKey, usize)>,
+    grants_rx: mpsc::UnboundedReceiver<(ChanKey, usize)>,
     pub(super) warned: RateLimit,
     /// ServerBusy refusals (logged at most once a second).
     pub(super) busy: RateLimit,
@@ -90,6 +97,7 @@ impl Core {
         pool: Option<Pool>,
     ) -> Self {
         let (out_tx, out_rx) = mpsc::channel(OUT_QUEUE);
+        let (grants_tx, grants_rx) = mpsc::unbounded_channel();
         let metrics = ServerMetrics::new(dispatch.service().method_names());
         Core {
             dispatch,
@@ -99,6 +107,8 @@ impl Core {
             pool,
             out_tx,
             out_rx,
+            grants_tx,
+            grants_rx,
             warned: RateLimit::default(),
             busy: RateLimit::default(),
             metrics,
@@ -130,6 +140,12 @@ impl Core {
             for _ in 0..BATCH {
                 match self.out_rx.poll_recv(cx) {
                     Poll::Ready(Some(out)) => self.on_out(out),
+                    _ => break,
+                }
+            }
+            for _ in 0..BATCH {
+                match self.grants_rx.poll_recv(cx) {
+                    Poll::Ready(Some((key, n))) => self.on_grant(&key, n),
                     _ => break,
                 }
             }
@@ -469,6 +485,35 @@ impl Core {
                 return self.reject(&key, frames, legacy, ServiceError::new("NameError", why));
             }
         };
+        // A call whose caller streams items names its method in its
+        // arguments (PROTOCOL.md §9.1).
+        let streamed = name == protocol::STREAM_CALL;
+        let (name, raw_args) = match streamed {
+            false => (name, ev.args),
+            true => match msgpack::split_name(&ev.args) {
+                Some((method, rest)) => match std::str::from_utf8(method) {
+                    Ok(method) => (method, Bytes::from(rest)),
+                    Err(_) => return self.bad_stream_call(&key, frames, legacy),
+                },
+                None => return self.bad_stream_call(&key, frames, legacy),
+            },
+        };
+        let service = self.dispatch.service();
+        if streamed != service.takes_items(name) {
+            let method = clip(name, QUOTE_LIMIT);
+            let e = match streamed {
+                true if !service.answers(name) => ServiceError::new("NameError", method),
+                true => ServiceError::type_error(format!(
+                    "{method}() does not take a stream of items"
+                )),
+                false => ServiceError::type_error(format!(
+                    "{method}() takes a stream of items: call it as a client stream (zrpc's extension, {})",
+                    protocol::STREAM_CALL
+                )),
+            };
+            self.metrics.rejected(Rejected::Malformed);
+            return self.reject(&key, frames, legacy, e);
+        }
         if let Some(wanted) = ev.api_version {
             if let Some(e) = self.dispatch.service().refuse_version(name, wanted) {
                 self.metrics.rejected(Rejected::Version);
@@ -489,10 +534,18 @@ impl Core {
             Some(ms) => now.checked_add(Duration::from_millis(ms)),
             None => None,
         };
-        let bytes = ev.args.len();
-        let args = match Args::try_from_raw(ev.args) {
+        let bytes = raw_args.len();
+        let mut args = match Args::try_from_raw(raw_args) {
             Ok(args) => args.with_max_decoded(self.max_decoded),
             Err(raw) => return self.not_an_array(&key, frames, legacy, name, &raw),
+        };
+        let input = match streamed {
+            true => {
+                let (incoming, input) = self.incoming(&key);
+                args = args.with_incoming(incoming);
+                Some(input)
+            }
+            false => None,
         };
         let client_key = match self.curve_server {
             true => self.links[key.link].peer_key(&key.identity),
@@ -605,6 +658,7 @@ impl Core {
             credit,
             legacy,
             pooled,
+            input,
         };
         self.metrics.in_flight.increment(1.0);
         self.chans.insert(key, chan);
@@ -652,6 +706,39 @@ impl Core {
         self.reject(key, frames, legacy, e);
     }
 
+    /// A stream call whose arguments do not start with a method name.
+    fn bad_stream_call(&mut self, key: &ChanKey, frames: VecDeque<Bytes>, legacy: bool) {
+        self.metrics.rejected(Rejected::Malformed);
+        let e = ServiceError::type_error(format!(
+            "{}() takes the method's name, then its arguments",
+            protocol::STREAM_CALL
+        ));
+        self.reject(key, frames, legacy, e);
+    }
+
+    /// The queue a stream call's items go through to its handler, both
+    /// ends: the handler's (with its way to grant credit), and the core's.
+    fn incoming(&self, key: &ChanKey) -> (Incoming, Input) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let ahead = Arc::new(AtomicUsize::new(0));
+        let grants = self.grants_tx.clone();
+        let key = key.clone();
+        let incoming = Incoming {
+            rx,
+            grant: Box::new(move |n| {
+                let _ = grants.send((key.clone(), n));
+            }),
+            ahead: ahead.clone(),
+            max_decoded: self.max_decoded,
+        };
+        let input = Input {
+            tx: Some(tx),
+            credit: 0,
+            ahead,
+        };
+        (incoming, input)
+    }
+
     /// Answer a request (its `frames`) with an error.
     fn reject(&mut self, key: &ChanKey, frames: VecDeque<Bytes>, legacy: bool, e: ServiceError) {
         tracing::debug!(peer = %hex(&key.identity), error = %e, "request rejected");
@@ -687,7 +774,91 @@ impl Core {
                     None => self.warned.warn(|| tracing::warn!(peer = %hex(&key.identity), args = msgpack::type_name(&ev.args), "ignored _zpc_more without a positive count")),
                 }
             }
+            Ok(protocol::STREAM | protocol::STREAM_DONE | protocol::ERR)
+                if chan.input.is_some() =>
+            {
+                chan.beat.heard(now);
+                self.on_item(key, ev);
+            }
             _ => chan.beat.heard(now),
+        }
+    }
+
+    // ---- a caller's stream of items (PROTOCOL.md §9.1) ----
+
+    /// An event of the caller's stream: an item for the handler (within
+    /// the credit it granted), its end, or its failure (which cancels the
+    /// request: the handler never mistakes a cut-off stream for a whole
+    /// one).
+    fn on_item(&mut self, key: &ChanKey, ev: &Event<'_>) {
+        let Some(input) = self.chans.get_mut(key).and_then(|c| c.input.as_mut()) else {
+            return;
+        };
+        let failure = match ev.name {
+            Ok(protocol::STREAM) => {
+                let Some(tx) = input.tx.as_ref() else {
+                    return self.fail_input(key, "sent an item after the end of its stream");
+                };
+                if input.credit == 0 {
+                    return self.fail_input(key, "sent more items than the credit it was granted");
+                }
+                let ahead = input.ahead.load(Ordering::Acquire);
+                if ahead > 0 && ahead.saturating_add(ev.args.len()) > INPUT_MAX_AHEAD {
+                    let why = format!(
+                        "sent more than {} MiB of items ahead of their reader",
+                        INPUT_MAX_AHEAD >> 20
+                    );
+                    return self.fail_input(key, &why);
+                }
+                input.credit -= 1;
+                input.ahead.fetch_add(ev.args.len(), Ordering::AcqRel);
+                // (A handler that stopped reading just drops them.)
+                let _ = tx.send(ev.args.clone());
+                return;
+            }
+            Ok(protocol::STREAM_DONE) => {
+                input.tx = None;
+                return;
+            }
+            _ => crate::error::parse_err(&ev.args),
+        };
+        if let Some(chan) = self.end(key, Outcome::Cancelled) {
+            chan.run.abort();
+            tracing::debug!(peer = %hex(&key.identity), error = %failure, "the caller failed its stream: request cancelled");
+        }
+    }
+
+    /// The caller broke the stream's rules: its request is cancelled and it
+    /// is told why.
+    fn fail_input(&mut self, key: &ChanKey, why: &str) {
+        self.warned.warn(
+            || tracing::warn!(peer = %hex(&key.identity), "a caller {why}: request cancelled"),
+        );
+        if let Some(chan) = self.end(key, Outcome::Error) {
+            chan.run.abort();
+            let e = ServiceError::new("ProtocolError", format!("the caller {why}"));
+            let err = encode_error(&key.id, chan.legacy, &e);
+            if let Some(l) = self.links.get(key.link) {
+                l.send(framing::message(&chan.route, err));
+            }
+        }
+    }
+
+    /// A handler read its caller's items: grant the caller `n` more.
+    fn on_grant(&mut self, key: &ChanKey, n: usize) {
+        let Some(chan) = self.chans.get_mut(key) else {
+            return;
+        };
+        let Some(input) = chan.input.as_mut().filter(|i| i.tx.is_some()) else {
+            return;
+        };
+        input.credit += n;
+        let mut args = Vec::with_capacity(10);
+        args.push(0x91);
+        msgpack::write_uint(&mut args, n as u64);
+        let more = protocol::encode_reply(&key.id, protocol::MORE, &args);
+        if let Some(l) = self.links.get(key.link) {
+            l.send(framing::message(&chan.route, more.into()));
         }
     }
 }

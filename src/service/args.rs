@@ -3,6 +3,7 @@
 //! so a wrong count is reported like Python's `TypeError`), or into dynamic
 //! values.
 
+use super::items::{Incoming, IncomingSlot};
 use crate::error::{clip, ServiceError, QUOTE_LIMIT};
 use crate::protocol::budget::{self, TypedError, ValueError};
 use crate::protocol::msgpack;
@@ -19,6 +20,9 @@ pub struct Args {
     /// The most memory decoding these arguments may take (see
     /// [`budget`]).
     max_decoded: usize,
+    /// The caller's stream of items, for a client-stream or bidirectional
+    /// method (PROTOCOL.md §9.1).
+    incoming: IncomingSlot,
 }
 
 impl Args {
@@ -34,6 +38,7 @@ impl Args {
                 raw,
                 len: len as usize,
                 max_decoded: budget::DEFAULT_MAX_DECODED_SIZE,
+                incoming: IncomingSlot::default(),
             }),
             None => Err(raw),
         }
@@ -65,6 +70,17 @@ impl Args {
         self
     }
 
+    /// The same arguments, with the caller's stream of items.
+    pub(crate) fn with_incoming(mut self, incoming: Incoming) -> Args {
+        self.incoming = IncomingSlot::new(incoming);
+        self
+    }
+
+    /// The caller's stream of items, once (none for a plain call).
+    pub(crate) fn take_incoming(&self) -> Option<Incoming> {
+        self.incoming.take()
+    }
+
     /// Build from values (for tests and in-process calls).
     pub fn from_values(values: &[Value]) -> Args {
         let buf = msgpack::encode_value(&Value::Array(values.to_vec()));
@@ -72,6 +88,7 @@ impl Args {
             raw: buf.into(),
             len: values.len(),
             max_decoded: budget::DEFAULT_MAX_DECODED_SIZE,
+            incoming: IncomingSlot::default(),
         }
     }
 

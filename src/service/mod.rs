@@ -16,6 +16,7 @@
 mod args;
 pub(crate) mod handler;
 mod introspect;
+mod items;
 mod object;
 mod version;
 
@@ -25,6 +26,8 @@ pub use args::Args;
 pub(crate) use handler::{guarded, panicked, Encoded, ItemStream, Reply};
 pub use introspect::{ArgInfo, MethodInfo};
 pub(crate) use introspect::{INTROSPECTION, SERVER_NAME};
+pub(crate) use items::Incoming;
+pub use items::Items;
 pub use object::RpcService;
 pub use version::{ParseVersionError, Version};
 
@@ -67,6 +70,8 @@ pub struct Service {
     /// What introspection says of each method, sorted by name.
     infos: BTreeMap<String, MethodInfo>,
     handlers: NameMap<Handler>,
+    /// The methods that take a stream of items from their caller.
+    takes_items: std::collections::HashSet<String>,
     last: Option<String>,
     catch_all: Option<CatchAll>,
     /// The services added beside this one ([`Service::mount`]).
@@ -94,6 +99,7 @@ impl Service {
             version: None,
             infos: BTreeMap::new(),
             handlers: NameMap::default(),
+            takes_items: Default::default(),
             last: None,
             catch_all: None,
             mounted: Vec::new(),
@@ -155,7 +161,12 @@ impl Service {
             self.infos.insert(full, info);
         }
         for (name, handler) in other.handlers {
-            self.handlers.insert(format!("{prefix}{name}"), handler);
+            let full = format!("{prefix}{name}");
+            self.takes_items.remove(&full);
+            self.handlers.insert(full, handler);
+        }
+        for name in other.takes_items {
+            self.takes_items.insert(format!("{prefix}{name}"));
         }
         // Nested services keep their full path.
         for inner in other.mounted {
@@ -216,6 +227,12 @@ impl Service {
         self.handlers.contains_key(name) || self.catch_all_for(name).is_some()
     }
 
+    /// Whether method `name` takes a stream of items from its caller (a
+    /// client-stream or bidirectional method).
+    pub fn takes_items(&self, name: &str) -> bool {
+        !self.takes_items.is_empty() && self.takes_items.contains(name)
+    }
+
     /// Introspection data of every method, sorted by name.
     pub fn methods(&self) -> Vec<&MethodInfo> {
         self.infos.values().collect()
@@ -234,7 +251,20 @@ impl Service {
         };
         self.infos.insert(name.to_string(), info);
         self.handlers.insert(name.to_string(), handler);
+        self.takes_items.remove(name);
         self.last = Some(name.to_string());
+        self
+    }
+
+    /// [`Service::insert`] for a method that takes a stream of items.
+    fn insert_taking_items(
+        mut self,
+        name: &str,
+        args: Option<Vec<ArgInfo>>,
+        handler: Handler,
+    ) -> Self {
+        self = self.insert(name, args, handler);
+        self.takes_items.insert(name.to_string());
         self
     }
 
@@ -403,6 +433,131 @@ impl Service {
             Box::pin(std::future::ready(reply))
         });
         self.insert(name, None, handler)
+    }
+
+    /// Register a typed client-stream method: it takes its parameters `A`
+    /// and the [`Items`] its caller streams (zrpc's extension, PROTOCOL.md
+    /// §9.1), and returns one result. The items arrive as the handler reads
+    /// them (a slow handler slows its caller down); they end when the
+    /// caller ends its stream, and a caller that fails or drops its stream
+    /// cancels the call.
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use zerorpc::{Items, Service, ServiceError};
+    /// let svc = Service::new("calc").client_stream("sum", |(): (), items: Items<i64>| async move {
+    ///     Ok::<_, ServiceError>(items.fold(0, |sum, n| async move { sum + n }).await)
+    /// });
+    /// assert!(svc.takes_items("sum"));
+    /// ```
+    ///
+    /// A plain call to such a method (a zerorpc peer's, say) is refused
+    /// with a `TypeError` rather than run with no items.
+    pub fn client_stream<A, T, R, E, F, Fut>(self, name: &str, f: F) -> Self
+    where
+        A: DeserializeOwned + Send + 'static,
+        T: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        E: Into<ServiceError> + Send + 'static,
+        F: Fn(A, Items<T>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, E>> + Send + 'static,
+    {
+        let arity = args::arity::<A>();
+        let method = name.to_string();
+        let handler: Handler =
+            Arc::new(
+                move |args: Args| match args::decode_typed::<A>(&method, arity, &args) {
+                    Ok(a) => {
+                        let (items, failed) = Items::typed(&args);
+                        let fut = f(a, items);
+                        Box::pin(async move {
+                            let r = failed.guard(async { fut.await.map_err(Into::into) });
+                            encode_result(r.await?)
+                        })
+                    }
+                    Err(e) => Box::pin(std::future::ready(Err(e))),
+                },
+            );
+        self.insert_taking_items(name, introspect::placeholder_names(arity), handler)
+    }
+
+    /// Register a typed bidirectional method: it takes its parameters `A`
+    /// and the [`Items`] its caller streams, and returns a stream of
+    /// results sent as the caller asks for them, while the caller's items
+    /// still arrive (each direction has its own credit).
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use zerorpc::{Items, Service, ServiceError};
+    /// let svc = Service::new("text").bidi_stream("upper", |(): (), words: Items<String>| {
+    ///     words.map(|w| Ok::<_, ServiceError>(w.to_uppercase()))
+    /// });
+    /// assert!(svc.takes_items("upper"));
+    /// ```
+    pub fn bidi_stream<A, T, R, E, F, S>(self, name: &str, f: F) -> Self
+    where
+        A: DeserializeOwned + Send + 'static,
+        T: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        E: Into<ServiceError> + Send + 'static,
+        F: Fn(A, Items<T>) -> S + Send + Sync + 'static,
+        S: Stream<Item = Result<R, E>> + Send + 'static,
+    {
+        let arity = args::arity::<A>();
+        let method = name.to_string();
+        let handler: Handler = Arc::new(move |args: Args| {
+            let reply = args::decode_typed::<A>(&method, arity, &args).map(|a| {
+                let (items, failed) = Items::typed(&args);
+                let out = f(a, items).map(|item| item.map_err(Into::into));
+                let out = failed.guard_stream(out).map(|item| encode_typed(&item?));
+                Reply::Stream(out.boxed())
+            });
+            Box::pin(std::future::ready(reply))
+        });
+        self.insert_taking_items(name, introspect::placeholder_names(arity), handler)
+    }
+
+    /// [`Service::client_stream`] with dynamic values (msgpack types kept):
+    /// the parameters, and the caller's items.
+    pub fn client_stream_dynamic<E, F, Fut>(self, name: &str, f: F) -> Self
+    where
+        E: Into<ServiceError> + Send + 'static,
+        F: Fn(Vec<Value>, Items<Value>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, E>> + Send + 'static,
+    {
+        let handler: Handler = Arc::new(move |args: Args| match args.values() {
+            Ok(values) => {
+                let (items, failed) = Items::dynamic(&args);
+                let fut = f(values, items);
+                Box::pin(async move {
+                    let v = failed.guard(async { fut.await.map_err(Into::into) });
+                    Ok(Reply::Value(Encoded::value(&v.await?)))
+                })
+            }
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        });
+        self.insert_taking_items(name, None, handler)
+    }
+
+    /// [`Service::bidi_stream`] with dynamic values (msgpack types kept).
+    pub fn bidi_stream_dynamic<E, F, S>(self, name: &str, f: F) -> Self
+    where
+        E: Into<ServiceError> + Send + 'static,
+        F: Fn(Vec<Value>, Items<Value>) -> S + Send + Sync + 'static,
+        S: Stream<Item = Result<Value, E>> + Send + 'static,
+    {
+        let handler: Handler = Arc::new(move |args: Args| {
+            let reply = args.values().map(|values| {
+                let (items, failed) = Items::dynamic(&args);
+                let out = f(values, items).map(|item| item.map_err(Into::into));
+                let out = failed
+                    .guard_stream(out)
+                    .map(|item| Ok(msgpack::encode_value(&item?)));
+                Reply::Stream(out.boxed())
+            });
+            Box::pin(std::future::ready(reply))
+        });
+        self.insert_taking_items(name, None, handler)
     }
 
     /// Answer every method name that is not registered (introspection still

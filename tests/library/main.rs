@@ -6,6 +6,7 @@
 //! |---|---|
 //! | `rpc.rs` | calls, errors, concurrency, heartbeats, timeouts, reconnects, draining |
 //! | `streaming.rs` | streamed replies: order, errors, flow control, cancellation |
+//! | `client_streams.rs` | streams from the caller: client-stream and bidirectional calls, credit both ways, failures, deadlines |
 //! | `oneway.rs` | push/pull and pub/sub between zrpc peers |
 //! | `context.rs` | request context, middleware, deadlines, cancellation |
 //! | `context_interop.rs` | context and `_zpc_cancel` against the real peers |
@@ -28,6 +29,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod client_streams;
 mod context;
 mod context_interop;
 mod curve;

@@ -1,0 +1,351 @@
+//! Streams from the caller (PROTOCOL.md §9.1): client-stream and
+//! bidirectional calls between zrpc peers — results, order, credit in both
+//! directions, endings, failures on either side, cancellation, deadlines,
+//! and the refusals that keep a plain call and a stream call apart.
+
+use futures::{Stream, StreamExt};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use zerorpc::{CallOptions, Client, Error, Items, Server, Service, ServiceError, Value};
+
+/// Sets its flag when dropped: tells that a handler was stopped.
+struct Dropped(Arc<AtomicBool>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+fn service(read: Arc<AtomicUsize>, dropped: Arc<AtomicBool>) -> Service {
+    let slow_read = read.clone();
+    Service::new("streams")
+        .client_stream("sum", |(): (), items: Items<i64>| async move {
+            Ok::<_, ServiceError>(items.fold(0i64, |s, n| async move { s + n }).await)
+        })
+        .client_stream(
+            "count_from",
+            |(start,): (u64,), items: Items<Value>| async move {
+                Ok::<_, ServiceError>(start + items.count().await as u64)
+            },
+        )
+        .bidi_stream("upper", |(): (), words: Items<String>| {
+            words.map(|w| Ok::<_, ServiceError>(w.to_uppercase()))
+        })
+        .client_stream("slow", move |(): (), mut items: Items<u64>| {
+            let read = slow_read.clone();
+            let dropped = dropped.clone();
+            async move {
+                let _guard = Dropped(dropped);
+                while items.next().await.is_some() {
+                    read.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Ok::<_, ServiceError>(read.load(Ordering::SeqCst))
+            }
+        })
+        .client_stream("fail_at", |(at,): (usize,), items: Items<i64>| async move {
+            let mut items = items.enumerate();
+            while let Some((i, _)) = items.next().await {
+                if i + 1 == at {
+                    return Err(ServiceError::new("ValueError", format!("item {at} is bad")));
+                }
+            }
+            Ok(0)
+        })
+        .method("add", |(a, b): (i64, i64)| async move {
+            Ok::<_, ServiceError>(a + b)
+        })
+        .client_stream_dynamic("types", |params, items| async move {
+            let items: Vec<Value> = items.collect().await;
+            Ok::<_, ServiceError>(Value::Array(vec![
+                Value::Array(params),
+                Value::Array(items),
+            ]))
+        })
+}
+
+struct Fixture {
+    server: Server,
+    client: Client,
+    read: Arc<AtomicUsize>,
+    dropped: Arc<AtomicBool>,
+}
+
+async fn fixture() -> Fixture {
+    let read = Arc::new(AtomicUsize::new(0));
+    let dropped = Arc::new(AtomicBool::new(false));
+    let server = Server::builder(service(read.clone(), dropped.clone()))
+        .bind("tcp://127.0.0.1:0")
+        .start()
+        .await
+        .expect("server starts");
+    let client = Client::builder()
+        .connect(server.endpoints()[0].clone())
+        .timeout(Some(Duration::from_secs(20)))
+        .start()
+        .await
+        .expect("client starts");
+    Fixture {
+        server,
+        client,
+        read,
+        dropped,
+    }
+}
+
+impl Fixture {
+    async fn close(self) {
+        let _ = self.client.close(Duration::from_secs(1)).await;
+        let _ = self.server.close(Duration::from_secs(1)).await;
+    }
+}
+
+/// A stream that counts the items taken from it.
+fn counted(n: u64, taken: Arc<AtomicUsize>) -> impl Stream<Item = u64> + Send + 'static {
+    futures::stream::iter(0..n).inspect(move |_| {
+        taken.fetch_add(1, Ordering::SeqCst);
+    })
+}
+
+async fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_client_stream_sums_every_item_in_one_result() {
+    let f = fixture().await;
+    let total: i64 = f
+        .client
+        .client_stream("sum", (), futures::stream::iter(1..=20_000i64))
+        .await
+        .unwrap();
+    assert_eq!(total, 20_000 * 20_001 / 2);
+    // Parameters come before the items; an empty stream is a stream.
+    let n: u64 = f
+        .client
+        .client_stream(
+            "count_from",
+            (7u64,),
+            futures::stream::iter(vec![Value::Nil; 3]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 10);
+    let n: u64 = f
+        .client
+        .client_stream("count_from", (7u64,), futures::stream::empty::<i64>())
+        .await
+        .unwrap();
+    assert_eq!(n, 7);
+    f.close().await;
+}
+
+#[tokio::test]
+async fn a_bidirectional_stream_answers_item_by_item_in_order() {
+    let f = fixture().await;
+    let words: Vec<String> = (0..500).map(|i| format!("word{i}")).collect();
+    let mut upper = f
+        .client
+        .bidi_stream::<_, _, String>("upper", (), futures::stream::iter(words.clone()))
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while let Some(w) = upper.next().await {
+        got.push(w.unwrap());
+    }
+    let want: Vec<String> = words.iter().map(|w| w.to_uppercase()).collect();
+    assert_eq!(got, want);
+
+    // The answers come while the caller is still sending: the first one
+    // arrives before the caller's stream has ended.
+    let (tx, rx) = futures::channel::mpsc::unbounded::<String>();
+    tx.unbounded_send("first".into()).unwrap();
+    let mut upper = f
+        .client
+        .bidi_stream::<_, _, String>("upper", (), rx)
+        .await
+        .unwrap();
+    assert_eq!(upper.next().await.unwrap().unwrap(), "FIRST");
+    tx.unbounded_send("second".into()).unwrap();
+    assert_eq!(upper.next().await.unwrap().unwrap(), "SECOND");
+    drop(tx);
+    assert!(
+        upper.next().await.is_none(),
+        "the caller's end ends the answers"
+    );
+    f.close().await;
+}
+
+#[tokio::test]
+async fn a_slow_server_slows_the_caller_instead_of_queueing_its_items() {
+    let f = fixture().await;
+    let taken = Arc::new(AtomicUsize::new(0));
+    let call = {
+        let client = f.client.clone();
+        let taken = taken.clone();
+        tokio::spawn(async move {
+            client
+                .client_stream::<_, _, usize>("slow", (), counted(100_000, taken))
+                .await
+        })
+    };
+    // The handler reads one item per 5 ms: the caller may be ahead by its
+    // credit (a window of at most 100, and one item read ahead), no more.
+    let mut most_ahead = 0;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let ahead = taken.load(Ordering::SeqCst)
+            - f.read
+                .load(Ordering::SeqCst)
+                .min(taken.load(Ordering::SeqCst));
+        most_ahead = most_ahead.max(ahead);
+    }
+    assert!(f.read.load(Ordering::SeqCst) > 10, "the handler is reading");
+    assert!(
+        most_ahead <= 102,
+        "the caller got {most_ahead} items ahead of a slow handler"
+    );
+    // Dropping the call cancels the handler at once.
+    call.abort();
+    let _ = call.await;
+    wait_for("the handler is dropped", || {
+        f.dropped.load(Ordering::SeqCst)
+    })
+    .await;
+    f.close().await;
+}
+
+#[tokio::test]
+async fn either_side_failing_ends_the_call_as_an_error() {
+    let f = fixture().await;
+    // The server fails part-way: the caller sees its error and stops
+    // sending (an endless stream does not keep the call open).
+    let e = f
+        .client
+        .client_stream::<_, _, i64>("fail_at", (5usize,), futures::stream::repeat(1i64))
+        .await
+        .unwrap_err();
+    let remote = e.remote().expect("a remote error");
+    assert_eq!(
+        (remote.name.as_str(), remote.message.as_str()),
+        ("ValueError", "item 5 is bad")
+    );
+
+    // An item the method cannot take fails the call with a TypeError
+    // naming it.
+    let items = futures::stream::iter(vec![Value::from(1), Value::from(2), Value::from("three")]);
+    let e = f
+        .client
+        .request_dynamic_with_items("sum", vec![], items.map(Ok), CallOptions::default())
+        .await
+        .unwrap_err();
+    let remote = e.remote().expect("a remote error");
+    assert_eq!(remote.name, "TypeError");
+    assert!(remote.message.contains("item 3"), "{remote}");
+
+    // The caller fails its stream: the call fails here, and the server
+    // drops the handler.
+    let items = futures::stream::iter(vec![
+        Ok(Value::from(1u64)),
+        Err(ServiceError::new("IOError", "the file went away")),
+    ]);
+    let e = f
+        .client
+        .request_dynamic_with_items("slow", vec![], items, CallOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::ItemsFailed { error, .. } if error.name == "IOError"),
+        "{e:?}"
+    );
+    wait_for("the handler is dropped", || {
+        f.dropped.load(Ordering::SeqCst)
+    })
+    .await;
+    f.close().await;
+}
+
+#[tokio::test]
+async fn the_deadline_covers_the_whole_upload() {
+    let f = fixture().await;
+    let started = Instant::now();
+    let e = f
+        .client
+        .client_stream_with::<_, _, usize>(
+            "slow",
+            (),
+            futures::stream::iter(0..1_000_000u64),
+            CallOptions::timeout(Duration::from_millis(300)),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    wait_for("the handler is dropped", || {
+        f.dropped.load(Ordering::SeqCst)
+    })
+    .await;
+    f.close().await;
+}
+
+#[tokio::test]
+async fn plain_calls_and_stream_calls_are_kept_apart() {
+    let f = fixture().await;
+    // A plain call to a method that takes items is refused, not run with
+    // none (a zerorpc peer calling it would otherwise get a wrong sum).
+    let e = f.client.call::<_, i64>("sum", ()).await.unwrap_err();
+    let remote = e.remote().expect("a remote error");
+    assert_eq!(remote.name, "TypeError");
+    assert!(
+        remote.message.contains("takes a stream of items"),
+        "{remote}"
+    );
+    // A stream call to a plain method, or to no method.
+    let e = f
+        .client
+        .client_stream::<_, _, i64>("add", (1, 2), futures::stream::iter(vec![1]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.remote().map(|r| r.name.as_str()),
+        Some("TypeError"),
+        "{e:?}"
+    );
+    let e = f
+        .client
+        .client_stream::<_, _, i64>("nope", (), futures::stream::iter(vec![1]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.remote().map(|r| r.name.as_str()),
+        Some("NameError"),
+        "{e:?}"
+    );
+    // The dynamic API keeps msgpack types both ways.
+    let items = futures::stream::iter(vec![Ok(Value::Binary(vec![1, 2])), Ok(Value::from("s"))]);
+    let got = f
+        .client
+        .request_dynamic_with_items("types", vec![Value::from(1)], items, CallOptions::default())
+        .await
+        .unwrap();
+    let zerorpc::Response::Value(v) = got else {
+        panic!("a client-stream method answers one value")
+    };
+    assert_eq!(
+        v,
+        Value::Array(vec![
+            Value::Array(vec![Value::from(1)]),
+            Value::Array(vec![Value::Binary(vec![1, 2]), Value::from("s")]),
+        ])
+    );
+    f.close().await;
+}
