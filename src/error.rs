@@ -137,8 +137,10 @@ pub enum Error {
     /// A call that streams items (a client-stream or bidirectional call)
     /// to a server without zrpc's extension for it (zerorpc-python,
     /// zerorpc-node, an older zrpc): it answered the request without
-    /// running the method, and no item was sent.
-    #[error("{method}: the server does not take a stream of items from its caller (zrpc's extension; it answered {answer})")]
+    /// running the method (or, as zerorpc-node does, ignored it: then this
+    /// comes after two heartbeat periods, at most the call's timeout), and
+    /// no item was sent.
+    #[error("{method}: the server does not take a stream of items from its caller, a zrpc extension ({answer})")]
     NoStreams {
         /// Method called.
         method: String,

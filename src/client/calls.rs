@@ -8,7 +8,7 @@ use super::deadlines::Deadlines;
 use super::reply::{parse_err, stream_queue, Answered, Name, Reply, Slot, StreamTx};
 use super::retry::Retry;
 use super::servers::{ServerId, Servers};
-use super::upload::{Upload, UploadHandle};
+use super::upload::{Upload, UploadHandle, TAKEN_WITHIN};
 use crate::error::Error;
 use crate::logging::RateLimit;
 use crate::names::ShortName;
@@ -202,7 +202,20 @@ impl Table {
             return Err(Error::Closed);
         }
         let started = self.metrics.started(method);
-        let deadline = timeout.map(|t| (now + t, t));
+        let mut deadline = timeout.map(|t| (now + t, t));
+        // A stream call is first timed by when its server must take it.
+        let upload = upload.map(|upload| {
+            let within = self.heartbeat.map_or(TAKEN_WITHIN, |p| p * 2);
+            let by = (now + within, within);
+            let untaken = deadline;
+            if deadline.is_none_or(|(at, _)| by.0 < at) {
+                deadline = Some(by);
+            }
+            UploadHandle {
+                upload,
+                untaken: Some(untaken),
+            }
+        });
         // (A stream call's items are not kept: it is never sent twice.)
         let retry = retry
             .filter(|r| r.attempts > 1 && upload.is_none())
@@ -224,7 +237,7 @@ impl Table {
             retry,
             sent: None,
             route,
-            upload: upload.map(UploadHandle),
+            upload,
         };
         self.calls.insert(id, call);
         self.pending.push_back(id);
@@ -332,6 +345,10 @@ impl Table {
                 // (A zrpc server stops at the deadline by itself; others
                 // may still be working.)
                 self.cancel(id, &call);
+                if let Some(e) = untaken(&call, now) {
+                    call.waiter.fail(e);
+                    continue;
+                }
                 let after = call.deadline.map_or(Duration::ZERO, |(_, t)| t);
                 // Never sent: say what kept it from going out.
                 let unsent = match call.server {
@@ -454,7 +471,7 @@ impl Table {
             };
             if !matches!(call.waiter, Waiter::First(_))
                 || matches!(call.route, Route::Only(_))
-                || call.upload.as_ref().is_some_and(|u| u.0.sent_any())
+                || call.upload.as_ref().is_some_and(|u| u.upload.sent_any())
             {
                 return false;
             }
@@ -551,6 +568,9 @@ impl Table {
         if !heartbeat && name != protocol::MORE {
             tracing::debug!(%name, "ignored an event of unknown name on a call");
         }
+        if let Some(call) = self.calls.get_mut(&id).filter(|c| c.server == Some(from)) {
+            taken(id, call, &mut self.deadlines);
+        }
         match self.calls.get_mut(&id) {
             Some(call) if call.server != Some(from) => left(name),
             Some(call) if heartbeat => call.beat.heard_heartbeat(Instant::now()),
@@ -559,7 +579,9 @@ impl Table {
                 // The server has room for more of the call's items.
                 if let (Some(up), protocol::MORE) = (&call.upload, name) {
                     match msgpack::first_item(&ev.args).and_then(|n| msgpack::read_int(&n)) {
-                        Some(n) if n > 0 => up.0.grant(usize::try_from(n).unwrap_or(usize::MAX)),
+                        Some(n) if n > 0 => {
+                            up.upload.grant(usize::try_from(n).unwrap_or(usize::MAX))
+                        }
                         _ => tracing::debug!("ignored _zpc_more without a positive count"),
                     }
                 }
@@ -593,7 +615,7 @@ impl Table {
         if name == protocol::ERR
             && matches!(call.waiter, Waiter::First(_))
             && !matches!(call.route, Route::Only(_))
-            && !call.upload.as_ref().is_some_and(|u| u.0.sent_any())
+            && !call.upload.as_ref().is_some_and(|u| u.upload.sent_any())
             && self.servers.another_healthy(from)
             && parse_err(&args).name == protocol::SERVER_STOPPING
         {
@@ -618,6 +640,9 @@ impl Table {
         }
         call.credit = call.credit.saturating_sub(1);
         call.deadline = None;
+        if let Some(up) = call.upload.as_mut() {
+            up.untaken = None;
+        }
         if matches!(call.waiter, Waiter::First(_)) {
             // Answered: never retried from here on.
             call.retry = None;
@@ -1055,6 +1080,43 @@ impl Table {
 
 /// Only the server that runs a call speaks for it: an event from another
 /// (a retried call's first server, answering late) is dropped.
+/// Stream call `call` heard from its server: it was taken, and is timed
+/// by its own deadline from now on.
+fn taken(id: MessageId, call: &mut Call, deadlines: &mut Deadlines) {
+    let Some(up) = call.upload.as_mut() else {
+        return;
+    };
+    if let Some(own) = up.untaken.take() {
+        call.deadline = own;
+        if let Some((at, _)) = own {
+            deadlines.push(at, id);
+        }
+    }
+}
+
+/// Why stream call `call`, sent and now past its deadline, failed: its
+/// server never took it (a server without the extension that ignores
+/// unknown names, as zerorpc-node does), unless its own deadline passed
+/// first (a plain timeout: `None`).
+fn untaken(call: &Call, now: Instant) -> Option<Error> {
+    let own = call.upload.as_ref()?.untaken?;
+    if call.server.is_none() || own.is_some_and(|(at, _)| at <= now) {
+        return None;
+    }
+    let (_, waited) = call.deadline?;
+    Some(Error::NoStreams {
+        method: call.method.to_string(),
+        answer: crate::error::RemoteError {
+            name: "NoAnswer".into(),
+            message: format!(
+                "nothing within {}; zerorpc-node ignores calls it does not know",
+                crate::error::fmt_secs(waited)
+            ),
+            traceback: String::new(),
+        },
+    })
+}
+
 fn left(name: &str) {
     tracing::debug!(%name, "event from a server the call left; dropped");
 }

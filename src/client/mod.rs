@@ -201,20 +201,12 @@ impl Drop for Inner {
 
 /// What a call produced when the caller does not know in advance whether
 /// the method streams (the command line, proxies).
+#[derive(Debug)]
 pub enum Response {
     /// The method returned one value (`OK`).
     Value(Value),
     /// The method streams (`STREAM` ...).
     Stream(ReplyStream<Value>),
-}
-
-impl std::fmt::Debug for Response {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Response::Value(v) => f.debug_tuple("Value").field(v).finish(),
-            Response::Stream(s) => write!(f, "Stream({})", s.method()),
-        }
-    }
 }
 
 /// The single value of a call's first event, raw.

@@ -86,6 +86,15 @@ impl<T> ReplyStream<T> {
 
 impl<T> Unpin for ReplyStream<T> {}
 
+impl<T> std::fmt::Debug for ReplyStream<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplyStream")
+            .field("method", &self.method)
+            .field("open", &self.rx.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<T> Drop for ReplyStream<T> {
     fn drop(&mut self) {
         // Dropped before its end: tell the server to stop producing.

@@ -15,7 +15,9 @@ use rmpv::Value;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 /// Never hold more credit than this per call, whatever a server grants.
 const MAX_CREDIT: usize = 1000;
@@ -57,14 +59,25 @@ impl Upload {
     }
 }
 
+/// How long a stream call waits for its server to take it (any event on
+/// the call: a zrpc server sends a heartbeat at once) when the client has
+/// no heartbeat to judge by; with one, two periods. A zerorpc-node server
+/// ignores the request: this bounds the wait, and says why.
+pub(super) const TAKEN_WITHIN: Duration = Duration::from_secs(10);
+
 /// Held by the call table while the call is in it: the call's end (its
 /// answer, its failure, its caller giving up) stops the sending task.
-pub(super) struct UploadHandle(pub(super) Arc<Upload>);
+pub(super) struct UploadHandle {
+    pub(super) upload: Arc<Upload>,
+    /// Until the server has taken the call: the call's own deadline, put
+    /// back then (the table times the call by when it must be taken).
+    pub(super) untaken: Option<Option<(Instant, Duration)>>,
+}
 
 impl Drop for UploadHandle {
     fn drop(&mut self) {
-        self.0.credit.close();
-        if let Ok(mut ended) = self.0.ended.lock() {
+        self.upload.credit.close();
+        if let Ok(mut ended) = self.upload.ended.lock() {
             ended.take();
         }
     }

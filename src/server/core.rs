@@ -661,6 +661,13 @@ impl Core {
             input,
         };
         self.metrics.in_flight.increment(1.0);
+        if streamed {
+            // Taken: a heartbeat says so at once, running or waiting for a
+            // pool slot (a zerorpc-node server ignores the request, and
+            // its caller learns that from this event's absence).
+            let hb = protocol::encode_reply(&key.id, protocol::HEARTBEAT, protocol::HEARTBEAT_ARGS);
+            self.links[key.link].send(framing::message(&chan.route, hb.into()));
+        }
         self.chans.insert(key, chan);
     }
 

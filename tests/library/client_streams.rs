@@ -3,6 +3,8 @@
 //! directions, endings, failures on either side, cancellation, deadlines,
 //! and the refusals that keep a plain call and a stream call apart.
 
+use crate::common;
+
 use futures::{Stream, StreamExt};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -348,4 +350,140 @@ async fn plain_calls_and_stream_calls_are_kept_apart() {
         ])
     );
     f.close().await;
+}
+
+// ---- against other peers ----
+
+/// Run tests/python/py_stream_call.py SCENARIO against `ep`.
+fn py_stream_call(ep: &str, scenario: &str) {
+    let out = std::process::Command::new(common::python())
+        .arg(common::script("py_stream_call.py"))
+        .arg(ep)
+        .arg(scenario)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains(&format!("PASS {scenario}")),
+        "py_stream_call.py {scenario}: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_written_python_peer_speaks_the_extension() {
+    let f = fixture().await;
+    let ep = f.server.endpoints()[0].clone();
+    for scenario in ["sum", "upper", "plain"] {
+        let ep = ep.clone();
+        tokio::task::spawn_blocking(move || py_stream_call(&ep, scenario))
+            .await
+            .unwrap();
+    }
+    f.close().await;
+}
+
+/// A zerorpc server (no extension) answers a stream call at once with an
+/// error the caller reads as such, and keeps serving.
+async fn refused_by(ep: &str) {
+    // (zerorpc-node ignores the request: the client gives up when nothing
+    // came within two heartbeats.)
+    let client = Client::builder()
+        .connect(ep)
+        .heartbeat(Some(Duration::from_millis(500)))
+        .timeout(Some(Duration::from_secs(10)))
+        .start()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let taken = Arc::new(AtomicUsize::new(0));
+    let e = client
+        .client_stream::<_, _, i64>("add", (1, 2), counted(1000, taken.clone()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::NoStreams { method, .. } if method == "add"),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("does not take a stream"), "{e}");
+    let e = client
+        .bidi_stream::<_, _, String>("echo", ("x",), futures::stream::iter(["a"]))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::NoStreams { .. }), "{e:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "not within the timeout"
+    );
+    assert!(
+        taken.load(Ordering::SeqCst) <= 1,
+        "items were sent to a server that never asked"
+    );
+    let sum: i64 = client.call("add", (1, 2)).await.unwrap();
+    assert_eq!(sum, 3, "the server still serves");
+    client.close(Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zerorpc_python_refuses_a_stream_call_clearly() {
+    let (_py, ep) = common::python_server(5.0);
+    refused_by(&ep).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zerorpc_node_refuses_a_stream_call_clearly() {
+    let (_node, ep) = tokio::task::spawn_blocking(|| common::node_server(5000))
+        .await
+        .unwrap();
+    refused_by(&ep).await;
+}
+
+#[tokio::test]
+async fn a_stream_call_waiting_for_a_pool_slot_is_taken_and_waits() {
+    // One slot, held by a slow upload: the second call waits for it longer
+    // than the two heartbeats in which a server must take a stream call.
+    // The server took it (it beats on it while it waits), so it waits, and
+    // is then served whole.
+    let read = Arc::new(AtomicUsize::new(0));
+    let dropped = Arc::new(AtomicBool::new(false));
+    let server = Server::builder(service(read, dropped))
+        .bind("tcp://127.0.0.1:0")
+        .heartbeat(Some(Duration::from_millis(200)))
+        .pool_size(1)
+        .start()
+        .await
+        .unwrap();
+    let client = Client::builder()
+        .connect(server.endpoints()[0].clone())
+        .heartbeat(Some(Duration::from_millis(200)))
+        .timeout(Some(Duration::from_secs(20)))
+        .start()
+        .await
+        .unwrap();
+    let first = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let taken = Arc::new(AtomicUsize::new(0));
+            client
+                .client_stream::<_, _, usize>("slow", (), counted(150, taken))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = Instant::now();
+    let total: i64 = client
+        .client_stream("sum", (), futures::stream::iter(1..=10i64))
+        .await
+        .unwrap();
+    assert_eq!(total, 55);
+    assert!(
+        started.elapsed() > Duration::from_millis(400),
+        "the second call did not wait for the slot ({:?})",
+        started.elapsed()
+    );
+    assert_eq!(first.await.unwrap().unwrap(), 150);
+    client.close(Duration::from_secs(1)).await.unwrap();
+    server.close(Duration::from_secs(1)).await.unwrap();
 }
