@@ -8,6 +8,7 @@ use crate::service::{Args, Service};
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use serde::Serialize;
+use std::future::Future;
 use std::sync::Arc;
 
 pub use crate::service::ArgReader;
@@ -31,6 +32,49 @@ pub fn register(
     match doc {
         Some(d) => service.doc(d),
         None => service,
+    }
+}
+
+/// [`register`] for a method that takes its caller's stream of items.
+pub fn register_taking_items(
+    service: Service,
+    name: &str,
+    args: &[&str],
+    doc: Option<&str>,
+    handler: impl Fn(Args) -> Handled + Send + Sync + 'static,
+) -> Service {
+    let handler: Handler = Arc::new(handler);
+    let service = service
+        .insert_handler_taking_items(name, handler)
+        .args(args);
+    match doc {
+        Some(d) => service.doc(d),
+        None => service,
+    }
+}
+
+/// The caller's items of a call, and what fails the call when one does
+/// not decode.
+pub fn items<T: serde::de::DeserializeOwned>(args: &Args) -> (crate::Items<T>, Failed) {
+    crate::Items::typed(args)
+}
+
+pub use crate::service::Failed;
+
+/// `fut`'s output, unless one of the caller's items fails first.
+pub async fn unless_failed<O>(
+    failed: Failed,
+    fut: impl Future<Output = O>,
+) -> Result<O, ServiceError> {
+    failed.guard(async { Ok(fut.await) }).await
+}
+
+/// A stream reply, ended by the error of one of the caller's items that
+/// fails.
+pub fn guard_reply(failed: Failed, reply: Reply) -> Reply {
+    match reply {
+        Reply::Stream(items) => Reply::Stream(failed.guard_stream(items).boxed()),
+        value => value,
     }
 }
 

@@ -120,6 +120,16 @@ struct Param {
     optional: bool,
     /// The request's `Context` (not an argument on the wire).
     context: bool,
+    /// `T` of `Items<T>`: the caller's stream of items (not an argument
+    /// on the wire either).
+    items: Option<Type>,
+}
+
+impl Param {
+    /// An argument on the wire.
+    fn on_wire(&self) -> bool {
+        !self.context && self.items.is_none()
+    }
 }
 
 struct Method {
@@ -271,17 +281,30 @@ fn method(f: &TraitItemFn) -> syn::Result<Method> {
             ));
         };
         let ty = (*pt.ty).clone();
+        if impl_stream_item(&ty).is_some() {
+            return Err(Error::new(
+                ty.span(),
+                "a method takes its caller's stream of items as `zerorpc::Items<T>` (a concrete type, the same in the trait and its impl)",
+            ));
+        }
         params.push(Param {
             ident: pi.ident.clone(),
             context: last_segment_is(&ty, "Context"),
             optional: option_inner(&ty).is_some(),
+            items: items_inner(&ty),
             ty,
         });
+    }
+    if params.iter().filter(|p| p.items.is_some()).count() > 1 {
+        return Err(Error::new(
+            sig.span(),
+            "a method takes at most one stream of items (`Items<T>`)",
+        ));
     }
     // Only a trailing run of Options may be left out.
     let mut trailing = true;
     for p in params.iter_mut().rev() {
-        if p.context {
+        if !p.on_wire() {
             continue;
         }
         if !p.optional {
@@ -319,6 +342,12 @@ fn method(f: &TraitItemFn) -> syn::Result<Method> {
             return Err(Error::new(sig.span(), "a method is `blocking` or a stream, not both"))
         }
     };
+    if kind == Kind::Blocking && params.iter().any(|p| p.items.is_some()) {
+        return Err(Error::new(
+            sig.span(),
+            "a `blocking` method cannot take a stream of items (read them in an `async fn`)",
+        ));
+    }
     let unit: Type = syn::parse_quote!(());
     let output =
         match (&sig.output, kind) {
@@ -422,6 +451,17 @@ fn option_inner(ty: &Type) -> Option<Type> {
     }
 }
 
+/// `T` of `Items<T>`.
+fn items_inner(ty: &Type) -> Option<Type> {
+    if !last_segment_is(ty, "Items") {
+        return None;
+    }
+    match generic_args(ty).as_slice() {
+        [GenericArgument::Type(t)] => Some(t.clone()),
+        _ => None,
+    }
+}
+
 /// `T` of `Result<T, E>`.
 fn result_ok(ty: &Type) -> Option<Type> {
     if !last_segment_is(ty, "Result") {
@@ -458,7 +498,7 @@ fn impl_stream_item(ty: &Type) -> Option<Type> {
 fn registration(m: &Method) -> Tokens {
     let wire = &m.wire;
     let rust = &m.rust;
-    let args: Vec<&Param> = m.params.iter().filter(|p| !p.context).collect();
+    let args: Vec<&Param> = m.params.iter().filter(|p| p.on_wire()).collect();
     let names: Vec<String> = args.iter().map(|p| p.ident.to_string()).collect();
     let required = args.iter().filter(|p| !p.optional).count();
     // Introspection: optional arguments show a `None` default, as Python's.
@@ -487,10 +527,13 @@ fn registration(m: &Method) -> Tokens {
         let ident = &p.ident;
         if p.context {
             quote!(::zerorpc::__private::context())
+        } else if p.items.is_some() {
+            quote!(__items)
         } else {
             quote!(#ident)
         }
     });
+    let items = m.params.iter().find_map(|p| p.items.as_ref());
     let value_ty = m.output.value_type();
     let out_span = value_ty.span();
     let finish = match (&m.output, m.kind) {
@@ -505,25 +548,44 @@ fn registration(m: &Method) -> Tokens {
         }
         (Output::Plain(_), _) => quote_spanned!(out_span=> ::zerorpc::__private::value(__out)),
     };
-    let run = match m.kind {
-        Kind::Async => quote! {
+    let run = match (m.kind, items) {
+        (Kind::Async, Some(t)) => quote! {
+            let (__items, __failed) = ::zerorpc::__private::items::<#t>(&__args);
+            ::std::boxed::Box::pin(async move {
+                let __out = ::zerorpc::__private::unless_failed(
+                    __failed, __s.#rust(#(#call_args),*),
+                ).await?;
+                #finish
+            })
+        },
+        (Kind::Stream, Some(t)) => quote! {
+            let (__items, __failed) = ::zerorpc::__private::items::<#t>(&__args);
+            let __out = __s.#rust(#(#call_args),*);
+            let __reply = #finish.map(|r| ::zerorpc::__private::guard_reply(__failed, r));
+            ::std::boxed::Box::pin(::core::future::ready(__reply))
+        },
+        (Kind::Async, None) => quote! {
             ::std::boxed::Box::pin(async move {
                 let __out = __s.#rust(#(#call_args),*).await;
                 #finish
             })
         },
-        Kind::Blocking => quote! {
+        (Kind::Blocking, _) => quote! {
             ::std::boxed::Box::pin(async move {
                 let __out = ::zerorpc::__private::blocking(move || __s.#rust(#(#call_args),*)).await?;
                 #finish
             })
         },
-        Kind::Stream => quote! {
+        (Kind::Stream, None) => quote! {
             {
                 let __out = __s.#rust(#(#call_args),*);
                 ::std::boxed::Box::pin(::core::future::ready(#finish))
             }
         },
+    };
+    let register = match items {
+        Some(_) => quote!(::zerorpc::__private::register_taking_items),
+        None => quote!(::zerorpc::__private::register),
     };
     let doc = match &m.doc {
         Some(d) => quote!(::core::option::Option::Some(#d)),
@@ -532,7 +594,7 @@ fn registration(m: &Method) -> Tokens {
     quote! {
         let __service = {
             let __s = __this.clone();
-            ::zerorpc::__private::register(
+            #register(
                 __service,
                 #wire,
                 &[#(#arg_specs),*],
@@ -639,11 +701,21 @@ fn client(
 
 fn client_method(m: &Method) -> Tokens {
     let (rust, wire) = (&m.rust, &m.wire);
-    let args: Vec<&Param> = m.params.iter().filter(|p| !p.context).collect();
-    let decl = args.iter().map(|p| {
-        let (ident, ty) = (&p.ident, &p.ty);
-        quote!(#ident: #ty)
-    });
+    let args: Vec<&Param> = m.params.iter().filter(|p| p.on_wire()).collect();
+    // The caller's items: any stream of them, sent as the server asks.
+    let items = m.params.iter().find(|p| p.items.is_some());
+    let decl = args
+        .iter()
+        .map(|p| {
+            let (ident, ty) = (&p.ident, &p.ty);
+            quote!(#ident: #ty)
+        })
+        .chain(items.map(|p| {
+            let (ident, t) = (&p.ident, p.items.as_ref().expect("an items parameter"));
+            quote! {
+                #ident: impl ::zerorpc::__private::Stream<Item = #t> + ::core::marker::Send + 'static
+            }
+        }));
     let value_ty = m.output.value_type();
     let doc = m.doc.clone().unwrap_or_default();
     let idents: Vec<&Ident> = args.iter().map(|p| &p.ident).collect();
@@ -671,10 +743,33 @@ fn client_method(m: &Method) -> Tokens {
             let ty = &p.ty;
             quote_spanned!(ty.span()=> ::zerorpc::__private::sendable::<#ty>();)
         })
+        .chain(items.map(|p| {
+            let t = p.items.as_ref().expect("an items parameter");
+            quote_spanned!(t.span()=> ::zerorpc::__private::sendable::<#t>();)
+        }))
         .chain(std::iter::once({
             quote_spanned!(value_ty.span()=> ::zerorpc::__private::receivable::<#value_ty>();)
         }));
     let span = Span::call_site();
+    if let Some(p) = items {
+        let ident = &p.ident;
+        let (returns, call) = match m.kind {
+            Kind::Stream => (
+                quote!(::zerorpc::ReplyStream<#value_ty>),
+                quote!(bidi_stream_with),
+            ),
+            _ => (quote!(#value_ty), quote!(client_stream_with)),
+        };
+        return quote_spanned! {span=>
+            #[doc = #doc]
+            pub async fn #rust(&self, #(#decl),*)
+                -> ::core::result::Result<#returns, ::zerorpc::Error>
+            {
+                #(#checks)*
+                self.client.#call(&self.__wire_name(#wire), #wire_args, #ident, self.options.clone()).await
+            }
+        };
+    }
     match m.kind {
         Kind::Stream => quote_spanned! {span=>
             #[doc = #doc]

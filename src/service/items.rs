@@ -194,7 +194,8 @@ impl<T> Stream for Items<T> {
 
 /// Resolves with the error of the first item that did not decode; never,
 /// if none fails.
-pub(crate) struct Failed(Option<oneshot::Receiver<ServiceError>>);
+#[doc(hidden)]
+pub struct Failed(Option<oneshot::Receiver<ServiceError>>);
 
 impl Failed {
     fn poll_failed(&mut self, cx: &mut Context<'_>) -> Poll<ServiceError> {

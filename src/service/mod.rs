@@ -26,6 +26,8 @@ pub use args::Args;
 pub(crate) use handler::{guarded, panicked, Encoded, ItemStream, Reply};
 pub use introspect::{ArgInfo, MethodInfo};
 pub(crate) use introspect::{INTROSPECTION, SERVER_NAME};
+#[doc(hidden)]
+pub use items::Failed;
 pub(crate) use items::Incoming;
 pub use items::Items;
 pub use object::RpcService;
@@ -241,6 +243,12 @@ impl Service {
     /// Register `handler` as method `name` (no argument names yet).
     pub(crate) fn insert_handler(self, name: &str, handler: Handler) -> Self {
         self.insert(name, None, handler)
+    }
+
+    /// [`Service::insert_handler`] for a method that takes a stream of
+    /// items.
+    pub(crate) fn insert_handler_taking_items(self, name: &str, handler: Handler) -> Self {
+        self.insert_taking_items(name, None, handler)
     }
 
     fn insert(mut self, name: &str, args: Option<Vec<ArgInfo>>, handler: Handler) -> Self {

@@ -717,3 +717,115 @@ fn notify_and_listen_from_the_command_line() {
         stderr(&out)
     );
 }
+
+/// `zrpc ARGS…` with `input` on its standard input.
+fn zrpc_with_input(args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zrpc"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run zrpc");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_string();
+    // (Written from a thread: zrpc reads it only as the server asks.)
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let out = child.wait_with_output().expect("zrpc ends");
+    writer.join().expect("input written");
+    out
+}
+
+#[test]
+fn stdin_streams_json_lines_to_the_server() {
+    let (_srv, ep) = server(&["echo"]);
+    let input: String = (1..=100_000).map(|n| format!("{n}\n")).collect();
+    let out = zrpc_with_input(&["--stdin", &ep, "sum"], &input);
+    assert_eq!(stdout(&out), "5000050000\n", "{}", stderr(&out));
+    let out = zrpc_with_input(&["--stdin", &ep, "upper"], "\"a\"\n\n\"b\"\n");
+    assert_eq!(stdout(&out), "A\nB\n", "{}", stderr(&out));
+    // A line that is not JSON fails the call, in one line naming it.
+    let out = zrpc_with_input(&["--stdin", &ep, "sum"], "1\nnot json\n3\n");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("line 2") && err.contains("not JSON"), "{err}");
+    // Without --stdin nothing changes: `-` is a string, and a method that
+    // takes a stream is refused, not run without one.
+    assert_eq!(stdout(&zrpc(&[&ep, "echo", "-"])), "-\n");
+    let out = zrpc(&[&ep, "sum"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("takes a stream of items"),
+        "{}",
+        stderr(&out)
+    );
+    // Parameters come first, then the items: a method without a stream says so.
+    let out = zrpc_with_input(&["--stdin", &ep, "echo", "x"], "1\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("does not take a stream"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn stdin_answers_print_as_they_arrive() {
+    use std::io::{BufRead, Write};
+    let (_srv, ep) = server(&["echo"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zrpc"))
+        .args(["--stdin", &ep, "upper"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run zrpc");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    // Each answer is read before the next word is written: both directions
+    // stream, nothing waits for the end of the input.
+    for word in ["first", "second", "third"] {
+        writeln!(stdin, "\"{word}\"").expect("write a word");
+        stdin.flush().expect("flush");
+        let line = lines.next().expect("an answer").expect("read");
+        assert_eq!(line, word.to_uppercase());
+    }
+    drop(stdin);
+    assert!(
+        lines.next().is_none(),
+        "the end of the input ends the answers"
+    );
+    assert!(child.wait().expect("zrpc ends").success());
+}
+
+#[test]
+fn stdin_against_zerorpc_servers_fails_clearly_within_the_timeout() {
+    let (_py, ep) = python_server(5.0);
+    let started = std::time::Instant::now();
+    let out = zrpc_with_input(&["--stdin", "--timeout", "10", &ep, "add"], "1\n2\n");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("does not take a stream of items"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // zerorpc-node ignores the request: the answer is the lack of one,
+    // within two heartbeats.
+    let (_node, ep) = node_server(1000);
+    let started = std::time::Instant::now();
+    let out = zrpc_with_input(&["--stdin", "--heartbeat", "1", &ep, "add"], "1\n2\n");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("does not take a stream of items"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+}

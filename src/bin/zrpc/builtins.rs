@@ -3,7 +3,7 @@
 
 use chrono::format::{Item, StrftimeItems};
 use std::time::Duration;
-use zerorpc::{Service, ServiceError, Value};
+use zerorpc::{Items, Service, ServiceError, Value};
 
 /// Names of the built-in services.
 pub(super) const NAMES: &[&str] = &["time", "calc", "echo"];
@@ -214,11 +214,20 @@ fn calc() -> Service {
     Calculator.into_service()
 }
 
-/// A stream to read (`echo` itself is added dynamically: see [`echo`]).
+/// Streams to read and to send (`echo` itself is added dynamically: see
+/// [`echo`]).
 #[zerorpc::service(name = "echo")]
 trait Counting {
     /// Stream the integers 0 to n-1, one item each.
     fn count(&self, n: u64) -> impl Stream<Item = u64>;
+
+    /// Add up the numbers streamed to it (a client stream: `seq 1 100 |
+    /// zrpc --stdin ADDRESS sum`).
+    async fn sum(&self, numbers: Items<Value>) -> Result<Value, ServiceError>;
+
+    /// Upper-case each string streamed to it, answering each as it arrives
+    /// (a bidirectional stream).
+    fn upper(&self, words: Items<Value>) -> impl Stream<Item = Result<String, ServiceError>>;
 }
 
 struct Counter;
@@ -226,6 +235,38 @@ struct Counter;
 impl Counting for Counter {
     fn count(&self, n: u64) -> impl futures::Stream<Item = u64> + Send + 'static {
         futures::stream::iter(0..n)
+    }
+
+    async fn sum(&self, mut numbers: Items<Value>) -> Result<Value, ServiceError> {
+        use futures::StreamExt;
+        let mut total = Num::Int(0);
+        while let Some(n) = numbers.next().await {
+            total = match (total, Num::from_value(&n)?) {
+                (Num::Int(x), Num::Int(y)) => Num::Int(
+                    x.checked_add(y)
+                        .ok_or_else(|| ServiceError::new("OverflowError", "integer overflow"))?,
+                ),
+                (x, y) => Num::Float(x.f() + y.f()),
+            };
+        }
+        Ok(total.value())
+    }
+
+    fn upper(
+        &self,
+        words: Items<Value>,
+    ) -> impl futures::Stream<Item = Result<String, ServiceError>> + Send + 'static {
+        use futures::StreamExt;
+        words.map(|w| match w {
+            Value::String(s) if s.as_str().is_some() => Ok(s.as_str().unwrap_or("").to_uppercase()),
+            other => {
+                let other = other.to_string();
+                let other = zerorpc::error::clip(&other, zerorpc::error::QUOTE_LIMIT);
+                Err(ServiceError::type_error(format!(
+                    "upper() takes strings, got {other}"
+                )))
+            }
+        })
     }
 }
 

@@ -193,6 +193,12 @@ pub(super) struct Opts {
     /// read like a parameter.
     #[arg(long, value_name = "NAME=VALUE")]
     pub(super) kw: Vec<String>,
+    /// Make the call a client stream (client; zrpc's extension): its items
+    /// are read from standard input, one JSON value per line, after any
+    /// PARAMS, and sent as the server asks for them; results print as they
+    /// arrive. Without it, `-` is an ordinary parameter.
+    #[arg(long)]
+    pub(super) stdin: bool,
     /// Serve a shell command as method NAME (server; repeatable). Arguments
     /// become argv, stdout is the result, a non-zero exit is an error.
     #[arg(long, value_name = "NAME=COMMAND")]

@@ -516,7 +516,16 @@ async fn client_main(
     if let Some(to) = &opts.to {
         call = call.to(to);
     }
-    match client.request_dynamic(&method, args, call).await? {
+    let response = match opts.stdin {
+        true => {
+            let items = json::lines(std::io::stdin());
+            client
+                .request_dynamic_with_items(&method, args, items, call)
+                .await?
+        }
+        false => client.request_dynamic(&method, args, call).await?,
+    };
+    match response {
         Response::Value(v) => output::emit(&format!("{}\n", output::render(&v, opts.print_json))),
         Response::Stream(items) => output::print_stream(items, opts.print_json).await?,
     }
