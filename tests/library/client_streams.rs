@@ -487,3 +487,62 @@ async fn a_stream_call_waiting_for_a_pool_slot_is_taken_and_waits() {
     client.close(Duration::from_secs(1)).await.unwrap();
     server.close(Duration::from_secs(1)).await.unwrap();
 }
+
+// ---- typed: #[zerorpc::service] ----
+
+/// Words streamed by their caller.
+#[zerorpc::service(name = "words")]
+trait Words {
+    /// How many words, plus `start`.
+    async fn count(&self, start: u64, words: Items<String>) -> Result<u64, ServiceError>;
+
+    /// Each word with `suffix`, as it arrives.
+    fn suffixed(&self, suffix: String, words: Items<String>) -> impl Stream<Item = String>;
+}
+
+struct WordsImpl;
+
+impl Words for WordsImpl {
+    async fn count(&self, start: u64, words: Items<String>) -> Result<u64, ServiceError> {
+        Ok(start + words.count().await as u64)
+    }
+
+    fn suffixed(
+        &self,
+        suffix: String,
+        words: Items<String>,
+    ) -> impl Stream<Item = String> + Send + 'static {
+        words.map(move |w| format!("{w}{suffix}"))
+    }
+}
+
+#[tokio::test]
+async fn typed_services_take_streams_and_typed_clients_send_them() {
+    let service = WordsImpl.into_service();
+    assert!(service.takes_items("count") && service.takes_items("suffixed"));
+    let server = Server::builder(service)
+        .bind("tcp://127.0.0.1:0")
+        .start()
+        .await
+        .unwrap();
+    let client = Client::connect(server.endpoints()[0].clone()).await.unwrap();
+    let words = WordsClient::new(client.clone());
+    let words_of = |n: usize| futures::stream::iter((0..n).map(|i| format!("w{i}")));
+    assert_eq!(words.count(10, words_of(25)).await.unwrap(), 35);
+    let got: Vec<String> = words
+        .suffixed("!".into(), words_of(3))
+        .await
+        .unwrap()
+        .map(|w| w.unwrap())
+        .collect()
+        .await;
+    assert_eq!(got, ["w0!", "w1!", "w2!"]);
+    // An item of the wrong type is the caller's TypeError.
+    let e = client
+        .client_stream::<_, _, u64>("count", (0u64,), futures::stream::iter([1, 2]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.remote().map(|r| r.name.as_str()), Some("TypeError"), "{e:?}");
+    client.close(Duration::from_secs(1)).await.unwrap();
+    server.close(Duration::from_secs(1)).await.unwrap();
+}
