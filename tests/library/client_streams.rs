@@ -525,7 +525,9 @@ async fn typed_services_take_streams_and_typed_clients_send_them() {
         .start()
         .await
         .unwrap();
-    let client = Client::connect(server.endpoints()[0].clone()).await.unwrap();
+    let client = Client::connect(server.endpoints()[0].clone())
+        .await
+        .unwrap();
     let words = WordsClient::new(client.clone());
     let words_of = |n: usize| futures::stream::iter((0..n).map(|i| format!("w{i}")));
     assert_eq!(words.count(10, words_of(25)).await.unwrap(), 35);
@@ -542,7 +544,81 @@ async fn typed_services_take_streams_and_typed_clients_send_them() {
         .client_stream::<_, _, u64>("count", (0u64,), futures::stream::iter([1, 2]))
         .await
         .unwrap_err();
-    assert_eq!(e.remote().map(|r| r.name.as_str()), Some("TypeError"), "{e:?}");
+    assert_eq!(
+        e.remote().map(|r| r.name.as_str()),
+        Some("TypeError"),
+        "{e:?}"
+    );
     client.close(Duration::from_secs(1)).await.unwrap();
     server.close(Duration::from_secs(1)).await.unwrap();
+}
+
+// ---- the examples ----
+
+#[test]
+fn the_chat_example_hears_the_room_in_order() {
+    let out = std::process::Command::new(common::example("chat"))
+        .output()
+        .expect("run the chat example");
+    assert!(out.status.success(), "{out:?}");
+    let transcript = String::from_utf8_lossy(&out.stdout);
+    let want = [
+        "alice hears: * alice joined",
+        "bob hears: * bob joined",
+        "alice hears: * bob joined",
+        "bob hears: alice: hello, bob",
+        "alice hears: alice: hello, bob",
+        "alice hears: bob: hi alice",
+        "bob hears: bob: hi alice",
+        "bob hears: * bob left",
+        "alice hears: * bob left",
+        "alice hears: * alice left",
+    ];
+    assert_eq!(transcript.lines().collect::<Vec<_>>(), want);
+}
+
+#[test]
+fn the_upload_example_stores_a_file_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let stored = dir.path().join("stored");
+    std::fs::create_dir(&stored).unwrap();
+    // 3.5 pieces of data that is not a repeated pattern.
+    let data: Vec<u8> = (0..(3 << 20) + (1 << 19) + 5)
+        .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let file = dir.path().join("data.bin");
+    std::fs::write(&file, &data).unwrap();
+    let ep = format!("tcp://127.0.0.1:{}", common::free_port());
+    let _server = common::spawn_until(
+        std::process::Command::new(common::example("upload"))
+            .args(["serve", &ep])
+            .arg(&stored),
+        "serving files",
+        false,
+    );
+    let send = |extra: &[&str]| {
+        let out = std::process::Command::new(common::example("upload"))
+            .args(["send", &ep])
+            .arg(&file)
+            .args(extra)
+            .output()
+            .expect("run the upload example");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let field = |json: &str, key: &str| {
+        let v: serde_json::Value = serde_json::from_str(json.trim()).expect("one JSON line");
+        v[key].clone()
+    };
+    let upload = send(&["--json"]);
+    assert_eq!(field(&upload, "bytes"), data.len());
+    assert_eq!(
+        std::fs::read(stored.join("data.bin")).unwrap(),
+        data,
+        "stored whole"
+    );
+    // The server's checksum of what it stored is the client's of what came
+    // back from echo calls: the same bytes.
+    let echo = send(&["--echo", "--json"]);
+    assert_eq!(field(&upload, "checksum"), field(&echo, "checksum"));
 }

@@ -228,6 +228,10 @@ trait Counting {
     /// Upper-case each string streamed to it, answering each as it arrives
     /// (a bidirectional stream).
     fn upper(&self, words: Items<Value>) -> impl Stream<Item = Result<String, ServiceError>>;
+
+    /// Count the pieces (binary or strings) streamed to it and their bytes:
+    /// [pieces, bytes] (an upload that keeps nothing).
+    async fn size(&self, pieces: Items<zerorpc::Blob>) -> (u64, u64);
 }
 
 struct Counter;
@@ -250,6 +254,15 @@ impl Counting for Counter {
             };
         }
         Ok(total.value())
+    }
+
+    async fn size(&self, pieces: Items<zerorpc::Blob>) -> (u64, u64) {
+        use futures::StreamExt;
+        pieces
+            .fold((0, 0), |(n, bytes), piece| async move {
+                (n + 1, bytes + piece.len() as u64)
+            })
+            .await
     }
 
     fn upper(
