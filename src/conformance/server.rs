@@ -24,6 +24,10 @@ pub struct ServerProbe {
     /// A streaming method and its arguments, if the server has one (its
     /// credit checks are not run without).
     pub stream: Option<(String, Vec<Value>)>,
+    /// A method that takes a stream of items and no parameters (zrpc's
+    /// extension, PROTOCOL.md §9.1; `sum` by default): its `ext.*` checks
+    /// are not run against a server without the extension.
+    pub items_method: String,
 }
 
 impl ServerProbe {
@@ -34,6 +38,7 @@ impl ServerProbe {
             period: crate::server::DEFAULT_HEARTBEAT,
             sleep_method: "sleep".into(),
             stream: None,
+            items_method: "sum".into(),
         }
     }
 }
@@ -210,6 +215,7 @@ pub async fn probe_server(plan: &ServerProbe) -> Report {
             }
         }
     }
+    stream_call(&mut conn, &plan.items_method, &mut r).await;
     r
 }
 
@@ -656,6 +662,119 @@ async fn stream(conn: &mut Conn, method: &str, args: &[Value], r: &mut Report) {
         || match &last {
             Some(other) => format!("the stream ended with {other}"),
             None => "no STREAM_DONE within 20 s".into(),
+        },
+    );
+}
+
+/// The checks of zrpc's client-stream extension (PROTOCOL.md §9.1), all
+/// named `ext.*`: not run against a server without it.
+const EXT_CREDIT: &str = "ext.stream_call.credit_granted";
+const EXT_ANSWERED: &str = "ext.stream_call.answered_after_done";
+const EXT_PLAIN: &str = "ext.stream_call.plain_call_refused";
+const EXT_CHECKS: [&str; 3] = [EXT_CREDIT, EXT_ANSWERED, EXT_PLAIN];
+
+/// A stream call of `method` (items 1, 2, 3 … under the server's credit):
+/// it is taken with a grant and answered once the items end; a plain call
+/// of the method is refused rather than run without its items. (Whether a
+/// server refuses items beyond its credit depends on how fast its handler
+/// reads: zrpc's own tests check that with a handler that does not.)
+async fn stream_call(conn: &mut Conn, method: &str, r: &mut Report) {
+    use crate::protocol::{MORE, STREAM, STREAM_CALL, STREAM_DONE};
+    let not_run = |r: &mut Report, why: String| {
+        for name in EXT_CHECKS {
+            r.skip(name, why.clone());
+        }
+    };
+    let item = |id: &Id, name: &str, args: Value| {
+        event(&Id::fresh(), Some(3), Some(&id.value()), name, args)
+    };
+    // Open a stream call; the first grant, or why there is none.
+    async fn open(conn: &mut Conn, method: &str) -> (Id, Result<i64, Option<Seen>>) {
+        let id = Id::fresh();
+        let args = Value::Array(vec![Value::from(method)]);
+        if conn.request(&id, Some(3), STREAM_CALL, args).await.is_err() {
+            return (id, Err(None));
+        }
+        let end = Instant::now() + REPLY_WAIT;
+        while let Some(seen) = conn
+            .on(&id, end.saturating_duration_since(Instant::now()))
+            .await
+        {
+            match seen.name.as_str() {
+                crate::protocol::HEARTBEAT => continue,
+                MORE => {
+                    let n = seen.items().and_then(|a| a.first()).and_then(Value::as_i64);
+                    return (id, n.filter(|n| *n > 0).ok_or(Some(seen)));
+                }
+                _ => return (id, Err(Some(seen))),
+            }
+        }
+        (id, Err(None))
+    }
+
+    let (id, first) = open(conn, method).await;
+    let granted = match first {
+        Ok(n) => n,
+        Err(seen) => {
+            conn.close(&id);
+            let why = match &seen {
+                Some(s) if s.name == "ERR" => format!(
+                    "the server does not take a stream of items for {method} (zrpc's extension; it answered {})",
+                    show(s)
+                ),
+                Some(s) => {
+                    // Taken, but no grant came first.
+                    r.fail(EXT_CREDIT, format!("{} instead of _zpc_more [n > 0]", show(s)));
+                    for name in [EXT_ANSWERED, EXT_PLAIN] {
+                        r.skip(name, "the stream call was not taken");
+                    }
+                    return;
+                }
+                None => format!("no answer to {STREAM_CALL} within {REPLY_WAIT:?} (a server without the extension that ignores unknown names, as zerorpc-node does)"),
+            };
+            return not_run(r, why);
+        }
+    };
+    r.pass(EXT_CREDIT);
+    // Items within the credit, then the end: an answer follows.
+    let n = granted.min(5);
+    for i in 1..=n {
+        let _ = conn.send(item(&id, STREAM, Value::from(i))).await;
+    }
+    let _ = conn.send(item(&id, STREAM_DONE, Value::Nil)).await;
+    let end = Instant::now() + REPLY_WAIT;
+    let mut answer = None;
+    while let Some(seen) = conn
+        .on(&id, end.saturating_duration_since(Instant::now()))
+        .await
+    {
+        match seen.name.as_str() {
+            "OK" | "ERR" | "STREAM_DONE" => {
+                answer = Some(seen.name);
+                break;
+            }
+            // A bidirectional method's items: keep granting.
+            "STREAM" => {
+                let _ = conn
+                    .send(item(&id, MORE, Value::Array(vec![Value::from(100)])))
+                    .await;
+            }
+            _ => {}
+        }
+    }
+    conn.close(&id);
+    r.check(EXT_ANSWERED, answer.is_some(), || {
+        format!("no OK, ERR or STREAM_DONE within {REPLY_WAIT:?} of the end of {n} items")
+    });
+    // The method called the plain way.
+    let id = Id::fresh();
+    let reply = conn.call(&id, Some(3), method, Value::Array(vec![])).await;
+    r.check(
+        EXT_PLAIN,
+        reply.as_ref().is_some_and(|s| s.name == "ERR"),
+        || match &reply {
+            Some(s) => format!("a plain call of {method} answered {}", show(s)),
+            None => format!("a plain call of {method} got no answer within {REPLY_WAIT:?}"),
         },
     );
 }

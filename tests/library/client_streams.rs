@@ -59,6 +59,13 @@ fn service(read: Arc<AtomicUsize>, dropped: Arc<AtomicBool>) -> Service {
         .method("add", |(a, b): (i64, i64)| async move {
             Ok::<_, ServiceError>(a + b)
         })
+        // Reads one item, then nothing for a while: its first grant is
+        // all the credit.
+        .client_stream("hold", |(): (), mut items: Items<i64>| async move {
+            let first = items.next().await.unwrap_or(0);
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok::<_, ServiceError>(first + items.count().await as i64)
+        })
         .client_stream_dynamic("types", |params, items| async move {
             let items: Vec<Value> = items.collect().await;
             Ok::<_, ServiceError>(Value::Array(vec![
@@ -376,7 +383,7 @@ fn py_stream_call(ep: &str, scenario: &str) {
 async fn a_hand_written_python_peer_speaks_the_extension() {
     let f = fixture().await;
     let ep = f.server.endpoints()[0].clone();
-    for scenario in ["sum", "upper", "plain"] {
+    for scenario in ["sum", "upper", "plain", "excess"] {
         let ep = ep.clone();
         tokio::task::spawn_blocking(move || py_stream_call(&ep, scenario))
             .await

@@ -8,6 +8,9 @@ usage: py_stream_call.py ENDPOINT SCENARIO
   upper   _zrpc_stream_call ["upper"], 300 words, granting the server
           credit for its answers; expects them upper-cased, in order
   plain   zerorpc.Client().sum(): refused with TypeError, not run
+  excess  _zrpc_stream_call ["hold"] (a method that reads one item, then nothing for a
+          while): one item more than the first grant is refused with
+          ERR ProtocolError
 Prints PASS SCENARIO ... on success; exits non-zero saying why otherwise.
 """
 import sys
@@ -122,6 +125,20 @@ elif scenario == "upper":
     if got != [w.upper() for w in words]:
         fail("answers %r..." % (got[:5],))
     print("PASS upper", len(got), flush=True)
+elif scenario == "excess":
+    call = Call("hold", [])
+    call.wait_credit()
+    granted = call.credit
+    for i in range(granted + 1):
+        call.send("STREAM", i)
+    while True:
+        name, args = call.recv()
+        if name == "_zpc_more":
+            continue
+        if name != "ERR" or args[0] != "ProtocolError":
+            fail("expected ERR ProtocolError after %d items on a grant of %d, got %s %r" % (granted + 1, granted, name, args))
+        break
+    print("PASS excess", args[1], flush=True)
 elif scenario == "plain":
     import zerorpc
 

@@ -15,6 +15,7 @@ pub(crate) struct Request {
     pub(crate) period: Duration,
     pub(crate) timeout: Duration,
     pub(crate) sleep_method: String,
+    pub(crate) items_method: String,
     pub(crate) stream: Option<(String, Vec<Value>)>,
     pub(crate) json: bool,
 }
@@ -26,6 +27,7 @@ pub(crate) async fn run(req: Request) -> Result<(), CliError> {
                 endpoint: endpoint.clone(),
                 period: req.period,
                 sleep_method: req.sleep_method,
+                items_method: req.items_method,
                 stream: req.stream,
             };
             probe_server(&probe).await

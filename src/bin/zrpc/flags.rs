@@ -79,6 +79,11 @@ pub(super) struct Opts {
     /// argument in seconds (for the long-call heartbeat checks).
     #[arg(long, default_value = "sleep", value_name = "NAME")]
     pub(super) sleep_method: String,
+    /// With --conformance: the server's method that takes a stream of
+    /// items and no parameters (zrpc's extension; its `ext.*` checks are
+    /// not run against a server without it).
+    #[arg(long, default_value = "sum", value_name = "NAME")]
+    pub(super) items_method: String,
     /// Connect to ADDRESS (repeatable).
     #[arg(long, value_name = "ADDRESS")]
     pub(super) connect: Vec<String>,

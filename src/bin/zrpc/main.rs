@@ -235,6 +235,7 @@ async fn run(opts: Opts) -> Result<(), CliError> {
             period: heartbeat.unwrap_or(zerorpc::server::DEFAULT_HEARTBEAT),
             timeout: seconds(opts.timeout, "timeout")?.unwrap_or(Duration::from_secs(3600)),
             sleep_method: opts.sleep_method.clone(),
+            items_method: opts.items_method.clone(),
             stream,
             json: opts.print_json,
         })
