@@ -56,15 +56,13 @@ fn heard_until(
         let last = last.clone();
         async move {
             let mut rx = rx?;
-            loop {
-                match rx.recv().await {
-                    Ok(line) if line == last => return Some((line, None)),
-                    Ok(line) => return Some((line, Some(rx))),
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        return Some((format!("* {n} lines missed"), Some(rx)))
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return None,
+            match rx.recv().await {
+                Ok(line) if line == last => Some((line, None)),
+                Ok(line) => Some((line, Some(rx))),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    Some((format!("* {n} lines missed"), Some(rx)))
                 }
+                Err(broadcast::error::RecvError::Closed) => None,
             }
         }
     })

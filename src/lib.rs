@@ -36,9 +36,9 @@
 //! |---|---|
 //! | [`protocol`] | the wire: event codec (`event`), message ids, framing of ZeroMQ messages, msgpack primitives, heartbeat rules, recycled large buffers (`buffers`) |
 //! | `transport` | the adapter over our ZeroMQ package: links (one socket each, reconnecting), sending (`outbox`), receiving (`inbound`), endpoints |
-//! | [`service`](mod@service) | the name → handler table: argument decoding (`args`), handlers and their guards (`handler`), introspection, namespaces and API versions (`version`), [`RpcService`] objects |
+//! | [`service`](mod@service) | the name → handler table: argument decoding (`args`), handlers and their guards (`handler`), a caller's stream of [`Items`] (`items`), introspection, namespaces and API versions (`version`), [`RpcService`] objects |
 //! | [`server`] | ROUTER server: the core task (`core`: every request and channel event), running handlers (`request`), channels, deadlines, the pool, replies |
-//! | [`client`] | the client: one call from the caller's side (`call`), the call table (`calls`), where a call goes (`servers`), who reads the sockets (`reader`), [`ReplyStream`], when calls time out (`deadlines`), servers found by name (`discovery`, [`Resolver`]), what may be sent twice (`retry`, [`Retry`]) |
+//! | [`client`] | the client: one call from the caller's side (`call`), the call table (`calls`), where a call goes (`servers`), who reads the sockets (`reader`), [`ReplyStream`], the items a caller streams (`upload`), when calls time out (`deadlines`), servers found by name (`discovery`, [`Resolver`]), what may be sent twice (`retry`, [`Retry`]) |
 //! | [`oneway`] | fire-and-forget events: [`Pusher`] → [`Puller`] (cast), [`Publisher`] → [`Subscriber`] (fanout) |
 //! | `blob` | [`Blob`]: binary data shared with the message it came in, not copied out |
 //! | `context` | [`Context`]: what a handler knows of its request (method, peer, deadline, header keys, [`TraceParent`]) |

@@ -17,8 +17,8 @@
 //! | file | concept |
 //! |---|---|
 //! | `mod.rs` | [`ServerBuilder`] and the [`Server`] handle |
-//! | `core` | the core task (`Core`, all its methods): its loop, link events, requests, channel events, ticks, draining |
-//! | `channel` | an open channel (`Chan`), its key, and the table of them |
+//! | `core` | the core task (`Core`, all its methods): its loop, link events, requests, channel events (a caller's stream of items among them), ticks, draining |
+//! | `channel` | an open channel (`Chan`), its key, what it keeps of a caller's items (`Input`), and the table of them |
 //! | `request` | running a handler: the inline first poll, its own task, its stream under credit |
 //! | `deadlines` | when requests' callers stop waiting, behind one timer |
 //! | `pool` | `pool_size`: who runs next, round-robin between clients |

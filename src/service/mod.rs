@@ -9,7 +9,9 @@
 //!   so CPU-heavy work never delays other calls or heartbeats;
 //! - dynamic: `Vec<rmpv::Value>` in, `rmpv::Value` out, with msgpack types
 //!   preserved exactly (bin stays bin, u64 stays u64);
-//! - streams of either kind (zerorpc's `@zerorpc.stream`).
+//! - streams of either kind (zerorpc's `@zerorpc.stream`);
+//! - client streams and bidirectional streams, which take the caller's
+//!   [`Items`] (zrpc's extension: `items.rs`).
 //!
 //! A whole object can also implement [`RpcService`] and be served as is.
 

@@ -131,6 +131,41 @@ pub(crate) fn infer_cli_arg(s: &str) -> Value {
     }
 }
 
+/// The JSON values of `input`, one per line (blank lines skipped), read on
+/// a thread of their own a few lines ahead of their consumer; a line that
+/// is not JSON, or a read error, is the last item.
+pub(crate) fn lines(
+    input: impl std::io::Read + Send + 'static,
+) -> impl futures::Stream<Item = Result<Value, zerorpc::ServiceError>> + Send + 'static {
+    use std::io::BufRead;
+    use zerorpc::ServiceError;
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    std::thread::spawn(move || {
+        for (n, line) in std::io::BufReader::new(input).lines().enumerate() {
+            let item = match line {
+                Ok(line) if line.trim().is_empty() => continue,
+                Ok(line) => parse_json(&line).map_err(|e| {
+                    ServiceError::new(
+                        "ValueError",
+                        format!("line {} of the input is not JSON: {e}", n + 1),
+                    )
+                }),
+                Err(e) => Err(ServiceError::new(
+                    "IOError",
+                    format!("reading the input: {e}"),
+                )),
+            };
+            let last = item.is_err();
+            if tx.blocking_send(item).is_err() || last {
+                return;
+            }
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,39 +201,4 @@ mod tests {
             serde_json::json!({"1": null})
         );
     }
-}
-
-/// The JSON values of `input`, one per line (blank lines skipped), read on
-/// a thread of their own a few lines ahead of their consumer; a line that
-/// is not JSON, or a read error, is the last item.
-pub(crate) fn lines(
-    input: impl std::io::Read + Send + 'static,
-) -> impl futures::Stream<Item = Result<Value, zerorpc::ServiceError>> + Send + 'static {
-    use std::io::BufRead;
-    use zerorpc::ServiceError;
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    std::thread::spawn(move || {
-        for (n, line) in std::io::BufReader::new(input).lines().enumerate() {
-            let item = match line {
-                Ok(line) if line.trim().is_empty() => continue,
-                Ok(line) => parse_json(&line).map_err(|e| {
-                    ServiceError::new(
-                        "ValueError",
-                        format!("line {} of the input is not JSON: {e}", n + 1),
-                    )
-                }),
-                Err(e) => Err(ServiceError::new(
-                    "IOError",
-                    format!("reading the input: {e}"),
-                )),
-            };
-            let last = item.is_err();
-            if tx.blocking_send(item).is_err() || last {
-                return;
-            }
-        }
-    });
-    futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    })
 }
