@@ -967,3 +967,182 @@ async fn wait_for(mut cond: impl FnMut() -> bool, why: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// An event on stream call `call` (`STREAM`, `STREAM_DONE`, `ERR`), with
+/// `args` as raw msgpack.
+fn on_call(call: u64, name: &str, args: &[u8]) -> Vec<u8> {
+    zerorpc::protocol::encode_reply(&rmp_bin(call), name, args)
+}
+
+/// A u64 as the raw msgpack bin `event` gives ids.
+fn rmp_bin(id: u64) -> Vec<u8> {
+    let mut out = vec![0xc4, 8];
+    out.extend_from_slice(&id.to_be_bytes());
+    out
+}
+
+/// zrpc's client-stream extension misused: malformed stream calls, items
+/// after the end, a junk `ERR` from the caller, and a thousand stream calls
+/// opened and never fed. Each gets an `ERR` or is dropped, the server's
+/// memory stays small, and a quiet client's calls stay fast throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misused_stream_calls_are_refused_and_cost_little() {
+    use zerorpc_zeromq::{DealerSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
+    let _one = ONE_AT_A_TIME.lock().await;
+    let target = Target::start(&["echo"]);
+    let watch = Watch::start(&target, "echo", vec![Value::from(1)]).await;
+    let mut dealer = DealerSocket::new();
+    dealer.connect(&target.ep).await.unwrap();
+    let send =
+        |payload: Vec<u8>| ZmqMessage::try_from(vec![bytes::Bytes::new(), payload.into()]).unwrap();
+    // The next event for call `id` other than a heartbeat or a grant.
+    async fn answer(dealer: &mut DealerSocket, id: u64) -> (String, String) {
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(5), dealer.recv())
+                .await
+                .expect("an answer within 5 s")
+                .unwrap();
+            let payload = msg.get(msg.len() - 1).unwrap().clone();
+            let ev = zerorpc::protocol::Event::decode(&payload).unwrap();
+            if ev.response_to != Some(&rmp_bin(id)[..]) {
+                continue;
+            }
+            let name = ev.name.unwrap().to_string();
+            if name == "_zpc_hb" || name == "_zpc_more" {
+                continue;
+            }
+            let args: Value = rmpv::decode::read_value(&mut &ev.args[..]).unwrap();
+            return (name, args.to_string());
+        }
+    }
+    // Wait for the server's first grant on call `id`.
+    async fn granted(dealer: &mut DealerSocket, id: u64) {
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(5), dealer.recv())
+                .await
+                .expect("a grant within 5 s")
+                .unwrap();
+            let payload = msg.get(msg.len() - 1).unwrap().clone();
+            let ev = zerorpc::protocol::Event::decode(&payload).unwrap();
+            if ev.response_to == Some(&rmp_bin(id)[..]) && ev.name == Ok("_zpc_more") {
+                return;
+            }
+        }
+    }
+    // Malformed stream calls.
+    let cases: Vec<(Vec<Value>, &str)> = vec![
+        (vec![], "takes the method's name"),
+        (vec![Value::from(42)], "takes the method's name"),
+        (vec![Value::Binary(vec![0xff])], "takes the method's name"),
+        (vec![Value::from("nope")], "NameError"),
+        (
+            vec![Value::from("echo"), Value::from(1)],
+            "does not take a stream",
+        ),
+    ];
+    for (i, (args, want)) in cases.into_iter().enumerate() {
+        let id = 100 + i as u64;
+        dealer
+            .send(send(event(id, "_zrpc_stream_call", args, Some(3))))
+            .await
+            .unwrap();
+        let (name, args) = answer(&mut dealer, id).await;
+        assert_eq!(name, "ERR", "{args}");
+        assert!(args.contains(want), "wanted {want:?}: {args}");
+    }
+    // Items after the end.
+    dealer
+        .send(send(event(
+            200,
+            "_zrpc_stream_call",
+            vec![Value::from("sum")],
+            Some(3),
+        )))
+        .await
+        .unwrap();
+    granted(&mut dealer, 200).await;
+    dealer
+        .send(send(on_call(200, "STREAM", &[1])))
+        .await
+        .unwrap();
+    dealer
+        .send(send(on_call(200, "STREAM_DONE", &[0xc0])))
+        .await
+        .unwrap();
+    dealer
+        .send(send(on_call(200, "STREAM", &[2])))
+        .await
+        .unwrap();
+    let (name, args) = answer(&mut dealer, 200).await;
+    // (The sum may answer before the stray item arrives; either way the
+    // stray item is never counted.)
+    assert!(
+        (name == "OK" && args == "[1]") || args.contains("after the end"),
+        "{name} {args}"
+    );
+    // A junk ERR from the caller cancels its call: no answer comes.
+    dealer
+        .send(send(event(
+            300,
+            "_zrpc_stream_call",
+            vec![Value::from("sum")],
+            Some(3),
+        )))
+        .await
+        .unwrap();
+    dealer
+        .send(send(on_call(300, "ERR", &[0xc0])))
+        .await
+        .unwrap();
+    dealer
+        .send(send(event(
+            302,
+            "echo",
+            vec![Value::from("after")],
+            Some(3),
+        )))
+        .await
+        .unwrap();
+    let (name, args) = answer(&mut dealer, 302).await;
+    assert_eq!((name.as_str(), args.as_str()), ("OK", "[\"after\"]"));
+    // A thousand stream calls opened, granted credit, never fed.
+    let baseline_kib = rss_kib(target.pid());
+    for id in 1000..2000u64 {
+        dealer
+            .send(send(event(
+                id,
+                "_zrpc_stream_call",
+                vec![Value::from("sum")],
+                Some(3),
+            )))
+            .await
+            .unwrap();
+    }
+    dealer
+        .send(send(event(
+            5000,
+            "echo",
+            vec![Value::from("still")],
+            Some(3),
+        )))
+        .await
+        .unwrap();
+    let (name, _) = answer(&mut dealer, 5000).await;
+    assert_eq!(name, "OK");
+    let open_kib = rss_kib(target.pid());
+    println!(
+        "STREAM CALLS: 1000 open and unfed took the server from {} to {} MiB",
+        baseline_kib / 1024,
+        open_kib / 1024
+    );
+    assert!(
+        open_kib < baseline_kib + 64 * 1024,
+        "{open_kib} KiB with 1000 open stream calls"
+    );
+    // Held open a while, as a client that went quiet would.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(dealer);
+    let left = Instant::now();
+    let f = watch.finish("misused stream calls", left).await;
+    f.assert_unhurt("misused stream calls");
+}
