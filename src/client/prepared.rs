@@ -135,4 +135,40 @@ impl Prepared {
             .stream_with(&method, args, self.options.clone())
             .await
     }
+
+    /// [`Client::client_stream`] with this target.
+    pub async fn client_stream<A, T, R>(
+        &self,
+        method: &str,
+        args: A,
+        items: impl futures::Stream<Item = T> + Send + 'static,
+    ) -> Result<R, Error>
+    where
+        A: Serialize,
+        T: Serialize + Send + 'static,
+        R: DeserializeOwned,
+    {
+        let method = self.method(method);
+        self.client
+            .client_stream_with(&method, args, items, self.options.clone())
+            .await
+    }
+
+    /// [`Client::bidi_stream`] with this target.
+    pub async fn bidi_stream<A, T, R>(
+        &self,
+        method: &str,
+        args: A,
+        items: impl futures::Stream<Item = T> + Send + 'static,
+    ) -> Result<ReplyStream<R>, Error>
+    where
+        A: Serialize,
+        T: Serialize + Send + 'static,
+        R: DeserializeOwned,
+    {
+        let method = self.method(method);
+        self.client
+            .bidi_stream_with(&method, args, items, self.options.clone())
+            .await
+    }
 }

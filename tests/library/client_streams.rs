@@ -629,3 +629,42 @@ fn the_upload_example_stores_a_file_whole() {
     let echo = send(&["--echo", "--json"]);
     assert_eq!(field(&upload, "checksum"), field(&echo, "checksum"));
 }
+
+#[tokio::test]
+async fn stream_calls_reach_namespaces_and_check_versions() {
+    let counter = Service::new("counter")
+        .version(zerorpc::Version::new(2, 1))
+        .client_stream("sum", |(): (), items: Items<i64>| async move {
+            Ok::<_, ServiceError>(items.fold(0, |s, n| async move { s + n }).await)
+        });
+    let server = Server::builder(Service::new("main"))
+        .service(counter)
+        .bind("tcp://127.0.0.1:0")
+        .start()
+        .await
+        .unwrap();
+    let client = Client::connect(server.endpoints()[0].clone())
+        .await
+        .unwrap();
+    let v2 = client
+        .prepare()
+        .namespace("counter")
+        .version(zerorpc::Version::new(2, 0));
+    let total: i64 = v2
+        .client_stream("sum", (), futures::stream::iter(1..=4))
+        .await
+        .unwrap();
+    assert_eq!(total, 10);
+    let v3 = v2.clone().version(zerorpc::Version::new(3, 0));
+    let e = v3
+        .client_stream::<_, _, i64>("sum", (), futures::stream::iter(1..=4))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.remote().map(|r| r.name.as_str()),
+        Some("UnsupportedVersion"),
+        "{e:?}"
+    );
+    client.close(Duration::from_secs(1)).await.unwrap();
+    server.close(Duration::from_secs(1)).await.unwrap();
+}
