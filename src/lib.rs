@@ -39,6 +39,7 @@
 //! | [`service`](mod@service) | the name → handler table: argument decoding (`args`), handlers and their guards (`handler`), a caller's stream of [`Items`] (`items`), introspection, namespaces and API versions (`version`), [`RpcService`] objects |
 //! | [`server`] | ROUTER server: the core task (`core`: every request and channel event), running handlers (`request`), channels, deadlines, the pool, replies |
 //! | [`client`] | the client: one call from the caller's side (`call`), the call table (`calls`), where a call goes (`servers`), who reads the sockets (`reader`), [`ReplyStream`], the items a caller streams (`upload`), when calls time out (`deadlines`), servers found by name (`discovery`, [`Resolver`]), what may be sent twice (`retry`, [`Retry`]) |
+//! | [`broker`] | [`Broker`]: clients on its frontend, workers on its backend, every event of a call kept on the worker that took it |
 //! | [`oneway`] | fire-and-forget events: [`Pusher`] → [`Puller`] (cast), [`Publisher`] → [`Subscriber`] (fanout) |
 //! | `blob` | [`Blob`]: binary data shared with the message it came in, not copied out |
 //! | `context` | [`Context`]: what a handler knows of its request (method, peer, deadline, header keys, [`TraceParent`]) |
@@ -82,6 +83,7 @@
 #[path = "private.rs"]
 pub mod __private;
 mod blob;
+pub mod broker;
 pub mod client;
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -100,6 +102,7 @@ mod telemetry;
 mod transport;
 
 pub use blob::Blob;
+pub use broker::{Broker, BrokerBuilder};
 #[cfg(feature = "dns")]
 pub use client::DnsResolver;
 pub use client::{

@@ -14,7 +14,7 @@
 
 use super::calls::Route;
 use super::reader::{self, Reader};
-use super::reply::{parse_err, Answered, Reply, Slot};
+use super::reply::{remote_error, Answered, Reply, Slot};
 use super::servers::ServerId;
 use super::upload::Upload;
 use super::{CallOptions, Client};
@@ -238,7 +238,7 @@ impl Future for Pending<'_> {
         let err;
         let result = match &answer {
             Ok(first) if first.name == protocol::ERR => {
-                err = Error::Remote(parse_err(&first.args));
+                err = remote_error(this.method, &first.args);
                 Err(&err)
             }
             Ok(_) => Ok(()),

@@ -17,11 +17,26 @@ pub(super) fn single_value(method: &str, first: Reply) -> Result<Bytes, Error> {
     match &*first.name {
         protocol::OK => msgpack::first_item(&first.args)
             .ok_or_else(|| Error::Protocol(format!("OK reply to {method} has no value"))),
-        protocol::ERR => Err(Error::Remote(parse_err(&first.args))),
+        protocol::ERR => Err(remote_error(method, &first.args)),
         other => Err(Error::Protocol(format!(
             "unexpected {other} reply to {method}"
         ))),
     }
+}
+
+/// The error an `ERR` reply to `method` carries. A `LostRemote` is the
+/// error a direct call would have got: a broker reports so when the worker
+/// running the call is lost (a server reports so when a call it made in
+/// turn was).
+pub(super) fn remote_error(method: &str, args: &[u8]) -> Error {
+    let e = parse_err(args);
+    if e.name == "LostRemote" {
+        return Error::LostRemote {
+            method: method.to_string(),
+            reason: e.message,
+        };
+    }
+    Error::Remote(e)
 }
 
 /// How a reply value becomes the caller's type, within the decoding

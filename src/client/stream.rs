@@ -5,7 +5,7 @@
 //! (zerorpc's), fewer when items are large: as many of the largest item
 //! seen so far as fit in 16 MiB, and at least one.
 
-use super::reply::{parse_err, Decode, StreamRx};
+use super::reply::{remote_error, Decode, StreamRx};
 use super::Inner;
 use crate::error::Error;
 use crate::protocol::{self, MessageId};
@@ -143,7 +143,7 @@ impl<T> futures::Stream for ReplyStream<T> {
                     return Poll::Ready(Some(this.item(&args)));
                 }
                 protocol::STREAM_DONE => None,
-                protocol::ERR => Some(Err(Error::Remote(parse_err(&args)))),
+                protocol::ERR => Some(Err(remote_error(&this.method, &args))),
                 other => Some(Err(Error::Protocol(format!(
                     "unexpected {other} in the stream of {}",
                     this.method

@@ -30,7 +30,7 @@ mod core;
 mod deadlines;
 mod dispatch;
 mod pool;
-mod reply;
+pub(crate) mod reply;
 mod request;
 
 pub use pool::{DEFAULT_POOL_QUEUE, DEFAULT_POOL_QUEUE_BYTES};

@@ -31,7 +31,7 @@ pub(super) fn encode_ok(response_to: &[u8], value: Encoded) -> Bytes {
 
 /// `ERR [name, message, traceback]`, or for a v1 caller (`legacy`) the
 /// one-element `ERR [repr]` it expects.
-pub(super) fn encode_error(response_to: &[u8], legacy: bool, e: &ServiceError) -> Bytes {
+pub(crate) fn encode_error(response_to: &[u8], legacy: bool, e: &ServiceError) -> Bytes {
     if legacy {
         let id = MessageId::new();
         let mut out = Vec::new();

@@ -5,6 +5,7 @@
 //! | file | theme |
 //! |---|---|
 //! | `cli.rs` | the command as an operator uses it |
+//! | `broker.rs` | the broker: every client kind to zrpc and Python workers, workers killed and joining, its queue, its memory |
 //! | `cli_flags.rs` | each flag doing what it says, seen from outside |
 //! | `interop_python.rs` | zerorpc-python 0.6.3, both directions |
 //! | `interop_node.rs` | zerorpc-node 0.9.8, both directions |
@@ -21,6 +22,7 @@ mod dns;
 #[path = "../common/pool.rs"]
 mod pool;
 
+mod broker;
 mod cli;
 mod cli_flags;
 mod conformance;

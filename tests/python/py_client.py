@@ -204,5 +204,19 @@ def namespaces():
     assert at("1.0").add(1, 2) == 3
 
 
+def broker():
+    # Through zrpc's broker to zrpc and zerorpc-python workers that share
+    # echo, count and sleep (heartbeat 1 s: the long calls outlive two).
+    c = client(timeout=20, heartbeat=1)
+    for i in range(20):
+        assert c.echo(i) == i
+    for _ in range(4):
+        assert list(c.count(500)) == list(range(500))
+    start = time.time()
+    jobs = [gevent.spawn(c.sleep, 2.5) for _ in range(2)]
+    gevent.joinall(jobs, raise_error=True)
+    assert time.time() - start >= 2.4
+
+
 globals()[scenario]()
 print("PASS", scenario, flush=True)

@@ -116,7 +116,8 @@ pub(super) struct Opts {
     #[arg(long, value_name = "COUNT", value_parser = count)]
     pub(super) pool_per_client: Option<usize>,
     /// With --pool-size: requests that may wait for a slot, all clients
-    /// together (default 1024); beyond, ERR ServerBusy.
+    /// together (default 1024); with --broker: calls that may wait for a
+    /// worker (default 1000). Beyond, ERR ServerBusy.
     #[arg(long, value_name = "COUNT", value_parser = count)]
     pub(super) pool_queue: Option<usize>,
     /// Seconds a new connection has to complete the ZeroMQ handshake
@@ -167,6 +168,24 @@ pub(super) struct Opts {
     /// Let in any CURVE client that completes the handshake.
     #[arg(long)]
     pub(super) curve_allow_any: bool,
+    /// Run a broker (zrpc's call-aware proxy): clients connect to
+    /// --frontend, workers (servers that --connect) to --backend; every
+    /// event of a call stays on the worker that took it.
+    #[arg(long)]
+    pub(super) broker: bool,
+    /// With --broker: bind ADDRESS for clients (repeatable).
+    #[arg(long, value_name = "ADDRESS")]
+    pub(super) frontend: Vec<String>,
+    /// With --broker: bind ADDRESS for workers (repeatable).
+    #[arg(long, value_name = "ADDRESS")]
+    pub(super) backend: Vec<String>,
+    /// With --broker and --curve-secret: a worker public key the backend
+    /// lets in (repeatable); without it the backend is not encrypted.
+    #[arg(long, value_name = "KEY|@FILE")]
+    pub(super) backend_curve_allow: Vec<String>,
+    /// With --broker: let in any worker that completes the CURVE handshake.
+    #[arg(long)]
+    pub(super) backend_curve_allow_any: bool,
     /// Serve --exec methods on a non-loopback address without CURVE anyway.
     #[arg(long)]
     pub(super) insecure: bool,

@@ -17,6 +17,7 @@
 // usage pattern, not a link.
 #![allow(rustdoc::broken_intra_doc_links)]
 
+mod broker;
 mod builtins;
 mod conformance;
 mod exec;
@@ -161,7 +162,7 @@ fn fmt_secs(d: Duration) -> String {
     }
 }
 
-fn seconds(s: f64, what: &str) -> Result<Option<Duration>, CliError> {
+pub(crate) fn seconds(s: f64, what: &str) -> Result<Option<Duration>, CliError> {
     if !s.is_finite() || s < 0.0 {
         return Err(CliError::Usage(format!(
             "--{what} must be a non-negative number of seconds"
@@ -206,6 +207,10 @@ async fn run(opts: Opts) -> Result<(), CliError> {
         return Ok(());
     }
     check_positionals(&opts.rest)?;
+    if opts.broker {
+        let heartbeat = seconds(opts.heartbeat, "heartbeat")?;
+        return broker::run(&opts, heartbeat).await;
+    }
     let mut rest = opts.rest.clone().into_iter();
     let mut connects = opts.connect.clone();
     let binds = opts.bind.clone();
@@ -440,7 +445,7 @@ async fn serve(
 
 /// Install the Prometheus recorder, serving `GET /metrics` on `addr`
 /// (before the server starts: its metrics register then).
-fn serve_metrics(addr: &str) -> Result<(), CliError> {
+pub(crate) fn serve_metrics(addr: &str) -> Result<(), CliError> {
     let socket: std::net::SocketAddr = addr.parse().map_err(|_| {
         CliError::Usage(format!(
             "--metrics takes HOST:PORT (an IP address), got {addr:?}"

@@ -21,7 +21,7 @@ const MAX_KEY_FILE: u64 = 4096;
 /// always wins (`@` is one of Z85's characters); anything else starting
 /// with `@` names a file, which may hold a `--keygen` output: a public key
 /// is its first line, a secret key its last.
-fn read_key(arg: &str, flag: &str, secret: bool) -> Result<Key, CliError> {
+pub(super) fn read_key(arg: &str, flag: &str, secret: bool) -> Result<Key, CliError> {
     if let Ok(key) = parse_key(arg) {
         return Ok(key);
     }

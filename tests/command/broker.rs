@@ -1,0 +1,379 @@
+//! The broker: zrpc, zerorpc-python and zerorpc-node clients through it to
+//! zrpc and zerorpc-python workers that connect (processes), with streams,
+//! long calls, a worker killed mid-call, workers joining, calls waiting
+//! for a worker, and nothing kept for peers that left.
+
+use crate::common;
+
+use common::*;
+use futures::StreamExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use zerorpc::{Broker, CallOptions, Client, Error, Value};
+
+/// A broker in this process (heartbeat 1 s), on free loopback ports.
+async fn broker() -> Broker {
+    Broker::builder()
+        .frontend("tcp://127.0.0.1:0")
+        .backend("tcp://127.0.0.1:0")
+        .heartbeat(Some(Duration::from_secs(1)))
+        .start()
+        .await
+        .expect("the broker starts")
+}
+
+/// `zrpc --server --connect BACKEND` serving echo (echo, count, sum …)
+/// and `sleep(seconds)` (a shell command), heartbeat 1 s.
+fn zrpc_worker(backend: &str, name: &str) -> Proc {
+    spawn_until(
+        Command::new(env!("CARGO_BIN_EXE_zrpc")).args([
+            "--server",
+            "--connect",
+            backend,
+            "--heartbeat",
+            "1",
+            "--server-name",
+            name,
+            "--exec",
+            "sleep=sleep",
+            "echo",
+        ]),
+        "serving",
+        true,
+    )
+}
+
+/// zerorpc-python 0.6.3 connecting to BACKEND (echo, count, sleep, …).
+fn python_worker(backend: &str) -> Proc {
+    spawn_until(
+        Command::new(python())
+            .arg(script("py_server.py"))
+            .arg(backend)
+            .arg("1.0")
+            .arg("connect"),
+        "READY",
+        false,
+    )
+}
+
+async fn until_workers(broker: &Broker, n: usize) {
+    let start = Instant::now();
+    while broker.workers().await.len() != n {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{n} workers did not connect: {:?}",
+            broker.workers().await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn client(ep: &str) -> Client {
+    Client::builder()
+        .connect(ep)
+        .heartbeat(Some(Duration::from_secs(1)))
+        .timeout(Some(Duration::from_secs(20)))
+        .start()
+        .await
+        .expect("client starts")
+}
+
+async fn until_idle(broker: &Broker) {
+    let start = Instant::now();
+    loop {
+        let load = broker.load().await;
+        if load.in_flight == 0 && load.queued == 0 && load.clients == 0 {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the broker still holds {load:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_client_through_a_broker_to_zrpc_and_python_workers() {
+    let broker = broker().await;
+    let (front, back) = (broker.frontend()[0].clone(), broker.backend()[0].clone());
+    let _zw = zrpc_worker(&back, "zw");
+    let _pw = python_worker(&back);
+    until_workers(&broker, 2).await;
+
+    // zrpc: calls, streams, long calls (2.5 heartbeats), both workers used.
+    let c = client(&front).await;
+    for i in 0..20 {
+        let v = c.call_dynamic("echo", vec![Value::from(i)]).await.unwrap();
+        assert_eq!(v, Value::from(i));
+    }
+    for _ in 0..4 {
+        let items: Vec<u64> = c
+            .stream::<_, u64>("count", (500,))
+            .await
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+            .await;
+        assert_eq!(items, (0..500).collect::<Vec<_>>());
+    }
+    let started = Instant::now();
+    let (a, b) = tokio::join!(
+        c.call_dynamic("sleep", vec![Value::from(2.5)]),
+        c.call_dynamic("sleep", vec![Value::from(2.5)])
+    );
+    a.unwrap();
+    b.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(2400));
+    let workers = broker.workers().await;
+    assert!(
+        workers.iter().all(|w| w.calls >= 10),
+        "both workers take calls: {workers:?}"
+    );
+    // Introspection goes to a worker: the workers' service, not the broker.
+    let name = c.call_dynamic("_zerorpc_name", vec![]).await.unwrap();
+    assert!(
+        name == Value::from("echo") || name == Value::from("Svc"),
+        "{name}"
+    );
+    c.close(Duration::from_secs(1)).await.unwrap();
+
+    // zerorpc-python and zerorpc-node clients, the same calls.
+    let ep = front.clone();
+    tokio::task::spawn_blocking(move || python_client(&ep, "broker"))
+        .await
+        .unwrap();
+    // zerorpc-node to the zrpc worker alone: node and Python do not
+    // stream to each other past node's first credit, nor keep long calls
+    // alive, broker or not (see node_client.js).
+    drop(_pw);
+    until_workers(&broker, 1).await;
+    let ep = front.clone();
+    tokio::task::spawn_blocking(move || node_client(&ep, "broker"))
+        .await
+        .unwrap();
+    until_idle(&broker).await;
+    broker.close(Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_call_fails_only_its_calls_at_once() {
+    let broker = broker().await;
+    let back = broker.backend()[0].clone();
+    let doomed = zrpc_worker(&back, "doomed");
+    let _kept = zrpc_worker(&back, "kept");
+    until_workers(&broker, 2).await;
+    let c = client(&broker.frontend()[0]).await;
+    // Two long calls: one on each worker (the least loaded takes each).
+    let calls: Vec<_> = (0..2)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let r = c.call_dynamic("sleep", vec![Value::from(3)]).await;
+                (Instant::now(), r)
+            })
+        })
+        .collect();
+    let start = Instant::now();
+    while broker.workers().await.iter().any(|w| w.in_flight != 1) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            broker.workers().await
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let killed = Instant::now();
+    doomed.signal(9);
+    let mut outcomes = Vec::new();
+    for call in calls {
+        outcomes.push(call.await.unwrap());
+    }
+    outcomes.sort_by_key(|(at, _)| *at);
+    let (lost_at, lost) = &outcomes[0];
+    assert!(
+        matches!(lost, Err(Error::LostRemote { .. })),
+        "the call on the killed worker: {lost:?}"
+    );
+    assert!(
+        lost_at.duration_since(killed) < Duration::from_millis(1000),
+        "failed {:?} after the kill",
+        lost_at.duration_since(killed)
+    );
+    assert!(outcomes[1].1.is_ok(), "the other call: {:?}", outcomes[1].1);
+    // New calls go to the worker that is left.
+    until_workers(&broker, 1).await;
+    for i in 0..5 {
+        let v = c.call_dynamic("echo", vec![Value::from(i)]).await.unwrap();
+        assert_eq!(v, Value::from(i));
+    }
+    c.close(Duration::from_secs(1)).await.unwrap();
+    broker.close(Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joining_workers_take_a_share_and_calls_wait_for_one() {
+    let broker = broker().await;
+    let back = broker.backend()[0].clone();
+    let c = client(&broker.frontend()[0]).await;
+    // No worker yet: the call waits (heartbeated: 3 s is three heartbeat
+    // periods), and is answered when one joins.
+    let waiting = {
+        let c = c.clone();
+        tokio::spawn(async move { c.call_dynamic("echo", vec![Value::from("waited")]).await })
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(broker.load().await.queued, 1);
+    let _first = zrpc_worker(&back, "first");
+    assert_eq!(waiting.await.unwrap().unwrap(), Value::from("waited"));
+    // A call whose deadline passes while it waits is dropped from the queue.
+    let _second = zrpc_worker(&back, "second");
+    let _third = zrpc_worker(&back, "third");
+    until_workers(&broker, 3).await;
+    let before: u64 = broker.workers().await.iter().map(|w| w.calls).sum();
+    let calls = (0..60).map(|i| {
+        let c = c.clone();
+        async move { c.call_dynamic("echo", vec![Value::from(i)]).await }
+    });
+    let results = futures::future::join_all(calls).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let workers = broker.workers().await;
+    let after: u64 = workers.iter().map(|w| w.calls).sum();
+    assert_eq!(after - before, 60);
+    assert!(
+        workers.iter().all(|w| w.calls >= 10),
+        "every worker takes a share of 60 concurrent calls: {workers:?}"
+    );
+    c.close(Duration::from_secs(1)).await.unwrap();
+    broker.close(Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_is_bounded_and_deadlines_empty_it() {
+    let broker = Broker::builder()
+        .frontend("tcp://127.0.0.1:0")
+        .backend("tcp://127.0.0.1:0")
+        .heartbeat(Some(Duration::from_secs(1)))
+        .queue(2)
+        .start()
+        .await
+        .unwrap();
+    let c = client(&broker.frontend()[0]).await;
+    let short = CallOptions::timeout(Duration::from_millis(700));
+    let waiting: Vec<_> = (0..2)
+        .map(|_| {
+            let (c, o) = (c.clone(), short.clone());
+            tokio::spawn(async move { c.call_dynamic_with("echo", vec![Value::from(1)], o).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let e = c
+        .call_dynamic_with("echo", vec![Value::from(1)], short.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.remote().map(|r| r.name.as_str()),
+        Some("ServerBusy"),
+        "{e:?}"
+    );
+    for w in waiting {
+        let e = w.await.unwrap().unwrap_err();
+        assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
+    }
+    // Their deadlines passed: the broker keeps nothing of them (it looks
+    // at its queue every half heartbeat).
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(broker.load().await.queued, 0);
+    c.close(Duration::from_secs(1)).await.unwrap();
+    broker.close(Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_keeps_nothing_of_clients_and_workers_that_left() {
+    let broker = broker().await;
+    let back = broker.backend()[0].clone();
+    let _kept = zrpc_worker(&back, "kept");
+    {
+        // Workers that come and go.
+        let _gone = zrpc_worker(&back, "gone1");
+        let _gone2 = zrpc_worker(&back, "gone2");
+        until_workers(&broker, 3).await;
+    }
+    until_workers(&broker, 1).await;
+    // Clients that call and leave, one of them in the middle of a long call.
+    for i in 0..30 {
+        let c = client(&broker.frontend()[0]).await;
+        let v = c.call_dynamic("echo", vec![Value::from(i)]).await.unwrap();
+        assert_eq!(v, Value::from(i));
+        c.close(Duration::from_secs(1)).await.unwrap();
+    }
+    let c = client(&broker.frontend()[0]).await;
+    let long = {
+        let c = c.clone();
+        tokio::spawn(async move { c.call_dynamic("sleep", vec![Value::from(30)]).await })
+    };
+    let start = Instant::now();
+    while broker.load().await.in_flight != 1 {
+        assert!(start.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    long.abort();
+    drop(c);
+    until_idle(&broker).await;
+    let load = broker.load().await;
+    assert_eq!(
+        (load.in_flight, load.queued, load.clients, load.workers),
+        (0, 0, 0, 1)
+    );
+    let workers = broker.workers().await;
+    assert_eq!(workers[0].in_flight, 0, "{workers:?}");
+    broker.close(Duration::from_secs(1)).await.unwrap();
+}
+
+#[test]
+fn zrpc_broker_from_the_command_line() {
+    let (front, back) = (
+        format!("tcp://127.0.0.1:{}", free_port()),
+        format!("tcp://127.0.0.1:{}", free_port()),
+    );
+    let _broker = spawn_until(
+        Command::new(env!("CARGO_BIN_EXE_zrpc")).args([
+            "--broker",
+            "--frontend",
+            &front,
+            "--backend",
+            &back,
+        ]),
+        "brokering",
+        true,
+    );
+    let _w1 = spawn_until(
+        Command::new(env!("CARGO_BIN_EXE_zrpc")).args(["--server", "--connect", &back, "calc"]),
+        "serving",
+        true,
+    );
+    let _w2 = spawn_until(
+        Command::new(env!("CARGO_BIN_EXE_zrpc")).args(["--server", "--connect", &back, "calc"]),
+        "serving",
+        true,
+    );
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_zrpc"))
+            .args(args)
+            .output()
+            .expect("run zrpc");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // (The workers connect in the background: the first call may wait.)
+    assert_eq!(run(&[&front, "add", "2", "3"]).1, "5\n");
+    let (_, listing, _) = run(&["-?", &front]);
+    assert!(listing.contains("add(a, b)"), "{listing}");
+    // Usage errors are one line.
+    let (code, _, err) = run(&["--broker", "--frontend", &front]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--backend"), "{err}");
+}
