@@ -377,3 +377,182 @@ fn zrpc_broker_from_the_command_line() {
     assert_eq!(code, Some(2));
     assert!(err.contains("--backend"), "{err}");
 }
+
+/// `zrpc --broker` on the given ports (killed when dropped).
+fn broker_process(front: &str, back: &str, extra: &[&str]) -> Proc {
+    spawn_until(
+        Command::new(env!("CARGO_BIN_EXE_zrpc"))
+            .args([
+                "--broker",
+                "--heartbeat",
+                "1",
+                "--frontend",
+                front,
+                "--backend",
+                back,
+            ])
+            .args(extra),
+        "brokering",
+        true,
+    )
+}
+
+fn free_endpoint() -> String {
+    format!("tcp://127.0.0.1:{}", free_port())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_brokers_fail_over_and_a_restarted_one_is_used_again() {
+    let (f1, b1, f2, b2) = (
+        free_endpoint(),
+        free_endpoint(),
+        free_endpoint(),
+        free_endpoint(),
+    );
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut one = broker_process(&f1, &b1, &["--metrics", &metrics]);
+    let two = broker_process(&f2, &b2, &[]);
+    // One worker serving both brokers.
+    let _worker = spawn_until(
+        Command::new(env!("CARGO_BIN_EXE_zrpc")).args([
+            "--server",
+            "--heartbeat",
+            "1",
+            "--connect",
+            &b1,
+            "--connect",
+            &b2,
+            "echo",
+        ]),
+        "serving",
+        true,
+    );
+    let c = Client::builder()
+        .connect(&f1)
+        .connect(&f2)
+        .heartbeat(Some(Duration::from_secs(1)))
+        .timeout(Some(Duration::from_secs(10)))
+        .start()
+        .await
+        .unwrap();
+    let calls = |c: Client| async move {
+        for i in 0..20 {
+            let v = c.call_dynamic("echo", vec![Value::from(i)]).await;
+            assert_eq!(v.unwrap(), Value::from(i));
+        }
+    };
+    calls(c.clone()).await;
+    let body = tokio::task::spawn_blocking(move || crate::cli_flags::scrape(&metrics))
+        .await
+        .unwrap();
+    assert!(body.contains("zrpc_broker_workers 1"), "{body}");
+    // One broker goes: the calls go to the other.
+    one.signal(9);
+    let _ = one.wait_for(Duration::from_secs(5));
+    calls(c.clone()).await;
+    // It comes back, and the other goes: the calls go to it.
+    let _one = broker_process(&f1, &b1, &[]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    drop(two);
+    calls(c.clone()).await;
+    c.close(Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_worker_finishes_its_calls_and_gets_no_new_ones() {
+    let broker = broker().await;
+    let back = broker.backend()[0].clone();
+    let stopping = zrpc_worker(&back, "stopping");
+    until_workers(&broker, 1).await;
+    let c = client(&broker.frontend()[0]).await;
+    let long = {
+        let c = c.clone();
+        tokio::spawn(async move { c.call_dynamic("sleep", vec![Value::from(1.5)]).await })
+    };
+    let _other = zrpc_worker(&back, "other");
+    until_workers(&broker, 2).await;
+    stopping.signal(15);
+    let start = Instant::now();
+    while !broker.workers().await.iter().any(|w| w.draining) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            broker.workers().await
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for i in 0..10 {
+        assert_eq!(
+            c.call_dynamic("echo", vec![Value::from(i)]).await.unwrap(),
+            Value::from(i)
+        );
+    }
+    assert!(
+        long.await.unwrap().is_ok(),
+        "the stopping worker finishes its call"
+    );
+    let other = broker.workers().await;
+    assert!(
+        other.iter().any(|w| !w.draining && w.calls == 10),
+        "new calls went to the other worker: {other:?}"
+    );
+    c.close(Duration::from_secs(1)).await.unwrap();
+    broker.close(Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curve_on_each_side_lets_in_only_its_own_keys() {
+    use zerorpc::security::{Curve, CurveKeyPair};
+    let broker_keys = CurveKeyPair::generate();
+    let (client_keys, worker_keys) = (CurveKeyPair::generate(), CurveKeyPair::generate());
+    let broker = Broker::builder()
+        .frontend("tcp://127.0.0.1:0")
+        .backend("tcp://127.0.0.1:0")
+        .frontend_curve(Curve::server(broker_keys.clone()).allow(client_keys.public()))
+        .backend_curve(Curve::server(broker_keys.clone()).allow(worker_keys.public()))
+        .start()
+        .await
+        .unwrap();
+    let worker = |keys: CurveKeyPair| {
+        zerorpc::Server::builder(zerorpc::Service::new("w").dynamic("echo", |v| async move {
+            Ok::<_, zerorpc::ServiceError>(v.into_iter().next().unwrap_or(Value::Nil))
+        }))
+        .connect(broker.backend()[0].clone())
+        .curve(Curve::client(keys, broker_keys.public()))
+        .start()
+    };
+    // A worker with a key the backend does not know never joins.
+    let _stranger = worker(CurveKeyPair::generate()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(broker.workers().await.is_empty());
+    let _worker = worker(worker_keys.clone()).await.unwrap();
+    until_workers(&broker, 1).await;
+    let client = |keys: CurveKeyPair| {
+        Client::builder()
+            .connect(broker.frontend()[0].clone())
+            .curve(Curve::client(keys, broker_keys.public()))
+            .timeout(Some(Duration::from_secs(2)))
+            .start()
+    };
+    let c = client(client_keys).await.unwrap();
+    assert_eq!(
+        c.call_dynamic("echo", vec![Value::from("secret")])
+            .await
+            .unwrap(),
+        Value::from("secret")
+    );
+    // The worker's key is not a client's: refused at the frontend.
+    let wrong = client(worker_keys).await.unwrap();
+    let e = wrong
+        .call_dynamic("echo", vec![Value::from(1)])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
+    assert!(
+        e.to_string().contains("CURVE")
+            || e.to_string().contains("refused")
+            || e.to_string().contains("connected"),
+        "{e}"
+    );
+    broker.close(Duration::from_secs(1)).await.unwrap();
+}

@@ -249,7 +249,7 @@ fn sigterm_drains_a_call_in_flight() {
 }
 
 /// `GET /metrics` on a raw TCP connection (no HTTP client in the tree).
-fn scrape(addr: &str) -> String {
+pub(crate) fn scrape(addr: &str) -> String {
     use std::io::{Read, Write};
     let mut conn = std::net::TcpStream::connect(addr).expect("the metrics endpoint");
     conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
