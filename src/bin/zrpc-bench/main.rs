@@ -107,6 +107,11 @@ struct Opts {
     /// method registered as a closure (in the same run).
     #[arg(long)]
     typed: bool,
+    /// Measure calls through a broker (`zerorpc::Broker`, its worker a
+    /// server that connects) against direct calls to a server, in the same
+    /// run: sequential, pipelined and 64 KiB calls.
+    #[arg(long)]
+    broker: bool,
     /// Install a Prometheus metrics recorder first (to measure what
     /// recording metrics costs).
     #[arg(long)]
@@ -172,6 +177,8 @@ fn run_main() -> i32 {
             curve_vs_null(&opts).await
         } else if opts.typed {
             typed_vs_closure(&opts).await
+        } else if opts.broker {
+            broker_vs_direct(&opts).await
         } else {
             side_by_side(&opts).await
         }
@@ -551,6 +558,44 @@ async fn curve_vs_null(o: &Opts) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     a_against_b(o, ["NULL", "CURVE"], "null", "curve", [&null, &curve]).await
+}
+
+/// `zrpc-bench --broker`: the same calls straight to a server and through
+/// a broker to a worker that connects to it, alternating round by round.
+async fn broker_vs_direct(o: &Opts) -> Result<(), String> {
+    let direct_server = Server::builder(echo_service())
+        .bind("tcp://127.0.0.1:0")
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
+    let broker = zerorpc::Broker::builder()
+        .frontend("tcp://127.0.0.1:0")
+        .backend("tcp://127.0.0.1:0")
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
+    let _worker = Server::builder(echo_service())
+        .connect(broker.backend()[0].clone())
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    while broker.workers().await.is_empty() {
+        if start.elapsed() > Duration::from_secs(5) {
+            return Err("the worker did not reach the broker within 5 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let direct = zrpc_client(&direct_server.endpoints()[0]).await?;
+    let brokered = zrpc_client(&broker.frontend()[0]).await?;
+    a_against_b(
+        o,
+        ["direct", "broker"],
+        "direct",
+        "broker",
+        [&direct, &brokered],
+    )
+    .await
 }
 
 /// A service with `echo` defined with `#[zerorpc::service]`.
