@@ -556,3 +556,66 @@ async fn curve_on_each_side_lets_in_only_its_own_keys() {
     );
     broker.close(Duration::from_secs(1)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_reused_ids_are_refused_and_the_broker_keeps_serving() {
+    use zerorpc_zeromq::{DealerSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
+    let broker = broker().await;
+    let _worker = zrpc_worker(&broker.backend()[0], "w");
+    until_workers(&broker, 1).await;
+    let msg = |frames: Vec<&'static [u8]>| {
+        ZmqMessage::try_from(
+            frames
+                .into_iter()
+                .map(bytes::Bytes::from_static)
+                .collect::<Vec<_>>(),
+        )
+        .unwrap()
+    };
+    // A client sending what is not an event, and a request whose id it
+    // reuses while the first is in flight.
+    let mut raw = DealerSocket::new();
+    raw.connect(&broker.frontend()[0]).await.unwrap();
+    raw.send(msg(vec![b"", b"\xc1not msgpack"])).await.unwrap();
+    raw.send(msg(vec![b"", b"\x93\x80\xa4echo"])).await.unwrap();
+    let request = |id: u8, secs: f64| {
+        let ev = Value::Array(vec![
+            Value::Map(vec![
+                (Value::from("message_id"), Value::Binary(vec![id; 16])),
+                (Value::from("v"), Value::from(3)),
+            ]),
+            Value::from("sleep"),
+            Value::Array(vec![Value::from(secs)]),
+        ]);
+        let mut out = Vec::new();
+        rmpv::encode::write_value(&mut out, &ev).unwrap();
+        ZmqMessage::try_from(vec![bytes::Bytes::new(), out.into()]).unwrap()
+    };
+    raw.send(request(7, 0.5)).await.unwrap();
+    raw.send(request(7, 0.5)).await.unwrap();
+    let mut names = Vec::new();
+    while names.len() < 2 {
+        let reply = tokio::time::timeout(Duration::from_secs(5), raw.recv())
+            .await
+            .expect("two answers within 5 s")
+            .unwrap();
+        let payload = reply.get(reply.len() - 1).unwrap().clone();
+        let ev = zerorpc::protocol::Event::decode(&payload).unwrap();
+        let name = ev.name.unwrap().to_string();
+        if name != "_zpc_hb" {
+            let args: Value = rmpv::decode::read_value(&mut &ev.args[..]).unwrap();
+            names.push(format!("{name} {args}"));
+        }
+    }
+    names.sort();
+    assert!(names[0].contains("already a call in flight"), "{names:?}");
+    assert!(names[1].starts_with("OK"), "{names:?}");
+    // Still serving: a well-behaved client's calls are answered.
+    let c = client(&broker.frontend()[0]).await;
+    for i in 0..10 {
+        let v = c.call_dynamic("echo", vec![Value::from(i)]).await.unwrap();
+        assert_eq!(v, Value::from(i));
+    }
+    c.close(Duration::from_secs(1)).await.unwrap();
+    broker.close(Duration::from_secs(1)).await.unwrap();
+}
