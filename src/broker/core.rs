@@ -13,6 +13,9 @@ use crate::shutdown::Stop;
 use crate::transport::{Inbound, Link, LinkEvent, LinkId};
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -23,6 +26,10 @@ pub(super) enum Ctl {
     Workers(oneshot::Sender<Vec<WorkerInfo>>),
     Load(oneshot::Sender<BrokerLoad>),
 }
+
+/// Most events taken from one side per wake-up before the other side (and
+/// other tasks) get a turn.
+const BATCH: usize = 256;
 
 /// `["pong", "zrpc-broker"]`, a ping's answer, as `OK` args.
 const PONG: &[u8] = &[
@@ -163,23 +170,17 @@ impl Core {
         let period = self.heartbeat.unwrap_or(Duration::from_secs(3600));
         let mut tick = tokio::time::interval(period / 2);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut stop: Option<(Stop, Instant)> = None;
-        loop {
-            let until = stop.as_ref().map(|(_, at)| *at);
-            tokio::select! {
-                ev = std::future::poll_fn(|cx| front_in.poll_recv(cx)) => match ev {
-                    Some(ev) => self.on_front(ev),
-                    None => break,
-                },
-                ev = std::future::poll_fn(|cx| back_in.poll_recv(cx)) => match ev {
-                    Some(ev) => self.on_back(ev),
-                    None => break,
-                },
-                Some(c) = ctl.recv() => match c {
+        let mut stop: Option<(Stop, Pin<Box<tokio::time::Sleep>>)> = None;
+        let (mut front_open, mut back_open) = (true, true);
+        // One hand-written poll, as the server's core: every source polled
+        // once per wake-up, each ready one drained up to a batch.
+        std::future::poll_fn(|cx| {
+            while let Poll::Ready(Some(c)) = ctl.poll_recv(cx) {
+                match c {
                     Ctl::Stop(s) => {
                         if stop.is_none() {
-                            let at = Instant::now() + s.grace;
                             self.start_stopping();
+                            let at = Box::pin(tokio::time::sleep(s.grace));
                             stop = Some((s, at));
                         }
                     }
@@ -189,14 +190,44 @@ impl Core {
                     Ctl::Load(tx) => {
                         let _ = tx.send(self.load());
                     }
-                },
-                _ = tick.tick(), if self.heartbeat.is_some() => self.on_tick(period),
-                _ = tokio::time::sleep_until(until.unwrap_or_else(Instant::now)), if until.is_some() => break,
+                }
             }
-            if stop.is_some() && self.calls.is_empty() {
-                break;
+            for (inbound, open, front) in [
+                (&mut front_in, &mut front_open, true),
+                (&mut back_in, &mut back_open, false),
+            ] {
+                let mut budget = BATCH;
+                while *open {
+                    match inbound.poll_recv(cx) {
+                        Poll::Ready(Some(ev)) if front => self.on_front(ev),
+                        Poll::Ready(Some(ev)) => self.on_back(ev),
+                        Poll::Ready(None) => *open = false,
+                        Poll::Pending => break,
+                    }
+                    budget -= 1;
+                    if budget == 0 {
+                        cx.waker().wake_by_ref();
+                        break;
+                    }
+                }
             }
-        }
+            if !(front_open && back_open) {
+                return Poll::Ready(());
+            }
+            if self.heartbeat.is_some() {
+                while tick.poll_tick(cx).is_ready() {
+                    self.on_tick(period);
+                }
+            }
+            let Some((_, at)) = stop.as_mut() else {
+                return Poll::Pending;
+            };
+            if at.as_mut().poll(cx).is_ready() || self.calls.is_empty() {
+                return Poll::Ready(());
+            }
+            Poll::Pending
+        })
+        .await;
         let unfinished = self.calls.len();
         self.fail_all(
             "ServerStopped",

@@ -619,3 +619,57 @@ async fn garbage_and_reused_ids_are_refused_and_the_broker_keeps_serving() {
     c.close(Duration::from_secs(1)).await.unwrap();
     broker.close(Duration::from_secs(1)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_worker_fails_its_calls_and_gets_no_new_ones() {
+    let broker = broker().await;
+    let back = broker.backend()[0].clone();
+    let frozen = zrpc_worker(&back, "frozen");
+    let _alive = zrpc_worker(&back, "alive");
+    until_workers(&broker, 2).await;
+    let c = client(&broker.frontend()[0]).await;
+    let calls: Vec<_> = (0..2)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.call_dynamic("sleep", vec![Value::from(4)]).await })
+        })
+        .collect();
+    let start = Instant::now();
+    while broker.workers().await.iter().any(|w| w.in_flight != 1) {
+        assert!(start.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Frozen: connected, but nothing comes from it any more.
+    frozen.signal(19);
+    let frozen_at = Instant::now();
+    let mut results = Vec::new();
+    for call in calls {
+        results.push(call.await.unwrap());
+    }
+    let lost = results
+        .iter()
+        .filter(|r| matches!(r, Err(Error::LostRemote { .. })))
+        .count();
+    assert_eq!(lost, 1, "{results:?}");
+    assert!(results.iter().any(Result::is_ok), "{results:?}");
+    // Found within two heartbeat periods and a tick, not at the call's end.
+    let workers = broker.workers().await;
+    assert!(workers.iter().any(|w| w.silent), "{workers:?}");
+    let before: Vec<u64> = workers.iter().map(|w| w.calls).collect();
+    for i in 0..6 {
+        assert_eq!(
+            c.call_dynamic("echo", vec![Value::from(i)]).await.unwrap(),
+            Value::from(i)
+        );
+    }
+    let after = broker.workers().await;
+    for (w, b) in after.iter().zip(&before) {
+        if w.silent {
+            assert_eq!(w.calls, *b, "a silent worker got new calls: {after:?}");
+        }
+    }
+    assert!(frozen_at.elapsed() < Duration::from_secs(6));
+    frozen.signal(18);
+    c.close(Duration::from_secs(1)).await.unwrap();
+    broker.close(Duration::from_secs(1)).await.unwrap();
+}
