@@ -12,6 +12,7 @@ use crate::server::reply::encode_error;
 use crate::shutdown::Stop;
 use crate::transport::{Inbound, Link, LinkEvent, LinkId};
 use bytes::Bytes;
+use rmpv::Value;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
@@ -107,6 +108,11 @@ struct Worker {
     heard: Instant,
     /// The broker's own `_zerorpc_ping` to an idle worker, and when.
     ping: Option<(CallId, Instant)>,
+    /// Its name (`_zrpc_server_name`, asked when it connects; `None` until
+    /// it answers, or for a worker that is not zrpc).
+    name: Option<String>,
+    /// The broker's question of its name, until answered.
+    naming: Option<CallId>,
     gauge: metrics::Gauge,
 }
 
@@ -311,6 +317,18 @@ impl Core {
             let pong = protocol::encode_reply(&id.0, protocol::OK, PONG);
             return self.to_client(client.0, &route, pong);
         }
+        // Asked its name, a broker answers the names of its workers (an
+        // array, where a server answers a str): a zrpc client then sends a
+        // call to one of them through it, naming it in the header.
+        if ev.name == Ok(crate::service::SERVER_NAME) {
+            let names = Value::Array(self.worker_names().into_iter().map(Value::from).collect());
+            let mut args = vec![0x91];
+            msgpack::write_value(&mut args, &names);
+            let answer = protocol::encode_reply(&id.0, protocol::OK, &args);
+            return self.to_client(client.0, &route, answer);
+        }
+        let to = msgpack::map_str(ev.header, protocol::SERVER_KEY)
+            .map(|n| String::from_utf8_lossy(n).into_owned());
         if self.stopping {
             let e = ServiceError::new(
                 protocol::SERVER_STOPPING,
@@ -332,7 +350,42 @@ impl Core {
             deadline,
             since: now,
         };
-        self.dispatch(id, call);
+        match to {
+            None => self.dispatch(id, call),
+            Some(name) => self.dispatch_to(&name, id, call),
+        }
+    }
+
+    /// A call for the worker called `name`: to it, or refused at once
+    /// (a call by name is not queued: the name is a promise about now).
+    fn dispatch_to(&mut self, name: &str, id: CallId, call: Call) {
+        let worker = self
+            .workers
+            .iter()
+            .find(|(_, w)| w.live() && w.name.as_deref() == Some(name))
+            .map(|(p, _)| p.clone());
+        match worker {
+            Some(w) => self.assign(w, id, call),
+            None => {
+                let message = format!(
+                    "no worker named {name:?} behind this broker (workers: {})",
+                    self.worker_names().join(", ")
+                );
+                self.fail(&id, &call, "UnknownServer", &message);
+            }
+        }
+    }
+
+    /// The names of the live workers that have one, sorted.
+    fn worker_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .workers
+            .values()
+            .filter(|w| w.live())
+            .filter_map(|w| w.name.clone())
+            .collect();
+        names.sort();
+        names
     }
 
     /// A client disconnected: its calls are cancelled on their workers.
@@ -502,7 +555,7 @@ impl Core {
                 let gauge =
                     metrics::gauge!("zrpc_broker_worker_calls", "worker" => endpoint.clone());
                 self.workers.insert(
-                    (l, identity),
+                    (l, identity.clone()),
                     Worker {
                         endpoint,
                         calls: 0,
@@ -511,9 +564,12 @@ impl Core {
                         silent: false,
                         heard: Instant::now(),
                         ping: None,
+                        name: None,
+                        naming: None,
                         gauge,
                     },
                 );
+                self.ask_name(&(l, identity));
                 self.flush_queue();
             }
             LinkEvent::PeerGone(l, identity) => {
@@ -568,6 +624,21 @@ impl Core {
                 }
                 return;
             }
+            if w.naming.as_ref() == Some(&id) {
+                if ev.name == Ok(protocol::HEARTBEAT) {
+                    return;
+                }
+                w.naming = None;
+                w.name = (ev.name == Ok(protocol::OK))
+                    .then(|| msgpack::first_item(&ev.args))
+                    .flatten()
+                    .and_then(|v| crate::protocol::budget::read_value(&v, 4096).ok())
+                    .and_then(|v| v.as_str().map(str::to_string));
+                if let Some(name) = &w.name {
+                    tracing::debug!(worker = %w.endpoint, %name, "broker: a worker said its name");
+                }
+                return;
+            }
         }
         let name = ev.name.unwrap_or("");
         let key = (worker.clone(), id.clone());
@@ -607,6 +678,16 @@ impl Core {
         if woke {
             self.flush_queue();
         }
+    }
+
+    /// Ask a worker its name (a call to it by name comes with it).
+    fn ask_name(&mut self, worker: &Peer) {
+        let (id, ask) = protocol::encode_request(crate::service::SERVER_NAME, &[0x90]);
+        let id = CallId(Bytes::copy_from_slice(&id.to_raw()));
+        if let Some(w) = self.workers.get_mut(worker) {
+            w.naming = Some(id);
+        }
+        self.to_worker(worker, ask.into());
     }
 
     fn to_worker(&self, worker: &Peer, payload: Bytes) {

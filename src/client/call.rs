@@ -301,12 +301,19 @@ fn register(
     let inner = &client.inner;
     // A call to a server by name goes there or nowhere (the caller asked
     // the servers their names first: `Client::learn_names`).
+    // (A call to a worker behind a broker names it in its header.)
+    let mut through_broker = None;
     let route = match (only, &opts.to) {
         (Some(s), _) => Route::Only(s),
         (None, Some(name)) => {
             let servers = &inner.reader.lock().servers;
             match servers.named(name) {
-                Some(s) => Route::Only(s),
+                Some((s, broker)) => {
+                    if broker {
+                        through_broker = Some(name.clone());
+                    }
+                    Route::Only(s)
+                }
                 None => {
                     return Err(Error::UnknownServer {
                         name: name.clone(),
@@ -352,6 +359,9 @@ fn register(
             trace = None;
         }
         middleware::encode_headers(&mut extra, &headers);
+    }
+    if let Some(name) = through_broker {
+        extra.push(protocol::SERVER_KEY, &Value::from(name));
     }
     if let Some(t) = timeout {
         let ms = t

@@ -270,8 +270,8 @@ impl Client {
         opts: CallOptions,
     ) -> Result<R, Error> {
         let encode = |extra: &_| request_serde(method, extra, &args);
-        if opts.to.is_some() {
-            self.learn_names(opts.timeout).await?;
+        if let Some(to) = &opts.to {
+            self.learn_names(opts.timeout, to).await?;
         }
         let (_, first) = Pending::send(self, method, encode, opts)?.await?;
         let result = only_value(method, first)?;
@@ -362,7 +362,11 @@ impl Client {
     /// what [`CallOptions::to`] needs. A server that is not zrpc answers
     /// `NameError` and has no name; one that does not answer is asked
     /// again next time.
-    async fn learn_names(&self, timeout: Option<Option<Duration>>) -> Result<(), Error> {
+    async fn learn_names(
+        &self,
+        timeout: Option<Option<Duration>>,
+        wanted: &str,
+    ) -> Result<(), Error> {
         let ask = Duration::from_secs(5).min(
             timeout
                 .unwrap_or(self.inner.timeout)
@@ -377,7 +381,23 @@ impl Client {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let unnamed = self.inner.reader.lock().servers.unnamed();
-        let asks = unnamed.into_iter().map(|id| async move {
+        self.ask_names(unnamed, ask).await?;
+        // Brokers' workers come and go: asked again for a name not known.
+        let brokers = {
+            let mut table = self.inner.reader.lock();
+            match table.servers.named(wanted) {
+                Some(_) => Vec::new(),
+                None => table.servers.forget_brokers_names(),
+            }
+        };
+        self.ask_names(brokers, ask).await
+    }
+
+    /// Ask servers `ids` their names (`_zrpc_server_name`), each bounded by
+    /// `ask`: a str is a server's name, an array of strs the names of the
+    /// workers behind a broker.
+    async fn ask_names(&self, ids: Vec<servers::ServerId>, ask: Duration) -> Result<(), Error> {
+        let asks = ids.into_iter().map(|id| async move {
             let method = crate::service::SERVER_NAME;
             let encode = |extra: &_| Ok(request_dynamic(method, extra, vec![]));
             let opts = CallOptions::timeout(ask);
@@ -389,9 +409,10 @@ impl Client {
                 Ok((_, first)) => only_value(method, first)
                     .ok()
                     .and_then(|raw| budget::read_value(&raw, self.inner.max_decoded).ok())
-                    .and_then(|v| v.as_str().map(str::to_string)),
+                    .map(servers::Named::from_answer)
+                    .unwrap_or(servers::Named::None),
                 // Not zrpc (NameError): no name, and none to come.
-                Err(Error::Remote(_)) => None,
+                Err(Error::Remote(_)) => servers::Named::None,
                 Err(Error::Closed) => return Err(Error::Closed),
                 // Lost or slow: ask again next time.
                 Err(_) => return Ok(()),
@@ -415,8 +436,8 @@ impl Client {
         opts: CallOptions,
     ) -> Result<Value, Error> {
         let encode = |extra: &_| Ok(request_dynamic(method, extra, args));
-        if opts.to.is_some() {
-            self.learn_names(opts.timeout).await?;
+        if let Some(to) = &opts.to {
+            self.learn_names(opts.timeout, to).await?;
         }
         let (_, first) = Pending::send(self, method, encode, opts)?.await?;
         let result = only_value(method, first)?;
@@ -455,8 +476,8 @@ impl Client {
         opts: CallOptions,
     ) -> Result<ReplyStream<R>, Error> {
         let encode = |extra: &_| request_serde(method, extra, &args);
-        if opts.to.is_some() {
-            self.learn_names(opts.timeout).await?;
+        if let Some(to) = &opts.to {
+            self.learn_names(opts.timeout, to).await?;
         }
         let (id, first) = Pending::send(self, method, encode, opts)?.await?;
         self.make_stream(method, id, first, decode_serde::<R>)
@@ -595,8 +616,8 @@ impl Client {
         items: impl futures::Stream<Item = upload::Item> + Send + 'static,
         opts: CallOptions,
     ) -> Result<(MessageId, Reply), Error> {
-        if opts.to.is_some() {
-            self.learn_names(opts.timeout).await?;
+        if let Some(to) = &opts.to {
+            self.learn_names(opts.timeout, to).await?;
         }
         let (up, ended) = upload::Upload::new();
         let pending = Pending::send_streaming(self, method, encode, opts, up.clone())?;
@@ -626,8 +647,8 @@ impl Client {
         opts: CallOptions,
     ) -> Result<Response, Error> {
         let encode = |extra: &_| Ok(request_dynamic(method, extra, args));
-        if opts.to.is_some() {
-            self.learn_names(opts.timeout).await?;
+        if let Some(to) = &opts.to {
+            self.learn_names(opts.timeout, to).await?;
         }
         let (id, first) = Pending::send(self, method, encode, opts)?.await?;
         self.response(method, id, first)

@@ -73,10 +73,36 @@ pub(super) struct Server {
     pub(super) origin: Option<usize>,
     /// Why its last connect attempt failed, until it connects.
     pub(super) refused: Option<String>,
-    /// Its name, once asked (`_zrpc_server_name`; `Some(None)`: it has
-    /// none, not being zrpc), for calls sent to a server by name. Asked
-    /// again after each new connection.
-    pub(super) name: Option<Option<String>>,
+    /// Its name, once asked (`_zrpc_server_name`), for calls sent to a
+    /// server by name. Asked again after each new connection.
+    pub(super) name: Option<Named>,
+}
+
+/// What a server answered when asked its name.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Named {
+    /// A zrpc server, and its name.
+    Server(String),
+    /// A zrpc broker, and the names of its workers (PROTOCOL.md §12.2): a
+    /// call to one of them goes through it, naming it in the header.
+    Broker(Vec<String>),
+    /// Not zrpc: no name.
+    None,
+}
+
+impl Named {
+    pub(super) fn from_answer(v: rmpv::Value) -> Named {
+        match v {
+            rmpv::Value::String(s) => s.into_str().map_or(Named::None, Named::Server),
+            rmpv::Value::Array(names) => Named::Broker(
+                names
+                    .into_iter()
+                    .filter_map(|n| n.as_str().map(str::to_string))
+                    .collect(),
+            ),
+            _ => Named::None,
+        }
+    }
 }
 
 impl Server {
@@ -348,11 +374,37 @@ impl Servers {
         Some(l)
     }
 
-    /// The usable server called `name`.
-    pub(super) fn named(&self, name: &str) -> Option<ServerId> {
+    /// The usable server called `name`, or a usable broker with a worker
+    /// called so (then true: the call names it in its header).
+    pub(super) fn named(&self, name: &str) -> Option<(ServerId, bool)> {
+        let server = self
+            .iter()
+            .find(|(_, s)| s.usable() && matches!(&s.name, Some(Named::Server(n)) if n == name));
+        if let Some((id, _)) = server {
+            return Some((id, false));
+        }
         self.iter()
-            .find(|(_, s)| s.usable() && s.name.as_ref().and_then(Option::as_deref) == Some(name))
-            .map(|(id, _)| id)
+            .find(|(_, s)| {
+                s.usable()
+                    && matches!(&s.name, Some(Named::Broker(ws)) if ws.iter().any(|w| w == name))
+            })
+            .map(|(id, _)| (id, true))
+    }
+
+    /// Forget what the brokers said their workers are called (to ask
+    /// again); which brokers.
+    pub(super) fn forget_brokers_names(&mut self) -> Vec<ServerId> {
+        let mut brokers = Vec::new();
+        for (id, s) in self.slots.iter_mut().enumerate() {
+            if let Some(s) = s
+                .as_mut()
+                .filter(|s| matches!(s.name, Some(Named::Broker(_))))
+            {
+                s.name = None;
+                brokers.push(id);
+            }
+        }
+        brokers
     }
 
     /// Usable servers whose name has not been asked yet.
@@ -368,8 +420,15 @@ impl Servers {
         self.iter()
             .map(|(_, s)| match (s.usable(), s.name.as_ref()) {
                 (false, _) => format!("{} (not connected)", s.endpoint),
-                (true, Some(Some(name))) => format!("{name} ({})", s.endpoint),
-                (true, Some(None)) => format!("{} (not zrpc: no name)", s.endpoint),
+                (true, Some(Named::Server(name))) => format!("{name} ({})", s.endpoint),
+                (true, Some(Named::Broker(workers))) => {
+                    format!(
+                        "a broker at {} (workers: {})",
+                        s.endpoint,
+                        workers.join(", ")
+                    )
+                }
+                (true, Some(Named::None)) => format!("{} (not zrpc: no name)", s.endpoint),
                 (true, None) => format!("{} (did not say its name)", s.endpoint),
             })
             .collect()
@@ -419,7 +478,10 @@ impl Servers {
                 skipped: s.suspect || s.retiring || s.draining,
                 in_flight: s.load,
                 answered: s.answered,
-                name: s.name.clone().flatten(),
+                name: match &s.name {
+                    Some(Named::Server(n)) => Some(n.clone()),
+                    _ => None,
+                },
             })
             .collect()
     }

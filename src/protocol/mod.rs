@@ -62,6 +62,9 @@ pub const DRAIN: &str = "_zpc_drain";
 /// under the server's `_zpc_more` credit, ended by `STREAM_DONE`. Servers
 /// without the extension answer it `NameError`, never run it.
 pub const STREAM_CALL: &str = "_zrpc_stream_call";
+/// The header key of a call sent through a broker to its worker with this
+/// name (zrpc, PROTOCOL.md §12.2): the broker routes on it.
+pub const SERVER_KEY: &str = "zrpc_server";
 /// The error name of a request a stopping server hands back without
 /// running it: safe to send to another server.
 pub const SERVER_STOPPING: &str = "ServerStopping";

@@ -102,6 +102,23 @@ pub(crate) fn split_name(raw: &[u8]) -> Option<(&[u8], Vec<u8>)> {
     Some((name, rest))
 }
 
+/// The str value of `key` in the msgpack map `raw` (an event's header),
+/// if it is there and a str (bytes, not yet checked as UTF-8).
+pub(crate) fn map_str<'a>(raw: &'a [u8], key: &str) -> Option<&'a [u8]> {
+    let mut r = Reader::new(raw);
+    let Ok(Container::Map(n)) = r.container() else {
+        return None;
+    };
+    for _ in 0..n {
+        let k = r.str_or_skip().ok()?;
+        if k == Some(key.as_bytes()) {
+            return r.str_or_skip().ok()?;
+        }
+        r.skip(1).ok()?;
+    }
+    None
+}
+
 /// A short, human description of the msgpack type of a raw value.
 pub(crate) fn type_name(raw: &[u8]) -> &'static str {
     match raw.first() {

@@ -673,3 +673,84 @@ async fn a_silent_worker_fails_its_calls_and_gets_no_new_ones() {
     c.close(Duration::from_secs(1)).await.unwrap();
     broker.close(Duration::from_secs(1)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_reach_a_named_worker_through_the_broker() {
+    let broker = broker().await;
+    let back = broker.backend()[0].clone();
+    let _w1 = zrpc_worker(&back, "w1");
+    let _w2 = zrpc_worker(&back, "w2");
+    let _py = python_worker(&back);
+    until_workers(&broker, 3).await;
+    let c = client(&broker.frontend()[0]).await;
+    // The broker learns its workers' names as they connect.
+    let start = Instant::now();
+    loop {
+        let names = c.call_dynamic("_zrpc_server_name", vec![]).await.unwrap();
+        if names == Value::Array(vec![Value::from("w1"), Value::from("w2")]) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "{names}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = broker.workers().await;
+    let to_w2 = CallOptions::default().to("w2");
+    for i in 0..10 {
+        let v = c
+            .call_dynamic_with("echo", vec![Value::from(i)], to_w2.clone())
+            .await;
+        assert_eq!(v.unwrap(), Value::from(i));
+    }
+    let after = broker.workers().await;
+    let given: Vec<u64> = after
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| a.calls - b.calls)
+        .collect();
+    assert_eq!(given.iter().sum::<u64>(), 10);
+    assert!(given.contains(&10), "all ten went to one worker: {given:?}");
+    // A name no worker has: refused before anything runs, naming them.
+    let e = c
+        .call_dynamic_with(
+            "echo",
+            vec![Value::from(1)],
+            CallOptions::default().to("w9"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(&e, Error::UnknownServer { .. }), "{e:?}");
+    assert!(e.to_string().contains("workers: w1, w2"), "{e}");
+    // A worker that joins later is found by name (the broker is asked again).
+    let _w3 = zrpc_worker(&back, "w3");
+    until_workers(&broker, 4).await;
+    let start = Instant::now();
+    loop {
+        match c
+            .call_dynamic_with(
+                "echo",
+                vec![Value::from("late")],
+                CallOptions::default().to("w3"),
+            )
+            .await
+        {
+            Ok(v) => break assert_eq!(v, Value::from("late")),
+            Err(Error::UnknownServer { .. }) if start.elapsed() < Duration::from_secs(5) => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    // From the shell: --to through the broker.
+    let front = broker.frontend()[0].clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_zrpc"))
+            .args(["--to", "w1", &front, "echo", "x"])
+            .output()
+            .expect("run zrpc")
+    })
+    .await
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "x\n", "{out:?}");
+    c.close(Duration::from_secs(1)).await.unwrap();
+    broker.close(Duration::from_secs(1)).await.unwrap();
+}
