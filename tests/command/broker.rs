@@ -446,14 +446,33 @@ async fn two_brokers_fail_over_and_a_restarted_one_is_used_again() {
         .await
         .unwrap();
     assert!(body.contains("zrpc_broker_workers 1"), "{body}");
-    // One broker goes: the calls go to the other.
+    // Until the client sees broker `ep` connected (or not).
+    let until = |c: Client, ep: String, connected: bool| async move {
+        let start = Instant::now();
+        while !c
+            .servers()
+            .iter()
+            .any(|s| s.endpoint == ep && s.connected == connected)
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{:?}",
+                c.servers()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    // One broker goes: once the client has seen it go (a call sent in the
+    // instant before is lost, as with a server), the calls go to the other.
     one.signal(9);
     let _ = one.wait_for(Duration::from_secs(5));
+    until(c.clone(), f1.clone(), false).await;
     calls(c.clone()).await;
     // It comes back, and the other goes: the calls go to it.
     let _one = broker_process(&f1, &b1, &[]);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    until(c.clone(), f1.clone(), true).await;
     drop(two);
+    until(c.clone(), f2.clone(), false).await;
     calls(c.clone()).await;
     c.close(Duration::from_secs(1)).await.unwrap();
 }
