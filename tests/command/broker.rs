@@ -773,3 +773,30 @@ async fn calls_reach_a_named_worker_through_the_broker() {
     c.close(Duration::from_secs(1)).await.unwrap();
     broker.close(Duration::from_secs(1)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_from_the_caller_go_through_the_broker() {
+    let broker = broker().await;
+    let _w = zrpc_worker(&broker.backend()[0], "w");
+    until_workers(&broker, 1).await;
+    let c = client(&broker.frontend()[0]).await;
+    // The worker's credit reaches the caller through the broker, and the
+    // caller's items the worker.
+    let total: i64 = c
+        .client_stream("sum", (), futures::stream::iter(1..=20_000i64))
+        .await
+        .unwrap();
+    assert_eq!(total, 20_000 * 20_001 / 2);
+    let words = futures::stream::iter((0..300).map(|i| format!("w{i}")));
+    let upper: Vec<String> = c
+        .bidi_stream::<_, _, String>("upper", (), words)
+        .await
+        .unwrap()
+        .map(|w| w.unwrap())
+        .collect()
+        .await;
+    assert_eq!(upper, (0..300).map(|i| format!("W{i}")).collect::<Vec<_>>());
+    until_idle(&broker).await;
+    c.close(Duration::from_secs(1)).await.unwrap();
+    broker.close(Duration::from_secs(1)).await.unwrap();
+}
