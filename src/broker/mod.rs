@@ -180,10 +180,11 @@ impl BrokerBuilder {
         self
     }
 
-    /// Heartbeat period (default 5 s): calls waiting for a worker are
-    /// heartbeated at it, and a worker silent for two periods gets no new
-    /// calls (and, if it has some, fails them with `LostRemote`). `None`
-    /// turns both off.
+    /// Heartbeat period (default 5 s, zerorpc's): calls waiting for a
+    /// worker are heartbeated at it, and a worker silent for two periods
+    /// gets no new calls (and, if it has some, fails them with
+    /// `LostRemote`). Give it the workers' period: a worker that beats less
+    /// often would be judged silent. `None` turns both off.
     pub fn heartbeat(mut self, period: Option<Duration>) -> Self {
         self.heartbeat = period.filter(|p| !p.is_zero());
         self
