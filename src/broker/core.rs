@@ -49,10 +49,7 @@ struct CallId(Bytes);
 
 impl CallId {
     fn held(&self) -> (bool, &[u8]) {
-        match msgpack::str_or_bin(&self.0) {
-            Some(content) => (true, content),
-            None => (false, &self.0),
-        }
+        msgpack::id_content(&self.0)
     }
 }
 

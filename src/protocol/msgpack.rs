@@ -102,6 +102,16 @@ pub(crate) fn split_name(raw: &[u8]) -> Option<(&[u8], Vec<u8>)> {
     Some((name, rest))
 }
 
+/// What a message id is compared by, wherever calls are matched to it:
+/// the contents of a str or bin (a peer that echoes a bin id as a str
+/// still matches), or the whole raw value of another type.
+pub(crate) fn id_content(raw: &[u8]) -> (bool, &[u8]) {
+    match str_or_bin(raw) {
+        Some(content) => (true, content),
+        None => (false, raw),
+    }
+}
+
 /// The str value of `key` in the msgpack map `raw` (an event's header),
 /// if it is there and a str (bytes, not yet checked as UTF-8).
 pub(crate) fn map_str<'a>(raw: &'a [u8], key: &str) -> Option<&'a [u8]> {

@@ -42,10 +42,7 @@ impl ChanKey {
     /// What the id is compared by: the contents of a str or bin, or the
     /// whole raw value of another type.
     fn held(&self) -> (bool, &[u8]) {
-        match msgpack::str_or_bin(&self.id) {
-            Some(content) => (true, content),
-            None => (false, &self.id),
-        }
+        msgpack::id_content(&self.id)
     }
 }
 
